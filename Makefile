@@ -1,0 +1,40 @@
+# Thin veneer over `python -m bsa.cli.<task>`: every target maps Make variables onto config overrides.
+.DEFAULT_GOAL := help
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STEPS  ?= 25
+GPUS   ?= 1
+NODES  ?= 1
+# embedded-gpu where an NVIDIA GPU answers, embedded-cpu otherwise; PRESET=audioldm for the real teacher
+PRESET ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo embedded-gpu || echo embedded-cpu)
+EXP    ?= experiments/$(PRESET).yaml
+ARGS   ?=
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.PHONY: help install test lint distill smoke
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
+	@echo "  variables: STEPS=$(STEPS) PRESET=$(PRESET) GPUS=$(GPUS) NODES=$(NODES) ARGS='key=value ...'"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## Create .venv and install bsa with its dev tools (every target depends on it)
+
+test: install  ## Run the CPU test suite (what CI runs)
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+lint: install  ## ruff check + format check
+	$(VENV)/bin/ruff check bsa tests && $(VENV)/bin/ruff format --check bsa tests
+
+distill: install  ## Distil the teacher down to STEPS sampling steps (PRESET, GPUS, NODES, ARGS)
+	$(PY) -m bsa.cli.distill $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) $(ARGS)
+
+smoke: install  ## Tiny CPU distillation 8 → 4 → 2 on experiments/debug.yaml
+	$(PY) -m bsa.cli.distill experiments/debug.yaml $(ARGS)

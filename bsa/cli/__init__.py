@@ -1,0 +1,1 @@
+"""Command-line entry points: ``python -m bsa.cli.<task>`` or ``bsa <task>``; ``make`` forwards to them."""

@@ -1,0 +1,52 @@
+"""Shared CLI plumbing: ``<preset.yaml ...> [key=value ...] [--dry-run]`` → a validated BsaConfig."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from bsa.config import BsaConfig, ConfigError, load_config
+
+
+def config_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "items",
+        nargs="*",
+        metavar="CONFIG.yaml | key=value",
+        help="experiment YAML files (merged in order over the schema), then key=value overrides",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate the config, print the plan, and stop"
+    )
+    return parser
+
+
+def split_items(items: list[str]) -> tuple[list[str], list[str]]:
+    """Separate YAML files from ``key=value`` overrides (files must come first)."""
+    files, overrides = [], []
+    for item in items:
+        if "=" in item:
+            overrides.append(item)
+        elif overrides:
+            raise ConfigError(f"command line: config file {item!r} given after overrides; put files first")
+        else:
+            files.append(item)
+    return files, overrides
+
+
+def run_with_config(args: argparse.Namespace, body: Callable[[BsaConfig, argparse.Namespace], int]) -> int:
+    """Load the config from ``args.items``; print a config error as one line and exit 2."""
+    try:
+        files, overrides = split_items(args.items)
+        cfg = load_config(files, overrides)
+    except ConfigError as e:
+        print(f"bsa: config error: {e}", file=sys.stderr)
+        return 2
+    return body(cfg, args)

@@ -1,0 +1,26 @@
+"""``bsa <task> ...``: dispatch to ``bsa.cli.<task>``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+TASKS = {"distill": "progressively distil the teacher down to distill.target_steps"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: bsa <task> [CONFIG.yaml ...] [key=value ...] [--dry-run]\n\ntasks:")
+        for name, what in TASKS.items():
+            print(f"  {name:<10} {what}")
+        return 0 if argv else 2
+    task, rest = argv[0], argv[1:]
+    if task not in TASKS:
+        print(f"bsa: unknown task {task!r}; expected one of {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    return importlib.import_module(f"bsa.cli.{task}").main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

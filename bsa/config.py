@@ -1,0 +1,236 @@
+"""Typed configuration: OmegaConf structured configs (dataclass schemas) + YAML deltas + CLI dotlist.
+
+``load_config(["experiments/distill.yaml"], ["distill.target_steps=25"])`` merges, in order, the
+schema defaults, each YAML file and the ``key=value`` overrides, then builds the dataclasses, whose
+``__post_init__`` checks run. A misspelt key, a wrong type or an impossible value raises
+:class:`ConfigError` naming the key and where it came from — before anything heavy starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from bsa.diffusion.plan import DistillationPlan
+from bsa.diffusion.weighting import WEIGHTINGS
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run: the message names the key and the source."""
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class PathsConfig:
+    output_root: str = "runs"  # every run writes under output_root/<run name>/
+    data_root: str = "data"
+
+
+@dataclass
+class ScheduleConfig:
+    """The training noise schedule of the teacher (AudioLDM's by default, SPEC §2)."""
+
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    beta_schedule: str = "scaled_linear"
+    num_train_timesteps: int = 1000
+    prediction_type: str = "epsilon"  # the teacher network's own parameterisation
+
+    def __post_init__(self) -> None:
+        _check(
+            0 < self.beta_start < self.beta_end < 1,
+            "schedule.beta_start/beta_end",
+            "need 0 < beta_start < beta_end < 1",
+        )
+        _check(
+            self.beta_schedule in ("scaled_linear", "linear"),
+            "schedule.beta_schedule",
+            f"unknown {self.beta_schedule!r}; expected scaled_linear or linear",
+        )
+        _check(self.num_train_timesteps >= 2, "schedule.num_train_timesteps", "must be >= 2")
+        _check(
+            self.prediction_type in ("epsilon", "v_prediction", "sample"),
+            "schedule.prediction_type",
+            f"unknown {self.prediction_type!r}; expected epsilon, v_prediction or sample",
+        )
+
+
+@dataclass
+class DistillConfig:
+    """Progressive (and guided) distillation, SPEC §3–§5."""
+
+    teacher_steps: int = 200
+    target_steps: int = 25
+    weighting: str = "bsa"
+    bsa_floor: float = 1.0
+    bsa_gamma: float = 5.0
+    min_snr_gamma: float = 5.0
+    guidance_scale: float = 2.5  # AudioLDM convention: x̂_∅ + s (x̂_c − x̂_∅)
+    guided_stage: bool = True  # stage 0: fold CFG into a w-conditioned student (Meng et al. 2023)
+    guidance_min: float = 1.0
+    guidance_max: float = 5.0
+    steps_per_stage: int = 1000  # optimizer steps per stage
+    guided_steps: int = 1000  # optimizer steps of the guided stage
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    ema_decay: float = 0.0  # 0 = no EMA
+
+    def __post_init__(self) -> None:
+        _check(
+            self.weighting in WEIGHTINGS,
+            "distill.weighting",
+            f"unknown {self.weighting!r}; expected one of {sorted(WEIGHTINGS)}",
+        )
+        try:
+            DistillationPlan(self.teacher_steps, self.target_steps)
+        except ValueError as e:
+            raise ConfigError(f"distill.target_steps: {e}") from None
+        _check(
+            0 < self.bsa_floor <= self.bsa_gamma,
+            "distill.bsa_floor/bsa_gamma",
+            "need 0 < bsa_floor <= bsa_gamma",
+        )
+        _check(self.min_snr_gamma > 0, "distill.min_snr_gamma", "must be > 0")
+        _check(
+            self.guidance_scale >= 1.0,
+            "distill.guidance_scale",
+            f"must be >= 1 (1 = no guidance), got {self.guidance_scale}",
+        )
+        _check(
+            0 <= self.guidance_min <= self.guidance_max,
+            "distill.guidance_min/guidance_max",
+            "need 0 <= guidance_min <= guidance_max",
+        )
+        _check(self.steps_per_stage >= 1, "distill.steps_per_stage", "must be >= 1")
+        _check(self.guided_steps >= 0, "distill.guided_steps", "must be >= 0")
+        _check(self.lr > 0, "distill.lr", f"learning rate must be positive, got {self.lr}")
+        _check(self.weight_decay >= 0, "distill.weight_decay", "must be >= 0")
+        _check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
+        _check(0 <= self.ema_decay < 1, "distill.ema_decay", "must be in [0, 1)")
+
+    @property
+    def plan(self) -> DistillationPlan:
+        return DistillationPlan(self.teacher_steps, self.target_steps)
+
+
+@dataclass
+class TrainerConfig:
+    """Forwarded to ``lightning.Trainer``."""
+
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    precision: str = "32-true"
+    seed: int = 0
+    log_every_n_steps: int = 10
+
+    def __post_init__(self) -> None:
+        _check(self.num_nodes >= 1, "trainer.num_nodes", "must be >= 1")
+        _check(
+            self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
+            "trainer.accelerator",
+            f"unknown {self.accelerator!r}",
+        )
+
+
+@dataclass
+class LoggingConfig:
+    wandb: bool = False
+    wandb_project: str = "bsa"
+    wandb_mode: str = "offline"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.wandb_mode in ("offline", "online", "disabled"),
+            "logging.wandb_mode",
+            f"unknown {self.wandb_mode!r}; expected offline, online or disabled",
+        )
+
+
+_SECTIONS = {
+    c.__name__: c for c in (PathsConfig, ScheduleConfig, DistillConfig, TrainerConfig, LoggingConfig)
+}
+
+
+@dataclass
+class BsaConfig:
+    preset: str = MISSING  # name of the experiment preset, recorded with every run
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _known_keys(schema: type = BsaConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema, for "did you mean" hints."""
+    keys = []
+    for f in dataclasses.fields(schema):
+        keys.append(prefix + f.name)
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
+            keys.extend(_known_keys(f.type, prefix + f.name + "."))
+        elif isinstance(f.type, str) and f.type in _SECTIONS:
+            keys.extend(_known_keys(_SECTIONS[f.type], prefix + f.name + "."))
+    return keys
+
+
+def _explain(e: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(e, "full_key", None) or ""
+    message = str(getattr(e, "msg", e)).splitlines()[0]
+    if isinstance(e, ConfigKeyError):
+        close = difflib.get_close_matches(key, _known_keys(), n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"{source}: unknown config key {key!r}{hint}")
+    if isinstance(e, ValidationError):
+        return ConfigError(f"{source}: bad value for {key!r}: {message}")
+    return ConfigError(f"{source}: {message}")
+
+
+def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> BsaConfig:
+    """Schema defaults ← each YAML in ``files`` ← ``overrides`` (``key=value``), validated."""
+    schema = OmegaConf.structured(BsaConfig)
+    cfg = schema.copy()
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        except OmegaConfBaseException as e:
+            raise _explain(e, str(path)) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command line: override {item!r} is not of the form key=value")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as e:
+            raise _explain(e, f"command line {item!r}") from None
+    if OmegaConf.is_missing(cfg, "preset"):
+        raise ConfigError(
+            "preset: no experiment preset given (pass experiments/<preset>.yaml or preset=<name>)"
+        )
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        cause = e.__cause__ if isinstance(e.__cause__, ConfigError) else None
+        if cause is not None:
+            raise ConfigError(str(cause)) from None
+        raise _explain(e, "config") from None
+    assert isinstance(obj, BsaConfig)
+    return obj
+
+
+def to_yaml(cfg: BsaConfig) -> str:
+    """The resolved config as YAML, to be written next to every run's outputs."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,62 @@
+"""Pure diffusion math (imports torch only): schedules, parameterisations, DDIM, the sampler,
+guidance, the progressive-distillation target and the registry of loss weightings."""
+
+from .distillation import distillation_target, target_from_two_steps
+from .guidance import CondDenoise, Denoise, classifier_free_guidance, guided_prediction
+from .parameterization import (
+    PARAMETERIZATIONS,
+    broadcast_like,
+    eps_from_v,
+    eps_from_x,
+    prediction_from_x,
+    v_from_x_eps,
+    x_from_eps,
+    x_from_prediction,
+    x_from_v,
+)
+from .plan import DistillationPlan, Stage
+from .sampling import sample
+from .schedules import (
+    CLEAN,
+    NoiseSchedule,
+    audioldm_schedule,
+    next_timestep,
+    step_grid,
+    step_pairs,
+    teacher_midpoint,
+)
+from .solvers import SOLVERS, ddim_step
+from .weighting import WEIGHTINGS, bsa_weight, get_weighting
+
+__all__ = [
+    "CLEAN",
+    "PARAMETERIZATIONS",
+    "SOLVERS",
+    "WEIGHTINGS",
+    "CondDenoise",
+    "Denoise",
+    "DistillationPlan",
+    "NoiseSchedule",
+    "Stage",
+    "audioldm_schedule",
+    "broadcast_like",
+    "bsa_weight",
+    "classifier_free_guidance",
+    "ddim_step",
+    "distillation_target",
+    "eps_from_v",
+    "eps_from_x",
+    "get_weighting",
+    "guided_prediction",
+    "next_timestep",
+    "prediction_from_x",
+    "sample",
+    "step_grid",
+    "step_pairs",
+    "target_from_two_steps",
+    "teacher_midpoint",
+    "v_from_x_eps",
+    "x_from_eps",
+    "x_from_prediction",
+    "x_from_v",
+]

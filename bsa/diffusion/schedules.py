@@ -1,0 +1,137 @@
+"""The one place that knows the noise schedule and the sampler's timestep grids.
+
+Conventions (SPEC §2): variance preserving, discrete time as in AudioLDM.
+    ᾱ_t = Π_{i≤t} (1 − β_i),  α_t = √ᾱ_t,  σ_t = √(1 − ᾱ_t),  SNR(t) = α_t² / σ_t²,  λ_t = log SNR(t).
+Timesteps are integers 0 … T−1 (T = 1000). The sentinel ``CLEAN = -1`` denotes the data itself
+(α = 1, σ = 0, SNR = ∞): it is where the last sampling step lands, so the final DDIM step and the
+last distillation target are exact rather than stopping at ᾱ_0 < 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+CLEAN = -1
+"""Timestep sentinel for clean data: α = 1, σ = 0."""
+
+SCHEDULES = ("scaled_linear", "linear")
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """A discrete VP noise schedule given by its cumulative products ᾱ_t (float64, shape [T])."""
+
+    alphas_cumprod: torch.Tensor
+
+    def __post_init__(self) -> None:
+        a = self.alphas_cumprod
+        if a.ndim != 1 or a.dtype != torch.float64:
+            raise ValueError("alphas_cumprod must be a 1-D float64 tensor")
+        if not bool(((a > 0) & (a < 1)).all()) or not bool((a[1:] < a[:-1]).all()):
+            raise ValueError("alphas_cumprod must lie in (0, 1) and decrease strictly")
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def _alphas_cumprod_at(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        if t.dtype.is_floating_point:
+            raise TypeError(f"timesteps must be integers, got {t.dtype}")
+        if bool(((t < CLEAN) | (t >= self.num_train_timesteps)).any()):
+            raise ValueError(f"timesteps must lie in [-1, {self.num_train_timesteps - 1}], got {t.tolist()}")
+        table = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])  # index 0 ↔ CLEAN
+        return table.to(t.device)[t.long() + 1]
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α_t, σ_t) = (√ᾱ_t, √(1 − ᾱ_t)) for integer timesteps ``t`` (any shape; −1 = clean). float64."""
+        abar = self._alphas_cumprod_at(t)
+        return abar.sqrt(), (1.0 - abar).sqrt()
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """SNR(t) = ᾱ_t / (1 − ᾱ_t)  (SPEC §2); +∞ at ``CLEAN``."""
+        abar = self._alphas_cumprod_at(t)
+        return abar / (1.0 - abar)
+
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """λ_t = log SNR(t)."""
+        return self.snr(t).log()
+
+
+def betas_for(beta_start: float, beta_end: float, num_train_timesteps: int, kind: str) -> torch.Tensor:
+    """β_t of diffusers' ``scaled_linear`` (linear in √β, LDM/AudioLDM) or ``linear`` schedule, float64."""
+    if kind == "scaled_linear":
+        return (
+            torch.linspace(
+                math.sqrt(beta_start), math.sqrt(beta_end), num_train_timesteps, dtype=torch.float64
+            )
+            ** 2
+        )
+    if kind == "linear":
+        return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    raise ValueError(f"unknown beta schedule {kind!r}; expected one of {SCHEDULES}")
+
+
+def audioldm_schedule(
+    beta_start: float = 0.0015,
+    beta_end: float = 0.0195,
+    num_train_timesteps: int = 1000,
+    kind: str = "scaled_linear",
+) -> NoiseSchedule:
+    """AudioLDM's training schedule: 1000 steps, scaled-linear β from 0.0015 to 0.0195 (SPEC §2).
+
+    These are the ``beta_start``/``beta_end``/``beta_schedule`` of the diffusers scheduler config
+    shipped with the AudioLDM checkpoints; ᾱ_t = Π(1 − β).
+    """
+    betas = betas_for(beta_start, beta_end, num_train_timesteps, kind)
+    return NoiseSchedule(torch.cumprod(1.0 - betas, dim=0))
+
+
+def step_grid(num_steps: int, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Descending timesteps of an N-step sampler: t_i = round(T·i/N) − 1 for i = N, …, 1.
+
+    This is diffusers' ``timestep_spacing="trailing"`` (Lin et al. 2024, "Common Diffusion Noise
+    Schedules and Sample Steps are Flawed", Table 2), computed in exact integer arithmetic with
+    numpy's round-half-to-even, so it equals diffusers' grid point for point. Two
+    properties follow and are what progressive distillation needs:
+    * the first step starts at t = T − 1, the noisiest point, for every N (a 4-step student does
+      not start from a partly clean latent, as "leading" spacing would make it);
+    * nesting: ``step_grid(N)`` is every other point of ``step_grid(2N)`` for *every* N, because
+      T·i/N = T·(2i)/(2N) exactly, so any halving plan (200 → … → 25, 256 → … → 1) is valid.
+    The sampler steps from each grid point to the next and from the last one to ``CLEAN``.
+    Returns a LongTensor of shape [N].
+    """
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    if num_steps > num_train_timesteps:
+        raise ValueError(f"num_steps={num_steps} exceeds num_train_timesteps={num_train_timesteps}")
+    i = torch.arange(num_steps, 0, -1, dtype=torch.int64)
+    # T·i/N rounded half to even (numpy's rule, as diffusers uses), in exact integer arithmetic
+    q, r = (
+        torch.div(num_train_timesteps * i, num_steps, rounding_mode="floor"),
+        (num_train_timesteps * i) % num_steps,
+    )
+    round_up = (2 * r > num_steps) | ((2 * r == num_steps) & (q % 2 == 1))
+    return q + round_up.long() - 1
+
+
+def step_pairs(grid: torch.Tensor) -> list[tuple[int, int]]:
+    """(t, s) pairs the sampler visits on ``grid``: each point to the next, the last to ``CLEAN``."""
+    ts = [int(t) for t in grid]
+    return list(zip(ts, ts[1:] + [CLEAN], strict=True))
+
+
+def teacher_midpoint(grid: torch.Tensor, i: torch.Tensor, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """For a student on ``grid`` (N steps) and step indices ``i`` (0-based, step t=grid[i] → next),
+    the midpoint t' on the teacher's 2N-step grid (SPEC §3): ``step_grid(2N)[2i + 1]``."""
+    fine = step_grid(2 * grid.shape[0], num_train_timesteps)
+    return fine.to(i.device)[2 * i + 1]
+
+
+def next_timestep(grid: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """t'' = the grid point after ``grid[i]``, or ``CLEAN`` after the last one."""
+    padded = torch.cat([grid, grid.new_tensor([CLEAN])])
+    return padded.to(i.device)[i + 1]

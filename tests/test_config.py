@@ -1,0 +1,83 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bsa.config import BsaConfig, ConfigError, load_config, to_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_every_preset_loads(path):
+    cfg = load_config([path])
+    assert isinstance(cfg, BsaConfig) and cfg.preset == path.stem
+
+
+def test_overrides_apply_and_are_typed():
+    cfg = load_config(
+        [ROOT / "experiments/embedded-cpu.yaml"], ["distill.target_steps=50", "distill.weighting=min_snr"]
+    )
+    assert cfg.distill.target_steps == 50 and cfg.distill.plan.step_counts == [200, 100, 50]
+    assert cfg.distill.weighting == "min_snr"
+    assert "weighting: min_snr" in to_yaml(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["distill.target_steps=30"],
+            r"distill.target_steps: target steps 30 cannot be reached by halving 200",
+        ),
+        (["distill.lr=-0.001"], r"distill.lr: learning rate must be positive"),
+        (
+            ["distill.weightin=bsa"],
+            r"unknown config key 'distill.weightin' — did you mean 'distill.weighting'",
+        ),
+        (["distill.weighting=bsaa"], r"distill.weighting: unknown 'bsaa'"),
+        (["distill.teacher_steps=abc"], r"bad value for 'distill.teacher_steps'"),
+        (["distill.bsa_floor=6"], r"distill.bsa_floor/bsa_gamma"),
+        (["distill.guidance_scale=0.5"], r"distill.guidance_scale"),
+        (["oops"], r"not of the form key=value"),
+    ],
+)
+def test_bad_configs_fail_at_load_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config([ROOT / "experiments/embedded-cpu.yaml"], overrides)
+
+
+def test_typo_in_a_yaml_file_names_the_file(tmp_path):
+    bad = tmp_path / "exp.yaml"
+    bad.write_text("preset: x\ndistil:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: unknown config key 'distil' — did you mean 'distill'"):
+        load_config([bad])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config([tmp_path / "missing.yaml"])
+    with pytest.raises(ConfigError, match="no experiment preset"):
+        load_config([], [])
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "bsa.cli.distill", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_prints_the_validated_plan():
+    out = run_cli("experiments/embedded-cpu.yaml", "distill.target_steps=25", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "200 → 100 → 50 → 25 (3 stages)" in out.stdout
+
+
+def test_cli_rejects_unreachable_steps_with_a_clear_message():
+    out = run_cli("experiments/embedded-cpu.yaml", "distill.target_steps=30")
+    assert out.returncode == 2
+    assert "target steps 30 cannot be reached by halving 200" in out.stderr
+    assert "Traceback" not in out.stderr
