@@ -11,10 +11,12 @@ NODES  ?= 1
 PRESET ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo embedded-gpu || echo embedded-cpu)
 EXP    ?= experiments/$(PRESET).yaml
 ARGS   ?=
+WORKER ?= 0
+WORKERS ?= 1
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test lint distill smoke
+.PHONY: help install test lint data cache distill smoke
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
@@ -32,6 +34,12 @@ test: install  ## Run the CPU test suite (what CI runs)
 
 lint: install  ## ruff check + format check
 	$(VENV)/bin/ruff check bsa tests && $(VENV)/bin/ruff format --check bsa tests
+
+data: install  ## Generate the embedded captioned data set (AudioCaps layout) under data/embedded
+	$(PY) -m bsa.cli.data $(EXP) $(ARGS)
+
+cache: install  ## Encode audio + captions into the latent cache (resumable; WORKER=i WORKERS=n to split)
+	$(PY) -m bsa.cli.cache $(EXP) --worker-index $(WORKER) --worker-count $(WORKERS) $(ARGS)
 
 distill: install  ## Distil the teacher down to STEPS sampling steps (PRESET, GPUS, NODES, ARGS)
 	$(PY) -m bsa.cli.distill $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) $(ARGS)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-TASKS = {"distill": "progressively distil the teacher down to distill.target_steps"}
+TASKS = {
+    "data": "generate the embedded captioned data set (AudioCaps layout)",
+    "cache": "encode audio + captions into the latent cache",
+    "distill": "progressively distil the teacher down to distill.target_steps",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,205 @@
+"""Streaming the latent cache: a rank- and worker-sharded iterable dataset and the DataModule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from bsa.data.manifest import CacheIdentity, CacheManifest
+
+
+def consumer_indices(n: int, consumer: int, num_consumers: int, even: bool = False) -> range:
+    """Item positions 0…n−1 that consumer ``consumer`` of ``num_consumers`` takes: a stride, so
+    consumers are disjoint and together complete. ``even=True`` drops the last n mod num_consumers
+    items so that every consumer gets the same count (no DDP rank waits on another)."""
+    if not 0 <= consumer < num_consumers:
+        raise ValueError(f"consumer {consumer} not in [0, {num_consumers})")
+    stop = (n // num_consumers) * num_consumers if even else n
+    return range(consumer, stop, num_consumers)
+
+
+@dataclass(frozen=True)
+class LatentBatch:
+    """Field names of a batch (a dict, so the default collate works):
+    latents [B, C, T', F'] float32 (VAE-scaled), text_emb [B, D], caption list[str], id list[str],
+    meta list[dict] (ground-truth attributes where the data set has them)."""
+
+    LATENTS = "latents"
+    TEXT = "text_emb"
+    CAPTION = "caption"
+    ID = "id"
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class LatentShardStream(IterableDataset):
+    """Streams one split of the cache, shard by shard, each rank × dataloader-worker taking a
+    disjoint stride of the (optionally shuffled) item order. Latents are scaled by the VAE's
+    scaling factor just in time; storage stays raw."""
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        split: str,
+        manifest: CacheManifest,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        even: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        self.dir = Path(cache_dir) / split
+        if split not in manifest.splits:
+            raise KeyError(f"split {split!r} not in the cache (has {sorted(manifest.splits)})")
+        self.entry = manifest.splits[split]
+        self.scale = float(manifest.identity.vae.get("scaling_factor", 1.0))
+        self.shuffle, self.seed, self.even = shuffle, seed, even
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self._sizes: list[int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _consumer(self) -> tuple[int, int]:
+        rank, world = (self.rank, self.world_size) if self.rank is not None else _rank_world()
+        info = get_worker_info()
+        w, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * nw + w, world * nw
+
+    def __len__(self) -> int:
+        rank, world = (self.rank, self.world_size) if self.rank is not None else _rank_world()
+        n = self.entry.count
+        return n // world if self.even else len(range(rank, n, world))
+
+    def __iter__(self):
+        consumer, consumers = self._consumer()
+        shard_order = list(range(len(self.entry.shards)))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1  # each pass reshuffles; persistent workers advance their own copies in step
+        if self.shuffle:
+            shard_order = torch.randperm(len(shard_order), generator=g).tolist()
+        # the global item order: shards in shard_order, items within a shard permuted
+        if self._sizes is None:
+            self._sizes = [len(self._load(k)["ids"]) for k in range(len(self.entry.shards))]
+        plan = []
+        for k in shard_order:
+            within = (
+                torch.randperm(self._sizes[k], generator=g).tolist()
+                if self.shuffle
+                else range(self._sizes[k])
+            )
+            plan.extend((k, j) for j in within)
+        mine = [plan[i] for i in consumer_indices(len(plan), consumer, consumers, self.even)]
+        loaded_k, shard = None, None
+        for k, j in mine:
+            if k != loaded_k:
+                shard, loaded_k = self._load(k), k
+            yield {
+                "latents": shard["latents"][j].float() * self.scale,
+                "text_emb": shard["text_emb"][j].float(),
+                "caption": shard["captions"][j],
+                "id": shard["ids"][j],
+                "meta": shard["meta"][j],
+            }
+
+    def _load(self, k: int) -> dict[str, Any]:
+        return torch.load(self.dir / self.entry.shards[k], weights_only=True)
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "latents": torch.stack([i["latents"] for i in items]),
+        "text_emb": torch.stack([i["text_emb"] for i in items]),
+        "caption": [i["caption"] for i in items],
+        "id": [i["id"] for i in items],
+        "meta": [i["meta"] for i in items],
+    }
+
+
+class LatentDataModule(pl.LightningDataModule):
+    """Batches of cached latents + text embeddings for train/val/test, sharded over DDP ranks.
+
+    ``expected`` is the identity the configured models give; a cache built otherwise is refused
+    with a message that lists the differences.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        batch_size: int,
+        *,
+        expected: CacheIdentity | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.cache_dir = Path(cache_dir)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.expected = expected
+        self.manifest: CacheManifest | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.manifest is None:
+            self.manifest = CacheManifest.read(self.cache_dir)
+            if self.expected is not None:
+                self.manifest.check(self.expected, self.cache_dir)
+
+    @property
+    def null_text_embedding(self) -> torch.Tensor:
+        """The empty-caption embedding [D], the unconditional input of classifier-free guidance."""
+        self.setup()
+        return torch.load(self.cache_dir / self.manifest.null_text_embedding, weights_only=True)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        return _rank_world()
+
+    def _loader(self, split: str, shuffle: bool, even: bool) -> DataLoader:
+        self.setup()
+        rank, world = self._rank_world()
+        stream = LatentShardStream(
+            self.cache_dir,
+            split,
+            self.manifest,
+            shuffle=shuffle,
+            seed=self.seed,
+            even=even,
+            rank=rank,
+            world_size=world,
+        )
+        return DataLoader(
+            stream,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, even=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False, even=True)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, even=False)
+
+    def steps_per_epoch(self) -> int:
+        self.setup()
+        _, world = self._rank_world()
+        return max(1, math.floor(self.manifest.splits["train"].count // world / self.batch_size))

@@ -1,0 +1,1 @@
+"""Models: text encoders, the mel VAE, vocoders, the denoiser wrapper around diffusers' UNet."""

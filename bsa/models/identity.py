@@ -1,0 +1,20 @@
+"""A model's identity for manifests and checkpoints: a sha256 over its config and weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+
+def state_dict_sha256(module: torch.nn.Module, config: dict | None = None) -> str:
+    """sha256 over the (sorted) parameter/buffer names, shapes, dtypes and bytes, and ``config``."""
+    h = hashlib.sha256()
+    if config is not None:
+        h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
