@@ -193,8 +193,78 @@ class DataConfig:
 class ModelsConfig:
     """Model folders (diffusers layout) and the text encoder."""
 
+    teacher: str = "embedded:teacher"  # the UNet folder (AudioLDM's unet/, or the shipped embedded teacher)
+    evaluator: str = "embedded:evaluator"
+    vocoder: str = "griffin-lim"  # or AudioLDM's vocoder/ folder (SpeechT5HifiGan)
     vae: str = "embedded:vae"  # "embedded:<name>" = a model shipped in bsa/assets/, or a path (AudioLDM vae/)
     text_encoder: str = "minilm"  # "minilm" (embedded, no download) or AudioLDM's text_encoder/ folder
+
+
+@dataclass
+class VAETrainConfig:
+    size: str = "embedded"
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 5e-4
+    kl_weight: float = 1e-4
+    out: str = "bsa/assets/vae"
+
+
+@dataclass
+class TeacherTrainConfig:
+    size: str = "embedded"
+    steps: int = 20000
+    batch_size: int = 128
+    lr: float = 3e-4
+    cond_drop_prob: float = 0.1
+    ema_decay: float = 0.999
+    val_every: int = 2000
+    out: str = "bsa/assets/teacher"
+
+
+@dataclass
+class EvaluatorTrainConfig:
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    out: str = "bsa/assets/evaluator"
+
+
+@dataclass
+class TrainConfig:
+    """Training the embedded models from scratch (`make vae teacher evaluator`)."""
+
+    vae: VAETrainConfig = field(default_factory=VAETrainConfig)
+    teacher: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
+    evaluator: EvaluatorTrainConfig = field(default_factory=EvaluatorTrainConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("vae", "teacher", "evaluator"):
+            sub = getattr(self, name)
+            _check(sub.steps >= 1 and sub.batch_size >= 1, f"train.{name}.steps/batch_size", "must be >= 1")
+            _check(sub.lr > 0, f"train.{name}.lr", f"learning rate must be positive, got {sub.lr}")
+        _check(self.vae.size in ("tiny", "embedded"), "train.vae.size", f"unknown {self.vae.size!r}")
+        _check(0 <= self.teacher.cond_drop_prob < 1, "train.teacher.cond_drop_prob", "must be in [0, 1)")
+
+
+@dataclass
+class EvalConfig:
+    """The evaluation protocol (SPEC §6): fixed captions (the first num_clips of a split), fixed seeds."""
+
+    split: str = "test"
+    num_clips: int = 400
+    seed: int = 1234  # clip i uses noise seed seed + i
+    steps: int = 200
+    guidance_scale: float = 2.5
+    batch_size: int = 200
+    baselines: bool = True  # also score the real clips (ceiling), their VAE+vocoder reconstruction, shuffled captions (floor)
+    out: str = "runs/eval"
+
+    def __post_init__(self) -> None:
+        _check(self.split in ("train", "val", "test"), "eval.split", f"unknown {self.split!r}")
+        _check(self.num_clips >= 2, "eval.num_clips", "need at least 2 clips for a Fréchet distance")
+        _check(self.steps >= 1 and self.batch_size >= 1, "eval.steps/batch_size", "must be >= 1")
+        _check(self.guidance_scale >= 1.0, "eval.guidance_scale", "must be >= 1")
 
 
 @dataclass
@@ -211,11 +281,6 @@ class LoggingConfig:
         )
 
 
-_SECTIONS = {
-    c.__name__: c for c in (PathsConfig, ScheduleConfig, DistillConfig, TrainerConfig, LoggingConfig)
-}
-
-
 @dataclass
 class BsaConfig:
     preset: str = MISSING  # name of the experiment preset, recorded with every run
@@ -224,8 +289,13 @@ class BsaConfig:
     data: DataConfig = field(default_factory=DataConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+_SECTIONS = {name: obj for name, obj in dict(globals()).items() if dataclasses.is_dataclass(obj)}
 
 
 def _known_keys(schema: type = BsaConfig, prefix: str = "") -> list[str]:

@@ -33,6 +33,17 @@ def cache_identity(cfg: BsaConfig, vae, text_encoder):
     )
 
 
+def build_expected_identity(cfg: BsaConfig):
+    """The identity a cache must have for the configured VAE and text encoder."""
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.autoencoder import load_vae
+    from bsa.models.text import load_text_encoder
+
+    return cache_identity(
+        cfg, load_vae(resolve_model_path(cfg.models.vae)), load_text_encoder(cfg.models.text_encoder)
+    )
+
+
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     from bsa.data.encode import SplitSource, build_cache
     from bsa.models.assets import resolve_model_path

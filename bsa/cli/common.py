@@ -9,13 +9,18 @@ from collections.abc import Callable
 from bsa.config import BsaConfig, ConfigError, load_config
 
 
-def config_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+def config_parser(
+    prog: str, description: str, epilog: str = "", choice: tuple[str, tuple[str, ...]] | None = None
+) -> argparse.ArgumentParser:
+    """``[CHOICE] CONFIG.yaml ... key=value ... [--dry-run]``; ``choice`` = (name, allowed values)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if choice is not None:
+        parser.add_argument(choice[0], choices=choice[1])
     parser.add_argument(
         "items",
         nargs="*",

@@ -8,6 +8,8 @@ import sys
 TASKS = {
     "data": "generate the embedded captioned data set (AudioCaps layout)",
     "cache": "encode audio + captions into the latent cache",
+    "train": "train an embedded model from scratch: vae, teacher or evaluator",
+    "evaluate": "score a model at N steps: FAD, IS, CLAP score, attribute accuracy",
     "distill": "progressively distil the teacher down to distill.target_steps",
 }
 

@@ -48,6 +48,13 @@ RHYTHM_WORDS = {
     "repeated": ["repeats several times", "sounds repeatedly", "is heard again and again"],
     "continuous": ["plays continuously", "sounds steadily", "goes on without a break"],
 }
+LABELS = {  # the attribute vocabularies, in a fixed order (the evaluator's class indices)
+    "source": list(SOURCES),
+    "pitch": ["low", "high"],
+    "rhythm": ["once", "repeated", "continuous"],
+    "loudness": ["quiet", "loud"],
+    "background": ["silence", "hum", "noise"],
+}
 BACKGROUND_WORDS = {
     "silence": ["in silence", "with no background"],
     "hum": ["over a quiet hum", "over a low background hum"],

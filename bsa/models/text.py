@@ -107,8 +107,43 @@ class ClapTextEncoder(TextEncoder):
         return torch.nn.functional.normalize(embeds, dim=-1)  # AudioLDMPipeline._encode_prompt does the same
 
 
+class PrecomputedTextEncoder(TextEncoder):
+    """Embeddings computed elsewhere by a real encoder and saved with its identity (for machines
+    that cannot hold the encoder, e.g. a GPU box with a small upload limit). Unknown captions are
+    an error, never a silent zero vector."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        data = torch.load(Path(path), weights_only=True)
+        self._identity = dict(data["identity"])
+        self.name, self.dim = self._identity["name"], int(self._identity["dim"])
+        self.index = {c: i for i, c in enumerate(data["captions"])}
+        self.embeddings = data["embeddings"].float()
+
+    @property
+    def identity(self) -> dict:
+        return self._identity
+
+    def forward(self, captions: list[str]) -> torch.Tensor:
+        missing = [c for c in captions if c not in self.index]
+        if missing:
+            raise KeyError(f"{len(missing)} caption(s) have no precomputed embedding, e.g. {missing[0]!r}")
+        return self.embeddings[[self.index[c] for c in captions]]
+
+
+def save_precomputed(
+    encoder: TextEncoder, captions: list[str], path: str | Path, batch_size: int = 256
+) -> None:
+    """Embed ``captions`` (plus the empty caption) with ``encoder`` and save them with its identity."""
+    unique = sorted(set(captions) | {""})
+    emb = torch.cat([encoder(unique[i : i + batch_size]) for i in range(0, len(unique), batch_size)])
+    torch.save({"identity": encoder.identity, "captions": unique, "embeddings": emb.float()}, Path(path))
+
+
 def load_text_encoder(spec: str) -> TextEncoder:
-    """``"minilm"`` (embedded default) or a path to AudioLDM's ``text_encoder`` folder."""
+    """``"minilm"`` (embedded default), ``"precomputed:<file>"``, or AudioLDM's ``text_encoder`` folder."""
     if spec == "minilm":
         return MiniLMTextEncoder()
+    if spec.startswith("precomputed:"):
+        return PrecomputedTextEncoder(spec.split(":", 1)[1])
     return ClapTextEncoder(spec)

@@ -1,0 +1,53 @@
+"""Whole splits of log-mels in memory, for training the VAE and the evaluator (small data sets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bsa.audio import AudioError, MelParams, load_clip, log_mel, num_samples_for
+from bsa.data.audiocaps import RowProblem, read_caption_csv, resolve_audio
+from bsa.data.encode import SplitSource
+
+
+@dataclass
+class MelSplit:
+    mels: torch.Tensor  # [N, T, n_mels]
+    captions: list[str]
+    ids: list[str]
+    meta: list[dict]
+    problems: list[RowProblem]
+
+
+def load_mel_split(
+    source: SplitSource,
+    clip_seconds: float,
+    mel: MelParams = MelParams(),
+    limit: int | None = None,
+    progress: bool = True,
+) -> MelSplit:
+    """Every readable clip of a split as log-mels; unreadable rows are returned as problems."""
+    from tqdm.auto import tqdm
+
+    rows, problems = read_caption_csv(source.csv)
+    rows = rows[:limit] if limit else rows
+    n = num_samples_for(clip_seconds, mel.sample_rate)
+    waves, kept = [], []
+    for row in tqdm(rows, desc=f"reading {source.csv.name}", disable=not progress):
+        path = resolve_audio(source.audio_dir, row)
+        try:
+            waves.append(load_clip(path, mel.sample_rate, n).wave)
+            kept.append(row)
+        except AudioError as e:
+            problems.append(
+                RowProblem(str(source.csv), row.line, row.audiocap_id, str(path), "skipped", str(e))
+            )
+    mels = (
+        torch.cat([log_mel(torch.stack(waves[i : i + 256]), mel) for i in range(0, len(waves), 256)])
+        if waves
+        else torch.zeros(0, mel.frames(n), mel.n_mels)
+    )
+    return MelSplit(
+        mels, [r.caption for r in kept], [r.audiocap_id for r in kept], [r.extra for r in kept], problems
+    )

@@ -1,0 +1,1 @@
+"""LightningModules: they orchestrate training; the math lives in bsa.diffusion."""

@@ -1,0 +1,27 @@
+"""Optimizer and LR schedule from explicit arguments (fused AdamW on CUDA; warm-up then cosine)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def adamw(params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    params = [p for p in params if p.requires_grad]
+    fused = torch.cuda.is_available() and all(p.is_cuda for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, final_ratio: float = 0.1
+):
+    """Linear warm-up for ``warmup_steps``, then cosine decay to ``final_ratio``·lr at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}

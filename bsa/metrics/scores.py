@@ -1,0 +1,27 @@
+"""Inception Score, CLAP score and attribute accuracy from model outputs."""
+
+from __future__ import annotations
+
+import torch
+
+
+def inception_score(probs: torch.Tensor, eps: float = 1e-12) -> float:
+    """IS = exp(E_x KL(p(y|x) ‖ p(y))) (Salimans et al. 2016, §4), p(y) the batch marginal.
+    probs [N, K] rows summing to 1. 1 for identical predictions, K for confident and uniform."""
+    probs = probs.double()
+    marginal = probs.mean(0, keepdim=True)
+    kl = (probs * ((probs + eps).log() - (marginal + eps).log())).sum(1)
+    return float(kl.mean().exp())
+
+
+def clap_score(audio_joint: torch.Tensor, text_joint: torch.Tensor) -> float:
+    """Mean cosine similarity of paired audio and caption embeddings [N, J] (CLAP score,
+    e.g. Huang et al. 2023, Make-An-Audio)."""
+    a = torch.nn.functional.normalize(audio_joint.double(), dim=-1)
+    t = torch.nn.functional.normalize(text_joint.double(), dim=-1)
+    return float((a * t).sum(-1).mean())
+
+
+def attribute_accuracy(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per attribute, the fraction of clips whose predicted class equals the caption's."""
+    return {k: float((logits[k].argmax(-1) == targets[k]).double().mean()) for k in targets}

@@ -1,0 +1,76 @@
+"""Text → audio with any denoiser and step count: text encoder → the one sampler → VAE → vocoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bsa.diffusion import NoiseSchedule, sample, step_grid
+from bsa.models.autoencoder import decode_latents
+from bsa.models.denoiser import Denoiser
+
+
+def seeded_noise(
+    seeds: list[int], shape: tuple[int, ...], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """One N(0, I) latent per seed [len(seeds), *shape]: clip i depends on seeds[i] only, not on
+    the batch it is generated in."""
+    return torch.stack(
+        [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    ).to(device)
+
+
+@dataclass
+class TextToAudio:
+    denoiser: Denoiser
+    vae: torch.nn.Module
+    vocoder: torch.nn.Module
+    text_encoder: torch.nn.Module
+    null_text_emb: torch.Tensor  # [D]
+    latent_shape: tuple[int, int, int]
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        return self.denoiser.schedule
+
+    @torch.no_grad()
+    def latents(
+        self, text_emb: torch.Tensor, seeds: list[int], num_steps: int, guidance_scale: float = 1.0
+    ) -> torch.Tensor:
+        """Sample latents [B, C, T', F'] with ``num_steps`` steps. A guidance-distilled denoiser takes the
+        scale as input (one call per step); otherwise CFG runs the network twice per step."""
+        device = next(self.denoiser.parameters()).device
+        text_emb = text_emb.to(device)
+        noise = seeded_noise(seeds, self.latent_shape, device)
+        grid = step_grid(num_steps, self.schedule.num_train_timesteps).to(device)
+        if self.denoiser.takes_guidance:
+            w = torch.full((len(seeds),), float(guidance_scale), device=device)
+            return sample(lambda z, t: self.denoiser(z, t, text_emb, w), noise, grid, self.schedule)
+        return sample(
+            self.denoiser,
+            noise,
+            grid,
+            self.schedule,
+            cond=text_emb,
+            null_cond=self.null_text_emb.to(device),
+            guidance_scale=guidance_scale,
+        )
+
+    def to(self, device: torch.device | str) -> TextToAudio:
+        for m in (self.denoiser, self.vae, self.vocoder, self.text_encoder):
+            m.to(device)
+        return self
+
+    @torch.no_grad()
+    def waveforms(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → log-mel (VAE) → waveform [B, L] (vocoder), float32 on the CPU."""
+        return self.vocoder(decode_latents(self.vae, latents).squeeze(1)).float().cpu()
+
+    @torch.no_grad()
+    def generate(
+        self, captions: list[str], seeds: list[int], num_steps: int, guidance_scale: float = 1.0
+    ) -> torch.Tensor:
+        return self.waveforms(
+            self.latents(self.text_encoder(captions).float(), seeds, num_steps, guidance_scale)
+        )

@@ -1,0 +1,77 @@
+"""The latent UNet as AudioLDM uses it: diffusers ``UNet2DConditionModel`` with FiLM text
+conditioning — the caption embedding enters through ``class_labels`` (``simple_projection``,
+``class_embeddings_concat=True``), no cross-attention context (``encoder_hidden_states=None``).
+
+Guided distillation (Meng et al. 2023) adds a guidance-scale input: diffusers' ``timestep_cond``
+(``time_cond_proj_dim``), a projection added to the time embedding — "w embedded like a timestep".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+
+UNET_SIZES = {"tiny": (8, 16, 16), "embedded": (32, 64, 128), "embedded-large": (64, 128, 256)}
+
+
+def audioldm_unet_config(
+    size: str,
+    text_dim: int,
+    latent_channels: int = 8,
+    sample_size: tuple[int, int] = (64, 16),
+    time_cond_proj_dim: int | None = None,
+) -> dict:
+    """AudioLDM's UNet layout (3 levels, attention at the coarsest, FiLM text conditioning), scaled."""
+    if size not in UNET_SIZES:
+        raise ValueError(f"unknown UNet size {size!r}; expected one of {sorted(UNET_SIZES)}")
+    widths = UNET_SIZES[size]
+    return dict(
+        sample_size=list(sample_size),
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+        up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=list(widths),
+        layers_per_block=1,
+        cross_attention_dim=widths[-1],
+        attention_head_dim=min(32, widths[-1]),
+        norm_num_groups=8,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=text_dim,
+        class_embeddings_concat=True,
+        time_cond_proj_dim=time_cond_proj_dim,
+    )
+
+
+def load_unet(folder: str | Path) -> UNet2DConditionModel:
+    """A diffusers UNet folder, strictly: never a download; missing files or weights are errors."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{folder}: no UNet here (expected a diffusers UNet2DConditionModel folder with config.json)"
+        )
+    unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
+    if unet.config.class_embed_type != "simple_projection":
+        raise ValueError(
+            f"{folder}: not an AudioLDM-style UNet (class_embed_type={unet.config.class_embed_type!r}, "
+            "expected 'simple_projection' FiLM text conditioning)"
+        )
+    return unet
+
+
+def with_guidance_input(unet: UNet2DConditionModel, embed_dim: int = 256) -> UNet2DConditionModel:
+    """A copy of ``unet`` that also takes the guidance scale (``timestep_cond``), with the new
+    projection initialised to zero so that the copy starts out computing exactly what ``unet`` does."""
+    if unet.config.time_cond_proj_dim is not None:
+        raise ValueError("this UNet already takes a guidance input")
+    config = dict(unet.config)
+    config["time_cond_proj_dim"] = embed_dim
+    new = UNet2DConditionModel.from_config(config)
+    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any("cond_proj" not in k for k in missing):
+        raise RuntimeError(f"guidance copy: unexpected {unexpected}, missing {missing}")
+    torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    return new.to(next(unet.parameters()).device)
