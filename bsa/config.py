@@ -207,6 +207,7 @@ class VAETrainConfig:
     batch_size: int = 64
     lr: float = 5e-4
     kl_weight: float = 1e-4
+    max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/vae"
 
 
@@ -219,6 +220,7 @@ class TeacherTrainConfig:
     cond_drop_prob: float = 0.1
     ema_decay: float = 0.999
     val_every: int = 2000
+    max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/teacher"
 
 
@@ -227,6 +229,7 @@ class EvaluatorTrainConfig:
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
+    max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/evaluator"
 
 

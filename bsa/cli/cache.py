@@ -55,7 +55,11 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     print(f"latent cache: {root} → {cfg.data.cache_dir} (splits {', '.join(splits)})")
     if args.dry_run:
         return 0
+    import torch
+
     vae = load_vae(resolve_model_path(cfg.models.vae))
+    if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu":
+        vae = vae.cuda()
     text = load_text_encoder(cfg.models.text_encoder)
     info_path = root / "DATASET.json"
     result = build_cache(

@@ -47,10 +47,13 @@ class CurveRecorder:
         return _Recorder()
 
 
-def _trainer(cfg: BsaConfig, steps: int, val_every: int | None, callbacks: list):
+def _trainer(cfg: BsaConfig, steps: int, val_every: int | None, callbacks: list, max_minutes: float = 0.0):
+    import datetime
+
     import lightning.pytorch as pl
 
     return pl.Trainer(
+        max_time=datetime.timedelta(minutes=max_minutes) if max_minutes > 0 else None,
         max_steps=steps,
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -112,7 +115,7 @@ def train_vae(cfg: BsaConfig) -> Path:
     )
     val = DataLoader(TensorDataset(splits["val"].mels), batch_size=c.batch_size)
     start = time.time()
-    _trainer(cfg, c.steps, min(1000, c.steps), [recorder]).fit(module, train, val)
+    _trainer(cfg, c.steps, min(1000, c.steps), [recorder], c.max_minutes).fit(module, train, val)
     vae = module.vae.float().eval()
     # scaling factor: unit variance of the latents over the training set (as Stable Diffusion's 0.18215)
     with torch.no_grad():
@@ -166,7 +169,7 @@ def train_teacher(cfg: BsaConfig) -> Path:
     )
     recorder = CurveRecorder()
     start = time.time()
-    _trainer(cfg, c.steps, min(c.val_every, c.steps), [recorder]).fit(module, dm)
+    _trainer(cfg, c.steps, min(c.val_every, c.steps), [recorder], c.max_minutes).fit(module, dm)
     out = Path(c.out)
     module.export_unet().float().save_pretrained(out)
     _write_record(
@@ -203,7 +206,7 @@ def train_evaluator(cfg: BsaConfig) -> Path:
     module = EvaluatorModule({"labels": LABELS, "text_dim": text.dim}, lr=c.lr, total_steps=c.steps)
     recorder = CurveRecorder()
     start = time.time()
-    _trainer(cfg, c.steps, min(1000, c.steps), [recorder]).fit(
+    _trainer(cfg, c.steps, min(1000, c.steps), [recorder], c.max_minutes).fit(
         module,
         DataLoader(tensors["train"], batch_size=c.batch_size, shuffle=True, drop_last=True),
         DataLoader(tensors["val"], batch_size=c.batch_size),
