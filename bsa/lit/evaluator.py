@@ -6,11 +6,12 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
+from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw, warmup_cosine
 from bsa.models.evaluator import AudioEvaluator
 
 
-class EvaluatorModule(pl.LightningModule):
+class EvaluatorModule(NonFiniteGuard, pl.LightningModule):
     def __init__(
         self,
         evaluator_config: dict,
@@ -33,7 +34,8 @@ class EvaluatorModule(pl.LightningModule):
         a, t = self.model.audio_joint(emb), self.model.text_joint(text_emb)
         sim = self.model.logit_scale.exp().clamp(max=100) * a @ t.T
         # captions repeat in the data: every pair with the same caption embedding counts as positive
-        same = (torch.cdist(text_emb.float(), text_emb.float()) < 1e-4).float()
+        # (exact equality: cdist under bf16 autocast can give NaN on identical rows)
+        same = (text_emb[:, None, :] == text_emb[None, :, :]).all(-1).float()
         target = same / same.sum(1, keepdim=True)
         clip = -(target * sim.log_softmax(1)).sum(1).mean() - (target * sim.log_softmax(0).T).sum(1).mean()
         acc = {
@@ -45,7 +47,7 @@ class EvaluatorModule(pl.LightningModule):
         mel, text_emb, labels = batch
         ce, clip, acc = self.losses(mel, text_emb, labels)
         self.log_dict({"train/ce": ce, "train/clip": clip}, prog_bar=True)
-        return ce + self.hparams.contrastive_weight * clip
+        return self.guard(ce + self.hparams.contrastive_weight * clip)
 
     def validation_step(self, batch, batch_idx):
         mel, text_emb, labels = batch

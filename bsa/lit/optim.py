@@ -1,4 +1,4 @@
-"""Optimizer and LR schedule from explicit arguments (fused AdamW on CUDA; warm-up then cosine)."""
+"""Optimizer and LR schedule from explicit arguments (AdamW; warm-up then cosine)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import math
 import torch
 
 
-def adamw(params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+def adamw(params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), fused: bool = False) -> torch.optim.AdamW:
+    """AdamW; ``fused=True`` is faster on CUDA but Lightning then refuses gradient clipping under
+    mixed precision, so the multi-tensor (foreach) kernel is the default."""
     params = [p for p in params if p.requires_grad]
-    fused = torch.cuda.is_available() and all(p.is_cuda for p in params)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None,
+                             foreach=None if fused else True)
 
 
 def warmup_cosine(

@@ -11,11 +11,12 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from bsa.diffusion import audioldm_schedule, prediction_from_x
+from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw, warmup_cosine
 from bsa.models.ema import EMA
 
 
-class TeacherModule(pl.LightningModule):
+class TeacherModule(NonFiniteGuard, pl.LightningModule):
     def __init__(
         self,
         unet_config: dict,
@@ -57,7 +58,7 @@ class TeacherModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.denoising_loss(batch["latents"], batch["text_emb"])
         self.log("train/loss", loss, prog_bar=True)
-        return loss
+        return self.guard(loss)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         g = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])

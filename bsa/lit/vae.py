@@ -6,10 +6,11 @@ import lightning.pytorch as pl
 import torch
 from diffusers import AutoencoderKL
 
+from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw, warmup_cosine
 
 
-class VAEModule(pl.LightningModule):
+class VAEModule(NonFiniteGuard, pl.LightningModule):
     def __init__(
         self,
         vae_config: dict,
@@ -34,7 +35,7 @@ class VAEModule(pl.LightningModule):
         l1, kl = self.losses(mel)
         loss = l1 + self.hparams.kl_weight * kl
         self.log_dict({"train/l1": l1, "train/kl": kl}, prog_bar=True)
-        return loss
+        return self.guard(loss)
 
     def validation_step(self, batch, batch_idx):
         (mel,) = batch

@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# Train the shipped embedded models on a GPU machine (the device tool's H100), from scratch:
-#   bash experiments/gpu/embedded_models.sh vae-evaluator   # data → VAE → evaluator        (~6 min)
-#   bash experiments/gpu/embedded_models.sh teacher         # data → cache → teacher → eval (~9 min)
-# Carried: .whl (bash ../shared/device/wheels.sh .whl antlr4-python3-runtime==4.9.3, WITHOUT_WANDB=1)
-# and .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, whose package is
-# too large to carry). Results and logs go to $OUT (default runs/gpu).
+# Train the shipped embedded models on a GPU machine (the device tool's H100), from scratch, in
+# the order given (each step is one `bsa` command with its own time limit):
+#   bash experiments/gpu/embedded_models.sh vae evaluator          # data → VAE → evaluator
+#   bash experiments/gpu/embedded_models.sh cache teacher eval     # data → cache → teacher → evaluation
+# Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
+# .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
+# `make text-embeddings`: the package is too large to carry). Logs, assets.tgz and metrics → $OUT.
 set -uo pipefail
-what=${1:?vae-evaluator or teacher}
 OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
 fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
-EXP=experiments/embedded-gpu.yaml
+EXP=${EXP:-experiments/embedded-gpu.yaml}
 TE=models.text_encoder=precomputed:.carry/text_embeddings.pt
 nvidia-smi -L > "$OUT/device.txt"; date -u >> "$OUT/device.txt"
-step() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?; echo "rc=$rc"; tail -n 25 "$OUT/$name.log"; return $rc; }
-step data 180 python3 -m bsa.cli.data $EXP data.num_workers=16 || exit 1
-case $what in
-  vae-evaluator)
-    step vae 260 python3 -m bsa.cli.train vae $EXP $TE || exit 1
-    step evaluator 200 python3 -m bsa.cli.train evaluator $EXP $TE || exit 1
-    tar czf "$OUT/assets.tgz" bsa/assets/vae bsa/assets/evaluator ;;
-  teacher)
-    step cache 150 python3 -m bsa.cli.cache $EXP $TE || exit 1
-    step teacher 420 python3 -m bsa.cli.train teacher $EXP $TE || exit 1
-    tar czf "$OUT/assets.tgz" bsa/assets/teacher
-    step eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval
-    cp "$OUT"/eval/metrics.json "$OUT/teacher_metrics.json" 2>/dev/null ;;
-esac
+run() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
+        echo "rc=$rc"; grep -v '^\s*$' "$OUT/$name.log" | tail -n 12; return $rc; }
+run data 120 python3 -m bsa.cli.data $EXP data.num_workers=16 || exit 1
+trained=()
+for step in "$@"; do
+  case $step in
+    vae) run vae 260 python3 -m bsa.cli.train vae $EXP $TE && trained+=(bsa/assets/vae) ;;
+    evaluator) run evaluator 150 python3 -m bsa.cli.train evaluator $EXP $TE && trained+=(bsa/assets/evaluator) ;;
+    cache) run cache 150 python3 -m bsa.cli.cache $EXP $TE || exit 1 ;;
+    teacher) run teacher 360 python3 -m bsa.cli.train teacher $EXP $TE && trained+=(bsa/assets/teacher) ;;
+    eval) run eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval && cp "$OUT/eval/metrics.json" "$OUT/metrics.json" ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done
+[ ${#trained[@]} -gt 0 ] && tar czf "$OUT/assets.tgz" "${trained[@]}"
 ls -la "$OUT"
