@@ -143,7 +143,7 @@ def train_teacher(cfg: BsaConfig) -> Path:
         cfg.data.cache_dir,
         c.batch_size,
         expected=build_expected_identity(cfg),
-        num_workers=min(4, cfg.data.num_workers),
+        num_workers=min(8, cfg.data.num_workers),
         seed=cfg.trainer.seed,
     )
     dm.setup()

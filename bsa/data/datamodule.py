@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ class LatentShardStream(IterableDataset):
         even: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        cached_shards: int = 64,
     ):
         self.dir = Path(cache_dir) / split
         if split not in manifest.splits:
@@ -67,6 +67,7 @@ class LatentShardStream(IterableDataset):
         self.shuffle, self.seed, self.even = shuffle, seed, even
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.cached_shards = cached_shards
         self._sizes: list[int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -115,7 +116,28 @@ class LatentShardStream(IterableDataset):
             }
 
     def _load(self, k: int) -> dict[str, Any]:
-        return torch.load(self.dir / self.entry.shards[k], weights_only=True)
+        """Shard k, kept in an LRU of ``cached_shards`` loaded shards: every pass visits every shard
+        (the item order is strided over them), so re-reading them each pass would starve the GPU."""
+        cache = self.__dict__.setdefault("_shard_cache", {})
+        if k not in cache:
+            if len(cache) >= self.cached_shards:
+                cache.pop(next(iter(cache)))
+            cache[k] = torch.load(self.dir / self.entry.shards[k], weights_only=True)
+        else:
+            cache[k] = cache.pop(k)  # most recently used last
+        return cache[k]
+
+
+class RepeatingStream(IterableDataset):
+    """An endless stream of reshuffled passes over a :class:`LatentShardStream`: for step-based
+    training, so that no dataloader worker ever ends an epoch with fewer items than a batch."""
+
+    def __init__(self, stream: LatentShardStream):
+        self.stream = stream
+
+    def __iter__(self):
+        while True:
+            yield from self.stream
 
 
 def collate(items: list[dict]) -> dict:
@@ -168,7 +190,7 @@ class LatentDataModule(pl.LightningDataModule):
             return trainer.global_rank, trainer.world_size
         return _rank_world()
 
-    def _loader(self, split: str, shuffle: bool, even: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, even: bool, repeat: bool = False) -> DataLoader:
         self.setup()
         rank, world = self._rank_world()
         stream = LatentShardStream(
@@ -182,16 +204,16 @@ class LatentDataModule(pl.LightningDataModule):
             world_size=world,
         )
         return DataLoader(
-            stream,
+            RepeatingStream(stream) if repeat else stream,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, even=True)
+        """Endless, reshuffled each pass: training is measured in optimizer steps (max_steps)."""
+        return self._loader("train", shuffle=True, even=True, repeat=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False, even=True)
@@ -199,7 +221,3 @@ class LatentDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, even=False)
 
-    def steps_per_epoch(self) -> int:
-        self.setup()
-        _, world = self._rank_world()
-        return max(1, math.floor(self.manifest.splits["train"].count // world / self.batch_size))

@@ -49,6 +49,14 @@ class GaussianStats:
         return mu.numpy(), cov.numpy()
 
 
+def _sqrtm(linalg, m: np.ndarray) -> np.ndarray:
+    """scipy's sqrtm; newer scipy removed ``disp`` (and with it the (matrix, error) return)."""
+    try:
+        return linalg.sqrtm(m, disp=False)[0]
+    except TypeError:
+        return linalg.sqrtm(m)
+
+
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
 ) -> float:
@@ -61,10 +69,10 @@ def frechet_distance(
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"shapes differ: μ {mu1.shape} vs {mu2.shape}, Σ {sigma1.shape} vs {sigma2.shape}")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = _sqrtm(linalg, sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+        covmean = _sqrtm(linalg, (sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the matrix square root")

@@ -19,16 +19,19 @@ nvidia-smi -L > "$OUT/device.txt"; date -u >> "$OUT/device.txt"
 run() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
         echo "rc=$rc"; grep -v '^\s*$' "$OUT/$name.log" | tail -n 12; return $rc; }
 run data 120 python3 -m bsa.cli.data $EXP data.num_workers=16 || exit 1
+A=runs/assets  # git-ignored, so a warm machine keeps it between calls; copied into bsa/assets/ here
 trained=()
 for step in "$@"; do
   case $step in
-    vae) run vae 260 python3 -m bsa.cli.train vae $EXP $TE && trained+=(bsa/assets/vae) ;;
-    evaluator) run evaluator 150 python3 -m bsa.cli.train evaluator $EXP $TE && trained+=(bsa/assets/evaluator) ;;
+    vae) run vae 260 python3 -m bsa.cli.train vae $EXP $TE train.vae.out=$A/vae && trained+=(vae) ;;
+    evaluator) run evaluator 150 python3 -m bsa.cli.train evaluator $EXP $TE train.evaluator.out=$A/evaluator && trained+=(evaluator) ;;
     cache) run cache 150 python3 -m bsa.cli.cache $EXP $TE || exit 1 ;;
-    teacher) run teacher 360 python3 -m bsa.cli.train teacher $EXP $TE && trained+=(bsa/assets/teacher) ;;
-    eval) run eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval && cp "$OUT/eval/metrics.json" "$OUT/metrics.json" ;;
+    teacher) run teacher 450 python3 -m bsa.cli.train teacher $EXP $TE train.teacher.out=$A/teacher && trained+=(teacher) ;;
+    eval) ev=(); [ -d $A/evaluator ] && ev=(models.evaluator=$A/evaluator)
+          run eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval models.teacher=$A/teacher "${ev[@]}" \
+            && cp "$OUT/eval/metrics.json" "$OUT/metrics.json" ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
-[ ${#trained[@]} -gt 0 ] && tar czf "$OUT/assets.tgz" "${trained[@]}"
+for m in "${trained[@]}"; do tar czf "$OUT/$m.tgz" -C $A "$m"; done  # one file each: 16 MB limit per file
 ls -la "$OUT"
