@@ -12,11 +12,12 @@ PRESET ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo embedded-gpu || echo emb
 EXP    ?= experiments/$(PRESET).yaml
 ARGS   ?=
 WORKER ?= 0
+CAPTION ?= A loud high-pitched siren plays continuously in silence
 WORKERS ?= 1
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test lint data cache distill smoke
+.PHONY: help install test lint data cache vae teacher evaluator text-embeddings generate evaluate distill smoke
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
@@ -40,6 +41,18 @@ data: install  ## Generate the embedded captioned data set (AudioCaps layout) un
 
 cache: install  ## Encode audio + captions into the latent cache (resumable; WORKER=i WORKERS=n to split)
 	$(PY) -m bsa.cli.cache $(EXP) --worker-index $(WORKER) --worker-count $(WORKERS) $(ARGS)
+
+vae teacher evaluator: install  ## Retrain that embedded model from scratch into bsa/assets/ (a GPU is advised)
+	$(PY) -m bsa.cli.train $@ $(EXP) $(ARGS)
+
+text-embeddings: install  ## MiniLM caption embeddings of the embedded set → .carry/ (for GPU machines)
+	$(PY) -m bsa.cli.text_embeddings $(EXP) $(ARGS)
+
+generate: install  ## Captions → wav: make generate CAPTION="a loud siren ..." [STEPS=..] [ARGS="models.teacher=FOLDER"]
+	$(PY) -m bsa.cli.generate $(EXP) --caption "$(CAPTION)" --steps $(STEPS) $(ARGS)
+
+evaluate: install  ## FAD / IS / CLAP / attribute accuracy of models.teacher at eval.steps
+	$(PY) -m bsa.cli.evaluate $(EXP) $(ARGS)
 
 distill: install  ## Distil the teacher down to STEPS sampling steps (PRESET, GPUS, NODES, ARGS)
 	$(PY) -m bsa.cli.distill $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) $(ARGS)

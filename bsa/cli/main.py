@@ -9,6 +9,7 @@ TASKS = {
     "data": "generate the embedded captioned data set (AudioCaps layout)",
     "cache": "encode audio + captions into the latent cache",
     "train": "train an embedded model from scratch: vae, teacher or evaluator",
+    "generate": "captions in, wav files out, any model folder, any step count",
     "evaluate": "score a model at N steps: FAD, IS, CLAP score, attribute accuracy",
     "distill": "progressively distil the teacher down to distill.target_steps",
 }

@@ -220,4 +220,3 @@ class LatentDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, even=False)
-

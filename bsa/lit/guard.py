@@ -31,5 +31,6 @@ class NonFiniteGuard:
             raise NonFiniteLossError(
                 f"loss was {loss.item()} for {self._nonfinite_run} steps in a row (global step "
                 f"{self.trainer.global_step if self._trainer else '?'}); the run stops here and the last written "
-                "checkpoint is kept. Lower the learning rate or check the data for NaN.")
+                "checkpoint is kept. Lower the learning rate or check the data for NaN."
+            )
         return None

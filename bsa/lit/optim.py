@@ -7,12 +7,20 @@ import math
 import torch
 
 
-def adamw(params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), fused: bool = False) -> torch.optim.AdamW:
+def adamw(
+    params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), fused: bool = False
+) -> torch.optim.AdamW:
     """AdamW; ``fused=True`` is faster on CUDA but Lightning then refuses gradient clipping under
     mixed precision, so the multi-tensor (foreach) kernel is the default."""
     params = [p for p in params if p.requires_grad]
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None,
-                             foreach=None if fused else True)
+    return torch.optim.AdamW(
+        params,
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=betas,
+        fused=fused or None,
+        foreach=None if fused else True,
+    )
 
 
 def warmup_cosine(

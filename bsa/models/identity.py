@@ -18,3 +18,16 @@ def state_dict_sha256(module: torch.nn.Module, config: dict | None = None) -> st
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def check_loading_info(folder, info: dict, what: str) -> None:
+    """diffusers' ``from_pretrained`` initialises missing weights at random with only a warning;
+    bsa treats any missing, unexpected or mismatched weight as an error naming the folder."""
+    problems = {
+        k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v
+    }
+    if problems:
+        detail = "; ".join(
+            f"{k.replace('_', ' ')}: {len(v)} (e.g. {list(v)[0]})" for k, v in problems.items()
+        )
+        raise ValueError(f"{folder}: the weights do not match a {what} of this config — {detail}")

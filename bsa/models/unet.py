@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
+from bsa.models.identity import check_loading_info
+
 UNET_SIZES = {"tiny": (8, 16, 16), "embedded": (32, 64, 128), "embedded-large": (64, 128, 256)}
 
 
@@ -53,7 +55,10 @@ def load_unet(folder: str | Path) -> UNet2DConditionModel:
         raise FileNotFoundError(
             f"{folder}: no UNet here (expected a diffusers UNet2DConditionModel folder with config.json)"
         )
-    unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
+    unet, info = UNet2DConditionModel.from_pretrained(
+        folder, local_files_only=True, low_cpu_mem_usage=False, output_loading_info=True
+    )
+    check_loading_info(folder, info, "UNet2DConditionModel")
     if unet.config.class_embed_type != "simple_projection":
         raise ValueError(
             f"{folder}: not an AudioLDM-style UNet (class_embed_type={unet.config.class_embed_type!r}, "

@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import torch
+
+from bsa.audio import log_mel
+from bsa.data.embedded import LABELS
+from bsa.diffusion import audioldm_schedule, x_from_eps
+from bsa.models.assets import resolve_model_path
+from bsa.models.autoencoder import build_vae, decode_latents, encode_mel, load_vae
+from bsa.models.denoiser import Denoiser
+from bsa.models.evaluator import AudioEvaluator
+from bsa.models.unet import audioldm_unet_config, load_unet, with_guidance_input
+from bsa.models.vocoder import GriffinLimVocoder, load_vocoder
+
+
+@pytest.mark.parametrize("name", ["vae", "teacher", "evaluator"])
+def test_shipped_models_record_their_training(name):
+    record = json.loads((resolve_model_path(f"embedded:{name}") / "training.json").read_text())
+    assert record["model"] == name and len(record["dataset"]["sha256"]) == 64
+    assert record["dataset"]["config"]["seed"] == 0 and "preset: embedded-gpu" in record["config"]
+    assert len(record["curve"]) > 3
+
+
+def test_shipped_vae_and_teacher_shapes():
+    vae = load_vae(resolve_model_path("embedded:vae"))
+    mel = log_mel(torch.randn(2, 40960) * 0.1).unsqueeze(1)
+    z = encode_mel(vae, mel)
+    assert z.shape == (2, 8, 64, 16)
+    assert decode_latents(vae, z * vae.config.scaling_factor).shape == (2, 1, 256, 64)
+    unet = load_unet(resolve_model_path("embedded:teacher"))
+    assert unet.config.projection_class_embeddings_input_dim == 384 and list(unet.config.sample_size) == [
+        64,
+        16,
+    ]
+    out = unet(
+        torch.randn(2, 8, 64, 16),
+        torch.tensor([10, 900]),
+        encoder_hidden_states=None,
+        class_labels=torch.randn(2, 384),
+    ).sample
+    assert out.shape == (2, 8, 64, 16) and bool(torch.isfinite(out).all())
+
+
+def test_shipped_evaluator_heads_and_embeddings():
+    ev = AudioEvaluator.from_pretrained(resolve_model_path("embedded:evaluator")).eval()
+    assert {k: len(v) for k, v in ev.config.labels.items()} == {k: len(v) for k, v in LABELS.items()}
+    with torch.no_grad():
+        e = ev.embed(torch.randn(3, 256, 64))
+        assert e.shape == (3, 256)
+        assert {k: v.shape[1] for k, v in ev.classify(e).items()} == {k: len(v) for k, v in LABELS.items()}
+        assert torch.allclose(ev.audio_joint(e).norm(dim=-1), torch.ones(3))
+
+
+def test_teacher_round_trip_through_diffusers_is_exact(tmp_path):
+    unet = load_unet(resolve_model_path("embedded:teacher")).eval()
+    unet.save_pretrained(tmp_path / "unet")
+    again = load_unet(tmp_path / "unet").eval()
+    args = (torch.randn(2, 8, 64, 16), torch.tensor([3, 700]))
+    kw = dict(encoder_hidden_states=None, class_labels=torch.randn(2, 384))
+    with torch.no_grad():
+        assert torch.equal(unet(*args, **kw).sample, again(*args, **kw).sample)
+
+
+def test_loading_is_strict_and_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nothing")):
+        load_unet(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no VAE here"):
+        load_vae(tmp_path)
+    with pytest.raises(FileNotFoundError, match="`make nosuch` trains it"):
+        resolve_model_path("embedded:nosuch")
+    build_vae("tiny").save_pretrained(tmp_path / "vae")
+    with pytest.raises(
+        ValueError, match=r"vae: the weights do not match a UNet2DConditionModel .*missing keys"
+    ):
+        load_unet(tmp_path / "vae")  # diffusers alone would load this with random weights and a warning
+
+
+def test_denoiser_converts_epsilon_in_one_place():
+    torch.manual_seed(0)
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(**audioldm_unet_config("tiny", 12, 8, (16, 4))).eval()
+    schedule = audioldm_schedule()
+    den = Denoiser(unet, schedule)
+    z, t, c = torch.randn(2, 8, 16, 4), torch.tensor([5, 990]), torch.randn(2, 12)
+    with torch.no_grad():
+        eps = unet(z, t, encoder_hidden_states=None, class_labels=c).sample
+        alpha, sigma = schedule.alpha_sigma(t)
+        torch.testing.assert_close(den(z, t, c), x_from_eps(z, eps, alpha.float(), sigma.float()))
+    with pytest.raises(ValueError, match="no guidance input"):
+        den(z, t, c, guidance=torch.tensor(2.0))
+
+
+def test_guidance_input_starts_as_the_unguided_model():
+    """The w-conditioned copy (zero-initialised projection) computes exactly the original for any w."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(**audioldm_unet_config("tiny", 12, 8, (16, 4))).eval()
+    guided = with_guidance_input(unet).eval()
+    schedule = audioldm_schedule()
+    z, t, c = torch.randn(3, 8, 16, 4), torch.tensor([1, 500, 999]), torch.randn(3, 12)
+    with torch.no_grad():
+        plain = Denoiser(unet, schedule)(z, t, c)
+        for w in (0.0, 2.5, 6.0):
+            torch.testing.assert_close(Denoiser(guided, schedule)(z, t, c, torch.full((3,), w)), plain)
+    with pytest.raises(ValueError, match="needs the guidance scale"):
+        Denoiser(guided, schedule)(z, t, c)
+
+
+def test_griffin_lim_inverts_the_mel_front_end():
+    t = torch.arange(40960) / 16000
+    wave = 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.1 * torch.sin(2 * torch.pi * 1800 * t)
+    mel = log_mel(wave.unsqueeze(0))
+    voc = load_vocoder("griffin-lim")
+    assert isinstance(voc, GriffinLimVocoder)
+    back = voc(mel)
+    assert back.shape == (1, 40960)
+    again = log_mel(back)
+    loud = mel > mel.max() - 4  # where the signal is (near-silent bins sit at log(1e-5) and are noise)
+    err = (again - mel)[loud].abs().mean()
+    convergence = (again.exp() - mel.exp()).norm() / mel.exp().norm()  # spectral convergence
+    assert err < 0.3 and convergence < 0.3, f"mean |Δ log-mel| = {err:.3f}, convergence {convergence:.3f}"
