@@ -85,6 +85,10 @@ class DistillConfig:
     weight_decay: float = 0.0
     batch_size: int = 16
     ema_decay: float = 0.0  # 0 = no EMA
+    checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
+    stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
+    eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
+    run_name: str = ""  # default: <preset>-<weighting>-seed<seed>; the same name resumes
 
     def __post_init__(self) -> None:
         _check(
@@ -118,6 +122,9 @@ class DistillConfig:
         _check(self.weight_decay >= 0, "distill.weight_decay", "must be >= 0")
         _check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
         _check(0 <= self.ema_decay < 1, "distill.ema_decay", "must be in [0, 1)")
+        _check(self.checkpoint_every >= 1, "distill.checkpoint_every", "must be >= 1")
+        _check(self.stop_after >= 0, "distill.stop_after", "must be >= 0")
+        _check(self.eval_clips == 0 or self.eval_clips >= 2, "distill.eval_clips", "0 (off) or >= 2")
 
     @property
     def plan(self) -> DistillationPlan:

@@ -55,3 +55,27 @@ def run_with_config(args: argparse.Namespace, body: Callable[[BsaConfig, argpars
         print(f"bsa: config error: {e}", file=sys.stderr)
         return 2
     return body(cfg, args)
+
+
+def wandb_logger(cfg: BsaConfig, run: str, stage):
+    """One W&B run per stage, grouped by the distillation run (offline unless logged in)."""
+    import os
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from bsa.config import to_yaml
+
+    os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
+    return WandbLogger(
+        project=cfg.logging.wandb_project,
+        group=run,
+        job_type="distill",
+        name=f"{run}-s{stage.index}-{stage.student_steps}steps",
+        save_dir=str(cfg.paths.output_root),
+        config={
+            "resolved": to_yaml(cfg),
+            "stage": stage.index,
+            "student_steps": stage.student_steps,
+            "weighting": cfg.distill.weighting,
+        },
+    )

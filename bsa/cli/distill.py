@@ -1,23 +1,54 @@
 """``python -m bsa.cli.distill experiments/embedded-cpu.yaml distill.target_steps=25``
 
-Progressively distil the teacher (teacher_steps, with guidance) down to target_steps.
+Distil the teacher (distill.teacher_steps with classifier-free guidance) down to target_steps:
+stage 0 folds the guidance into a w-conditioned student (distill.guided_stage), then each stage
+halves the step count. One ``trainer.fit`` per stage; finished stages are skipped and an
+interrupted stage resumes from its last checkpoint, so running the same command again continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from bsa.cli.common import config_parser, run_with_config
-from bsa.config import BsaConfig
+from bsa.config import BsaConfig, to_yaml
+
+
+def run_name(cfg: BsaConfig) -> str:
+    d = cfg.distill
+    return d.run_name or f"{cfg.preset}-{d.weighting}-seed{cfg.trainer.seed}"
+
+
+@dataclass
+class StageSpec:
+    index: int
+    mode: str  # "guided" or "progressive"
+    teacher_steps: int
+    student_steps: int
+
+    @property
+    def folder_name(self) -> str:
+        return f"stage{self.index:02d}_{'guided_' if self.mode == 'guided' else ''}{self.student_steps}steps"
+
+
+def stage_specs(cfg: BsaConfig) -> list[StageSpec]:
+    d = cfg.distill
+    specs = [StageSpec(0, "guided", d.teacher_steps, d.teacher_steps)] if d.guided_stage else []
+    specs += [StageSpec(s.index, "progressive", s.teacher_steps, s.student_steps) for s in d.plan.stages]
+    return specs
 
 
 def describe(cfg: BsaConfig) -> str:
     d = cfg.distill
-    plan = d.plan
     lines = [
         f"preset      {cfg.preset}",
-        f"plan        {plan.describe()}",
+        f"run         {Path(cfg.paths.output_root) / run_name(cfg)}",
+        f"plan        {d.plan.describe()}",
         f"weighting   {d.weighting}"
         + (f" (floor={d.bsa_floor}, gamma={d.bsa_gamma})" if d.weighting == "bsa" else ""),
         f"guidance    scale {d.guidance_scale} (AudioLDM convention)"
@@ -26,21 +57,214 @@ def describe(cfg: BsaConfig) -> str:
             if d.guided_stage
             else "; students run CFG themselves (2 network calls per step)"
         ),
-        f"per stage   {d.steps_per_stage} optimizer steps, batch {d.batch_size}, lr {d.lr}",
+        f"per stage   {d.steps_per_stage} optimizer steps (guided stage {d.guided_steps}), batch {d.batch_size}, lr {d.lr}",
     ]
-    for stage in plan.stages:
-        lines.append(f"  stage {stage.index}: {stage.teacher_steps} → {stage.student_steps} steps")
+    for st in stage_specs(cfg):
+        what = (
+            "guidance → w-conditioned student"
+            if st.mode == "guided"
+            else f"{st.teacher_steps} → {st.student_steps} steps"
+        )
+        lines.append(f"  stage {st.index}: {what}")
     return "\n".join(lines)
 
 
+def _weighting_kwargs(cfg: BsaConfig) -> dict:
+    d = cfg.distill
+    return (
+        {"gamma": d.min_snr_gamma}
+        if d.weighting == "min_snr"
+        else {"floor": d.bsa_floor, "gamma": d.bsa_gamma}
+    )
+
+
+def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, run_dir: Path):
+    import lightning.pytorch as pl
+
+    t = cfg.trainer
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        log_every_n_steps=t.log_every_n_steps,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        default_root_dir=run_dir,
+        enable_model_summary=False,
+    )
+
+
+def distill(cfg: BsaConfig) -> dict:
+    """Run (or resume) every stage; returns the summary."""
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
+    from bsa.callbacks.promotion import StagePromotion
+    from bsa.cli.cache import build_expected_identity
+    from bsa.data.datamodule import LatentDataModule
+    from bsa.diffusion import audioldm_schedule
+    from bsa.lit.distill import DistillationModule
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.export import is_stage_folder, read_stage, save_stage
+    from bsa.models.unet import load_unet, with_guidance_input
+
+    d, s = cfg.distill, cfg.schedule
+    run_dir = Path(cfg.paths.output_root) / run_name(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    schedule = audioldm_schedule(s.beta_start, s.beta_end, s.num_train_timesteps, s.beta_schedule)
+    dm = LatentDataModule(
+        cfg.data.cache_dir,
+        d.batch_size,
+        expected=build_expected_identity(cfg),
+        num_workers=min(cfg.data.num_workers, 4),
+        seed=cfg.trainer.seed,
+    )
+    dm.setup()
+    teacher_path = resolve_model_path(cfg.models.teacher)
+    teacher = Denoiser(
+        load_unet(teacher_path / "unet" if is_stage_folder(teacher_path) else teacher_path),
+        schedule,
+        s.prediction_type,
+    )
+    vae_folder = resolve_model_path(cfg.models.vae)
+    schedule_config = dict(
+        num_train_timesteps=s.num_train_timesteps,
+        beta_start=s.beta_start,
+        beta_end=s.beta_end,
+        beta_schedule=s.beta_schedule,
+        prediction_type=s.prediction_type,
+    )
+    stopper = StopAfterSteps(d.stop_after)
+    done_now, stages = 0, []
+    for spec in stage_specs(cfg):
+        folder = run_dir / spec.folder_name
+        if is_stage_folder(folder):  # finished earlier: it is the next teacher
+            teacher = Denoiser(load_unet(folder / "unet"), schedule, s.prediction_type)
+            stages.append(
+                {"spec": spec, "folder": folder, "metadata": read_stage(folder), "resumed": "done before"}
+            )
+            continue
+        steps = d.guided_steps if spec.mode == "guided" else d.steps_per_stage
+        pl.seed_everything(cfg.trainer.seed + spec.index, workers=True, verbose=False)
+        student_unet = with_guidance_input(teacher.unet) if spec.mode == "guided" else _copy(teacher.unet)
+        module = DistillationModule(
+            teacher,
+            Denoiser(student_unet.train().requires_grad_(True), schedule, s.prediction_type),
+            dm.null_text_embedding,
+            mode=spec.mode,
+            student_steps=spec.student_steps,
+            weighting=d.weighting,
+            weighting_kwargs=_weighting_kwargs(cfg),
+            guidance_scale=d.guidance_scale,
+            guidance_range=(d.guidance_min, d.guidance_max),
+            lr=d.lr,
+            weight_decay=d.weight_decay,
+            ema_decay=d.ema_decay,
+            total_steps=steps,
+            warmup_steps=min(100, steps // 10),
+            seed=cfg.trainer.seed + 1000 * spec.index,
+        )
+
+        def save(denoiser, spec=spec, folder=folder):
+            meta = {
+                "stage": spec.index,
+                "mode": spec.mode,
+                "num_sample_steps": spec.student_steps,
+                "teacher_steps": spec.teacher_steps,
+                "guidance_scale": d.guidance_scale,
+                "guidance_range": [d.guidance_min, d.guidance_max],
+                "w_conditioned": denoiser.takes_guidance,
+                "weighting": d.weighting,
+                "text_encoder": cfg.models.text_encoder,
+                "null_text_embedding": dm.null_text_embedding.tolist(),
+                "run": run_name(cfg),
+                "config": to_yaml(cfg),
+            }
+            return save_stage(folder, denoiser.unet, meta, vae_folder, cfg.models.vocoder, schedule_config)
+
+        checkpoint = AtomicLastCheckpoint(run_dir / "checkpoints" / spec.folder_name, d.checkpoint_every)
+        promotion = StagePromotion(steps, save)
+        stopper.done_before = done_now
+        logger = [CSVLogger(run_dir, name="logs", version=spec.folder_name)]
+        if cfg.logging.wandb:
+            from bsa.cli.common import wandb_logger
+
+            logger.append(wandb_logger(cfg, run_name(cfg), spec))
+        trainer = _trainer(cfg, steps, [checkpoint, promotion, stopper], logger, run_dir)
+        resume = checkpoint.path if checkpoint.path.is_file() else None
+        print(
+            f"stage {spec.index} ({spec.mode}, {spec.teacher_steps} → {spec.student_steps} steps): "
+            + (f"resuming from {resume}" if resume else f"{steps} optimizer steps"),
+            flush=True,
+        )
+        start_step = (
+            torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
+        )
+        trainer.fit(module, dm, ckpt_path=resume)
+        skipped = int(getattr(module, "_nonfinite_total", 0))
+        done_now += trainer.global_step - start_step
+        if promotion.promoted is None:
+            print(
+                f"stopped in stage {spec.index} at step {trainer.global_step}/{steps} (distill.stop_after="
+                f"{d.stop_after}); run the same command again to continue from {checkpoint.path}"
+            )
+            return {"run_dir": str(run_dir), "finished": False, "stages": stages}
+        teacher = Denoiser(promotion.promoted.unet, schedule, s.prediction_type)
+        stages.append(
+            {"spec": spec, "folder": folder, "metadata": read_stage(folder), "nonfinite_skipped": skipped}
+        )
+    return {"run_dir": str(run_dir), "finished": True, "stages": stages}
+
+
+def _copy(unet):
+    import copy
+
+    return copy.deepcopy(unet)
+
+
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
-    print(describe(cfg))
+    print(describe(cfg), flush=True)
     if args.dry_run:
         return 0
-    print(
-        "\nbsa: the distillation stages are not implemented yet (tracked in the distillation issue); "
-        "the plan above is validated and nothing was trained."
+    start = time.time()
+    result = distill(cfg)
+    if not result["finished"]:
+        return 0
+    from bsa.cli.summary import evaluate_stages, format_summary
+
+    rows = evaluate_stages(cfg, result) if cfg.distill.eval_clips else []
+    text = format_summary(cfg, result, rows, time.time() - start)
+    run_dir = Path(result["run_dir"])
+    (run_dir / "summary.md").write_text(text + "\n")
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "stages": [
+                    {
+                        "stage": st["spec"].index,
+                        "mode": st["spec"].mode,
+                        "steps": st["spec"].student_steps,
+                        "folder": str(st["folder"]),
+                    }
+                    for st in result["stages"]
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
     )
+    print("\n" + text)
     return 0
 
 

@@ -36,7 +36,12 @@ def load_pipeline(cfg: BsaConfig, device: str):
     schedule = audioldm_schedule(s.beta_start, s.beta_end, s.num_train_timesteps, s.beta_schedule)
     text = load_text_encoder(cfg.models.text_encoder)
     vae = load_vae(resolve_model_path(cfg.models.vae))
-    unet = load_unet(resolve_model_path(cfg.models.teacher)).eval().requires_grad_(False)
+    from bsa.models.export import is_stage_folder
+
+    model_path = resolve_model_path(cfg.models.teacher)
+    if is_stage_folder(model_path):  # an exported distillation stage: its own unet/ and vae/
+        vae, model_path = load_vae(model_path / "vae"), model_path / "unet"
+    unet = load_unet(model_path).eval().requires_grad_(False)
     null = text([""])[0].float()
     shape = (unet.config.in_channels, *unet.config.sample_size)
     pipe = TextToAudio(

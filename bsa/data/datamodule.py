@@ -67,6 +67,7 @@ class LatentShardStream(IterableDataset):
         self.shuffle, self.seed, self.even = shuffle, seed, even
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.worker_offset = 0
         self.cached_shards = cached_shards
         self._sizes: list[int] | None = None
 
@@ -77,6 +78,7 @@ class LatentShardStream(IterableDataset):
         rank, world = (self.rank, self.world_size) if self.rank is not None else _rank_world()
         info = get_worker_info()
         w, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        w = (w + self.worker_offset) % nw  # see RepeatingStream: a resumed loader rotates worker roles
         return rank * nw + w, world * nw
 
     def __len__(self) -> int:
@@ -130,14 +132,29 @@ class LatentShardStream(IterableDataset):
 
 class RepeatingStream(IterableDataset):
     """An endless stream of reshuffled passes over a :class:`LatentShardStream`: for step-based
-    training, so that no dataloader worker ever ends an epoch with fewer items than a batch."""
+    training, so that no dataloader worker ever ends an epoch with fewer items than a batch.
 
-    def __init__(self, stream: LatentShardStream):
-        self.stream = stream
+    ``skip_batches`` resumes mid-stream: batch j of the loader comes from worker j mod W (each
+    worker batches its own items), so each worker drops the items of its batches among the first
+    ``skip_batches`` — the resumed run sees exactly the batches an uninterrupted one would."""
+
+    def __init__(self, stream: LatentShardStream, batch_size: int = 1, skip_batches: int = 0):
+        self.stream, self.batch_size, self.skip_batches = stream, batch_size, skip_batches
 
     def __iter__(self):
+        info = get_worker_info()
+        w, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        # the loader starts its round-robin at worker 0, which must play the worker that would
+        # have produced batch `skip_batches`: rotate the roles by skip_batches mod W
+        self.stream.worker_offset = self.skip_batches % nw
+        role = (w + self.stream.worker_offset) % nw
+        skip = (max(0, self.skip_batches - role) + nw - 1) // nw * self.batch_size
         while True:
-            yield from self.stream
+            for item in self.stream:
+                if skip:
+                    skip -= 1
+                    continue
+                yield item
 
 
 def collate(items: list[dict]) -> dict:
@@ -204,12 +221,17 @@ class LatentDataModule(pl.LightningDataModule):
             world_size=world,
         )
         return DataLoader(
-            RepeatingStream(stream) if repeat else stream,
+            RepeatingStream(stream, self.batch_size, self._consumed_batches()) if repeat else stream,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _consumed_batches(self) -> int:
+        """Batches already trained on (restored from a checkpoint) — skipped when the stream restarts."""
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_step) * int(trainer.accumulate_grad_batches) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         """Endless, reshuffled each pass: training is measured in optimizer steps (max_steps)."""

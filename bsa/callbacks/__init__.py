@@ -1,0 +1,1 @@
+"""Lightning callbacks: they decide *when*; modules decide *what*."""

@@ -1,0 +1,150 @@
+"""DistillationModule: a frozen teacher and a trainable student (SPEC §3–§5).
+
+Two kinds of stage, one module:
+* ``guided`` (stage 0, Meng et al. 2023 §4.1): a w-conditioned student matches the classifier-free
+  guided teacher x̂_s = x̂_∅ + s (x̂_c − x̂_∅) at every t, for s ~ U[s_min, s_max].
+* ``progressive`` (Salimans & Ho 2022, Alg. 2): the student's one DDIM step t → t'' matches two
+  teacher steps t → t' → t'' (``bsa.diffusion.distillation_target``).
+The loss is w(SNR_t)·‖x̃ − x̂_η(z_t)‖² with w from ``bsa.diffusion.WEIGHTINGS``. Randomness (t, ε, s)
+comes from a generator seeded by (seed, global step), so a resumed run draws what an uninterrupted
+one would have.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning.pytorch as pl
+import torch
+
+from bsa.diffusion import (
+    classifier_free_guidance,
+    distillation_target,
+    get_weighting,
+    next_timestep,
+    step_grid,
+    teacher_midpoint,
+)
+from bsa.lit.guard import NonFiniteGuard
+from bsa.lit.optim import adamw, warmup_cosine
+from bsa.models.denoiser import Denoiser
+from bsa.models.ema import EMA
+
+
+class DistillationModule(NonFiniteGuard, pl.LightningModule):
+    def __init__(
+        self,
+        teacher: Denoiser,
+        student: Denoiser,
+        null_text_emb: torch.Tensor,
+        *,
+        mode: str,
+        student_steps: int,
+        weighting: str = "bsa",
+        weighting_kwargs: dict | None = None,
+        guidance_scale: float = 2.5,
+        guidance_range: tuple[float, float] = (1.0, 5.0),
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        ema_decay: float = 0.0,
+        total_steps: int = 1000,
+        warmup_steps: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if mode not in ("guided", "progressive"):
+            raise ValueError(f"mode must be 'guided' or 'progressive', got {mode!r}")
+        if mode == "guided" and not student.takes_guidance:
+            raise ValueError(
+                "guided distillation needs a w-conditioned student (models.unet.with_guidance_input)"
+            )
+        self.save_hyperparameters(ignore=["teacher", "student", "null_text_emb"])
+        self.teacher = teacher.requires_grad_(False).eval()
+        self.student = student
+        self.ema = EMA(student, ema_decay) if ema_decay > 0 else None
+        self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
+        self.register_buffer("null_text_emb", null_text_emb.float().clone())
+
+    # -- the frozen teacher stays frozen and in eval mode, whatever Lightning does with .train()
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @property
+    def schedule(self):
+        return self.student.schedule
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(
+            self.hparams.seed * 1_000_003 + self.global_step
+        )
+
+    def _guidance(self, batch_size: int, g: torch.Generator) -> torch.Tensor:
+        lo, hi = self.hparams.guidance_range
+        return lo + (hi - lo) * torch.rand(batch_size, generator=g, device=self.device)
+
+    def _with_guidance(self, model: Denoiser, text: torch.Tensor, scale: torch.Tensor):
+        """x̂(z, t) of ``model`` at guidance ``scale`` [B]: one call if w-conditioned, CFG otherwise."""
+        if model.takes_guidance:
+            return lambda z, t: model(z, t, text, scale)
+        null = self.null_text_emb.to(text.dtype)
+        return classifier_free_guidance(lambda z, t, c: model(z, t, c), text, null, scale)
+
+    def distillation_loss(self, latents: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        b, g = latents.shape[0], self._generator()
+        hp = self.hparams
+        # a w-conditioned student learns every scale in the range; otherwise both run CFG at the fixed scale
+        if self.student.takes_guidance:
+            scale = self._guidance(b, g)
+        else:
+            scale = torch.full((b,), hp.guidance_scale, device=self.device)
+        teacher_fn = self._with_guidance(self.teacher, text, scale)
+        eps = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
+        if hp.mode == "guided":
+            t = torch.randint(0, self.schedule.num_train_timesteps, (b,), generator=g, device=self.device)
+        else:
+            grid = step_grid(hp.student_steps, self.schedule.num_train_timesteps).to(self.device)
+            i = torch.randint(0, hp.student_steps, (b,), generator=g, device=self.device)
+            t, t_mid, s = grid[i], teacher_midpoint(grid, i), next_timestep(grid, i)
+        alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in self.schedule.alpha_sigma(t))
+        z_t = alpha * latents + sigma * eps
+        with torch.no_grad():
+            target = (
+                teacher_fn(z_t, t)
+                if hp.mode == "guided"
+                else distillation_target(teacher_fn, z_t, t, t_mid, s, self.schedule)
+            )
+        x_student = self._with_guidance(self.student, text, scale)(z_t, t)
+        per_example = (x_student.float() - target.float()).pow(2).flatten(1).mean(1)
+        weight = self.weight_fn(self.schedule.snr(t).float())
+        return (weight * per_example).mean(), {"train/x_mse": per_example.mean().detach()}
+
+    def training_step(self, batch: dict, batch_idx: int):
+        loss, logs = self.distillation_loss(batch["latents"], batch["text_emb"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict(logs)
+        return self.guard(loss)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logs = self.distillation_loss(batch["latents"], batch["text_emb"])
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/x_mse", logs["train/x_mse"], sync_dist=True)
+
+    def on_train_batch_end(self, *args) -> None:
+        if self.ema is not None:
+            self.ema.update(self.student)
+
+    def configure_optimizers(self):
+        opt = adamw(self.student.parameters(), self.hparams.lr, self.hparams.weight_decay)
+        return {
+            "optimizer": opt,
+            "lr_scheduler": warmup_cosine(
+                opt, self.hparams.total_steps, self.hparams.warmup_steps, final_ratio=0.1
+            ),
+        }
+
+    def export_teacher(self) -> Denoiser:
+        """The next stage's teacher: a frozen copy of the student (its EMA if kept), not aliased."""
+        source = self.ema.module if self.ema is not None else self.student
+        return copy.deepcopy(source).float().eval().requires_grad_(False)
