@@ -42,6 +42,12 @@ data: install  ## Generate the embedded captioned data set (AudioCaps layout) un
 cache: install  ## Encode audio + captions into the latent cache (resumable; WORKER=i WORKERS=n to split)
 	$(PY) -m bsa.cli.cache $(EXP) --worker-index $(WORKER) --worker-count $(WORKERS) $(ARGS)
 
+# what `make distill` needs on a fresh machine, built once (the stamps are the commands' own outputs)
+data/embedded/DATASET.json: | install
+	$(PY) -m bsa.cli.data $(EXP)
+data/cache/embedded/manifest.json: data/embedded/DATASET.json
+	$(PY) -m bsa.cli.cache $(EXP)
+
 vae teacher evaluator: install  ## Retrain that embedded model from scratch into bsa/assets/ (a GPU is advised)
 	$(PY) -m bsa.cli.train $@ $(EXP) $(ARGS)
 
@@ -54,8 +60,10 @@ generate: install  ## Captions → wav: make generate CAPTION="a loud siren ..."
 evaluate: install  ## FAD / IS / CLAP / attribute accuracy of models.teacher at eval.steps
 	$(PY) -m bsa.cli.evaluate $(EXP) $(ARGS)
 
-distill: install  ## Distil the teacher down to STEPS sampling steps (PRESET, GPUS, NODES, ARGS)
+distill: install data/cache/embedded/manifest.json  ## Distil the teacher down to STEPS steps (PRESET, GPUS, NODES, ARGS)
 	$(PY) -m bsa.cli.distill $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) $(ARGS)
 
-smoke: install  ## Tiny CPU distillation 8 → 4 → 2 on experiments/debug.yaml
-	$(PY) -m bsa.cli.distill experiments/debug.yaml $(ARGS)
+smoke: install  ## Tiny everything on CPU (debug preset): data → VAE → cache → teacher → evaluator → 8 → 4 → 2
+	$(PY) -m bsa.cli.data experiments/debug.yaml && $(PY) -m bsa.cli.train vae experiments/debug.yaml \
+	  && $(PY) -m bsa.cli.cache experiments/debug.yaml && $(PY) -m bsa.cli.train teacher experiments/debug.yaml \
+	  && $(PY) -m bsa.cli.train evaluator experiments/debug.yaml && $(PY) -m bsa.cli.distill experiments/debug.yaml $(ARGS)

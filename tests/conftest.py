@@ -23,3 +23,43 @@ def schedule():
     from bsa.diffusion import audioldm_schedule
 
     return audioldm_schedule()
+
+
+@pytest.fixture(scope="session")
+def debug_env(tmp_path_factory):
+    """A complete tiny embedded world built through the real CLIs on experiments/debug.yaml:
+    data → VAE → latent cache → teacher → evaluator, under a temporary folder. Returns the
+    ``key=value`` overrides that point a command at it (and ``root``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("debug-env")
+    overrides = [
+        f"paths.output_root={root}/runs",
+        f"data.root={root}/data",
+        f"data.cache_dir={root}/cache",
+        f"models.vae={root}/vae",
+        f"models.teacher={root}/teacher",
+        f"models.evaluator={root}/evaluator",
+        f"train.vae.out={root}/vae",
+        f"train.teacher.out={root}/teacher",
+        f"train.evaluator.out={root}/evaluator",
+    ]
+    repo = Path(__file__).resolve().parents[1]
+    for argv in (
+        ["bsa.cli.data"],
+        ["bsa.cli.train", "vae"],
+        ["bsa.cli.cache"],
+        ["bsa.cli.train", "teacher"],
+        ["bsa.cli.train", "evaluator"],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", *argv, "experiments/debug.yaml", *overrides],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, f"{argv}: {out.stderr[-3000:]}"
+    return {"root": root, "overrides": overrides}

@@ -1,0 +1,257 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from bsa.config import load_config
+from bsa.diffusion import (
+    WEIGHTINGS,
+    audioldm_schedule,
+    distillation_target,
+    next_timestep,
+    step_grid,
+    teacher_midpoint,
+)
+from bsa.lit.distill import DistillationModule
+from bsa.lit.guard import NonFiniteLossError
+from bsa.models.denoiser import Denoiser
+from bsa.models.unet import audioldm_unet_config, load_unet, with_guidance_input
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEDULE = audioldm_schedule()
+
+
+def tiny_denoiser(seed=0, guided=False):
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**audioldm_unet_config("tiny", 6, 8, (8, 4)))
+    return Denoiser(with_guidance_input(unet) if guided else unet, SCHEDULE)
+
+
+def module(mode="progressive", weighting="bsa", student_steps=4, guided_student=False, **kw):
+    teacher = tiny_denoiser(0)
+    student = Denoiser(
+        with_guidance_input(teacher.unet)
+        if guided_student
+        else UNet2DConditionModel.from_config(teacher.unet.config),
+        SCHEDULE,
+    )
+    if not guided_student:
+        student.unet.load_state_dict(teacher.unet.state_dict())
+    return DistillationModule(
+        teacher, student, torch.zeros(6), mode=mode, student_steps=student_steps, weighting=weighting, **kw
+    )
+
+
+def batch(seed=0, n=4):
+    g = torch.Generator().manual_seed(seed)
+    return {"latents": torch.randn(n, 8, 8, 4, generator=g), "text_emb": torch.randn(n, 6, generator=g)}
+
+
+@pytest.mark.parametrize("mode, guided", [("progressive", False), ("guided", True), ("progressive", True)])
+def test_training_steps_decrease_the_loss_on_a_fixed_batch(mode, guided):
+    m = module(mode=mode, guided_student=guided, lr=3e-3)
+    b = batch()
+    opt = torch.optim.Adam(m.student.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):  # global_step stays 0: the same t, ε and w every step
+        loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first, (first, loss.item())
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
+def test_each_weighting_weights_the_x_space_error(name):
+    m = module(weighting=name)
+    b = batch(1)
+    loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
+    # the same draw by hand
+    g = m._generator()
+    eps = torch.randn(b["latents"].shape, generator=g)
+    grid = step_grid(4)
+    i = torch.randint(0, 4, (4,), generator=g)
+    t, t_mid, s = grid[i], teacher_midpoint(grid, i), next_timestep(grid, i)
+    a, sg = (v.float().view(-1, 1, 1, 1) for v in SCHEDULE.alpha_sigma(t))
+    z = a * b["latents"] + sg * eps
+    null = torch.zeros(6)
+    teacher = lambda zz, tt: m.teacher(
+        torch.cat([zz, zz]),
+        torch.cat([tt, tt]),  # noqa: E731
+        torch.cat([b["text_emb"], null.expand(4, 6)]),
+    ).chunk(2)
+    from bsa.diffusion import guided_prediction
+
+    target = distillation_target(
+        lambda zz, tt: guided_prediction(*teacher(zz, tt), 2.5), z, t, t_mid, s, SCHEDULE
+    )
+    both = m.student(torch.cat([z, z]), torch.cat([t, t]), torch.cat([b["text_emb"], null.expand(4, 6)]))
+    xs = guided_prediction(*both.chunk(2), 2.5)
+    w = WEIGHTINGS[name](SCHEDULE.snr(t).float())
+    expected = (w * (xs - target).pow(2).flatten(1).mean(1)).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_weighting_is_selected_by_config_key():
+    for name in sorted(WEIGHTINGS):
+        assert (
+            load_config([REPO / "experiments/debug.yaml"], [f"distill.weighting={name}"]).distill.weighting
+            == name
+        )
+
+
+def test_export_teacher_copies_without_aliasing():
+    m = module(ema_decay=0.9)
+    exported = m.export_teacher()
+    for (n1, p1), (n2, p2) in zip(m.ema.module.named_parameters(), exported.named_parameters(), strict=True):
+        assert n1 == n2 and torch.equal(p1, p2) and p1.data_ptr() != p2.data_ptr()
+        assert not p2.requires_grad
+    with torch.no_grad():
+        next(m.student.parameters()).add_(1.0)
+        next(m.ema.module.parameters()).add_(1.0)
+    assert not torch.equal(next(m.ema.module.parameters()), next(exported.parameters()))
+    assert not exported.training
+
+
+def test_teacher_stays_frozen_and_in_eval_mode_through_fit_with_validation():
+    m = module()
+    data = [batch(k) for k in range(4)]
+    trainer = pl.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        val_check_interval=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+    )
+    before = {k: v.clone() for k, v in m.teacher.state_dict().items()}
+    from torch.utils.data import DataLoader
+
+    trainer.fit(m, DataLoader(data, batch_size=None), DataLoader(data[:1], batch_size=None))
+    assert not m.teacher.training and all(not p.requires_grad for p in m.teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in m.teacher.state_dict().items())
+    assert m.student.training
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint
+
+    m = module()
+    good, bad = batch(0), batch(1)
+    bad["latents"][0, 0, 0, 0] = float("nan")
+    ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=1)
+    trainer = pl.Trainer(
+        max_steps=20,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ckpt],
+    )
+    with pytest.raises(NonFiniteLossError, match="for 3 steps in a row"):
+        trainer.fit(m, DataLoader([good, good, bad, good, bad, bad, bad, good], batch_size=None))
+    assert m._nonfinite_total == 4
+    saved = torch.load(ckpt.path, weights_only=False)
+    adam_updates = {int(st["step"]) for st in saved["optimizer_states"][0]["state"].values()}
+    assert adam_updates == {3}, "only the three good batches updated the weights"
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+
+
+def run_distill(env, *extra):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsa.cli.distill",
+            "experiments/debug.yaml",
+            *env["overrides"],
+            "distill.eval_clips=4",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_two_stage_run_through_the_cli(debug_env):
+    out = run_distill(debug_env, "distill.run_name=plain")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = debug_env["root"] / "runs" / "plain"
+    import json
+
+    stages = {
+        p.name: json.loads((p / "bsa_stage.json").read_text()) for p in run.glob("stage*") if p.is_dir()
+    }
+    assert sorted(stages) == ["stage00_guided_8steps", "stage01_4steps", "stage02_2steps"]
+    assert [stages[k]["num_sample_steps"] for k in sorted(stages)] == [8, 4, 2]
+    assert all(stages[k]["w_conditioned"] for k in stages)
+    for k in stages:  # each stage loads from its folder alone
+        assert load_unet(run / k / "unet").config.time_cond_proj_dim == 256
+        assert (run / k / "vae" / "config.json").is_file() and (
+            run / k / "scheduler" / "scheduler_config.json"
+        ).is_file()
+    summary = (run / "summary.md").read_text()
+    assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa.cli.generate" in summary
+    gen = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsa.cli.generate",
+            "experiments/debug.yaml",
+            *debug_env["overrides"],
+            f"models.teacher={run / 'stage02_2steps'}",
+            "--steps",
+            "2",
+            "--caption",
+            "A loud siren",
+            "--out",
+            str(debug_env["root"] / "gen"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert gen.returncode == 0, gen.stderr[-2000:]
+    assert len(list((debug_env["root"] / "gen").glob("*.wav"))) == 1
+
+
+def test_killed_run_resumes_to_the_same_student(debug_env):
+    """Stop mid-stage-1 (after 6 optimizer steps: 4 guided + 2), run the same command again: the
+    final student equals that of an uninterrupted run with the same seed."""
+    first = run_distill(
+        debug_env,
+        "distill.run_name=resumed",
+        "distill.stop_after=6",
+        "distill.checkpoint_every=1",
+        "distill.eval_clips=0",
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = debug_env["root"] / "runs" / "resumed"
+    assert "run the same command again" in first.stdout
+    assert (run / "stage00_guided_8steps").is_dir() and not (run / "stage01_4steps").exists()
+    again = run_distill(
+        debug_env, "distill.run_name=resumed", "distill.checkpoint_every=1", "distill.eval_clips=0"
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout
+    straight = run_distill(
+        debug_env, "distill.run_name=straight", "distill.checkpoint_every=1", "distill.eval_clips=0"
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = load_unet(run / "stage02_2steps" / "unet").state_dict()
+    b = load_unet(debug_env["root"] / "runs" / "straight" / "stage02_2steps" / "unet").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
