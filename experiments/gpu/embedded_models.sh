@@ -3,6 +3,7 @@
 # the order given (each step is one `bsa` command with its own time limit):
 #   bash experiments/gpu/embedded_models.sh vae evaluator          # data → VAE → evaluator
 #   bash experiments/gpu/embedded_models.sh cache teacher eval     # data → cache → teacher → evaluation
+#   STEPS=25 bash experiments/gpu/embedded_models.sh cache distill # data → cache → `make distill STEPS=25 PRESET=embedded-gpu`
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
 # `make text-embeddings`: the package is too large to carry). Logs, assets.tgz and metrics → $OUT.
@@ -30,6 +31,9 @@ for step in "$@"; do
     eval) ev=(); [ -d $A/evaluator ] && ev=(models.evaluator=$A/evaluator)
           run eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval models.teacher=$A/teacher "${ev[@]}" \
             && cp "$OUT/eval/metrics.json" "$OUT/metrics.json" ;;
+    distill) run distill 470 python3 -m bsa.cli.distill $EXP $TE distill.target_steps=${STEPS:-25} paths.output_root=runs/distill \
+               ${DISTILL_ARGS:-} && cp runs/distill/*/summary.md runs/distill/*/summary.json "$OUT"/ \
+             && tar czf "$OUT/distill_logs.tgz" runs/distill/*/logs runs/distill/*/config.yaml ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
