@@ -26,4 +26,9 @@ class StagePromotion(pl.Callback):
         self.promoted = pl_module.export_teacher()
         if trainer.is_global_zero:
             self.folder = self.save(self.promoted)
+            for logger in trainer.loggers:  # the promotion itself is logged where the stage's metrics go
+                logger.log_metrics(
+                    {"promotion/global_step": float(trainer.global_step)}, step=trainer.global_step
+                )
+                logger.log_hyperparams({"exported_to": str(self.folder)})
         trainer.strategy.barrier("stage-promotion")

@@ -52,9 +52,10 @@ class GaussianStats:
 def _sqrtm(linalg, m: np.ndarray) -> np.ndarray:
     """scipy's sqrtm; newer scipy removed ``disp`` (and with it the (matrix, error) return)."""
     try:
-        return linalg.sqrtm(m, disp=False)[0]
+        root = linalg.sqrtm(m, disp=False)[0]
     except TypeError:
-        return linalg.sqrtm(m)
+        root = linalg.sqrtm(m)
+    return np.atleast_2d(root)
 
 
 def frechet_distance(

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from bsa.metrics.frechet import GaussianStats, frechet_distance, frechet_from_stats
+from bsa.metrics.scores import attribute_accuracy, clap_score, inception_score
+
+
+def gaussian(seed, n=300, d=6, shift=0.0):
+    g = np.random.default_rng(seed)
+    a = g.standard_normal((d, d))
+    return g.standard_normal((n, d)) @ a + shift
+
+
+def test_frechet_hand_values():
+    # 1-D: d² = (μ1 − μ2)² + σ1² + σ2² − 2σ1σ2
+    assert frechet_distance(
+        np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])
+    ) == pytest.approx(4 + 4 + 1 - 2 * 2 * 1)
+    x = gaussian(0)
+    assert frechet_distance(
+        x.mean(0), np.cov(x, rowvar=False), x.mean(0), np.cov(x, rowvar=False)
+    ) == pytest.approx(0, abs=1e-6)
+
+
+def test_sufficient_statistics_match_numpy_and_add_across_batches():
+    x = gaussian(1)
+    stats = GaussianStats.empty(6)
+    for chunk in np.array_split(x, 7):  # as if from several batches or ranks
+        stats.update(torch.from_numpy(chunk))
+    mu, cov = stats.mean_cov()
+    np.testing.assert_allclose(mu, x.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-10)
+
+
+def test_frechet_agrees_with_frechet_audio_distance():
+    """The library's own arithmetic on the same embeddings (imported lazily, offline)."""
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from frechet_audio_distance import FrechetAudioDistance
+
+    a, b = gaussian(2), gaussian(3, shift=0.7)
+    ours_a, ours_b = GaussianStats.empty(6), GaussianStats.empty(6)
+    ours_a.update(torch.from_numpy(a))
+    ours_b.update(torch.from_numpy(b))
+    theirs = FrechetAudioDistance.calculate_frechet_distance(
+        None, a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    )
+    assert frechet_from_stats(ours_a, ours_b) == pytest.approx(float(theirs), rel=1e-9)
+
+
+def test_inception_score_bounds():
+    assert inception_score(torch.full((10, 4), 0.25)) == pytest.approx(1.0)
+    assert inception_score(torch.eye(4).repeat(3, 1)) == pytest.approx(4.0, rel=1e-6)
+
+
+def test_clap_score_and_accuracy():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert clap_score(a, t) == pytest.approx((1.0 + 2**-0.5) / 2)
+    acc = attribute_accuracy(
+        {"pitch": torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0]])}, {"pitch": torch.tensor([0, 1, 1])}
+    )
+    assert acc == {"pitch": pytest.approx(2 / 3)}
