@@ -80,11 +80,14 @@ def test_each_weighting_weights_the_x_space_error(name):
     a, sg = (v.float().view(-1, 1, 1, 1) for v in SCHEDULE.alpha_sigma(t))
     z = a * b["latents"] + sg * eps
     null = torch.zeros(6)
-    teacher = lambda zz, tt: m.teacher(
-        torch.cat([zz, zz]),
-        torch.cat([tt, tt]),  # noqa: E731
-        torch.cat([b["text_emb"], null.expand(4, 6)]),
-    ).chunk(2)
+
+    def teacher(zz, tt):
+        return m.teacher(
+            torch.cat([zz, zz]),
+            torch.cat([tt, tt]),
+            torch.cat([b["text_emb"], null.expand(4, 6)]),
+        ).chunk(2)
+
     from bsa.diffusion import guided_prediction
 
     target = distillation_target(
