@@ -12,7 +12,7 @@ class NonFiniteLossError(RuntimeError):
 class NonFiniteGuard:
     """Mixin for LightningModules: ``return self.guard(loss)`` from ``training_step``.
 
-    A non-finite loss returns ``None`` — Lightning then skips backward and the optimizer step, so
+    A non-finite loss (on any DDP rank: the decision is all-reduced) returns ``None`` — Lightning then skips backward and the optimizer step, so
     the weights (and every checkpoint written so far) stay as they were — and is counted in
     ``train/nonfinite_skipped``. ``max_consecutive`` in a row raise :class:`NonFiniteLossError`.
     """
@@ -22,7 +22,11 @@ class NonFiniteGuard:
     def guard(self, loss: torch.Tensor) -> torch.Tensor | None:
         run = getattr(self, "_nonfinite_run", 0)
         total = getattr(self, "_nonfinite_total", 0)
-        if bool(torch.isfinite(loss.detach()).all()):
+        finite = torch.isfinite(loss.detach()).all().float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank must take the same decision, or the ranks that step wait forever on the others
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if bool(finite):
             self._nonfinite_run = 0
             return loss
         self._nonfinite_run, self._nonfinite_total = run + 1, total + 1

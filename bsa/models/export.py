@@ -30,8 +30,11 @@ def save_stage(
     vae_folder: str | Path,
     vocoder_spec: str,
     schedule_config: dict,
+    text_encoder_folder: str | Path | None = None,
 ) -> Path:
-    """Write a stage atomically: everything into ``folder.tmp``, then one rename."""
+    """Write a stage atomically: everything into ``folder.tmp``, then one rename. With AudioLDM's
+    CLAP ``text_encoder_folder`` (and its sibling ``tokenizer/``), the folder is also a complete
+    :class:`~bsa.models.audioldm_pipeline.DistilledAudioLDMPipeline` (``model_index.json``)."""
     from diffusers import DDIMScheduler
 
     from bsa.models.vocoder import GriffinLimVocoder
@@ -48,6 +51,8 @@ def save_stage(
     DDIMScheduler(
         **schedule_config, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing"
     ).save_pretrained(tmp / "scheduler")
+    if text_encoder_folder is not None:
+        _write_audioldm_pipeline(tmp, Path(text_encoder_folder))
     (tmp / STAGE_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     if folder.exists():
         shutil.rmtree(folder)
@@ -60,3 +65,18 @@ def read_stage(folder: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: not a bsa stage folder (no {STAGE_FILE})")
     return json.loads(path.read_text())
+
+
+def _write_audioldm_pipeline(tmp: Path, text_encoder_folder: Path) -> None:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, ClapTextModelWithProjection, SpeechT5HifiGan
+
+    from bsa.models.audioldm_pipeline import DistilledAudioLDMPipeline
+
+    pipe = DistilledAudioLDMPipeline(
+        vae=AutoencoderKL.from_pretrained(tmp / "vae"), unet=UNet2DConditionModel.from_pretrained(tmp / "unet"),
+        text_encoder=ClapTextModelWithProjection.from_pretrained(text_encoder_folder, local_files_only=True),
+        tokenizer=AutoTokenizer.from_pretrained(text_encoder_folder.parent / "tokenizer", local_files_only=True),
+        scheduler=DDIMScheduler.from_pretrained(tmp / "scheduler"),
+        vocoder=SpeechT5HifiGan.from_pretrained(tmp / "vocoder", local_files_only=True))
+    pipe.save_pretrained(tmp)
