@@ -191,7 +191,9 @@ def distill(cfg: BsaConfig) -> dict:
                 "config": to_yaml(cfg),
             }
             clap = Path(cfg.models.text_encoder) if Path(cfg.models.text_encoder).is_dir() else None
-            return save_stage(folder, denoiser.unet, meta, vae_folder, cfg.models.vocoder, schedule_config, clap)
+            return save_stage(
+                folder, denoiser.unet, meta, vae_folder, cfg.models.vocoder, schedule_config, clap
+            )
 
         checkpoint = AtomicLastCheckpoint(run_dir / "checkpoints" / spec.folder_name, d.checkpoint_every)
         promotion = StagePromotion(steps, save)
@@ -245,7 +247,9 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
 
     from bsa.cli.summary import evaluate_stages, format_summary
 
-    if rank_zero_only.rank != 0:  # under DDP the stages are trained by all ranks, scored and summarised by one
+    if (
+        rank_zero_only.rank != 0
+    ):  # under DDP the stages are trained by all ranks, scored and summarised by one
         return 0
     rows = evaluate_stages(cfg, result) if cfg.distill.eval_clips else []
     text = format_summary(cfg, result, rows, time.time() - start)

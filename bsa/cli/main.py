@@ -11,6 +11,7 @@ TASKS = {
     "train": "train an embedded model from scratch: vae, teacher or evaluator",
     "generate": "captions in, wav files out, any model folder, any step count",
     "evaluate": "score a model at N steps: FAD, IS, CLAP score, attribute accuracy",
+    "bench": "sampling speed-up and distillation throughput (GPU for absolute numbers)",
     "distill": "progressively distil the teacher down to distill.target_steps",
 }
 

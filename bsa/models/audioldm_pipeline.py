@@ -37,19 +37,34 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
         return audioldm_schedule(c.beta_start, c.beta_end, c.num_train_timesteps, c.beta_schedule)
 
     @torch.no_grad()
-    def __call__(self, prompt: str | list[str], num_inference_steps: int | None = None, guidance_scale: float = 2.5,
-                 audio_length_in_s: float | None = None, latents: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, output_type: str = "np", return_dict: bool = True):
+    def __call__(
+        self,
+        prompt: str | list[str],
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 2.5,
+        audio_length_in_s: float | None = None,
+        latents: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         steps = num_inference_steps or self.num_sample_steps or 0
         if steps < 1:
             raise ValueError("give num_inference_steps (this pipeline has no stored num_sample_steps)")
         device = self._execution_device
-        hop = self.vocoder.config.sampling_rate / torch.tensor(self.vocoder.config.upsample_rates).prod().item()
+        hop = (
+            self.vocoder.config.sampling_rate / torch.tensor(self.vocoder.config.upsample_rates).prod().item()
+        )
         frames = int(round((audio_length_in_s or 2.56) * hop))
         down = self.vae_scale_factor
         frames = -(-frames // down) * down
-        shape = (len(prompts), self.unet.config.in_channels, frames // down, self.vocoder.config.model_in_dim // down)
+        shape = (
+            len(prompts),
+            self.unet.config.in_channels,
+            frames // down,
+            self.vocoder.config.model_in_dim // down,
+        )
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu").to(device)
         denoiser = Denoiser(self.unet, self._schedule(), self.scheduler.config.prediction_type)
@@ -60,8 +75,15 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
             z = sample(lambda x, t: denoiser(x, t, cond, scale), latents.to(device), grid, denoiser.schedule)
         else:
             null = self._encode_prompt([""], device, 1, False)[0]
-            z = sample(denoiser, latents.to(device), grid, denoiser.schedule, cond=cond, null_cond=null,
-                       guidance_scale=guidance_scale)
+            z = sample(
+                denoiser,
+                latents.to(device),
+                grid,
+                denoiser.schedule,
+                cond=cond,
+                null_cond=null,
+                guidance_scale=guidance_scale,
+            )
         audio = self.mel_spectrogram_to_waveform(self.decode_latents(z.to(self.vae.dtype)))
         audio = audio[:, : int((audio_length_in_s or 2.56) * self.vocoder.config.sampling_rate)]
         if output_type == "np":

@@ -1,0 +1,247 @@
+"""``python -m bsa.cli.bench --out runs/bench.json``: sampling speed of the teacher against its
+students, and distillation-step throughput, side by side in one run (GPU for absolute numbers).
+
+Models: the embedded teacher's architecture (3.2 M, latents 8×64×16) and an AudioLDM-s-sized UNet
+(185 M, latents 8×256×16 = 10.24 s), random weights (speed does not depend on them). Sampling
+times cover the denoising loop only (VAE and vocoder excluded), bf16 autocast, eager mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+AUDIOLDM_S = dict(
+    sample_size=[256, 16],
+    in_channels=8,
+    out_channels=8,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    block_out_channels=[128, 256, 384, 640],
+    layers_per_block=2,
+    cross_attention_dim=[128, 256, 384, 640],
+    attention_head_dim=8,
+    class_embed_type="simple_projection",
+    projection_class_embeddings_input_dim=512,
+    class_embeddings_concat=True,
+)
+
+
+def _models():
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.unet import load_unet
+
+    embedded = dict(load_unet(resolve_model_path("embedded:teacher")).config)
+    return {"embedded (3.2 M)": embedded, "AudioLDM-s-sized (185 M)": AUDIOLDM_S}
+
+
+def _timed(fn, device, repeats: int) -> float:
+    import torch
+
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), repeats=2) -> list[dict]:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from bsa.diffusion import audioldm_schedule, sample, step_grid
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.unet import with_guidance_input
+
+    schedule, rows = audioldm_schedule(), []
+    for name, cfg in _models().items():
+        teacher_unet = UNet2DConditionModel(**cfg).to(device).eval()
+        teacher = Denoiser(teacher_unet, schedule)
+        student = Denoiser(with_guidance_input(teacher_unet).to(device).eval(), schedule)
+        dim, shape = cfg["projection_class_embeddings_input_dim"], (cfg["in_channels"], *cfg["sample_size"])
+        for b in batches:
+            noise = torch.randn(b, *shape, device=device)
+            text, null = torch.randn(b, dim, device=device), torch.zeros(dim, device=device)
+            w = torch.full((b,), 2.5, device=device)
+
+            def run(model, steps, guided):
+                def go():
+                    with (
+                        torch.no_grad(),
+                        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
+                    ):
+                        if guided:
+                            sample(
+                                model,
+                                noise,
+                                step_grid(steps).to(device),
+                                schedule,
+                                cond=text,
+                                null_cond=null,
+                                guidance_scale=2.5,
+                            )
+                        else:
+                            sample(
+                                lambda z, t: model(z, t, text, w),
+                                noise,
+                                step_grid(steps).to(device),
+                                schedule,
+                            )
+
+                return go
+
+            t_teacher = _timed(run(teacher, 200, True), device, repeats)
+            rows.append(
+                {
+                    "model": name,
+                    "batch": b,
+                    "sampler": "teacher, 200 steps + CFG",
+                    "network_calls": 400,
+                    "seconds_per_clip": t_teacher / b,
+                    "speedup": 1.0,
+                }
+            )
+            for n in students:
+                t = _timed(run(student, n, False), device, repeats)
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": b,
+                        "sampler": f"student, {n} steps",
+                        "network_calls": n,
+                        "seconds_per_clip": t / b,
+                        "speedup": t_teacher / t,
+                    }
+                )
+            print(json.dumps(rows[-1]), flush=True)
+        del teacher_unet, teacher, student
+    return rows
+
+
+def bench_training(
+    device, steps: int = 10, models: dict | None = None, batches=(128, 16), combos=None
+) -> list[dict]:
+    """Distillation-step throughput (samples/s): one progressive step = 2 teacher calls (w-conditioned)
+    + student forward/backward + AdamW, for each combination of bf16 / channels_last / torch.compile."""
+    import itertools
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from bsa.diffusion import audioldm_schedule
+    from bsa.lit.distill import DistillationModule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.unet import with_guidance_input
+
+    schedule, rows = audioldm_schedule(), []
+    for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
+        grid = combos or [
+            c
+            for c in itertools.product((False, True), (False, True), (False, True))
+            if not (c[2] and not c[0])
+        ]  # compile only with bf16
+        for bf16, channels_last, compiled in grid:
+            if compiled and "185" in name and combos is None:
+                continue  # compiling the 185 M UNet twice takes minutes: measured in a longer run, not here
+            torch.manual_seed(0)
+            unet = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
+            student = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
+            if channels_last:
+                unet, student = (
+                    unet.to(memory_format=torch.channels_last),
+                    student.to(memory_format=torch.channels_last),
+                )
+            m = DistillationModule(
+                Denoiser(unet, schedule),
+                Denoiser(student, schedule),
+                torch.zeros(cfg["projection_class_embeddings_input_dim"]),
+                mode="progressive",
+                student_steps=50,
+            ).to(device)
+            if compiled:
+                m.student.unet = torch.compile(m.student.unet)
+                m.teacher.unet = torch.compile(m.teacher.unet)
+            opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=device.type == "cuda")
+            shape = (batch, cfg["in_channels"], *cfg["sample_size"])
+            lat = torch.randn(shape, device=device)
+            if channels_last:
+                lat = lat.to(memory_format=torch.channels_last)
+            text = torch.randn(batch, cfg["projection_class_embeddings_input_dim"], device=device)
+
+            def step():
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss, _ = m.distillation_loss(lat, text)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            try:
+                for _ in range(3):
+                    step()
+                t = _timed(lambda: [step() for _ in range(steps)], device, 1) / steps
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": batch,
+                        "bf16": bf16,
+                        "channels_last": channels_last,
+                        "compile": compiled,
+                        "samples_per_s": batch / t,
+                        "step_ms": 1000 * t,
+                    }
+                )
+            except Exception as e:  # a failing combination is reported, not hidden
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": batch,
+                        "bf16": bf16,
+                        "channels_last": channels_last,
+                        "compile": compiled,
+                        "error": f"{type(e).__name__}: {str(e)[:200]}",
+                    }
+                )
+            print(json.dumps(rows[-1]), flush=True)
+            del m, unet, student, opt
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(prog="bsa bench", description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--out", default="runs/bench.json")
+    parser.add_argument("--what", choices=("all", "sampling", "training"), default="all")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.what in ("all", "sampling"):
+        result["sampling"] = bench_sampling(device)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.what in ("all", "training"):
+        result["training"] = bench_training(device)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
