@@ -74,7 +74,9 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
             text, null = torch.randn(b, dim, device=device), torch.zeros(dim, device=device)
             w = torch.full((b,), 2.5, device=device)
 
-            def run(model, steps, guided):
+            def run(model, steps, guided, noise=noise, text=text, null=null, w=w):
+                grid = step_grid(steps).to(device)
+
                 def go():
                     with (
                         torch.no_grad(),
@@ -82,21 +84,10 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
                     ):
                         if guided:
                             sample(
-                                model,
-                                noise,
-                                step_grid(steps).to(device),
-                                schedule,
-                                cond=text,
-                                null_cond=null,
-                                guidance_scale=2.5,
+                                model, noise, grid, schedule, cond=text, null_cond=null, guidance_scale=2.5
                             )
                         else:
-                            sample(
-                                lambda z, t: model(z, t, text, w),
-                                noise,
-                                step_grid(steps).to(device),
-                                schedule,
-                            )
+                            sample(lambda z, t: model(z, t, text, w), noise, grid, schedule)
 
                 return go
 
@@ -178,7 +169,7 @@ def bench_training(
                 lat = lat.to(memory_format=torch.channels_last)
             text = torch.randn(batch, cfg["projection_class_embeddings_input_dim"], device=device)
 
-            def step():
+            def step(m=m, opt=opt, lat=lat, text=text, bf16=bf16):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss, _ = m.distillation_loss(lat, text)
                 opt.zero_grad(set_to_none=True)
