@@ -87,7 +87,7 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
                                 model, noise, grid, schedule, cond=text, null_cond=null, guidance_scale=2.5
                             )
                         else:
-                            sample(lambda z, t: model(z, t, text, w), noise, grid, schedule)
+                            sample(lambda z_, t_: model(z_, t_, text, w), noise, grid, schedule)
 
                 return go
 
