@@ -72,7 +72,8 @@ def with_guidance_input(unet: UNet2DConditionModel, embed_dim: int = 256) -> UNe
     projection initialised to zero so that the copy starts out computing exactly what ``unet`` does."""
     if unet.config.time_cond_proj_dim is not None:
         raise ValueError("this UNet already takes a guidance input")
-    config = dict(unet.config)
+    # private keys (e.g. ``_use_default_values``) would make from_config ignore the new entry
+    config = {k: v for k, v in unet.config.items() if not k.startswith("_")}
     config["time_cond_proj_dim"] = embed_dim
     new = UNet2DConditionModel.from_config(config)
     missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
