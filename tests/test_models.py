@@ -92,6 +92,16 @@ def test_denoiser_converts_epsilon_in_one_place():
         den(z, t, c, guidance=torch.tensor(2.0))
 
 
+def test_guidance_input_on_a_unet_built_in_memory():
+    """A config that never named time_cond_proj_dim (diffusers records it as a default) still gets the input."""
+    from diffusers import UNet2DConditionModel
+
+    cfg = audioldm_unet_config("tiny", 12, 8, (16, 4))
+    del cfg["time_cond_proj_dim"]
+    guided = with_guidance_input(UNet2DConditionModel(**cfg))
+    assert guided.config.time_cond_proj_dim == 256 and guided.time_embedding.cond_proj is not None
+
+
 def test_guidance_input_starts_as_the_unguided_model():
     """The w-conditioned copy (zero-initialised projection) computes exactly the original for any w."""
     from diffusers import UNet2DConditionModel
