@@ -158,17 +158,31 @@ def test_exported_student_is_a_loadable_audioldm_pipeline(audioldm_folder, tmp_p
 
     student = with_guidance_input(load_unet(audioldm_folder / "unet"))
     torch.nn.init.normal_(student.time_embedding.cond_proj.weight, std=0.05)  # make w matter
-    sched = dict(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear",
-                 prediction_type="epsilon")
-    folder = save_stage(tmp_path / "stage03_4steps", student, {"num_sample_steps": 4, "stage": 3},
-                        audioldm_folder / "vae", str(audioldm_folder / "vocoder"), sched, audioldm_folder / "text_encoder")
+    sched = dict(
+        num_train_timesteps=1000,
+        beta_start=0.0015,
+        beta_end=0.0195,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+    )
+    folder = save_stage(
+        tmp_path / "stage03_4steps",
+        student,
+        {"num_sample_steps": 4, "stage": 3},
+        audioldm_folder / "vae",
+        str(audioldm_folder / "vocoder"),
+        sched,
+        audioldm_folder / "text_encoder",
+    )
     assert read_stage(folder)["num_sample_steps"] == 4 and (folder / "model_index.json").is_file()
     pipe = DistilledAudioLDMPipeline.from_pretrained(folder)
     calls = []
     pipe.unet.register_forward_hook(lambda *a: calls.append(1))
     noise = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(5))
     captions = ["a loud siren", "a bell"]
-    audio = pipe(captions, guidance_scale=3.0, audio_length_in_s=0.64, latents=noise.clone(), output_type="pt").audios
+    audio = pipe(
+        captions, guidance_scale=3.0, audio_length_in_s=0.64, latents=noise.clone(), output_type="pt"
+    ).audios
     assert len(calls) == 4, "4 steps, one UNet call each (stored num_sample_steps, guidance as input)"
     text = ClapTextEncoder(audioldm_folder / "text_encoder")
     den = Denoiser(pipe.unet, audioldm_schedule())
@@ -178,5 +192,7 @@ def test_exported_student_is_a_loadable_audioldm_pipeline(audioldm_folder, tmp_p
         ours = pipe.mel_spectrogram_to_waveform(pipe.decode_latents(z))[:, : audio.shape[1]]
     assert audio.abs().max() > 0
     np.testing.assert_allclose(ours.numpy(), audio.numpy(), rtol=1e-4, atol=1e-4 * audio.abs().max().item())
-    other = pipe(captions, guidance_scale=1.5, audio_length_in_s=0.64, latents=noise.clone(), output_type="pt").audios
+    other = pipe(
+        captions, guidance_scale=1.5, audio_length_in_s=0.64, latents=noise.clone(), output_type="pt"
+    ).audios
     assert (other - audio).abs().max() > 1e-2 * audio.abs().max(), "the guidance scale reaches the student"

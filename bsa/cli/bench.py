@@ -176,32 +176,20 @@ def bench_training(
                 loss.backward()
                 opt.step()
 
+            combo = {
+                "model": name,
+                "batch": batch,
+                "bf16": bf16,
+                "channels_last": channels_last,
+                "compile": compiled,
+            }
             try:
                 for _ in range(3):
                     step()
                 t = _timed(lambda: [step() for _ in range(steps)], device, 1) / steps
-                rows.append(
-                    {
-                        "model": name,
-                        "batch": batch,
-                        "bf16": bf16,
-                        "channels_last": channels_last,
-                        "compile": compiled,
-                        "samples_per_s": batch / t,
-                        "step_ms": 1000 * t,
-                    }
-                )
+                rows.append({**combo, "samples_per_s": batch / t, "step_ms": 1000 * t})
             except Exception as e:  # a failing combination is reported, not hidden
-                rows.append(
-                    {
-                        "model": name,
-                        "batch": batch,
-                        "bf16": bf16,
-                        "channels_last": channels_last,
-                        "compile": compiled,
-                        "error": f"{type(e).__name__}: {str(e)[:200]}",
-                    }
-                )
+                rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
             print(json.dumps(rows[-1]), flush=True)
             del m, unet, student, opt
             if device.type == "cuda":

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from bsa.models.identity import check_loading_info, state_dict_sha256
+from bsa.models.identity import load_strict, state_dict_sha256
 
 
 def mel_vae_config(size: str = "embedded") -> dict:
@@ -39,14 +39,7 @@ def load_vae(folder: str | Path) -> AutoencoderKL:
     """A diffusers ``AutoencoderKL`` folder (config.json + weights), strictly: never a download, a
     missing file or a mismatching weight is an error naming the folder."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{folder}: no VAE here (expected a diffusers AutoencoderKL folder with config.json)"
-        )
-    vae, info = AutoencoderKL.from_pretrained(
-        folder, local_files_only=True, low_cpu_mem_usage=False, output_loading_info=True
-    )
-    check_loading_info(folder, info, "AutoencoderKL")
+    vae = load_strict(AutoencoderKL, folder, "VAE")
     if vae.config.in_channels != 1:
         raise ValueError(
             f"{folder}: a mel VAE takes 1 input channel, this one takes {vae.config.in_channels}"

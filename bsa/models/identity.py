@@ -31,3 +31,19 @@ def check_loading_info(folder, info: dict, what: str) -> None:
             f"{k.replace('_', ' ')}: {len(v)} (e.g. {list(v)[0]})" for k, v in problems.items()
         )
         raise ValueError(f"{folder}: the weights do not match a {what} of this config — {detail}")
+
+
+def load_strict(model_class, folder, what: str):
+    """``model_class.from_pretrained(folder)`` with local files only, refusing any weight mismatch."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{folder}: no {what} here (expected a diffusers {model_class.__name__} folder with config.json)"
+        )
+    model, info = model_class.from_pretrained(
+        folder, local_files_only=True, low_cpu_mem_usage=False, output_loading_info=True
+    )
+    check_loading_info(folder, info, model_class.__name__)
+    return model

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
-from bsa.models.identity import check_loading_info
+from bsa.models.identity import load_strict
 
 UNET_SIZES = {"tiny": (8, 16, 16), "embedded": (32, 64, 128), "embedded-large": (64, 128, 256)}
 
@@ -51,14 +51,7 @@ def audioldm_unet_config(
 def load_unet(folder: str | Path) -> UNet2DConditionModel:
     """A diffusers UNet folder, strictly: never a download; missing files or weights are errors."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{folder}: no UNet here (expected a diffusers UNet2DConditionModel folder with config.json)"
-        )
-    unet, info = UNet2DConditionModel.from_pretrained(
-        folder, local_files_only=True, low_cpu_mem_usage=False, output_loading_info=True
-    )
-    check_loading_info(folder, info, "UNet2DConditionModel")
+    unet = load_strict(UNet2DConditionModel, folder, "UNet")
     if unet.config.class_embed_type != "simple_projection":
         raise ValueError(
             f"{folder}: not an AudioLDM-style UNet (class_embed_type={unet.config.class_embed_type!r}, "
