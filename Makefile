@@ -17,7 +17,7 @@ WORKERS ?= 1
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test lint data cache vae teacher evaluator text-embeddings generate evaluate distill smoke
+.PHONY: help install test lint data cache vae teacher evaluator text-embeddings generate evaluate distill-plan distill smoke
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
@@ -48,8 +48,14 @@ data/embedded/DATASET.json: | install
 data/cache/embedded/manifest.json: data/embedded/DATASET.json
 	$(PY) -m bsa.cli.cache $(EXP)
 
-vae teacher evaluator: install  ## Retrain that embedded model from scratch into bsa/assets/ (a GPU is advised)
-	$(PY) -m bsa.cli.train $@ $(EXP) $(ARGS)
+vae: install  ## Retrain the embedded mel VAE from scratch into bsa/assets/vae (a GPU is advised)
+	$(PY) -m bsa.cli.train vae $(EXP) $(ARGS)
+
+teacher: install  ## Retrain the embedded teacher from scratch (needs `make cache`; a GPU is advised)
+	$(PY) -m bsa.cli.train teacher $(EXP) $(ARGS)
+
+evaluator: install  ## Retrain the embedded evaluator from scratch into bsa/assets/evaluator
+	$(PY) -m bsa.cli.train evaluator $(EXP) $(ARGS)
 
 text-embeddings: install  ## MiniLM caption embeddings of the embedded set → .carry/ (for GPU machines)
 	$(PY) -m bsa.cli.text_embeddings $(EXP) $(ARGS)
@@ -60,8 +66,13 @@ generate: install  ## Captions → wav: make generate CAPTION="a loud siren ..."
 evaluate: install  ## FAD / IS / CLAP / attribute accuracy of models.teacher at eval.steps
 	$(PY) -m bsa.cli.evaluate $(EXP) $(ARGS)
 
-distill: install data/cache/embedded/manifest.json  ## Distil the teacher down to STEPS steps (PRESET, GPUS, NODES, ARGS)
-	$(PY) -m bsa.cli.distill $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) $(ARGS)
+DISTILL_ARGS = $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) $(ARGS)
+
+distill-plan: install  ## Validate the config and print the stage plan (what `make distill` would run)
+	$(PY) -m bsa.cli.distill $(DISTILL_ARGS) --dry-run
+
+distill: distill-plan data/cache/embedded/manifest.json  ## Distil the teacher down to STEPS steps (PRESET, GPUS, NODES, ARGS)
+	$(PY) -m bsa.cli.distill $(DISTILL_ARGS)
 
 smoke: install  ## Tiny everything on CPU (debug preset): data → VAE → cache → teacher → evaluator → 8 → 4 → 2
 	$(PY) -m bsa.cli.data experiments/debug.yaml && $(PY) -m bsa.cli.train vae experiments/debug.yaml \
