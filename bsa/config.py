@@ -46,6 +46,21 @@ class ScheduleConfig:
     num_train_timesteps: int = 1000
     prediction_type: str = "epsilon"  # the teacher network's own parameterisation
 
+    def kwargs(self) -> dict:
+        """Arguments of :func:`bsa.diffusion.audioldm_schedule` (serialisable, for hyper-parameters)."""
+        return dict(
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            num_train_timesteps=self.num_train_timesteps,
+            kind=self.beta_schedule,
+        )
+
+    def build(self):
+        """The :class:`bsa.diffusion.NoiseSchedule` this config describes."""
+        from bsa.diffusion import audioldm_schedule
+
+        return audioldm_schedule(**self.kwargs())
+
     def __post_init__(self) -> None:
         _check(
             0 < self.beta_start < self.beta_end < 1,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _helpers import audioldm_ddim
 
 pytest.importorskip("diffusers.pipelines.deprecated.audioldm")
 
@@ -29,7 +30,7 @@ def tiny_tokenizer(folder):
 
 @pytest.fixture(scope="module")
 def audioldm_folder(tmp_path_factory):
-    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import (
         ClapTextConfig,
         ClapTextModelWithProjection,
@@ -68,15 +69,7 @@ def audioldm_folder(tmp_path_factory):
             normalize_before=False,
         )
     ).save_pretrained(root / "vocoder")
-    DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.0015,
-        beta_end=0.0195,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=True,
-        timestep_spacing="trailing",
-    ).save_pretrained(root / "scheduler")
+    audioldm_ddim(set_alpha_to_one=True).save_pretrained(root / "scheduler")
     return root
 
 
@@ -115,9 +108,7 @@ def test_audioldm_folder_loads_and_bsa_matches_audioldm_pipeline(audioldm_folder
         latents=noise.clone(),
         output_type="pt",
     ).audios
-    ours_pipe = TextToAudio(
-        Denoiser(unet, audioldm_schedule()), vae, vocoder, text, text([""])[0], (8, 16, 16)
-    )
+    ours_pipe = TextToAudio(Denoiser(unet, audioldm_schedule()), vae, vocoder, text, text([""])[0])
     from bsa.diffusion import sample, step_grid
 
     z = sample(

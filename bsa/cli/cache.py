@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from bsa.cli.common import config_parser, run_with_config
+from bsa.cli.common import config_parser, run_with_config, torch_device
 from bsa.config import BsaConfig
 
 
@@ -55,11 +55,9 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     print(f"latent cache: {root} → {cfg.data.cache_dir} (splits {', '.join(splits)})")
     if args.dry_run:
         return 0
-    import torch
 
     vae = load_vae(resolve_model_path(cfg.models.vae))
-    if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu":
-        vae = vae.cuda()
+    vae = vae.to(torch_device(cfg))
     text = load_text_encoder(cfg.models.text_encoder)
     info_path = root / "DATASET.json"
     result = build_cache(

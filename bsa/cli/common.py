@@ -57,6 +57,13 @@ def run_with_config(args: argparse.Namespace, body: Callable[[BsaConfig, argpars
     return body(cfg, args)
 
 
+def torch_device(cfg: BsaConfig) -> str:
+    """ "cuda" when a GPU is there and the config does not ask for the CPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+
+
 def wandb_logger(cfg: BsaConfig, run: str, stage):
     """One W&B run per stage, grouped by the distillation run (offline unless logged in)."""
     import os

@@ -9,6 +9,7 @@ interrupted stage resumes from its last checkpoint, so running the same command 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -110,7 +111,6 @@ def distill(cfg: BsaConfig) -> dict:
     from bsa.callbacks.promotion import StagePromotion
     from bsa.cli.cache import build_expected_identity
     from bsa.data.datamodule import LatentDataModule
-    from bsa.diffusion import audioldm_schedule
     from bsa.lit.distill import DistillationModule
     from bsa.models.assets import resolve_model_path
     from bsa.models.denoiser import Denoiser
@@ -121,7 +121,7 @@ def distill(cfg: BsaConfig) -> dict:
     run_dir = Path(cfg.paths.output_root) / run_name(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    schedule = audioldm_schedule(s.beta_start, s.beta_end, s.num_train_timesteps, s.beta_schedule)
+    schedule = s.build()
     dm = LatentDataModule(
         cfg.data.cache_dir,
         d.batch_size,
@@ -156,7 +156,9 @@ def distill(cfg: BsaConfig) -> dict:
             continue
         steps = d.guided_steps if spec.mode == "guided" else d.steps_per_stage
         pl.seed_everything(cfg.trainer.seed + spec.index, workers=True, verbose=False)
-        student_unet = with_guidance_input(teacher.unet) if spec.mode == "guided" else _copy(teacher.unet)
+        student_unet = (
+            with_guidance_input(teacher.unet) if spec.mode == "guided" else copy.deepcopy(teacher.unet)
+        )
         module = DistillationModule(
             teacher,
             Denoiser(student_unet.train().requires_grad_(True), schedule, s.prediction_type),
@@ -227,12 +229,6 @@ def distill(cfg: BsaConfig) -> dict:
             {"spec": spec, "folder": folder, "metadata": read_stage(folder), "nonfinite_skipped": skipped}
         )
     return {"run_dir": str(run_dir), "finished": True, "stages": stages}
-
-
-def _copy(unet):
-    import copy
-
-    return copy.deepcopy(unet)
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:

@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from bsa.cli.common import config_parser, run_with_config
+from bsa.cli.common import config_parser, run_with_config, torch_device
 from bsa.config import BsaConfig
 
 
 def load_pipeline(cfg: BsaConfig, device: str):
     import torch
 
-    from bsa.diffusion import audioldm_schedule
     from bsa.models.assets import resolve_model_path
     from bsa.models.autoencoder import load_vae
     from bsa.models.denoiser import Denoiser
@@ -33,7 +32,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
     from bsa.models.vocoder import load_vocoder
 
     s = cfg.schedule
-    schedule = audioldm_schedule(s.beta_start, s.beta_end, s.num_train_timesteps, s.beta_schedule)
+    schedule = s.build()
     text = load_text_encoder(cfg.models.text_encoder)
     vae = load_vae(resolve_model_path(cfg.models.vae))
     from bsa.models.export import is_stage_folder
@@ -43,9 +42,8 @@ def load_pipeline(cfg: BsaConfig, device: str):
         vae, model_path = load_vae(model_path / "vae"), model_path / "unet"
     unet = load_unet(model_path).eval().requires_grad_(False)
     null = text([""])[0].float()
-    shape = (unet.config.in_channels, *unet.config.sample_size)
     pipe = TextToAudio(
-        Denoiser(unet, schedule, s.prediction_type), vae, load_vocoder(cfg.models.vocoder), text, null, shape
+        Denoiser(unet, schedule, s.prediction_type), vae, load_vocoder(cfg.models.vocoder), text, null
     )
     return pipe.to(device), torch.device(device)
 
@@ -71,7 +69,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
-    device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    device = torch_device(cfg)
     pipe, dev = load_pipeline(cfg, device)
     backbone = EmbeddedBackbone(
         AudioEvaluator.from_pretrained(resolve_model_path(cfg.models.evaluator)).to(dev)

@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from bsa.cli.common import config_parser, run_with_config
+from bsa.cli.common import config_parser, run_with_config, torch_device
 from bsa.config import BsaConfig
 
 
@@ -32,12 +32,11 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
-    import torch
 
     from bsa.audio import write_wav
     from bsa.cli.evaluate import load_pipeline
 
-    device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    device = torch_device(cfg)
     pipe, _ = load_pipeline(cfg, device)
     seeds = [args.seed + i for i in range(len(captions))]
     waves = pipe.generate(captions, seeds, steps, args.guidance)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from bsa.cli.common import torch_device
 from bsa.config import BsaConfig
 
 
@@ -34,7 +35,6 @@ def evaluate_stages(cfg: BsaConfig, result: dict) -> list[dict]:
     import torch
 
     from bsa.data.embedded import LABELS
-    from bsa.diffusion import audioldm_schedule
     from bsa.metrics.embedded import EmbeddedBackbone
     from bsa.metrics.suite import score, stats_of
     from bsa.models.assets import resolve_model_path
@@ -54,7 +54,7 @@ def evaluate_stages(cfg: BsaConfig, result: dict) -> list[dict]:
     except (FileNotFoundError, OSError) as e:
         print(f"no stage evaluation: {e}")
         return []
-    device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    device = torch_device(cfg)
     backbone = EmbeddedBackbone(evaluator.to(device))
     captions, text_emb, meta = _test_captions(cfg, d.eval_clips)
     targets = (
@@ -63,7 +63,7 @@ def evaluate_stages(cfg: BsaConfig, result: dict) -> list[dict]:
         else None
     )
     seeds = [cfg.eval.seed + i for i in range(len(captions))]
-    schedule = audioldm_schedule(s.beta_start, s.beta_end, s.num_train_timesteps, s.beta_schedule)
+    schedule = s.build()
     vae, vocoder = load_vae(resolve_model_path(cfg.models.vae)), load_vocoder(cfg.models.vocoder)
     null = torch.tensor(result["stages"][0]["metadata"]["null_text_embedding"]) if result["stages"] else None
 
@@ -72,11 +72,9 @@ def evaluate_stages(cfg: BsaConfig, result: dict) -> list[dict]:
             Denoiser(load_unet(unet_folder).eval(), schedule, s.prediction_type),
             vae,
             vocoder,
-            torch.nn.Identity(),
-            null,
             None,
+            null,
         ).to(device)
-        pipe.latent_shape = (pipe.denoiser.unet.config.in_channels, *pipe.denoiser.unet.config.sample_size)
         start = time.time()
         waves = pipe.waveforms(pipe.latents(text_emb, seeds, steps, d.guidance_scale))
         seconds = (time.time() - start) / len(captions)

@@ -160,12 +160,7 @@ def train_teacher(cfg: BsaConfig) -> Path:
         total_steps=c.steps,
         warmup_steps=min(500, c.steps // 10),
         prediction_type=cfg.schedule.prediction_type,
-        schedule_kwargs=dict(
-            beta_start=cfg.schedule.beta_start,
-            beta_end=cfg.schedule.beta_end,
-            num_train_timesteps=cfg.schedule.num_train_timesteps,
-            kind=cfg.schedule.beta_schedule,
-        ),
+        schedule_kwargs=cfg.schedule.kwargs(),
     )
     recorder = CurveRecorder()
     start = time.time()

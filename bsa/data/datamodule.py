@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,6 @@ def consumer_indices(n: int, consumer: int, num_consumers: int, even: bool = Fal
         raise ValueError(f"consumer {consumer} not in [0, {num_consumers})")
     stop = (n // num_consumers) * num_consumers if even else n
     return range(consumer, stop, num_consumers)
-
-
-@dataclass(frozen=True)
-class LatentBatch:
-    """Field names of a batch (a dict, so the default collate works):
-    latents [B, C, T', F'] float32 (VAE-scaled), text_emb [B, D], caption list[str], id list[str],
-    meta list[dict] (ground-truth attributes where the data set has them)."""
-
-    LATENTS = "latents"
-    TEXT = "text_emb"
-    CAPTION = "caption"
-    ID = "id"
 
 
 def _rank_world() -> tuple[int, int]:
@@ -70,9 +57,6 @@ class LatentShardStream(IterableDataset):
         self.worker_offset = 0
         self.cached_shards = cached_shards
         self._sizes: list[int] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _consumer(self) -> tuple[int, int]:
         rank, world = (self.rank, self.world_size) if self.rank is not None else _rank_world()
@@ -158,6 +142,8 @@ class RepeatingStream(IterableDataset):
 
 
 def collate(items: list[dict]) -> dict:
+    """A batch: latents [B, C, T', F'] float32 (VAE-scaled), text_emb [B, D], caption list[str],
+    id list[str], meta list[dict] (ground-truth attributes where the data set has them)."""
     return {
         "latents": torch.stack([i["latents"] for i in items]),
         "text_emb": torch.stack([i["text_emb"] for i in items]),

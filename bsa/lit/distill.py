@@ -26,7 +26,7 @@ from bsa.diffusion import (
     teacher_midpoint,
 )
 from bsa.lit.guard import NonFiniteGuard
-from bsa.lit.optim import adamw, warmup_cosine
+from bsa.lit.optim import adamw_warmup_cosine
 from bsa.models.denoiser import Denoiser
 from bsa.models.ema import EMA
 
@@ -136,13 +136,14 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             self.ema.update(self.student)
 
     def configure_optimizers(self):
-        opt = adamw(self.student.parameters(), self.hparams.lr, self.hparams.weight_decay)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(
-                opt, self.hparams.total_steps, self.hparams.warmup_steps, final_ratio=0.1
-            ),
-        }
+        hp = self.hparams
+        return adamw_warmup_cosine(
+            self.student.parameters(),
+            hp.lr,
+            hp.total_steps,
+            hp.warmup_steps,
+            weight_decay=self.hparams.weight_decay,
+        )
 
     def export_teacher(self) -> Denoiser:
         """The next stage's teacher: a frozen copy of the student (its EMA if kept), not aliased."""

@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import torch
 
 from bsa.lit.guard import NonFiniteGuard
-from bsa.lit.optim import adamw, warmup_cosine
+from bsa.lit.optim import adamw_warmup_cosine
 from bsa.models.evaluator import AudioEvaluator
 
 
@@ -57,8 +57,7 @@ class EvaluatorModule(NonFiniteGuard, pl.LightningModule):
         )
 
     def configure_optimizers(self):
-        opt = adamw(self.model.parameters(), self.hparams.lr, weight_decay=1e-4)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(opt, self.hparams.total_steps, self.hparams.warmup_steps),
-        }
+        hp = self.hparams
+        return adamw_warmup_cosine(
+            self.model.parameters(), hp.lr, hp.total_steps, hp.warmup_steps, weight_decay=1e-4
+        )

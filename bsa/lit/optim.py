@@ -35,3 +35,16 @@ def warmup_cosine(
         return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
+
+
+def adamw_warmup_cosine(
+    params,
+    lr: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    final_ratio: float = 0.1,
+) -> dict:
+    """What ``configure_optimizers`` returns: AdamW with the warm-up + cosine schedule, stepped per step."""
+    opt = adamw(params, lr, weight_decay)
+    return {"optimizer": opt, "lr_scheduler": warmup_cosine(opt, total_steps, warmup_steps, final_ratio)}

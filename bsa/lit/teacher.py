@@ -12,7 +12,7 @@ from diffusers import UNet2DConditionModel
 
 from bsa.diffusion import audioldm_schedule, prediction_from_x
 from bsa.lit.guard import NonFiniteGuard
-from bsa.lit.optim import adamw, warmup_cosine
+from bsa.lit.optim import adamw_warmup_cosine
 from bsa.models.ema import EMA
 
 
@@ -76,11 +76,14 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
             self.ema.update(self.unet)
 
     def configure_optimizers(self):
-        opt = adamw(self.unet.parameters(), self.hparams.lr, self.hparams.weight_decay)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(opt, self.hparams.total_steps, self.hparams.warmup_steps),
-        }
+        hp = self.hparams
+        return adamw_warmup_cosine(
+            self.unet.parameters(),
+            hp.lr,
+            hp.total_steps,
+            hp.warmup_steps,
+            weight_decay=self.hparams.weight_decay,
+        )
 
     def export_unet(self) -> UNet2DConditionModel:
         """The weights to ship: the EMA copy when there is one."""

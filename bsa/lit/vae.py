@@ -7,7 +7,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from bsa.lit.guard import NonFiniteGuard
-from bsa.lit.optim import adamw, warmup_cosine
+from bsa.lit.optim import adamw_warmup_cosine
 
 
 class VAEModule(NonFiniteGuard, pl.LightningModule):
@@ -46,8 +46,5 @@ class VAEModule(NonFiniteGuard, pl.LightningModule):
         )
 
     def configure_optimizers(self):
-        opt = adamw(self.vae.parameters(), self.hparams.lr)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(opt, self.hparams.total_steps, self.hparams.warmup_steps),
-        }
+        hp = self.hparams
+        return adamw_warmup_cosine(self.vae.parameters(), hp.lr, hp.total_steps, hp.warmup_steps)

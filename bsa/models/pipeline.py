@@ -26,13 +26,18 @@ class TextToAudio:
     denoiser: Denoiser
     vae: torch.nn.Module
     vocoder: torch.nn.Module
-    text_encoder: torch.nn.Module
+    text_encoder: torch.nn.Module | None  # only generate() needs it; latents() takes embeddings
     null_text_emb: torch.Tensor  # [D]
-    latent_shape: tuple[int, int, int]
 
     @property
     def schedule(self) -> NoiseSchedule:
         return self.denoiser.schedule
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """(C, T', F') of one clip's latent, from the UNet's own config."""
+        config = self.denoiser.unet.config
+        return (config.in_channels, *config.sample_size)
 
     @torch.no_grad()
     def latents(
@@ -59,7 +64,8 @@ class TextToAudio:
 
     def to(self, device: torch.device | str) -> TextToAudio:
         for m in (self.denoiser, self.vae, self.vocoder, self.text_encoder):
-            m.to(device)
+            if m is not None:
+                m.to(device)
         return self
 
     @torch.no_grad()
