@@ -5,10 +5,14 @@ import torch
 from bsa.diffusion import (
     CLEAN,
     DistillationPlan,
+    Stage,
     ddim_step,
     distillation_target,
+    halving_chain,
     next_timestep,
+    sampling_grid,
     step_grid,
+    student_step_triples,
     teacher_midpoint,
 )
 
@@ -123,7 +127,49 @@ def test_plan_halving_and_errors():
     assert plan.describe() == "200 → 100 → 50 → 25 (3 stages)"
     assert DistillationPlan(256, 1).step_counts[-3:] == [4, 2, 1]
     assert DistillationPlan(200, 200).stages == []
-    with pytest.raises(ValueError, match=r"30 cannot be reached by halving 200.*\[200, 100, 50, 25\]"):
+    # past 25 an odd stage halves to ceil(N/2)
+    assert DistillationPlan(200, 1).step_counts == [200, 100, 50, 25, 13, 7, 4, 2, 1]
+    assert DistillationPlan(200, 4).stages[-1] == Stage(6, 7, 4)
+    with pytest.raises(ValueError, match=r"30 cannot be reached by halving 200.*\[200, 100, 50, 25, 13"):
         DistillationPlan(200, 30)
     with pytest.raises(ValueError, match="12"):
         DistillationPlan(200, 12)
+
+
+def test_sampling_grid_nests_through_odd_stages():
+    """Even halvings give diffusers' trailing grid; after 25 the grids are every other point."""
+    for n in (200, 100, 50, 25):
+        assert torch.equal(sampling_grid(n, 200), step_grid(n))
+    assert sampling_grid(13, 200).tolist() == [40 * i - 1 for i in range(25, 0, -2)]
+    assert sampling_grid(4, 200).tolist() == [999, 679, 359, 39]  # hand: 40·{25, 17, 9, 1} − 1
+    assert sampling_grid(1, 200).tolist() == [999]
+    assert torch.equal(sampling_grid(4), step_grid(4))  # no plan: the trailing grid
+    assert torch.equal(sampling_grid(12, 200), step_grid(12))  # off the chain: the trailing grid
+    for a, b in zip(halving_chain(200)[:-1], halving_chain(200)[1:], strict=True):
+        fine, coarse = sampling_grid(a, 200), sampling_grid(b, 200)
+        assert set(coarse.tolist()) <= set(fine.tolist()) and coarse[0] == 999
+
+
+def test_student_step_triples_even_and_odd():
+    t, mid, s = student_step_triples(torch.tensor([999, 749, 499, 249]))
+    assert (t.tolist(), mid.tolist(), s.tolist()) == ([999, 499], [749, 249], [499, CLEAN])
+    # 25 → 13: twelve two-step pairs, then the last teacher step alone (t' = t, t'' = clean)
+    t, mid, s = student_step_triples(step_grid(25))
+    assert t.shape[0] == 13 and t[-1] == 39 and mid[-1] == 39 and s[-1] == CLEAN
+    assert (t[0], mid[0], s[0]) == (999, 959, 919)
+    # and the student's grid is exactly where it samples
+    assert torch.equal(t, sampling_grid(13, 200))
+
+
+def test_odd_tail_target_is_one_teacher_step(schedule, gen):
+    """With t' = t the two-step target is the target of the single teacher step t → t''."""
+    x = torch.randn(2, 4, 6, 3, dtype=torch.float64, generator=gen)
+    teacher = lambda z, tt: 0.5 * z  # noqa: E731 - any deterministic x̂
+    t = torch.tensor([39, 39])
+    alpha, sigma = schedule.alpha_sigma(t)
+    z_t = alpha.view(-1, 1, 1, 1) * x + sigma.view(-1, 1, 1, 1) * torch.randn(
+        x.shape, dtype=torch.float64, generator=gen
+    )
+    clean = torch.full_like(t, CLEAN)
+    x_tilde = distillation_target(teacher, z_t, t, t, clean, schedule)
+    torch.testing.assert_close(x_tilde, 0.5 * z_t)  # one DDIM step to clean lands on x̂(z_t)

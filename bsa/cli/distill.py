@@ -111,6 +111,7 @@ def distill(cfg: BsaConfig) -> dict:
     from bsa.callbacks.promotion import StagePromotion
     from bsa.cli.cache import build_expected_identity
     from bsa.data.datamodule import LatentDataModule
+    from bsa.diffusion import sampling_grid
     from bsa.lit.distill import DistillationModule
     from bsa.models.assets import resolve_model_path
     from bsa.models.denoiser import Denoiser
@@ -165,6 +166,8 @@ def distill(cfg: BsaConfig) -> dict:
             dm.null_text_embedding,
             mode=spec.mode,
             student_steps=spec.student_steps,
+            teacher_steps=spec.teacher_steps,
+            base_steps=d.teacher_steps,
             weighting=d.weighting,
             weighting_kwargs=_weighting_kwargs(cfg),
             guidance_scale=d.guidance_scale,
@@ -183,6 +186,8 @@ def distill(cfg: BsaConfig) -> dict:
                 "mode": spec.mode,
                 "num_sample_steps": spec.student_steps,
                 "teacher_steps": spec.teacher_steps,
+                "base_steps": d.teacher_steps,
+                "timesteps": sampling_grid(spec.student_steps, d.teacher_steps).tolist(),
                 "guidance_scale": d.guidance_scale,
                 "guidance_range": [d.guidance_min, d.guidance_max],
                 "w_conditioned": denoiser.takes_guidance,

@@ -35,15 +35,22 @@ def load_pipeline(cfg: BsaConfig, device: str):
     schedule = s.build()
     text = load_text_encoder(cfg.models.text_encoder)
     vae = load_vae(resolve_model_path(cfg.models.vae))
-    from bsa.models.export import is_stage_folder
+    from bsa.models.export import is_stage_folder, read_stage
 
     model_path = resolve_model_path(cfg.models.teacher)
+    grid_base = cfg.distill.teacher_steps
     if is_stage_folder(model_path):  # an exported distillation stage: its own unet/ and vae/
+        grid_base = read_stage(model_path).get("base_steps", grid_base)
         vae, model_path = load_vae(model_path / "vae"), model_path / "unet"
     unet = load_unet(model_path).eval().requires_grad_(False)
     null = text([""])[0].float()
     pipe = TextToAudio(
-        Denoiser(unet, schedule, s.prediction_type), vae, load_vocoder(cfg.models.vocoder), text, null
+        Denoiser(unet, schedule, s.prediction_type),
+        vae,
+        load_vocoder(cfg.models.vocoder),
+        text,
+        null,
+        grid_base,
     )
     return pipe.to(device), torch.device(device)
 

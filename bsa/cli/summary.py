@@ -74,6 +74,7 @@ def evaluate_stages(cfg: BsaConfig, result: dict) -> list[dict]:
             vocoder,
             None,
             null,
+            d.teacher_steps,
         ).to(device)
         start = time.time()
         waves = pipe.waveforms(pipe.latents(text_emb, seeds, steps, d.guidance_scale))

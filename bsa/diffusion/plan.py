@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .schedules import halving_chain
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -16,9 +18,10 @@ class Stage:
 
 @dataclass(frozen=True)
 class DistillationPlan:
-    """teacher_steps / 2^k = target_steps (Salimans & Ho 2022, Alg. 2: each stage halves N).
+    """teacher_steps → ⌈teacher_steps/2⌉ → … → target_steps (Salimans & Ho 2022, Alg. 2: each
+    stage halves N; an odd N halves to ⌈N/2⌉, see :func:`bsa.diffusion.halving_chain`).
 
-    Raises ``ValueError`` naming both numbers when target_steps is not reachable by halving.
+    Raises ``ValueError`` naming both numbers when target_steps is not on that chain.
     """
 
     teacher_steps: int
@@ -29,26 +32,19 @@ class DistillationPlan:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        n, reachable = self.teacher_steps, []
-        while n >= 1:
-            reachable.append(n)
-            if n % 2:
-                break
-            n //= 2
+        reachable = halving_chain(self.teacher_steps)
         if self.target_steps not in reachable:
             raise ValueError(
                 f"target steps {self.target_steps} cannot be reached by halving {self.teacher_steps} teacher steps: "
-                f"it must be teacher_steps / 2^k, i.e. one of {reachable}"
+                f"it must be one of {reachable}"
             )
 
     @property
     def stages(self) -> list[Stage]:
         """The stages in order; empty when target_steps == teacher_steps."""
-        out, n = [], self.teacher_steps
-        while n > self.target_steps:
-            out.append(Stage(len(out) + 1, n, n // 2))
-            n //= 2
-        return out
+        chain = halving_chain(self.teacher_steps)
+        chain = chain[: chain.index(self.target_steps) + 1]
+        return [Stage(k + 1, a, b) for k, (a, b) in enumerate(zip(chain[:-1], chain[1:], strict=True))]
 
     @property
     def step_counts(self) -> list[int]:

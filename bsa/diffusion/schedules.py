@@ -135,3 +135,55 @@ def next_timestep(grid: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     """t'' = the grid point after ``grid[i]``, or ``CLEAN`` after the last one."""
     padded = torch.cat([grid, grid.new_tensor([CLEAN])])
     return padded.to(i.device)[i + 1]
+
+
+def halving_chain(teacher_steps: int) -> list[int]:
+    """Step counts of progressive distillation from ``teacher_steps``: N → ⌈N/2⌉ → … → 1.
+
+    Salimans & Ho (2022, Alg. 2) halve an even N. An odd N (200 → 100 → 50 → 25 → 13 …) keeps
+    going: the student takes every other point of the teacher's grid, so each student step covers
+    two teacher steps except the last, which covers one (see :func:`student_step_triples`).
+    """
+    if not isinstance(teacher_steps, int) or isinstance(teacher_steps, bool) or teacher_steps < 1:
+        raise ValueError(f"teacher_steps must be a positive integer, got {teacher_steps!r}")
+    chain = [teacher_steps]
+    while chain[-1] > 1:
+        chain.append((chain[-1] + 1) // 2)
+    return chain
+
+
+def sampling_grid(
+    num_steps: int, teacher_steps: int | None = None, num_train_timesteps: int = 1000
+) -> torch.Tensor:
+    """The timestep grid an N-step model samples on: the one place that decides it.
+
+    Without ``teacher_steps``, or when N is not on :func:`halving_chain` of it, this is
+    :func:`step_grid` (N). On the chain it is the grid the student was distilled on: the
+    teacher's ``step_grid(teacher_steps)`` thinned to every other point (starting at T − 1) once
+    per stage. Where every halving was even this *is* ``step_grid(N)`` (the nesting property);
+    after an odd stage (25 → 13) it is the nested grid, e.g. 200 → … → 4 gives [999, 679, 359, 39].
+    """
+    if teacher_steps is None or num_steps not in halving_chain(teacher_steps):
+        return step_grid(num_steps, num_train_timesteps)
+    grid = step_grid(teacher_steps, num_train_timesteps)
+    while grid.shape[0] > num_steps:
+        grid = grid[0::2]
+    return grid
+
+
+def student_step_triples(teacher_grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(t, t', t'') for every step of the student distilled from a teacher on ``teacher_grid`` (SPEC §3).
+
+    The student grid is ``teacher_grid[0::2]``; its step i goes t = grid[2i] → t'' = grid[2i+2]
+    through the teacher midpoint t' = grid[2i+1] (``CLEAN`` past the end). When the teacher has an
+    odd number of steps, the student's last step covers the teacher's single last step: t' = t
+    (a DDIM step from t to t is the identity) and t'' = ``CLEAN``, so the same two-step target
+    (:func:`bsa.diffusion.distillation_target`) is exact there too. Returns three LongTensors [⌈N/2⌉].
+    """
+    n = teacher_grid.shape[0]
+    padded = torch.cat([teacher_grid, teacher_grid.new_tensor([CLEAN, CLEAN])])
+    idx = torch.arange(0, n, 2, device=teacher_grid.device)
+    t, t_mid, s = padded[idx], padded[idx + 1], padded[idx + 2]
+    if n % 2:  # last student step: one teacher step t → CLEAN
+        t_mid[-1], s[-1] = t[-1], CLEAN
+    return t, t_mid, s

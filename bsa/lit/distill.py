@@ -21,9 +21,8 @@ from bsa.diffusion import (
     classifier_free_guidance,
     distillation_target,
     get_weighting,
-    next_timestep,
-    step_grid,
-    teacher_midpoint,
+    sampling_grid,
+    student_step_triples,
 )
 from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine
@@ -40,6 +39,8 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         *,
         mode: str,
         student_steps: int,
+        teacher_steps: int | None = None,
+        base_steps: int | None = None,
         weighting: str = "bsa",
         weighting_kwargs: dict | None = None,
         guidance_scale: float = 2.5,
@@ -64,6 +65,18 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self.ema = EMA(student, ema_decay) if ema_decay > 0 else None
         self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
         self.register_buffer("null_text_emb", null_text_emb.float().clone())
+        if mode == "progressive":
+            # the student's steps (t → t'' through the teacher's t') on the nested grids of the plan
+            steps = teacher_steps or 2 * student_steps
+            triples = student_step_triples(
+                sampling_grid(steps, base_steps, teacher.schedule.num_train_timesteps)
+            )
+            if triples[0].shape[0] != student_steps:
+                raise ValueError(
+                    f"a {steps}-step teacher distils into {triples[0].shape[0]} steps, not {student_steps}"
+                )
+            for name, value in zip(("step_t", "step_mid", "step_s"), triples, strict=True):
+                self.register_buffer(name, value, persistent=False)
 
     # -- the frozen teacher stays frozen and in eval mode, whatever Lightning does with .train()
     def train(self, mode: bool = True):
@@ -104,9 +117,8 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         if hp.mode == "guided":
             t = torch.randint(0, self.schedule.num_train_timesteps, (b,), generator=g, device=self.device)
         else:
-            grid = step_grid(hp.student_steps, self.schedule.num_train_timesteps).to(self.device)
             i = torch.randint(0, hp.student_steps, (b,), generator=g, device=self.device)
-            t, t_mid, s = grid[i], teacher_midpoint(grid, i), next_timestep(grid, i)
+            t, t_mid, s = self.step_t[i], self.step_mid[i], self.step_s[i]
         alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in self.schedule.alpha_sigma(t))
         z_t = alpha * latents + sigma * eps
         with torch.no_grad():

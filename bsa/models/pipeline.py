@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bsa.diffusion import NoiseSchedule, sample, step_grid
+from bsa.diffusion import NoiseSchedule, sample, sampling_grid
 from bsa.models.autoencoder import decode_latents
 from bsa.models.denoiser import Denoiser
 
@@ -28,6 +28,7 @@ class TextToAudio:
     vocoder: torch.nn.Module
     text_encoder: torch.nn.Module | None  # only generate() needs it; latents() takes embeddings
     null_text_emb: torch.Tensor  # [D]
+    grid_base: int | None = None  # the distillation plan's teacher steps: students sample on its nested grids
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -48,7 +49,7 @@ class TextToAudio:
         device = next(self.denoiser.parameters()).device
         text_emb = text_emb.to(device)
         noise = seeded_noise(seeds, self.latent_shape, device)
-        grid = step_grid(num_steps, self.schedule.num_train_timesteps).to(device)
+        grid = sampling_grid(num_steps, self.grid_base, self.schedule.num_train_timesteps).to(device)
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)
             return sample(lambda z, t: self.denoiser(z, t, text_emb, w), noise, grid, self.schedule)
