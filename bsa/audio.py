@@ -128,16 +128,16 @@ def load_clip(
 
 
 def write_wav(path: str | Path, wave: np.ndarray | torch.Tensor, sample_rate: int) -> None:
-    """Write mono 16-bit PCM, atomically (temp file + rename)."""
+    """Write mono audio atomically (temp file + rename): 16-bit PCM WAV, or Ogg Vorbis when the
+    name ends in ``.ogg`` (the compressed clips of dashboards)."""
     import soundfile as sf
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     tmp = path.with_name(path.name + ".tmp")
-    sf.write(
-        str(tmp), np.clip(data, -1.0, 1.0).astype(np.float32), sample_rate, subtype="PCM_16", format="WAV"
-    )
+    fmt, subtype = ("OGG", "VORBIS") if path.suffix == ".ogg" else ("WAV", "PCM_16")
+    sf.write(str(tmp), np.clip(data, -1.0, 1.0).astype(np.float32), sample_rate, subtype=subtype, format=fmt)
     tmp.replace(path)
 
 

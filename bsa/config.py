@@ -284,25 +284,46 @@ class EvalConfig:
     batch_size: int = 200
     baselines: bool = True  # also score the real clips (ceiling), their VAE+vocoder reconstruction, shuffled captions (floor)
     out: str = "runs/eval"
+    fad_backbone: str = "embedded"  # or a frechet-audio-distance model: vggish | pann | clap | encodec
+    backbone_dir: str = (
+        "checkpoints/fad"  # frechet-audio-distance's ckpt_dir (files under their download names)
+    )
+    clap_checkpoint: str = (
+        ""  # a laion-clap .pt for the CLAP score; empty: the embedded evaluator's joint space
+    )
+    every_n_steps: int = (
+        0  # distillation: also evaluate every K optimizer steps (0: only at the end of each stage)
+    )
+    showcase: int = (
+        4  # distillation: audio + spectrogram of the first K captions per stage (W&B table, dashboard)
+    )
 
     def __post_init__(self) -> None:
         _check(self.split in ("train", "val", "test"), "eval.split", f"unknown {self.split!r}")
         _check(self.num_clips >= 2, "eval.num_clips", "need at least 2 clips for a Fréchet distance")
         _check(self.steps >= 1 and self.batch_size >= 1, "eval.steps/batch_size", "must be >= 1")
         _check(self.guidance_scale >= 1.0, "eval.guidance_scale", "must be >= 1")
+        backbones = ("embedded", "vggish", "pann", "clap", "encodec")
+        _check(
+            self.fad_backbone in backbones,
+            "eval.fad_backbone",
+            f"unknown {self.fad_backbone!r}; expected one of {backbones}",
+        )
+        _check(self.every_n_steps >= 0 and self.showcase >= 0, "eval.every_n_steps/showcase", "must be >= 0")
 
 
 @dataclass
 class LoggingConfig:
     wandb: bool = False
     wandb_project: str = "bsa"
-    wandb_mode: str = "offline"
+    wandb_mode: str = "auto"  # auto: online when logged in (WANDB_API_KEY or ~/.netrc), offline otherwise
+    wandb_group: str = ""  # W&B group of the stage runs; empty: the distillation run's name
 
     def __post_init__(self) -> None:
         _check(
-            self.wandb_mode in ("offline", "online", "disabled"),
+            self.wandb_mode in ("auto", "offline", "online", "disabled"),
             "logging.wandb_mode",
-            f"unknown {self.wandb_mode!r}; expected offline, online or disabled",
+            f"unknown {self.wandb_mode!r}; expected auto, offline, online or disabled",
         )
 
 

@@ -64,19 +64,37 @@ def torch_device(cfg: BsaConfig) -> str:
     return "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
 
 
+def wandb_mode(configured: str) -> str:
+    """``auto``: online when the user is logged in (WANDB_API_KEY, or api.wandb.ai in ~/.netrc), else offline.
+    An explicit WANDB_MODE in the environment wins over the config."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if configured != "auto":
+        return configured
+    netrc = Path.home() / ".netrc"
+    logged_in = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    )
+    return "online" if logged_in else "offline"
+
+
 def wandb_logger(cfg: BsaConfig, run: str, stage):
-    """One W&B run per stage, grouped by the distillation run (offline unless logged in)."""
+    """One W&B run per stage, grouped by ``logging.wandb_group`` (a comparison) or the distillation run."""
     import os
 
     from lightning.pytorch.loggers import WandbLogger
 
     from bsa.config import to_yaml
 
-    os.environ.setdefault("WANDB_MODE", cfg.logging.wandb_mode)
+    os.environ["WANDB_MODE"] = wandb_mode(cfg.logging.wandb_mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
     return WandbLogger(
         project=cfg.logging.wandb_project,
-        group=run,
-        job_type="distill",
+        group=cfg.logging.wandb_group or run,
+        job_type=f"stage{stage.index}",
         name=f"{run}-s{stage.index}-{stage.student_steps}steps",
         save_dir=str(cfg.paths.output_root),
         config={
@@ -84,5 +102,6 @@ def wandb_logger(cfg: BsaConfig, run: str, stage):
             "stage": stage.index,
             "student_steps": stage.student_steps,
             "weighting": cfg.distill.weighting,
+            "seed": cfg.trainer.seed,
         },
     )

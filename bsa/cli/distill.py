@@ -146,6 +146,8 @@ def distill(cfg: BsaConfig) -> dict:
         prediction_type=s.prediction_type,
     )
     stopper = StopAfterSteps(d.stop_after)
+    scorer = build_scorer(cfg, dm.null_text_embedding) if d.eval_clips else None
+    original_teacher = teacher
     done_now, stages = 0, []
     for spec in stage_specs(cfg):
         folder = run_dir / spec.folder_name
@@ -210,7 +212,34 @@ def distill(cfg: BsaConfig) -> dict:
             from bsa.cli.common import wandb_logger
 
             logger.append(wandb_logger(cfg, run_name(cfg), spec))
-        trainer = _trainer(cfg, steps, [checkpoint, promotion, stopper], logger, run_dir)
+        callbacks = [checkpoint, promotion, stopper]
+        if scorer is not None:
+            from bsa.callbacks.evaluation import StageEvaluation
+
+            callbacks.append(
+                StageEvaluation(
+                    scorer,
+                    teacher=original_teacher,
+                    teacher_steps=d.teacher_steps,
+                    student_steps=spec.student_steps,
+                    promotion=promotion,
+                    run_dir=run_dir,
+                    record={
+                        "run": run_name(cfg),
+                        "weighting": d.weighting,
+                        "seed": cfg.trainer.seed,
+                        "stage": spec.index,
+                        "stage_name": spec.folder_name,
+                        "mode": spec.mode,
+                        "steps": spec.student_steps,
+                        "label": f"stage {spec.index} student @ {spec.student_steps}",
+                    },
+                    every_n_steps=cfg.eval.every_n_steps,
+                    showcase=cfg.eval.showcase,
+                    protocol=scorer.protocol,
+                )
+            )
+        trainer = _trainer(cfg, steps, callbacks, logger, run_dir)
         resume = checkpoint.path if checkpoint.path.is_file() else None
         print(
             f"stage {spec.index} ({spec.mode}, {spec.teacher_steps} → {spec.student_steps} steps): "
@@ -221,6 +250,10 @@ def distill(cfg: BsaConfig) -> dict:
             torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
         )
         trainer.fit(module, dm, ckpt_path=resume)
+        if cfg.logging.wandb:  # one W&B run per stage: close this one before the next stage opens its own
+            import wandb
+
+            wandb.finish()
         skipped = int(getattr(module, "_nonfinite_total", 0))
         done_now += trainer.global_step - start_step
         if promotion.promoted is None:
@@ -236,6 +269,48 @@ def distill(cfg: BsaConfig) -> dict:
     return {"run_dir": str(run_dir), "finished": True, "stages": stages}
 
 
+def build_scorer(cfg: BsaConfig, null_text_emb):
+    """The stage scorer of ``distill.eval_clips`` test captions, or None without an evaluator."""
+    from bsa.callbacks.evaluation import EvaluationSet, StageScorer
+    from bsa.cli.common import torch_device
+    from bsa.metrics.suite import build_suite
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.autoencoder import load_vae
+    from bsa.models.vocoder import load_vocoder
+
+    device = torch_device(cfg)
+    try:
+        suite = build_suite(cfg, device)
+    except (FileNotFoundError, OSError) as e:
+        print(f"no stage evaluation: {e}")
+        return None
+    eval_set = EvaluationSet.from_config(cfg, cfg.distill.eval_clips)
+    vae, vocoder = load_vae(resolve_model_path(cfg.models.vae)), load_vocoder(cfg.models.vocoder)
+    scorer = StageScorer(
+        suite,
+        eval_set,
+        vae,
+        vocoder,
+        null_text_emb,
+        cfg.distill.guidance_scale,
+        cfg.distill.teacher_steps,
+        device,
+    )
+    scorer.protocol = {
+        **suite.protocol(),
+        "sample_rate": 16000,
+        "num_clips": len(eval_set.captions),
+        "split": "test",
+        "seeds": [eval_set.seeds[0], eval_set.seeds[-1]],
+        "guidance_scale": cfg.distill.guidance_scale,
+        "real_reference": eval_set.real is not None,
+        "world_size": cfg.trainer.devices * cfg.trainer.num_nodes
+        if isinstance(cfg.trainer.devices, int)
+        else None,
+    }
+    return scorer
+
+
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     print(describe(cfg), flush=True)
     if args.dry_run:
@@ -246,13 +321,13 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         return 0
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from bsa.cli.summary import evaluate_stages, format_summary
+    from bsa.cli.summary import format_summary, read_eval_log
 
     if (
         rank_zero_only.rank != 0
     ):  # under DDP the stages are trained by all ranks, scored and summarised by one
         return 0
-    rows = evaluate_stages(cfg, result) if cfg.distill.eval_clips else []
+    rows = read_eval_log(Path(result["run_dir"]) / "eval.jsonl")
     text = format_summary(cfg, result, rows, time.time() - start)
     run_dir = Path(result["run_dir"])
     (run_dir / "summary.md").write_text(text + "\n")

@@ -62,11 +62,8 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     from bsa.audio import load_clip, log_mel, num_samples_for
     from bsa.data.audiocaps import read_caption_csv, resolve_audio
     from bsa.data.embedded import LABELS
-    from bsa.metrics.embedded import EmbeddedBackbone
-    from bsa.metrics.suite import score, stats_of
-    from bsa.models.assets import resolve_model_path
+    from bsa.metrics.suite import build_suite, score, stats_of
     from bsa.models.autoencoder import encode_mel
-    from bsa.models.evaluator import AudioEvaluator
 
     e = cfg.eval
     root = Path(cfg.data.root)
@@ -78,9 +75,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         return 0
     device = torch_device(cfg)
     pipe, dev = load_pipeline(cfg, device)
-    backbone = EmbeddedBackbone(
-        AudioEvaluator.from_pretrained(resolve_model_path(cfg.models.evaluator)).to(dev)
-    )
+    backbone = build_suite(cfg, device)
 
     rows, _ = read_caption_csv(root / f"{e.split}.csv")
     rows = rows[: e.num_clips]
@@ -88,6 +83,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     real = torch.stack([load_clip(resolve_audio(root / "audio" / e.split, r), 16000, n).wave for r in rows])
     captions = [r.caption for r in rows]
     text_emb = pipe.text_encoder(captions).float().cpu()
+    text_joint = backbone.text_joint(text_emb, captions)
     has_labels = all(k in rows[0].extra for k in LABELS)
     targets = (
         {k: torch.tensor([LABELS[k].index(r.extra[k]) for r in rows]) for k in LABELS} if has_labels else None
@@ -96,7 +92,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     refs = {"real": stats_of(real_features)}
     results = {}
     if e.baselines:
-        results["real clips (ceiling)"] = score(backbone, real_features, text_emb, targets, refs)
+        results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
         with torch.no_grad():
             recon = torch.cat(
                 [
@@ -106,12 +102,12 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
                     for w in real.split(e.batch_size)
                 ]
             )
-        results["real → VAE → vocoder"] = score(backbone, backbone.features(recon), text_emb, targets, refs)
+        results["real → VAE → vocoder"] = score(backbone, backbone.features(recon), text_joint, targets, refs)
         perm = torch.roll(torch.arange(len(rows)), 1)  # a derangement: every clip gets another's caption
         floor = score(
             backbone,
             real_features,
-            text_emb[perm],
+            text_joint[perm],
             {k: v[perm] for k, v in targets.items()} if targets else None,
             refs,
         )
@@ -129,11 +125,11 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         torch.cuda.synchronize()
     seconds = time.time() - start
     name = f"model @ {e.steps} steps"
-    results[name] = score(backbone, backbone.features(torch.cat(waves)), text_emb, targets, refs)
+    results[name] = score(backbone, backbone.features(torch.cat(waves)), text_joint, targets, refs)
     nfe = e.steps * (1 if pipe.denoiser.takes_guidance or e.guidance_scale == 1 else 2)
     results[name].update({"nfe": nfe, "seconds_per_clip": seconds / len(rows)})
     protocol = {
-        "backbone": backbone.name,
+        **backbone.protocol(),
         "sample_rate": 16000,
         "num_clips": len(rows),
         "split": e.split,

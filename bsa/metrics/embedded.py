@@ -14,6 +14,19 @@ class AudioFeatures:
     embedding: torch.Tensor  # [N, D]  (FAD)
     logits: dict[str, torch.Tensor]  # attribute → [N, K]  (IS on "source", attribute accuracy)
     audio_joint: torch.Tensor  # [N, J]  (CLAP score)
+    probs: torch.Tensor | None = (
+        None  # [N, K] class probabilities of an IS classifier other than the source head
+    )
+
+    def cat(self, others: list[AudioFeatures]) -> AudioFeatures:
+        """This set followed by ``others`` (e.g. the slices of all ranks)."""
+        every = [self, *others]
+        return AudioFeatures(
+            torch.cat([f.embedding for f in every]),
+            {k: torch.cat([f.logits[k] for f in every]) for k in self.logits},
+            torch.cat([f.audio_joint for f in every]),
+            None if self.probs is None else torch.cat([f.probs for f in every]),
+        )
 
 
 class EmbeddedBackbone:
@@ -38,6 +51,6 @@ class EmbeddedBackbone:
         return AudioFeatures(torch.cat(embs), {k: torch.cat(v) for k, v in logits.items()}, torch.cat(joints))
 
     @torch.no_grad()
-    def text_joint(self, text_emb: torch.Tensor) -> torch.Tensor:
+    def text_joint(self, text_emb: torch.Tensor, captions: list[str] | None = None) -> torch.Tensor:
         device = next(self.model.parameters()).device
         return self.model.text_joint(text_emb.to(device)).float().cpu()

@@ -1,0 +1,325 @@
+"""Evaluation during distillation (SPEC §6): every stage's student is scored on a fixed set of
+captions and seeds, against the real clips and against the 200-step teacher's outputs.
+
+``StageScorer`` does the work and is distributed-safe: each rank generates its share of the
+captions (rank r takes clips r, r + W, …), the Gaussian statistics of the FAD embeddings are
+all-reduced, the other features are gathered, and every rank computes the same numbers — no
+metric is computed on rank 0 alone, so nothing waits on a rank that is not there.
+``StageEvaluation`` is the Lightning callback: it runs the scorer at the end of the stage (and
+every ``eval.every_n_steps`` optimizer steps if asked) and logs to every logger — scalars to all,
+a table of captions with audio players and spectrograms to W&B — and rank 0 appends the record
+to ``<run>/eval.jsonl`` and writes the showcase clips (Ogg + PNG) under ``<stage>/samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from bsa.metrics.embedded import AudioFeatures
+from bsa.metrics.frechet import GaussianStats
+from bsa.metrics.suite import EvaluationSuite, score, stats_of
+
+
+def _world() -> tuple[int, int]:
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+def gather_features(local: AudioFeatures) -> AudioFeatures:
+    """Every rank's features in rank order (identical on every rank); the input without DDP."""
+    rank, world = _world()
+    if world == 1:
+        return local
+    parts: list = [None] * world
+    torch.distributed.all_gather_object(parts, local)
+    return parts[0].cat(parts[1:])
+
+
+def reduced_stats(local: AudioFeatures) -> GaussianStats:
+    """Sufficient statistics of the FAD embeddings, summed over ranks."""
+    stats = stats_of(local)
+    stats.all_reduce()
+    return stats
+
+
+@dataclass
+class EvaluationSet:
+    """The fixed evaluation captions: the first N clips of the cached test split."""
+
+    ids: list[str]
+    captions: list[str]
+    text_emb: torch.Tensor  # [N, D]
+    targets: dict[str, torch.Tensor] | None  # ground-truth attributes (embedded data)
+    real: torch.Tensor | None  # [N, L] the real clips at 16 kHz, when the audio is on disk
+    seeds: list[int]
+
+    @classmethod
+    def from_config(cls, cfg, num_clips: int) -> EvaluationSet:
+        from bsa.audio import load_clip, num_samples_for
+        from bsa.data.audiocaps import DatasetError, read_caption_csv, resolve_audio
+        from bsa.data.datamodule import LatentShardStream
+        from bsa.data.embedded import LABELS
+        from bsa.data.manifest import CacheManifest
+
+        manifest = CacheManifest.read(cfg.data.cache_dir)
+        split = "test" if "test" in manifest.splits else next(iter(manifest.splits))
+        items = []
+        for item in LatentShardStream(
+            cfg.data.cache_dir, split, manifest, shuffle=False, rank=0, world_size=1
+        ):
+            items.append(item)
+            if len(items) == num_clips:
+                break
+        meta = [i["meta"] for i in items]
+        targets = (
+            {k: torch.tensor([LABELS[k].index(m[k]) for m in meta]) for k in LABELS}
+            if meta and all(k in meta[0] for k in LABELS)
+            else None
+        )
+        real = None
+        root = Path(cfg.data.root)
+        try:
+            rows = {r.audiocap_id: r for r in read_caption_csv(root / f"{split}.csv")[0]}
+            n = num_samples_for(cfg.data.clip_seconds)
+            real = torch.stack(
+                [
+                    load_clip(resolve_audio(root / "audio" / split, rows[i["id"]]), 16000, n).wave
+                    for i in items
+                ]
+            )
+        except (DatasetError, KeyError, FileNotFoundError) as e:
+            print(f"evaluation: no FAD against real clips ({e})")
+        return cls(
+            [i["id"] for i in items],
+            [i["caption"] for i in items],
+            torch.stack([i["text_emb"] for i in items]),
+            targets,
+            real,
+            [cfg.eval.seed + k for k in range(len(items))],
+        )
+
+
+class StageScorer:
+    """Scores denoisers on an ``EvaluationSet`` with an ``EvaluationSuite``; the references (real
+    clips, the teacher at its full step count with CFG) are computed once and kept."""
+
+    def __init__(
+        self,
+        suite: EvaluationSuite,
+        eval_set: EvaluationSet,
+        vae,
+        vocoder,
+        null_text_emb: torch.Tensor,
+        guidance_scale: float,
+        grid_base: int,
+        device: str,
+    ):
+        self.suite, self.set, self.vae, self.vocoder = suite, eval_set, vae, vocoder
+        self.null, self.guidance_scale, self.grid_base, self.device = (
+            null_text_emb,
+            guidance_scale,
+            grid_base,
+            device,
+        )
+        self.references: dict[str, GaussianStats] = {}
+        self.text_joint = suite.text_joint(eval_set.text_emb, eval_set.captions)
+
+    def generate(self, denoiser, steps: int, indices: list[int]) -> tuple[torch.Tensor, float]:
+        """Waveforms of the clips ``indices`` and the seconds it took."""
+        from bsa.models.pipeline import TextToAudio
+
+        was_training = denoiser.training
+        pipe = TextToAudio(denoiser.eval(), self.vae, self.vocoder, None, self.null, self.grid_base).to(
+            self.device
+        )
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        start, waves = time.time(), []
+        for chunk in [indices[i : i + 64] for i in range(0, len(indices), 64)]:
+            z = pipe.latents(
+                self.set.text_emb[chunk], [self.set.seeds[k] for k in chunk], steps, self.guidance_scale
+            )
+            waves.append(pipe.waveforms(z))
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        denoiser.train(was_training)
+        empty = torch.zeros(0, 1)
+        return (torch.cat(waves) if waves else empty), time.time() - start
+
+    def _features(self, waves: torch.Tensor) -> tuple[AudioFeatures, GaussianStats]:
+        local = self.suite.features(waves)
+        return gather_features(local), reduced_stats(local)
+
+    def ensure_references(self, teacher, teacher_steps: int) -> dict[str, float] | None:
+        """Compute the reference statistics once; returns the teacher's own scores the first time."""
+        if "teacher" in self.references:
+            return None
+        rank, world = _world()
+        mine = list(range(rank, len(self.set.captions), world))
+        if self.set.real is not None:
+            _, self.references["real"] = self._features(self.set.real[mine])
+        waves, seconds = self.generate(teacher, teacher_steps, mine)
+        features, stats = self._features(waves)
+        self.references["teacher"] = stats
+        nfe = teacher_steps * (1 if teacher.takes_guidance else 2)
+        return {
+            **score(self.suite, features, self.text_joint, self.set.targets, self.references, stats),
+            "steps": teacher_steps,
+            "nfe": nfe,
+            "seconds_per_clip": seconds / max(len(mine), 1),
+        }
+
+    def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor]:
+        """Scores of ``denoiser`` at ``steps`` and the waveforms of this rank's clips."""
+        rank, world = _world()
+        mine = list(range(rank, len(self.set.captions), world))
+        waves, seconds = self.generate(denoiser, steps, mine)
+        features, stats = self._features(waves)
+        metrics = score(self.suite, features, self.text_joint, self.set.targets, self.references, stats)
+        metrics.update(
+            steps=steps,
+            nfe=steps * (1 if denoiser.takes_guidance else 2),
+            seconds_per_clip=seconds / max(len(mine), 1),
+        )
+        return metrics, waves
+
+
+class StageEvaluation(pl.Callback):
+    """Runs ``StageScorer`` at the end of a stage (after ``StagePromotion``, on the promoted student)
+    and every ``every_n_steps`` steps; see the module docstring for where the results go."""
+
+    def __init__(
+        self,
+        scorer: StageScorer,
+        *,
+        teacher,
+        teacher_steps: int,
+        student_steps: int,
+        promotion,
+        run_dir: str | Path,
+        record: dict,
+        every_n_steps: int = 0,
+        showcase: int = 4,
+        protocol: dict | None = None,
+    ):
+        self.scorer, self.teacher, self.teacher_steps = scorer, teacher, teacher_steps
+        self.student_steps, self.promotion, self.run_dir = student_steps, promotion, Path(run_dir)
+        self.record, self.every_n_steps, self.showcase = record, every_n_steps, showcase
+        self.protocol = protocol or {}
+        self.results: list[dict] = []
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "eval.jsonl"
+
+    def _has_teacher_record(self) -> bool:
+        if not self.log_path.is_file():
+            return False
+        return any(
+            json.loads(line).get("mode") == "teacher"
+            for line in self.log_path.read_text().splitlines()
+            if line
+        )
+
+    def _write(
+        self, trainer: pl.Trainer, metrics: dict, record: dict, denoiser, steps: int, folder: str
+    ) -> None:
+        """Rank 0: showcase clips, the W&B table, the eval.jsonl line."""
+        from bsa.metrics.media import save_clip
+
+        k = min(self.showcase, len(self.scorer.set.captions))
+        samples = []
+        if k:
+            waves, _ = self.scorer.generate(denoiser, steps, list(range(k)))
+            for i, wave in enumerate(waves):
+                audio, png = save_clip(self.run_dir / "samples" / folder, f"{i:02d}", wave)
+                samples.append(
+                    {
+                        "caption": self.scorer.set.captions[i],
+                        "audio": str(audio.relative_to(self.run_dir)),
+                        "spectrogram": str(png.relative_to(self.run_dir)),
+                    }
+                )
+            self._wandb_table(trainer, waves, samples)
+        line = {
+            **self.record,
+            **record,
+            "metrics": metrics,
+            "protocol": self.protocol,
+            "samples": samples,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        self.results.append(line)
+
+    def _wandb_table(self, trainer: pl.Trainer, waves: torch.Tensor, samples: list[dict]) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                from bsa.metrics.media import spectrogram_image
+
+                rows = [
+                    [
+                        s["caption"],
+                        wandb.Audio(w.numpy(), sample_rate=16000),
+                        wandb.Image(spectrogram_image(w)),
+                    ]
+                    for s, w in zip(samples, waves, strict=True)
+                ]
+                logger.log_table(
+                    "eval/samples",
+                    columns=["caption", "audio", "spectrogram"],
+                    data=rows,
+                    step=trainer.global_step,
+                )
+
+    def _evaluate(self, trainer: pl.Trainer, denoiser, final: bool) -> None:
+        step = trainer.global_step
+        teacher_metrics = self.scorer.ensure_references(self.teacher, self.teacher_steps)
+        if teacher_metrics is not None and trainer.is_global_zero and not self._has_teacher_record():
+            self._write(
+                trainer,
+                teacher_metrics,
+                {
+                    "stage": -1,
+                    "mode": "teacher",
+                    "steps": self.teacher_steps,
+                    "label": f"teacher @ {self.teacher_steps} (CFG)",
+                    "global_step": 0,
+                    "final": True,
+                },
+                self.teacher,
+                self.teacher_steps,
+                "teacher",
+            )
+        metrics, _ = self.scorer.evaluate(denoiser, self.student_steps)
+        for logger in trainer.loggers:  # rank-zero-only loggers: the others drop it
+            logger.log_metrics({f"eval/{k}": float(v) for k, v in metrics.items()}, step=step)
+        if trainer.is_global_zero:
+            folder = self.record["stage_name"] + ("" if final else f"-step{step}")
+            self._write(
+                trainer, metrics, {"global_step": step, "final": final}, denoiser, self.student_steps, folder
+            )
+        trainer.strategy.barrier("stage-evaluation")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        n = self.every_n_steps
+        if n and trainer.global_step % n == 0 and trainer.global_step < self.promotion.total_steps:
+            self._evaluate(trainer, pl_module.export_teacher(), final=False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if self.promotion.promoted is not None:
+            self._evaluate(trainer, self.promotion.promoted, final=True)
