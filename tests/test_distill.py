@@ -190,10 +190,54 @@ def run_distill(env, *extra):
 
 
 def test_two_stage_run_through_the_cli(debug_env):
-    out = run_distill(debug_env, "distill.run_name=plain")
+    out = run_distill(
+        debug_env,
+        "distill.run_name=plain",
+        "eval.every_n_steps=2",
+        "logging.wandb=true",
+        "logging.wandb_mode=offline",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run = debug_env["root"] / "runs" / "plain"
     import json
+
+    import soundfile as sf
+
+    # the evaluation callback: teacher once, every stage at its end and every 2 steps
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["global_step"], r["final"]) for r in records] == [
+        (-1, 0, True),
+        (0, 2, False),
+        (0, 4, True),
+        (1, 2, False),
+        (1, 4, True),
+        (2, 2, False),
+        (2, 4, True),
+    ]
+    assert [r["metrics"]["nfe"] for r in records if r["final"]] == [16, 8, 4, 2]  # CFG teacher: 2 calls/step
+    for r in records:
+        assert {"fad_real", "fad_teacher", "clap", "is", "acc_mean", "seconds_per_clip"} <= set(r["metrics"])
+        assert r["protocol"]["num_clips"] == 4 and r["protocol"]["fad_backbone"].startswith("embedded")
+        assert len(r["samples"]) == 4
+        for sample in r["samples"]:
+            info = sf.info(str(run / sample["audio"]))
+            assert info.format == "OGG" and info.samplerate == 16000 and info.frames == 20480
+            assert (run / sample["spectrogram"]).read_bytes()[:4] == b"\x89PNG"
+    assert records[0]["metrics"]["fad_teacher"] == pytest.approx(0.0, abs=1e-6)  # the teacher against itself
+    assert all(r["metrics"]["fad_teacher"] > 1e-4 for r in records[1:])
+    # the CSV logger has the same numbers at the same steps
+    csv_rows = (run / "logs" / "stage01_4steps" / "metrics.csv").read_text().splitlines()
+    header = csv_rows[0].split(",")
+    clap = [row.split(",")[header.index("eval/clap")] for row in csv_rows[1:]]
+    assert [float(c) for c in clap if c] == pytest.approx(
+        [r["metrics"]["clap"] for r in records if r["stage"] == 1]
+    )
+    # one offline W&B run per stage, each with its table of captions, audio and spectrograms
+    wandb_runs = sorted((debug_env["root"] / "runs" / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 3
+    tables = [len(list(w.glob("files/media/table/eval/samples_*.table.json"))) for w in wandb_runs]
+    assert tables == [3, 2, 2]  # the teacher's (first stage only), mid-stage and end of stage
+    assert all(list(w.glob("run-*.wandb")) for w in wandb_runs)
 
     stages = {
         p.name: json.loads((p / "bsa_stage.json").read_text()) for p in run.glob("stage*") if p.is_dir()

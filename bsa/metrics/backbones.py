@@ -102,8 +102,11 @@ class FadLibraryBackbone:
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
         """waves [N, L] at 16 kHz → embeddings [M, D] (M = N, or frames for encodec)."""
         x = resample(waves.float().cpu(), self.sample_rate)
-        emb = self.fad.get_embeddings([w.numpy() for w in x], sr=self.sample_rate)
-        return torch.as_tensor(emb).float()
+        rows = []
+        for w in x:  # one clip at a time: pann gives a flat [2048] per clip, which would run together
+            e = torch.as_tensor(self.fad.get_embeddings([w.numpy()], sr=self.sample_rate)).float()
+            rows.append(e.reshape(1, -1) if e.ndim == 1 else e.reshape(-1, e.shape[-1]))
+        return torch.cat(rows)
 
     @torch.no_grad()
     def class_probs(self, waves: torch.Tensor) -> torch.Tensor | None:
