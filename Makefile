@@ -14,10 +14,12 @@ ARGS   ?=
 WORKER ?= 0
 CAPTION ?= A loud high-pitched siren plays continuously in silence
 WORKERS ?= 1
+SEEDS  ?= 0
+PARALLEL ?= 1
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test lint data cache vae teacher evaluator text-embeddings generate evaluate distill-plan distill smoke
+.PHONY: help install chromium test lint data cache vae teacher evaluator text-embeddings generate evaluate distill-plan distill compare dashboard smoke
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
@@ -30,7 +32,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## Create .venv and install bsa with its dev tools (every target depends on it)
 
-test: install  ## Run the CPU test suite (what CI runs)
+# the dashboard test renders the page in Debian's headless chromium: install it when we can (root + apt)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	      || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1)) \
+	  || echo "note: chromium could not be installed; the dashboard rendering test will be skipped"; }
+
+test: install chromium  ## Run the CPU test suite (what CI runs)
 	$(PY) -m pytest -q -m "not slow and not gpu"
 
 lint: install  ## ruff check + format check
@@ -73,6 +82,15 @@ distill-plan: install  ## Validate the config and print the stage plan (what `ma
 
 distill: distill-plan data/cache/embedded/manifest.json  ## Distil the teacher down to STEPS steps (PRESET, GPUS, NODES, ARGS)
 	$(PY) -m bsa.cli.distill $(DISTILL_ARGS)
+
+COMPARE_ARGS = $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) \
+	compare.seeds=[$(SEEDS)] compare.parallel=$(PARALLEL) $(ARGS)
+
+compare: distill-plan data/cache/embedded/manifest.json  ## One distillation per weighting, same teacher (SEEDS=0,1,2 PARALLEL=n), then results + dashboard
+	$(PY) -m bsa.cli.compare $(COMPARE_ARGS)
+
+dashboard: install  ## Rebuild the static HTML dashboard of a comparison (same STEPS/ARGS as make compare)
+	$(PY) -m bsa.cli.dashboard $(COMPARE_ARGS)
 
 smoke: install  ## Tiny everything on CPU (debug preset): data → VAE → cache → teacher → evaluator → 8 → 4 → 2
 	$(PY) -m bsa.cli.data experiments/debug.yaml && $(PY) -m bsa.cli.train vae experiments/debug.yaml \

@@ -104,6 +104,7 @@ class DistillConfig:
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
     run_name: str = ""  # default: <preset>-<weighting>-seed<seed>; the same name resumes
+    reference_teacher: str = ""  # whose outputs "FAD vs teacher" uses (default models.teacher, with CFG)
 
     def __post_init__(self) -> None:
         _check(
@@ -313,6 +314,33 @@ class EvalConfig:
 
 
 @dataclass
+class CompareConfig:
+    """``make compare``: one distillation per weighting (and seed) from the same teacher (SPEC §7)."""
+
+    weightings: list = field(
+        default_factory=lambda: ["bsa", "truncated_snr", "snr_plus_one", "min_snr", "constant"]
+    )
+    seeds: list = field(default_factory=lambda: [0])
+    id: str = ""  # default: <preset>-<target_steps>steps; runs go to paths.output_root/compare/<id>/
+    parallel: int = 1  # runs at once (processes sharing the machine)
+    audio_steps: list = field(default_factory=lambda: [25, 4, 1])  # dashboard: students whose clips are shown
+
+    def __post_init__(self) -> None:
+        for w in self.weightings:
+            _check(
+                w in WEIGHTINGS,
+                "compare.weightings",
+                f"unknown weighting {w!r}; expected some of {sorted(WEIGHTINGS)}",
+            )
+        _check(
+            len(self.weightings) >= 1 and len(self.seeds) >= 1,
+            "compare.weightings/seeds",
+            "must not be empty",
+        )
+        _check(self.parallel >= 1, "compare.parallel", "must be >= 1")
+
+
+@dataclass
 class LoggingConfig:
     wandb: bool = False
     wandb_project: str = "bsa"
@@ -337,6 +365,7 @@ class BsaConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 

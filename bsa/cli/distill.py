@@ -148,6 +148,11 @@ def distill(cfg: BsaConfig) -> dict:
     stopper = StopAfterSteps(d.stop_after)
     scorer = build_scorer(cfg, dm.null_text_embedding) if d.eval_clips else None
     original_teacher = teacher
+    if d.reference_teacher:  # e.g. a comparison that starts every run from one shared guided stage
+        ref = resolve_model_path(d.reference_teacher)
+        original_teacher = Denoiser(
+            load_unet(ref / "unet" if is_stage_folder(ref) else ref), schedule, s.prediction_type
+        )
     done_now, stages = 0, []
     for spec in stage_specs(cfg):
         folder = run_dir / spec.folder_name

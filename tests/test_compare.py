@@ -1,0 +1,100 @@
+"""`bsa compare` end to end on the tiny world: one shared guided stage, one run per weighting,
+results aggregated over the runs, and a dashboard that renders in a real browser."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def comparison(debug_env):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsa.cli.compare",
+            "experiments/debug.yaml",
+            *debug_env["overrides"],
+            "distill.target_steps=4",
+            "distill.eval_clips=4",
+            "compare.weightings=[bsa,min_snr]",
+            "compare.parallel=2",
+            "compare.audio_steps=[4]",
+            "compare.id=cmp",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return debug_env["root"] / "runs" / "compare" / "cmp"
+
+
+def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
+    assert sorted(p.name for p in comparison.iterdir() if (p / "eval.jsonl").is_file()) == [
+        "bsa-seed0",
+        "guided-seed0",
+        "min_snr-seed0",
+    ]
+    guided = comparison / "guided-seed0" / "stage00_guided_8steps"
+    for w in ("bsa", "min_snr"):
+        cfg = (comparison / f"{w}-seed0" / "config.yaml").read_text()
+        assert f"teacher: {guided}" in cfg and "guided_stage: false" in cfg and f"weighting: {w}" in cfg
+        stage = json.loads((comparison / f"{w}-seed0" / "stage01_4steps" / "bsa_stage.json").read_text())
+        assert stage["weighting"] == w and stage["w_conditioned"] and stage["num_sample_steps"] == 4
+        # FAD vs teacher is against the original CFG teacher, not the guided student it started from
+        teacher = json.loads((comparison / f"{w}-seed0" / "eval.jsonl").read_text().splitlines()[0])
+        assert teacher["mode"] == "teacher" and teacher["metrics"]["nfe"] == 16
+    # the same starting point and data order: the two students differ only through the weighting
+    a = json.loads((comparison / "bsa-seed0" / "eval.jsonl").read_text().splitlines()[1])["metrics"]
+    b = json.loads((comparison / "min_snr-seed0" / "eval.jsonl").read_text().splitlines()[1])["metrics"]
+    assert a["fad_teacher"] != b["fad_teacher"]
+    results = (comparison / "results.md").read_text()
+    assert "| steps | bsa | min_snr |" in results and "| 4 |" in results and "Quality ratio" in results
+    rows = json.loads((comparison / "results.json").read_text())["rows"]
+    assert {(r["weighting"], r["steps"]) for r in rows if r["stage"] >= 0} == {
+        ("guided", 8),
+        ("bsa", 4),
+        ("min_snr", 4),
+    }
+
+
+def test_dashboard_renders_in_headless_chromium(comparison):
+    page = comparison / "dashboard" / "index.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
+    srcs = [s.split("'")[0] for s in text.split("src='")[1:]]
+    assert len(srcs) == 2 * 4 * 3  # 4 captions × (teacher + 2 weightings) × (spectrogram + audio)
+    assert all((page.parent / s).is_file() for s in srcs)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip(
+            "headless chromium is not installed and could not be (`make chromium` needs root and apt-get)"
+        )
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    check = json.loads(dom.split('<pre id="render-check">')[1].split("</pre>")[0])
+    assert check["plots"] == 7  # 5 metrics, weighting curves, loss curves
+    assert check["series"] >= 5 * 2 + 2 + 2
+    assert check["images_ok"] == 12 and check["images_failed"] == 0
+    assert check["audio_ok"] == 12 and check["audio_failed"] == 0
