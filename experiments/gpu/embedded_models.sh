@@ -4,6 +4,7 @@
 #   bash experiments/gpu/embedded_models.sh vae evaluator          # data → VAE → evaluator
 #   bash experiments/gpu/embedded_models.sh cache teacher eval     # data → cache → teacher → evaluation
 #   STEPS=25 bash experiments/gpu/embedded_models.sh cache distill # data → cache → `make distill STEPS=25 PRESET=embedded-gpu`
+#   STEPS=1 SEEDS=0,1,2 bash experiments/gpu/embedded_models.sh cache compare  # `make compare` (COMPARE_ARGS, LIMIT)
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
 # `make text-embeddings`: the package is too large to carry). Logs, assets.tgz and metrics → $OUT.
@@ -34,6 +35,12 @@ for step in "$@"; do
     distill) run distill 470 python3 -m bsa.cli.distill $EXP $TE distill.target_steps=${STEPS:-25} paths.output_root=runs/distill \
                ${DISTILL_ARGS:-} && cp runs/distill/*/summary.md runs/distill/*/summary.json "$OUT"/ \
              && tar czf "$OUT/distill_logs.tgz" runs/distill/*/logs runs/distill/*/config.yaml ;;
+    compare) C=runs/cmp; OMP_NUM_THREADS=1 run compare ${LIMIT:-450} python3 -m bsa.cli.compare $EXP $TE \
+               distill.target_steps=${STEPS:-25} "compare.seeds=[${SEEDS:-0}]" paths.output_root=$C ${COMPARE_ARGS:-}
+             # everything but the model weights: eval records, logs, clips, results, dashboard (one archive per run)
+             for r in $C/compare/*/*/; do [ -f "$r/eval.jsonl" ] || continue
+               tar czf "$OUT/cmp_$(basename "$r").tgz" --exclude='*.safetensors' --exclude='*.ckpt' -C "$(dirname "$r")" "$(basename "$r")"; done
+             cp $C/compare/*/results.md "$OUT"/ 2>/dev/null; true ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
