@@ -9,7 +9,7 @@
 # .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
 # `make text-embeddings`: the package is too large to carry). Logs, assets.tgz and metrics → $OUT.
 set -uo pipefail
-OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"
+OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
@@ -37,10 +37,10 @@ for step in "$@"; do
              && tar czf "$OUT/distill_logs.tgz" runs/distill/*/logs runs/distill/*/config.yaml ;;
     compare) C=runs/cmp; OMP_NUM_THREADS=1 run compare ${LIMIT:-450} python3 -m bsa.cli.compare $EXP $TE \
                distill.target_steps=${STEPS:-25} "compare.seeds=[${SEEDS:-0}]" paths.output_root=$C ${COMPARE_ARGS:-}
-             # everything but the model weights: eval records, logs, clips, results, dashboard (one archive per run)
-             for r in $C/compare/*/*/; do [ -f "$r/eval.jsonl" ] || continue
-               tar czf "$OUT/cmp_$(basename "$r").tgz" --exclude='*.safetensors' --exclude='*.ckpt' -C "$(dirname "$r")" "$(basename "$r")"; done
-             cp $C/compare/*/results.md "$OUT"/ 2>/dev/null; true ;;
+             # everything but the model weights (eval records, logs, clips, results, dashboard): one archive per seed
+             cd $C/compare/*/ && for seed in ${SEEDS//,/ }; do
+               tar czf "$OUT/cmp_seed$seed.tgz" --exclude='*.safetensors' --exclude='*.ckpt' *-seed$seed; done
+             tar czf "$OUT/cmp_meta.tgz" logs results.* 2>/dev/null; cd "$OLDPWD"; true ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
