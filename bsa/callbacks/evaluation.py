@@ -14,6 +14,7 @@ to ``<run>/eval.jsonl`` and writes the showcase clips (Ogg + PNG) under ``<stage
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,9 @@ class StageScorer:
             device,
         )
         self.references: dict[str, GaussianStats] = {}
+        self.reference_cache: Path | None = (
+            None  # shared by the runs of a comparison (same teacher, captions, seeds)
+        )
         self.text_joint = suite.text_joint(eval_set.text_emb, eval_set.captions)
 
     def generate(self, denoiser, steps: int, indices: list[int]) -> tuple[torch.Tensor, float]:
@@ -162,6 +166,11 @@ class StageScorer:
         """Compute the reference statistics once; returns the teacher's own scores the first time."""
         if "teacher" in self.references:
             return None
+        cache = self.reference_cache
+        if cache is not None and cache.is_file():
+            saved = torch.load(cache, weights_only=False)
+            self.references = saved["references"]
+            return saved["teacher_metrics"]
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
         if self.set.real is not None:
@@ -170,12 +179,18 @@ class StageScorer:
         features, stats = self._features(waves)
         self.references["teacher"] = stats
         nfe = teacher_steps * (1 if teacher.takes_guidance else 2)
-        return {
+        metrics = {
             **score(self.suite, features, self.text_joint, self.set.targets, self.references, stats),
             "steps": teacher_steps,
             "nfe": nfe,
             "seconds_per_clip": seconds / max(len(mine), 1),
         }
+        if cache is not None and rank == 0:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            torch.save({"references": self.references, "teacher_metrics": metrics}, tmp)
+            tmp.replace(cache)
+        return metrics
 
     def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor]:
         """Scores of ``denoiser`` at ``steps`` and the waveforms of this rank's clips."""

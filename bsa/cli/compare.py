@@ -40,6 +40,7 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
         f"paths.output_root={out}",
         f"logging.wandb_group={cid}",
         f"distill.reference_teacher={cfg.models.teacher}",
+        f"eval.reference_cache={out / 'reference_teacher.pt'}",  # the teacher is scored once, not once per run
     ]
     first, second = [], []
     for seed in c.seeds:

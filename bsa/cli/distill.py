@@ -301,6 +301,8 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
         cfg.distill.teacher_steps,
         device,
     )
+    if cfg.eval.reference_cache:
+        scorer.reference_cache = Path(cfg.eval.reference_cache)
     scorer.protocol = {
         **suite.protocol(),
         "sample_rate": 16000,
