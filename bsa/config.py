@@ -295,7 +295,9 @@ class EvalConfig:
     every_n_steps: int = (
         0  # distillation: also evaluate every K optimizer steps (0: only at the end of each stage)
     )
-    reference_cache: str = ""  # distillation: a file keeping the real/teacher reference statistics (make compare shares one)
+    reference_cache: str = (
+        ""  # distillation: a file keeping the real/teacher reference statistics (make compare shares one)
+    )
     showcase: int = (
         4  # distillation: audio + spectrogram of the first K captions per stage (W&B table, dashboard)
     )
