@@ -207,6 +207,9 @@ def build_dashboard(out: Path, cfg: BsaConfig) -> Path:
                 series, f"{label} vs sampling steps", "sampling steps (log₂)", label, logx=True, hline=ref
             )
         )
+        # the same plot as a standalone file (for READMEs and papers)
+        standalone = parts[-1].replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        (page_dir / f"{metric}.svg").write_text(standalone)
     # the weighting curves on the 1000-step grid
     schedule = cfg.schedule.build()
     t = torch.arange(schedule.num_train_timesteps)
