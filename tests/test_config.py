@@ -81,3 +81,42 @@ def test_cli_rejects_unreachable_steps_with_a_clear_message():
     assert out.returncode == 2
     assert "target steps 30 cannot be reached by halving 200" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_slurm_template_runs_a_valid_distill_command(tmp_path):
+    """The sbatch template's srun line, with SLURM's variables set, is a config bsa accepts: its
+    python command run with --dry-run exits 0 and prints the plan for the requested steps."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = (repo / "experiments/slurm/distill.sbatch").read_text()
+    assert "#SBATCH --signal=SIGUSR1@" in script and "#SBATCH --requeue" in script
+    line = re.search(r"^srun .*?(\.venv/bin/python .*?)(?<!\\)$", script, re.S | re.M).group(1)
+    fake_srun = tmp_path / "srun"
+    fake_srun.write_text('#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\nexec "$@" --dry-run\n')
+    fake_srun.chmod(0o755)
+    body = script.split("set -euo pipefail", 1)[1].replace(".venv/bin/python", sys.executable)
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "SLURM_NTASKS_PER_NODE": "4",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_CPUS_PER_TASK": "6",
+        "STEPS": "4",
+    }
+    out = subprocess.run(
+        ["bash", "-c", "set -euo pipefail" + body],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "200 → 100 → 50 → 25 → 13 → 7 → 4 (6 stages)" in out.stdout
+    assert "4 device(s) × 2 node(s)" in out.stdout
+    assert line.startswith(".venv/bin/python -m bsa.cli.distill")

@@ -302,3 +302,20 @@ def test_killed_run_resumes_to_the_same_student(debug_env):
     a = load_unet(run / "stage02_2steps" / "unet").state_dict()
     b = load_unet(debug_env["root"] / "runs" / "straight" / "stage02_2steps" / "unet").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_process_ddp_run_trains_promotes_and_scores_once(debug_env):
+    """trainer.devices=2 on the CPU (gloo): every rank trains and promotes, rank 0 writes, and the
+    evaluation splits the captions across ranks yet scores all of them exactly once per stage."""
+    import json
+
+    out = run_distill(debug_env, "distill.run_name=ddp2", "trainer.devices=2", "distill.eval_clips=6")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = debug_env["root"] / "runs" / "ddp2"
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == [-1, 0, 1, 2]  # one line each: only rank 0 writes
+    assert all(r["protocol"]["num_clips"] == 6 and r["protocol"]["world_size"] == 2 for r in records)
+    summary = json.loads((run / "summary.json").read_text())
+    assert [st["world_size"] for st in summary["stages"]] == [2, 2, 2]
+    assert all(st["samples_per_s"] > 0 for st in summary["stages"])
+    assert load_unet(run / "stage02_2steps" / "unet").config.time_cond_proj_dim == 256

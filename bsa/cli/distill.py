@@ -60,6 +60,8 @@ def describe(cfg: BsaConfig) -> str:
         ),
         f"per stage   {d.steps_per_stage} optimizer steps (guided stage {d.guided_steps}), batch {d.batch_size}, lr {d.lr}",
     ]
+    t = cfg.trainer
+    lines.append(f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}")
     for st in stage_specs(cfg):
         what = (
             "guidance → w-conditioned student"
@@ -79,7 +81,7 @@ def _weighting_kwargs(cfg: BsaConfig) -> dict:
     )
 
 
-def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, run_dir: Path):
+def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, root: Path):
     import lightning.pytorch as pl
 
     t = cfg.trainer
@@ -96,7 +98,7 @@ def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, run_dir: Path)
         limit_val_batches=0,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
-        default_root_dir=run_dir,
+        default_root_dir=root,
         enable_model_summary=False,
     )
 
@@ -217,7 +219,10 @@ def distill(cfg: BsaConfig) -> dict:
             from bsa.cli.common import wandb_logger
 
             logger.append(wandb_logger(cfg, run_name(cfg), spec))
-        callbacks = [checkpoint, promotion, stopper]
+        from lightning.pytorch.callbacks import Timer
+
+        timer = Timer()  # first: its on_train_end runs before the stage evaluation
+        callbacks = [timer, checkpoint, promotion, stopper]
         if scorer is not None:
             from bsa.callbacks.evaluation import StageEvaluation
 
@@ -244,7 +249,8 @@ def distill(cfg: BsaConfig) -> dict:
                     protocol=scorer.protocol,
                 )
             )
-        trainer = _trainer(cfg, steps, callbacks, logger, run_dir)
+        # per-stage root: a SLURM pre-emption checkpoint (hpc_ckpt_*.ckpt) belongs to this stage only
+        trainer = _trainer(cfg, steps, callbacks, logger, checkpoint.path.parent)
         resume = checkpoint.path if checkpoint.path.is_file() else None
         print(
             f"stage {spec.index} ({spec.mode}, {spec.teacher_steps} → {spec.student_steps} steps): "
@@ -268,8 +274,24 @@ def distill(cfg: BsaConfig) -> dict:
             )
             return {"run_dir": str(run_dir), "finished": False, "stages": stages}
         teacher = Denoiser(promotion.promoted.unet, schedule, s.prediction_type)
+        seconds = timer.time_elapsed("train")
+        world = trainer.world_size
+        samples = (trainer.global_step - start_step) * d.batch_size * world
+        print(
+            f"stage {spec.index}: {trainer.global_step - start_step} steps × {d.batch_size} × {world} rank(s) in "
+            f"{seconds:.1f} s of training = {samples / max(seconds, 1e-9):.0f} samples/s",
+            flush=True,
+        )
         stages.append(
-            {"spec": spec, "folder": folder, "metadata": read_stage(folder), "nonfinite_skipped": skipped}
+            {
+                "spec": spec,
+                "folder": folder,
+                "metadata": read_stage(folder),
+                "nonfinite_skipped": skipped,
+                "train_seconds": seconds,
+                "samples_per_s": samples / max(seconds, 1e-9),
+                "world_size": world,
+            }
         )
     return {"run_dir": str(run_dir), "finished": True, "stages": stages}
 
@@ -348,6 +370,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
                         "mode": st["spec"].mode,
                         "steps": st["spec"].student_steps,
                         "folder": str(st["folder"]),
+                        **{k: st[k] for k in ("train_seconds", "samples_per_s", "world_size") if k in st},
                     }
                     for st in result["stages"]
                 ],

@@ -4,6 +4,7 @@
 #   bash experiments/gpu/embedded_models.sh vae evaluator          # data → VAE → evaluator
 #   bash experiments/gpu/embedded_models.sh cache teacher eval     # data → cache → teacher → evaluation
 #   STEPS=25 bash experiments/gpu/embedded_models.sh cache distill # data → cache → `make distill STEPS=25 PRESET=embedded-gpu`
+#   bash experiments/gpu/embedded_models.sh cache scaling           # the same stages on 1 GPU and on 2 (DDP)
 #   STEPS=1 SEEDS=0,1,2 bash experiments/gpu/embedded_models.sh cache compare  # `make compare` (COMPARE_ARGS, LIMIT)
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
@@ -41,6 +42,11 @@ for step in "$@"; do
              cd $C/compare/*/ && for seed in ${SEEDS//,/ }; do
                tar czf "$OUT/cmp_seed$seed.tgz" --exclude='*.safetensors' --exclude='*.ckpt' *-seed$seed; done
              tar czf "$OUT/cmp_meta.tgz" logs results.* 2>/dev/null; cd "$OLDPWD"; true ;;
+    scaling) # same global batch (128) and steps: 1 GPU × 128 against 2 GPUs × 64 (Lightning DDP)
+             S="distill.target_steps=100 distill.steps_per_stage=300 distill.guided_steps=300 distill.eval_clips=256 eval.showcase=2 paths.output_root=runs/scaling ${SCALING_ARGS:-}"
+             run one_gpu 230 python3 -m bsa.cli.distill $EXP $TE $S trainer.devices=1 distill.batch_size=128 distill.run_name=one_gpu
+             run two_gpus 260 python3 -m bsa.cli.distill $EXP $TE $S trainer.devices=2 distill.batch_size=64 distill.run_name=two_gpus
+             tar czf "$OUT/scaling.tgz" --exclude='*.safetensors' --exclude='*.ckpt' --exclude=samples -C runs/scaling one_gpu two_gpus; true ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
