@@ -35,13 +35,17 @@ def _world() -> tuple[int, int]:
 
 
 def gather_features(local: AudioFeatures) -> AudioFeatures:
-    """Every rank's features in rank order (identical on every rank); the input without DDP."""
+    """The features of the whole set, identical on every rank and in the set's own order: rank r
+    holds clips r, r + W, r + 2W, … (the scorer's split), so the gathered rows are put back in
+    place — captions, targets and references are in that order. The input itself without DDP."""
     rank, world = _world()
     if world == 1:
         return local
     parts: list = [None] * world
     torch.distributed.all_gather_object(parts, local)
-    return parts[0].cat(parts[1:])
+    n = sum(p.embedding.shape[0] for p in parts)
+    rank_order = torch.tensor([i for r in range(world) for i in range(r, n, world)])
+    return parts[0].cat(parts[1:]).select(torch.argsort(rank_order))
 
 
 def reduced_stats(local: AudioFeatures) -> GaussianStats:

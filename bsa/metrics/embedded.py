@@ -18,6 +18,15 @@ class AudioFeatures:
         None  # [N, K] class probabilities of an IS classifier other than the source head
     )
 
+    def select(self, index: torch.Tensor) -> AudioFeatures:
+        """The rows ``index`` of every feature."""
+        return AudioFeatures(
+            self.embedding[index],
+            {k: v[index] for k, v in self.logits.items()},
+            self.audio_joint[index],
+            None if self.probs is None else self.probs[index],
+        )
+
     def cat(self, others: list[AudioFeatures]) -> AudioFeatures:
         """This set followed by ``others`` (e.g. the slices of all ranks)."""
         every = [self, *others]
