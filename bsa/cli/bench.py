@@ -134,7 +134,7 @@ def bench_training(
     from bsa.models.denoiser import Denoiser
     from bsa.models.unet import with_guidance_input
 
-    schedule, rows = audioldm_schedule(), []
+    schedule, rows, flops = audioldm_schedule(), [], {}
     for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
         grid = combos or [
             c
@@ -187,7 +187,18 @@ def bench_training(
                 for _ in range(3):
                     step()
                 t = _timed(lambda: [step() for _ in range(steps)], device, 1) / steps
-                rows.append({**combo, "samples_per_s": batch / t, "step_ms": 1000 * t})
+                key = (name, batch)
+                if key not in flops and not compiled:  # model FLOPs of one step, counted once per model
+                    from torch.utils.flop_counter import FlopCounterMode
+
+                    with FlopCounterMode(display=False) as counter:
+                        step()
+                    flops[key] = counter.get_total_flops()
+                row = {**combo, "samples_per_s": batch / t, "step_ms": 1000 * t}
+                if key in flops:
+                    row["tflops_per_s"] = flops[key] / t / 1e12
+                    row["mfu_bf16_peak"] = flops[key] / t / peak_flops(device)
+                rows.append(row)
             except Exception as e:  # a failing combination is reported, not hidden
                 rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
             print(json.dumps(rows[-1]), flush=True)
@@ -197,12 +208,64 @@ def bench_training(
     return rows
 
 
+def peak_flops(device) -> float:
+    """Dense bf16 tensor-core peak of the GPU (the MFU denominator): H100/H200 SXM 989 TFLOP/s."""
+    import torch
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return 989e12 if ("H100" in name or "H200" in name) else float("nan")
+
+
+def bench_loading(cfg_items: list[str], batch: int, batches: int = 200) -> dict:
+    """Batches/s of the real latent stream (LatentDataModule, its worker processes) without a
+    model: compared with the training step rate it says whether loading can starve the GPU."""
+    from bsa.cli.cache import build_expected_identity
+    from bsa.cli.common import split_items
+    from bsa.config import load_config
+    from bsa.data.datamodule import LatentDataModule
+
+    files, overrides = split_items(cfg_items)
+    cfg = load_config(files, overrides)
+    dm = LatentDataModule(
+        cfg.data.cache_dir,
+        batch,
+        expected=build_expected_identity(cfg),
+        num_workers=min(cfg.data.num_workers, 4),
+        seed=0,
+    )
+    dm.setup()
+    it = iter(dm.train_dataloader())
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        b = next(it)
+        b["latents"].pin_memory() if hasattr(b["latents"], "pin_memory") else None
+    seconds = time.perf_counter() - start
+    return {
+        "batch": batch,
+        "workers": min(cfg.data.num_workers, 4),
+        "batches_per_s": batches / seconds,
+        "samples_per_s": batches * batch / seconds,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(prog="bsa bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out", default="runs/bench.json")
-    parser.add_argument("--what", choices=("all", "sampling", "training"), default="all")
+    parser.add_argument("--what", choices=("all", "sampling", "training", "loading"), default="all")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="training: fp32, bf16, bf16+channels_last, bf16+compile only (all models)",
+    )
+    parser.add_argument(
+        "--config",
+        nargs="*",
+        default=["experiments/embedded-gpu.yaml"],
+        help="loading: the config (and overrides) whose latent cache is streamed",
+    )
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = {
@@ -216,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         result["sampling"] = bench_sampling(device)
         out.write_text(json.dumps(result, indent=1) + "\n")
     if args.what in ("all", "training"):
-        result["training"] = bench_training(device)
+        combos = [(False, False, False), (True, False, False), (True, True, False), (True, False, True)]
+        result["training"] = bench_training(device, combos=combos if args.quick else None)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.what in ("all", "loading"):
+        result["loading"] = bench_loading(args.config, batch=128)
+        print(json.dumps(result["loading"]), flush=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

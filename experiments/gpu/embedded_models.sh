@@ -47,6 +47,8 @@ for step in "$@"; do
              run one_gpu 230 python3 -m bsa.cli.distill $EXP $TE $S trainer.devices=1 distill.batch_size=128 distill.run_name=one_gpu
              run two_gpus 260 python3 -m bsa.cli.distill $EXP $TE $S trainer.devices=2 distill.batch_size=64 distill.run_name=two_gpus
              tar czf "$OUT/scaling.tgz" --exclude='*.safetensors' --exclude='*.ckpt' --exclude=samples -C runs/scaling one_gpu two_gpus; true ;;
+    bench) run bench_training ${LIMIT:-280} python3 -m bsa.cli.bench --what training --quick --out "$OUT/bench_training.json"
+           run bench_loading 60 python3 -m bsa.cli.bench --what loading --config $EXP $TE --out "$OUT/bench_loading.json"; true ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
