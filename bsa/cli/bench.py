@@ -238,8 +238,7 @@ def bench_loading(cfg_items: list[str], batch: int, batches: int = 200) -> dict:
     next(it)
     start = time.perf_counter()
     for _ in range(batches):
-        b = next(it)
-        b["latents"].pin_memory() if hasattr(b["latents"], "pin_memory") else None
+        next(it)
     seconds = time.perf_counter() - start
     return {
         "batch": batch,
