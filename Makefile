@@ -19,7 +19,7 @@ PARALLEL ?= 1
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install chromium test lint data cache vae teacher evaluator text-embeddings generate evaluate distill-plan distill compare dashboard smoke
+.PHONY: help install chromium test lint data cache vae teacher evaluator text-embeddings generate evaluate distill-plan distill compare dashboard bench smoke
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
@@ -91,6 +91,9 @@ compare: distill-plan data/cache/embedded/manifest.json  ## One distillation per
 
 dashboard: install  ## Rebuild the static HTML dashboard of a comparison (same STEPS/ARGS as make compare)
 	$(PY) -m bsa.cli.dashboard $(COMPARE_ARGS)
+
+bench: install  ## Sampling speed-up, training throughput/MFU, loading rate → runs/bench.json (GPU for absolute numbers)
+	$(PY) -m bsa.cli.bench --out runs/bench.json $(ARGS)
 
 smoke: install  ## Tiny everything on CPU (debug preset): data → VAE → cache → teacher → evaluator → 8 → 4 → 2
 	$(PY) -m bsa.cli.data experiments/debug.yaml && $(PY) -m bsa.cli.train vae experiments/debug.yaml \

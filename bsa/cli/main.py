@@ -11,6 +11,8 @@ TASKS = {
     "train": "train an embedded model from scratch: vae, teacher or evaluator",
     "generate": "captions in, wav files out, any model folder, any step count",
     "evaluate": "score a model at N steps: FAD, IS, CLAP score, attribute accuracy",
+    "compare": "one distillation per loss weighting (and seed) from the same teacher, then results + dashboard",
+    "dashboard": "the static HTML dashboard of a comparison",
     "bench": "sampling speed-up and distillation throughput (GPU for absolute numbers)",
     "distill": "progressively distil the teacher down to distill.target_steps",
 }
