@@ -319,3 +319,35 @@ def test_two_process_ddp_run_trains_promotes_and_scores_once(debug_env):
     assert [st["world_size"] for st in summary["stages"]] == [2, 2, 2]
     assert all(st["samples_per_s"] > 0 for st in summary["stages"])
     assert load_unet(run / "stage02_2steps" / "unet").config.time_cond_proj_dim == 256
+
+
+def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_env, tmp_path):
+    """`bsa evaluate` at 2 steps: FAD vs real and vs the 8-step CFG teacher, the protocol, a CSV row."""
+    import json
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsa.cli.evaluate",
+            "experiments/debug.yaml",
+            *debug_env["overrides"],
+            "eval.steps=2",
+            "eval.num_clips=4",
+            "eval.baselines=false",
+            f"eval.out={tmp_path}",
+            f"distill.reference_teacher={debug_env['root'] / 'teacher'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    row = metrics["results"]["model @ 2 steps"]
+    assert row["fad_teacher"] > 0 and row["fad_real"] > 0 and row["nfe"] == 4
+    assert metrics["protocol"]["num_clips"] == 4 and metrics["protocol"]["fad_backbone"].startswith(
+        "embedded"
+    )
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2

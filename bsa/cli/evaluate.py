@@ -55,6 +55,22 @@ def load_pipeline(cfg: BsaConfig, device: str):
     return pipe.to(device), torch.device(device)
 
 
+def teacher_reference(cfg: BsaConfig) -> str | None:
+    """The model whose outputs "FAD vs teacher" compares with: distill.reference_teacher, else the
+    shipped embedded teacher for the embedded data set; None when that is the model being scored
+    at the teacher's own step count (or there is no teacher to compare with)."""
+    from bsa.models.assets import resolve_model_path
+
+    ref = cfg.distill.reference_teacher or ("embedded:teacher" if cfg.data.dataset == "embedded" else "")
+    if not ref:
+        return None
+    try:
+        same = resolve_model_path(ref).resolve() == resolve_model_path(cfg.models.teacher).resolve()
+    except (FileNotFoundError, OSError):
+        return None
+    return None if same and cfg.eval.steps == cfg.distill.teacher_steps else ref
+
+
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
@@ -90,6 +106,33 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     )
     real_features = backbone.features(real)
     refs = {"real": stats_of(real_features)}
+    seeds = [e.seed + i for i in range(len(rows))]
+    reference = teacher_reference(cfg)
+    if reference is not None:  # FAD against the teacher's outputs for the same captions and seeds
+        from dataclasses import replace
+
+        from bsa.models.assets import resolve_model_path as _resolve
+        from bsa.models.unet import load_unet
+
+        folder = _resolve(reference)
+        folder = folder / "unet" if (folder / "unet").is_dir() else folder
+        teacher_pipe = replace(
+            pipe,
+            denoiser=type(pipe.denoiser)(
+                load_unet(folder).eval(), pipe.schedule, cfg.schedule.prediction_type
+            ),
+        )
+        teacher_pipe.denoiser.to(dev)
+        steps = cfg.distill.teacher_steps
+        ref_waves = [
+            teacher_pipe.waveforms(
+                teacher_pipe.latents(
+                    text_emb[i : i + e.batch_size], seeds[i : i + e.batch_size], steps, e.guidance_scale
+                )
+            )
+            for i in tqdm(range(0, len(rows), e.batch_size), desc=f"teacher reference at {steps} steps")
+        ]
+        refs["teacher"] = stats_of(backbone.features(torch.cat(ref_waves)))
     results = {}
     if e.baselines:
         results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
@@ -113,7 +156,6 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         )
         floor.pop("fad_real")
         results["shuffled captions (floor)"] = floor
-    seeds = [e.seed + i for i in range(len(rows))]
     start, waves = time.time(), []
     for i in tqdm(range(0, len(rows), e.batch_size), desc=f"generating at {e.steps} steps"):
         waves.append(
