@@ -320,18 +320,9 @@ def _fmt(v) -> str:
 
 
 def _final_records(out: Path) -> list[dict]:
-    import json
+    from bsa.cli.summary import final_records
 
-    records = []
-    for log in sorted(out.glob("*/eval.jsonl")):
-        latest = {}
-        for line in log.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if r.get("final", True):
-                    latest[r["stage"]] = r
-        records += list(latest.values())
-    return records
+    return [r for log in sorted(out.glob("*/eval.jsonl")) for r in final_records(log)]
 
 
 def _media_cell(out: Path, rec: dict, i: int, media: Path, label: str) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 from bsa.config import BsaConfig
 
 
-def read_eval_log(path: Path) -> list[dict]:
-    """The final evaluation of the teacher and of each stage from ``eval.jsonl`` (the latest line
-    of each wins: a resumed run may have scored a stage again), in stage order, as flat rows."""
+def final_records(path: Path) -> list[dict]:
+    """The final evaluation record of the teacher and of each stage in ``eval.jsonl`` (the latest
+    line of each wins: a resumed run may have scored a stage again), in stage order."""
     if not Path(path).is_file():
         return []
     latest: dict[int, dict] = {}
@@ -20,7 +20,12 @@ def read_eval_log(path: Path) -> list[dict]:
             rec = json.loads(line)
             if rec.get("final", True):
                 latest[rec["stage"]] = rec
-    return [{"row": r["label"], "stage": r["stage"], **r["metrics"]} for _, r in sorted(latest.items())]
+    return [r for _, r in sorted(latest.items())]
+
+
+def read_eval_log(path: Path) -> list[dict]:
+    """:func:`final_records` as flat rows (label, stage and the metrics)."""
+    return [{"row": r["label"], "stage": r["stage"], **r["metrics"]} for r in final_records(path)]
 
 
 def format_summary(cfg: BsaConfig, result: dict, rows: list[dict], seconds: float) -> str:
