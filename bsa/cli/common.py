@@ -64,6 +64,19 @@ def torch_device(cfg: BsaConfig) -> str:
     return "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
 
 
+def load_denoiser(cfg: BsaConfig, model: str):
+    """The Denoiser of ``model`` (a path, ``embedded:<name>``, or an exported stage folder, whose
+    ``unet/`` is taken) on the config's schedule and parameterisation."""
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.export import is_stage_folder
+    from bsa.models.unet import load_unet
+
+    path = resolve_model_path(model)
+    unet = load_unet(path / "unet" if is_stage_folder(path) else path)
+    return Denoiser(unet, cfg.schedule.build(), cfg.schedule.prediction_type)
+
+
 def wandb_mode(configured: str) -> str:
     """``auto``: online when the user is logged in (WANDB_API_KEY, or api.wandb.ai in ~/.netrc), else offline.
     An explicit WANDB_MODE in the environment wins over the config."""

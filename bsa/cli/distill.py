@@ -112,6 +112,7 @@ def distill(cfg: BsaConfig) -> dict:
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
     from bsa.callbacks.promotion import StagePromotion
     from bsa.cli.cache import build_expected_identity
+    from bsa.cli.common import load_denoiser
     from bsa.data.datamodule import LatentDataModule
     from bsa.diffusion import sampling_grid
     from bsa.lit.distill import DistillationModule
@@ -133,12 +134,7 @@ def distill(cfg: BsaConfig) -> dict:
         seed=cfg.trainer.seed,
     )
     dm.setup()
-    teacher_path = resolve_model_path(cfg.models.teacher)
-    teacher = Denoiser(
-        load_unet(teacher_path / "unet" if is_stage_folder(teacher_path) else teacher_path),
-        schedule,
-        s.prediction_type,
-    )
+    teacher = load_denoiser(cfg, cfg.models.teacher)
     vae_folder = resolve_model_path(cfg.models.vae)
     schedule_config = dict(
         num_train_timesteps=s.num_train_timesteps,
@@ -149,12 +145,9 @@ def distill(cfg: BsaConfig) -> dict:
     )
     stopper = StopAfterSteps(d.stop_after)
     scorer = build_scorer(cfg, dm.null_text_embedding) if d.eval_clips else None
-    original_teacher = teacher
-    if d.reference_teacher:  # e.g. a comparison that starts every run from one shared guided stage
-        ref = resolve_model_path(d.reference_teacher)
-        original_teacher = Denoiser(
-            load_unet(ref / "unet" if is_stage_folder(ref) else ref), schedule, s.prediction_type
-        )
+    # the teacher "FAD vs teacher" compares with: e.g. a comparison starts every run from one shared
+    # guided stage but scores against the original CFG teacher
+    original_teacher = load_denoiser(cfg, d.reference_teacher) if d.reference_teacher else teacher
     done_now, stages = 0, []
     for spec in stage_specs(cfg):
         folder = run_dir / spec.folder_name

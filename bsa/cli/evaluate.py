@@ -111,17 +111,9 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     if reference is not None:  # FAD against the teacher's outputs for the same captions and seeds
         from dataclasses import replace
 
-        from bsa.models.assets import resolve_model_path as _resolve
-        from bsa.models.unet import load_unet
+        from bsa.cli.common import load_denoiser
 
-        folder = _resolve(reference)
-        folder = folder / "unet" if (folder / "unet").is_dir() else folder
-        teacher_pipe = replace(
-            pipe,
-            denoiser=type(pipe.denoiser)(
-                load_unet(folder).eval(), pipe.schedule, cfg.schedule.prediction_type
-            ),
-        )
+        teacher_pipe = replace(pipe, denoiser=load_denoiser(cfg, reference).eval())
         teacher_pipe.denoiser.to(dev)
         steps = cfg.distill.teacher_steps
         ref_waves = [
