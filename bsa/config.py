@@ -147,6 +147,10 @@ class DistillConfig:
         return DistillationPlan(self.teacher_steps, self.target_steps)
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+
+
 @dataclass
 class TrainerConfig:
     """Forwarded to ``lightning.Trainer``."""
@@ -157,14 +161,36 @@ class TrainerConfig:
     precision: str = "32-true"
     seed: int = 0
     log_every_n_steps: int = 10
+    # torch.compile of the teacher's and the student's denoiser calls: "off" or a torch.compile
+    # mode; the parameters and checkpoints are those of the eager modules either way
+    compile: str = "off"
+    compile_backend: str = "inductor"  # "aot_eager" traces without generating kernels (tests, debugging)
 
     def __post_init__(self) -> None:
         _check(self.num_nodes >= 1, "trainer.num_nodes", "must be >= 1")
+        # YAML reads a bare off/on/true/false as a boolean, which arrives here as "False"/"True"
+        self.compile = {"false": "off", "true": "default"}.get(str(self.compile).lower(), self.compile)
+        _check(
+            self.compile in COMPILE_MODES,
+            "trainer.compile",
+            f"unknown {self.compile!r}; expected one of {', '.join(COMPILE_MODES)}",
+        )
+        _check(
+            self.compile_backend in COMPILE_BACKENDS,
+            "trainer.compile_backend",
+            f"unknown {self.compile_backend!r}; expected one of {', '.join(COMPILE_BACKENDS)}",
+        )
         _check(
             self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
             "trainer.accelerator",
             f"unknown {self.accelerator!r}",
         )
+
+    def compile_kwargs(self) -> dict | None:
+        """Keyword arguments of ``torch.compile`` (None when off)."""
+        if self.compile == "off":
+            return None
+        return {"mode": None if self.compile == "default" else self.compile, "backend": self.compile_backend}
 
 
 @dataclass

@@ -25,6 +25,21 @@ def test_overrides_apply_and_are_typed():
     assert "weighting: min_snr" in to_yaml(cfg)
 
 
+def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
+    """YAML turns a bare ``off``/``on`` into a boolean: the switch still means what was written."""
+    cases = {
+        "off": None,
+        "on": {"mode": None, "backend": "inductor"},
+        "max-autotune": {"mode": "max-autotune"},
+    }
+    for written, kwargs in cases.items():
+        (tmp_path / "c.yaml").write_text(f"trainer:\n  compile: {written}\n")
+        got = load_config(
+            [ROOT / "experiments/embedded-cpu.yaml", tmp_path / "c.yaml"]
+        ).trainer.compile_kwargs()
+        assert (got if kwargs is None else {k: got[k] for k in kwargs}) == kwargs, written
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -42,6 +57,8 @@ def test_overrides_apply_and_are_typed():
         (["distill.bsa_floor=6"], r"distill.bsa_floor/bsa_gamma"),
         (["distill.guidance_scale=0.5"], r"distill.guidance_scale"),
         (["oops"], r"not of the form key=value"),
+        (["trainer.compile=fast"], r"trainer.compile: unknown 'fast'; expected one of off, default"),
+        (["trainer.compile_backend=tvm"], r"trainer.compile_backend: unknown 'tvm'"),
     ],
 )
 def test_bad_configs_fail_at_load_naming_the_key(overrides, message):

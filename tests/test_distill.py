@@ -278,20 +278,25 @@ def test_two_stage_run_through_the_cli(debug_env):
 
 def test_killed_run_resumes_to_the_same_student(debug_env):
     """Stop mid-stage-1 (after 6 optimizer steps: 4 guided + 2), run the same command again: the
-    final student equals that of an uninterrupted run with the same seed."""
+    final student equals that of an uninterrupted run with the same seed. The interrupted run is
+    torch.compile'd (aot_eager: traced, no kernels generated) and the straight one is not: the
+    compiled calls train the same weights and write checkpoints the eager run can read."""
+    compiled = ("trainer.compile=default", "trainer.compile_backend=aot_eager")
     first = run_distill(
         debug_env,
         "distill.run_name=resumed",
         "distill.stop_after=6",
         "distill.checkpoint_every=1",
         "distill.eval_clips=0",
+        *compiled,
     )
     assert first.returncode == 0, first.stderr[-3000:]
     run = debug_env["root"] / "runs" / "resumed"
     assert "run the same command again" in first.stdout
     assert (run / "stage00_guided_8steps").is_dir() and not (run / "stage01_4steps").exists()
+    assert "torch.compile default (aot_eager)" in first.stdout
     again = run_distill(
-        debug_env, "distill.run_name=resumed", "distill.checkpoint_every=1", "distill.eval_clips=0"
+        debug_env, "distill.run_name=resumed", "distill.checkpoint_every=1", "distill.eval_clips=0", *compiled
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stdout
@@ -319,6 +324,84 @@ def test_two_process_ddp_run_trains_promotes_and_scores_once(debug_env):
     assert [st["world_size"] for st in summary["stages"]] == [2, 2, 2]
     assert all(st["samples_per_s"] > 0 for st in summary["stages"])
     assert load_unet(run / "stage02_2steps" / "unet").config.time_cond_proj_dim == 256
+
+
+def test_two_node_run_ranks_globally_and_writes_once(debug_env):
+    """trainer.num_nodes=2 with one CPU process per "node", launched separately with NODE_RANK and
+    a shared MASTER_ADDR/PORT as a cluster launcher would (Lightning's environment): the process of
+    node 1 is global rank 1 and writes nothing; the run is that of a world of 2."""
+    import json
+    import os
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [
+        sys.executable,
+        "-m",
+        "bsa.cli.distill",
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        "distill.eval_clips=6",
+        "distill.run_name=nodes2",
+        "trainer.devices=1",
+        "trainer.num_nodes=2",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE")}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    nodes = [
+        subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**env, "NODE_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, stderr) in zip(nodes, outs, strict=True):
+        assert node.returncode == 0, stderr[-3000:]
+    assert "1 device(s) × 2 node(s)" in outs[0][0]
+    for rank, (_, stderr) in enumerate(outs):  # Lightning's own account of who is who
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in stderr
+    assert "bsa distillation" in outs[0][0] and "bsa distillation" not in outs[1][0]  # rank 0 summarises
+    run = debug_env["root"] / "runs" / "nodes2"
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == [-1, 0, 1, 2]
+    assert all(r["protocol"]["world_size"] == 2 and r["protocol"]["num_clips"] == 6 for r in records)
+    summary = json.loads((run / "summary.json").read_text())
+    assert [st["world_size"] for st in summary["stages"]] == [2, 2, 2]
+
+
+def test_compiled_calls_train_like_eager_calls_and_leave_the_modules_eager():
+    """trainer.compile: the loss and the student's gradients equal the eager ones, each denoiser is
+    captured as one graph (no graph breaks: the schedule lookup stays on the device), and the
+    state dict and the exported teacher are those of the eager modules."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    b = batch(3)
+    eager = module()
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = module(compile={"backend": "aot_eager"})
+    results = []
+    for m in (eager, compiled):
+        loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in m.student.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for g_compiled, g_eager in zip(results[1][1], results[0][1], strict=True):
+        torch.testing.assert_close(g_compiled, g_eager, rtol=1e-4, atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 2  # the teacher's (no grad) and the student's
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert not any("_orig_mod" in k for k in compiled.state_dict())
+    exported = compiled.export_teacher()
+    assert type(exported) is Denoiser and exported.unet is not compiled.student.unet
+    torch.testing.assert_close(exported.unet.conv_in.weight, compiled.student.unet.conv_in.weight)
 
 
 def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_env, tmp_path):

@@ -46,6 +46,17 @@ def test_alpha_sigma_rejects_bad_timesteps(schedule):
         schedule.alpha_sigma(torch.tensor([0.5]))
 
 
+def test_compiled_lookup_checks_timesteps_on_the_device(schedule):
+    """Under torch.compile the range check is an on-device assertion (no host synchronisation),
+    still raised for a timestep out of range; valid timesteps give the eager values."""
+    lookup = torch.compile(schedule.alpha_sigma, backend="aot_eager")
+    t = torch.tensor([CLEAN, 0, 500, 999])
+    for got, want in zip(lookup(t), schedule.alpha_sigma(t), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="timesteps must lie"):
+        lookup(torch.tensor([1000, 3]))
+
+
 @pytest.mark.parametrize("n", PLAN_STEPS + [256, 128, 64, 32, 16, 12, 8, 4, 2, 1])
 def test_step_grid_matches_diffusers_trailing(n):
     ddim = audioldm_ddim()

@@ -119,13 +119,29 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
     return rows
 
 
+COMBOS = ("fp32", "bf16", "bf16+cl", "fp32+compile", "bf16+compile")
+"""Training settings measured by default: precision (fp32 / bf16 autocast), channels_last (cl) and
+torch.compile of the denoiser calls (``trainer.compile``: DistillationModule's compiled calls)."""
+
+
+def parse_combo(combo: str) -> dict:
+    parts = combo.split("+")
+    if parts[0] not in ("fp32", "bf16") or not set(parts[1:]) <= {"cl", "compile"}:
+        raise ValueError(f"bad combination {combo!r}: fp32 or bf16, then optionally +cl and/or +compile")
+    return {"bf16": parts[0] == "bf16", "channels_last": "cl" in parts, "compile": "compile" in parts}
+
+
 def bench_training(
-    device, steps: int = 10, models: dict | None = None, batches=(128, 16), combos=None
+    device,
+    steps: int = 10,
+    models: dict | None = None,
+    batches=(128, 16),
+    combos=COMBOS,
+    compile_backend: str = "inductor",
 ) -> list[dict]:
     """Distillation-step throughput (samples/s): one progressive step = 2 teacher calls (w-conditioned)
-    + student forward/backward + AdamW, for each combination of bf16 / channels_last / torch.compile."""
-    import itertools
-
+    + student forward/backward + fused AdamW, for each combination (``COMBOS``). ``warmup_s`` is the
+    time of the first 3 steps: torch.compile's compilation is paid there, once per stage."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -136,65 +152,56 @@ def bench_training(
 
     schedule, rows, flops = audioldm_schedule(), [], {}
     for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
-        grid = combos or [
-            c
-            for c in itertools.product((False, True), (False, True), (False, True))
-            if not (c[2] and not c[0])
-        ]  # compile only with bf16
-        for bf16, channels_last, compiled in grid:
-            if compiled and "185" in name and combos is None:
-                continue  # compiling the 185 M UNet twice takes minutes: measured in a longer run, not here
+        for combo_name in combos:
+            c = parse_combo(combo_name)
             torch.manual_seed(0)
             unet = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
             student = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
-            if channels_last:
+            if c["channels_last"]:
                 unet, student = (
                     unet.to(memory_format=torch.channels_last),
                     student.to(memory_format=torch.channels_last),
                 )
+            torch._dynamo.reset()  # each combination compiles from scratch, as a fresh stage would
             m = DistillationModule(
                 Denoiser(unet, schedule),
                 Denoiser(student, schedule),
                 torch.zeros(cfg["projection_class_embeddings_input_dim"]),
                 mode="progressive",
                 student_steps=50,
+                compile={"mode": None, "backend": compile_backend} if c["compile"] else None,
             ).to(device)
-            if compiled:
-                m.student.unet = torch.compile(m.student.unet)
-                m.teacher.unet = torch.compile(m.teacher.unet)
             opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=device.type == "cuda")
             shape = (batch, cfg["in_channels"], *cfg["sample_size"])
             lat = torch.randn(shape, device=device)
-            if channels_last:
+            if c["channels_last"]:
                 lat = lat.to(memory_format=torch.channels_last)
             text = torch.randn(batch, cfg["projection_class_embeddings_input_dim"], device=device)
 
-            def step(m=m, opt=opt, lat=lat, text=text, bf16=bf16):
+            def step(m=m, opt=opt, lat=lat, text=text, bf16=c["bf16"]):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss, _ = m.distillation_loss(lat, text)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
 
-            combo = {
-                "model": name,
-                "batch": batch,
-                "bf16": bf16,
-                "channels_last": channels_last,
-                "compile": compiled,
-            }
+            combo = {"model": name, "batch": batch, "combo": combo_name, **c}
             try:
+                start = time.perf_counter()
                 for _ in range(3):
                     step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                warmup = time.perf_counter() - start
                 t = _timed(lambda: [step() for _ in range(steps)], device, 1) / steps
                 key = (name, batch)
-                if key not in flops and not compiled:  # model FLOPs of one step, counted once per model
+                if key not in flops and not c["compile"]:  # model FLOPs of one step, counted once per model
                     from torch.utils.flop_counter import FlopCounterMode
 
                     with FlopCounterMode(display=False) as counter:
                         step()
                     flops[key] = counter.get_total_flops()
-                row = {**combo, "samples_per_s": batch / t, "step_ms": 1000 * t}
+                row = {**combo, "samples_per_s": batch / t, "step_ms": 1000 * t, "warmup_s": warmup}
                 if key in flops:
                     row["tflops_per_s"] = flops[key] / t / 1e12
                     row["mfu_bf16_peak"] = flops[key] / t / peak_flops(device)
@@ -255,10 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/bench.json")
     parser.add_argument("--what", choices=("all", "sampling", "training", "loading"), default="all")
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="training: fp32, bf16, bf16+channels_last, bf16+compile only (all models)",
+        "--combos",
+        default=",".join(COMBOS),
+        help="training: comma-separated settings, each fp32|bf16 [+cl] [+compile] (default: %(default)s)",
     )
+    parser.add_argument(
+        "--models",
+        default="embedded,185m",
+        help="training: embedded and/or 185m (the AudioLDM-s-sized UNet), comma-separated",
+    )
+    parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")
     parser.add_argument(
         "--config",
         nargs="*",
@@ -278,8 +291,22 @@ def main(argv: list[str] | None = None) -> int:
         result["sampling"] = bench_sampling(device)
         out.write_text(json.dumps(result, indent=1) + "\n")
     if args.what in ("all", "training"):
-        combos = [(False, False, False), (True, False, False), (True, True, False), (True, False, True)]
-        result["training"] = bench_training(device, combos=combos if args.quick else None)
+        combos = [c.strip() for c in args.combos.split(",") if c.strip()]
+        for c in combos:
+            parse_combo(c)  # a typo fails before any model is built
+        wanted = {m.strip() for m in args.models.split(",")}
+        if not wanted <= {"embedded", "185m"}:
+            parser.error(
+                f"--models: unknown {sorted(wanted - {'embedded', '185m'})}; expected embedded, 185m"
+            )
+        models, batches = [], []
+        for (name, cfg), batch, key in zip(
+            _models().items(), (128, args.batch_185m), ("embedded", "185m"), strict=True
+        ):
+            if key in wanted:
+                models.append((name, cfg))
+                batches.append(batch)
+        result["training"] = bench_training(device, models=dict(models), batches=batches, combos=combos)
         out.write_text(json.dumps(result, indent=1) + "\n")
     if args.what in ("all", "loading"):
         result["loading"] = bench_loading(args.config, batch=128)

@@ -61,7 +61,10 @@ def describe(cfg: BsaConfig) -> str:
         f"per stage   {d.steps_per_stage} optimizer steps (guided stage {d.guided_steps}), batch {d.batch_size}, lr {d.lr}",
     ]
     t = cfg.trainer
-    lines.append(f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}")
+    lines.append(
+        f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
+        + (f", torch.compile {t.compile} ({t.compile_backend})" if t.compile != "off" else "")
+    )
     for st in stage_specs(cfg):
         what = (
             "guidance → w-conditioned student"
@@ -180,6 +183,7 @@ def distill(cfg: BsaConfig) -> dict:
             total_steps=steps,
             warmup_steps=min(100, steps // 10),
             seed=cfg.trainer.seed + 1000 * spec.index,
+            compile=cfg.trainer.compile_kwargs(),
         )
 
         def save(denoiser, spec=spec, folder=folder):

@@ -32,19 +32,31 @@ class NoiseSchedule:
             raise ValueError("alphas_cumprod must be a 1-D float64 tensor")
         if not bool(((a > 0) & (a < 1)).all()) or not bool((a[1:] < a[:-1]).all()):
             raise ValueError("alphas_cumprod must lie in (0, 1) and decrease strictly")
+        object.__setattr__(self, "_tables", {})  # device → lookup table, see _table
 
     @property
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
 
+    def _table(self, device: torch.device) -> torch.Tensor:
+        """[1, ᾱ_0, …, ᾱ_{T−1}] on ``device`` (index 0 ↔ CLEAN), copied there once."""
+        if device not in self._tables:
+            table = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])
+            self._tables[device] = table.to(device)
+        return self._tables[device]
+
     def _alphas_cumprod_at(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t)
         if t.dtype.is_floating_point:
             raise TypeError(f"timesteps must be integers, got {t.dtype}")
-        if bool(((t < CLEAN) | (t >= self.num_train_timesteps)).any()):
-            raise ValueError(f"timesteps must lie in [-1, {self.num_train_timesteps - 1}], got {t.tolist()}")
-        table = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])  # index 0 ↔ CLEAN
-        return table.to(t.device)[t.long() + 1]
+        valid = ((t >= CLEAN) & (t < self.num_train_timesteps)).all()
+        message = f"timesteps must lie in [-1, {self.num_train_timesteps - 1}]"
+        if t.device.type == "cpu" and not torch.compiler.is_compiling():
+            if not bool(valid):
+                raise ValueError(f"{message}, got {t.tolist()}")
+        else:  # checked on the device: no host synchronisation in the training step
+            torch._assert_async(valid, message)
+        return self._table(t.device)[t.long() + 1]
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(α_t, σ_t) = (√ᾱ_t, √(1 − ᾱ_t)) for integer timesteps ``t`` (any shape; −1 = clean). float64."""

@@ -51,6 +51,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         total_steps: int = 1000,
         warmup_steps: int = 0,
         seed: int = 0,
+        compile: dict | None = None,
     ):
         super().__init__()
         if mode not in ("guided", "progressive"):
@@ -64,6 +65,15 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self.student = student
         self.ema = EMA(student, ema_decay) if ema_decay > 0 else None
         self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
+        # torch.compile'd calls of the two denoisers, kept apart from the modules: the state dict,
+        # checkpoints, the EMA copy and the exported teacher stay those of the eager modules
+        # (a compiled module would rename every key ``_orig_mod.…``; ``nn.Module.compile`` would
+        # be copied along by ``deepcopy`` and keep calling the original)
+        self._calls = (
+            {name: torch.compile(getattr(self, name).forward, **compile) for name in ("teacher", "student")}
+            if compile
+            else {}
+        )
         self.register_buffer("null_text_emb", null_text_emb.float().clone())
         if mode == "progressive":
             # the student's steps (t → t'' through the teacher's t') on the nested grids of the plan
@@ -97,12 +107,15 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         lo, hi = self.hparams.guidance_range
         return lo + (hi - lo) * torch.rand(batch_size, generator=g, device=self.device)
 
-    def _with_guidance(self, model: Denoiser, text: torch.Tensor, scale: torch.Tensor):
-        """x̂(z, t) of ``model`` at guidance ``scale`` [B]: one call if w-conditioned, CFG otherwise."""
+    def _with_guidance(self, name: str, text: torch.Tensor, scale: torch.Tensor):
+        """x̂(z, t) of the ``name``d denoiser (teacher or student) at guidance ``scale`` [B]: one
+        call if w-conditioned, CFG otherwise; its compiled call when ``compile`` was given."""
+        model = getattr(self, name)
+        call = self._calls.get(name, model)
         if model.takes_guidance:
-            return lambda z, t: model(z, t, text, scale)
+            return lambda z, t: call(z, t, text, scale)
         null = self.null_text_emb.to(text.dtype)
-        return classifier_free_guidance(lambda z, t, c: model(z, t, c), text, null, scale)
+        return classifier_free_guidance(lambda z, t, c: call(z, t, c), text, null, scale)
 
     def distillation_loss(self, latents: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, dict]:
         b, g = latents.shape[0], self._generator()
@@ -112,7 +125,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             scale = self._guidance(b, g)
         else:
             scale = torch.full((b,), hp.guidance_scale, device=self.device)
-        teacher_fn = self._with_guidance(self.teacher, text, scale)
+        teacher_fn = self._with_guidance("teacher", text, scale)
         eps = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
         if hp.mode == "guided":
             t = torch.randint(0, self.schedule.num_train_timesteps, (b,), generator=g, device=self.device)
@@ -127,7 +140,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
                 if hp.mode == "guided"
                 else distillation_target(teacher_fn, z_t, t, t_mid, s, self.schedule)
             )
-        x_student = self._with_guidance(self.student, text, scale)(z_t, t)
+        x_student = self._with_guidance("student", text, scale)(z_t, t)
         per_example = (x_student.float() - target.float()).pow(2).flatten(1).mean(1)
         weight = self.weight_fn(self.schedule.snr(t).float())
         return (weight * per_example).mean(), {"train/x_mse": per_example.mean().detach()}

@@ -6,6 +6,8 @@
 #   STEPS=25 bash experiments/gpu/embedded_models.sh cache distill # data → cache → `make distill STEPS=25 PRESET=embedded-gpu`
 #   bash experiments/gpu/embedded_models.sh cache scaling           # the same stages on 1 GPU and on 2 (DDP)
 #   STEPS=1 SEEDS=0,1,2 bash experiments/gpu/embedded_models.sh cache compare  # `make compare` (COMPARE_ARGS, LIMIT)
+#   bash experiments/gpu/embedded_models.sh cache compile          # 3 stages eager, then with trainer.compile=default
+#   BENCH_ARGS="--models 185m" bash experiments/gpu/embedded_models.sh cache bench  # `bsa bench` training + loading
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
 # `make text-embeddings`: the package is too large to carry). Logs, assets.tgz and metrics → $OUT.
@@ -47,7 +49,12 @@ for step in "$@"; do
              run one_gpu 230 python3 -m bsa.cli.distill $EXP $TE $S trainer.devices=1 distill.batch_size=128 distill.run_name=one_gpu
              run two_gpus 260 python3 -m bsa.cli.distill $EXP $TE $S trainer.devices=2 distill.batch_size=64 distill.run_name=two_gpus
              tar czf "$OUT/scaling.tgz" --exclude='*.safetensors' --exclude='*.ckpt' --exclude=samples -C runs/scaling one_gpu two_gpus; true ;;
-    bench) run bench_training ${LIMIT:-280} python3 -m bsa.cli.bench --what training --quick --out "$OUT/bench_training.json"
+    compile) # the same stages eager and with trainer.compile=default, one after the other (compilation included)
+             S="distill.target_steps=50 distill.steps_per_stage=300 distill.guided_steps=300 distill.eval_clips=256 eval.showcase=2 paths.output_root=runs/compile ${COMPILE_ARGS:-}"
+             run eager 200 python3 -m bsa.cli.distill $EXP $TE $S trainer.compile=off distill.run_name=eager
+             run compiled 280 python3 -m bsa.cli.distill $EXP $TE $S trainer.compile=default distill.run_name=compiled
+             tar czf "$OUT/compile.tgz" --exclude='*.safetensors' --exclude='*.ckpt' --exclude=samples -C runs/compile eager compiled; true ;;
+    bench) run bench_training ${LIMIT:-280} python3 -m bsa.cli.bench --what training ${BENCH_ARGS:-} --out "$OUT/bench_training.json"
            run bench_loading 60 python3 -m bsa.cli.bench --what loading --config $EXP $TE --out "$OUT/bench_loading.json"; true ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac

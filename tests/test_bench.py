@@ -1,0 +1,33 @@
+"""The benchmark's code paths on a tiny model (no timing is asserted: speed is measured on the GPU
+by `make bench`, never in tests)."""
+
+import pytest
+import torch
+
+from bsa.cli.bench import bench_training, parse_combo
+from bsa.models.unet import audioldm_unet_config
+
+
+def test_combinations_parse_and_typos_fail():
+    assert parse_combo("bf16+cl+compile") == {"bf16": True, "channels_last": True, "compile": True}
+    assert parse_combo("fp32") == {"bf16": False, "channels_last": False, "compile": False}
+    for bad in ("fp16", "bf16+compiled", "cl+bf16"):
+        with pytest.raises(ValueError, match="bad combination"):
+            parse_combo(bad)
+
+
+def test_training_rows_count_flops_once_and_time_every_combination():
+    cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
+    rows = bench_training(
+        torch.device("cpu"),
+        steps=1,
+        models={"tiny": cfg},
+        batches=(2,),
+        combos=("fp32", "fp32+cl", "fp32+compile"),
+        compile_backend="aot_eager",
+    )
+    assert [r["combo"] for r in rows] == ["fp32", "fp32+cl", "fp32+compile"]
+    assert all("error" not in r and r["samples_per_s"] > 0 and r["warmup_s"] > 0 for r in rows), rows
+    # one FLOP count per model: achieved TFLOP/s × step time is the same count on every row
+    counts = [r["tflops_per_s"] * r["step_ms"] for r in rows]
+    assert counts[0] > 0 and counts == pytest.approx([counts[0]] * 3, rel=1e-9)
