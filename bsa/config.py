@@ -165,6 +165,8 @@ class TrainerConfig:
     # mode; the parameters and checkpoints are those of the eager modules either way
     compile: str = "off"
     compile_backend: str = "inductor"  # "aot_eager" traces without generating kernels (tests, debugging)
+    # float32 matmuls: "highest" (exact fp32, torch's default), "high" (TF32 tensor cores), "medium"
+    matmul_precision: str = "highest"
 
     def __post_init__(self) -> None:
         _check(self.num_nodes >= 1, "trainer.num_nodes", "must be >= 1")
@@ -174,6 +176,11 @@ class TrainerConfig:
             self.compile in COMPILE_MODES,
             "trainer.compile",
             f"unknown {self.compile!r}; expected one of {', '.join(COMPILE_MODES)}",
+        )
+        _check(
+            self.matmul_precision in ("highest", "high", "medium"),
+            "trainer.matmul_precision",
+            f"unknown {self.matmul_precision!r}; expected highest, high or medium",
         )
         _check(
             self.compile_backend in COMPILE_BACKENDS,

@@ -9,9 +9,14 @@ from bsa.models.unet import audioldm_unet_config
 
 
 def test_combinations_parse_and_typos_fail():
-    assert parse_combo("bf16+cl+compile") == {"bf16": True, "channels_last": True, "compile": True}
-    assert parse_combo("fp32") == {"bf16": False, "channels_last": False, "compile": False}
-    for bad in ("fp16", "bf16+compiled", "cl+bf16"):
+    assert parse_combo("bf16+cl+compile") == {
+        "bf16": True,
+        "tf32": False,
+        "channels_last": True,
+        "compile": True,
+    }
+    assert parse_combo("tf32") == {"bf16": False, "tf32": True, "channels_last": False, "compile": False}
+    for bad in ("fp16", "bf16+compiled", "cl+bf16", "tf32+bf16"):
         with pytest.raises(ValueError, match="bad combination"):
             parse_combo(bad)
 

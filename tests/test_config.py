@@ -59,6 +59,7 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
         (["oops"], r"not of the form key=value"),
         (["trainer.compile=fast"], r"trainer.compile: unknown 'fast'; expected one of off, default"),
         (["trainer.compile_backend=tvm"], r"trainer.compile_backend: unknown 'tvm'"),
+        (["trainer.matmul_precision=tf32"], r"trainer.matmul_precision: unknown 'tf32'"),
     ],
 )
 def test_bad_configs_fail_at_load_naming_the_key(overrides, message):
@@ -137,3 +138,19 @@ def test_slurm_template_runs_a_valid_distill_command(tmp_path):
     assert "200 → 100 → 50 → 25 → 13 → 7 → 4 (6 stages)" in out.stdout
     assert "4 device(s) × 2 node(s)" in out.stdout
     assert line.startswith(".venv/bin/python -m bsa.cli.distill")
+
+
+def test_trainer_applies_the_float32_matmul_precision(tmp_path):
+    import torch
+
+    from bsa.cli.distill import _trainer
+
+    cfg = load_config(
+        [ROOT / "experiments/debug.yaml"], ["trainer.matmul_precision=high", "trainer.accelerator=cpu"]
+    )
+    before = torch.get_float32_matmul_precision()
+    try:
+        _trainer(cfg, 1, [], False, tmp_path)
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -119,16 +119,24 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
     return rows
 
 
-COMBOS = ("fp32", "bf16", "bf16+cl", "fp32+compile", "bf16+compile")
-"""Training settings measured by default: precision (fp32 / bf16 autocast), channels_last (cl) and
-torch.compile of the denoiser calls (``trainer.compile``: DistillationModule's compiled calls)."""
+COMBOS = ("fp32", "tf32", "bf16", "bf16+cl", "fp32+compile", "bf16+compile")
+"""Training settings measured by default: precision (fp32; tf32 = fp32 with TF32 matmuls,
+``trainer.matmul_precision=high``; bf16 autocast), channels_last (cl) and torch.compile of the
+denoiser calls (``trainer.compile``: DistillationModule's compiled calls)."""
 
 
 def parse_combo(combo: str) -> dict:
     parts = combo.split("+")
-    if parts[0] not in ("fp32", "bf16") or not set(parts[1:]) <= {"cl", "compile"}:
-        raise ValueError(f"bad combination {combo!r}: fp32 or bf16, then optionally +cl and/or +compile")
-    return {"bf16": parts[0] == "bf16", "channels_last": "cl" in parts, "compile": "compile" in parts}
+    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {"cl", "compile"}:
+        raise ValueError(
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl and/or +compile"
+        )
+    return {
+        "bf16": parts[0] == "bf16",
+        "tf32": parts[0] == "tf32",
+        "channels_last": "cl" in parts,
+        "compile": "compile" in parts,
+    }
 
 
 def bench_training(
@@ -154,6 +162,7 @@ def bench_training(
     for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
         for combo_name in combos:
             c = parse_combo(combo_name)
+            torch.set_float32_matmul_precision("high" if c["tf32"] else "highest")
             torch.manual_seed(0)
             unet = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
             student = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
@@ -212,6 +221,7 @@ def bench_training(
             del m, unet, student, opt
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    torch.set_float32_matmul_precision("highest")
     return rows
 
 

@@ -64,6 +64,7 @@ def describe(cfg: BsaConfig) -> str:
     lines.append(
         f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
         + (f", torch.compile {t.compile} ({t.compile_backend})" if t.compile != "off" else "")
+        + (f", float32 matmul precision {t.matmul_precision}" if t.matmul_precision != "highest" else "")
     )
     for st in stage_specs(cfg):
         what = (
@@ -86,7 +87,9 @@ def _weighting_kwargs(cfg: BsaConfig) -> dict:
 
 def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, root: Path):
     import lightning.pytorch as pl
+    import torch
 
+    torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
     t = cfg.trainer
     return pl.Trainer(
         max_steps=steps,

@@ -51,7 +51,9 @@ def _trainer(cfg: BsaConfig, steps: int, val_every: int | None, callbacks: list,
     import datetime
 
     import lightning.pytorch as pl
+    import torch
 
+    torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
     return pl.Trainer(
         max_time=datetime.timedelta(minutes=max_minutes) if max_minutes > 0 else None,
         max_steps=steps,
