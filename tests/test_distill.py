@@ -329,7 +329,8 @@ def test_two_process_ddp_run_trains_promotes_and_scores_once(debug_env):
 def test_two_node_run_ranks_globally_and_writes_once(debug_env):
     """trainer.num_nodes=2 with one CPU process per "node", launched separately with NODE_RANK and
     a shared MASTER_ADDR/PORT as a cluster launcher would (Lightning's environment): the process of
-    node 1 is global rank 1 and writes nothing; the run is that of a world of 2."""
+    node 1 is global rank 1 and writes nothing; the run is that of a world of 2. The denoiser
+    calls are torch.compile'd, so compiled calls under DDP are covered too."""
     import json
     import os
     import socket
@@ -347,6 +348,8 @@ def test_two_node_run_ranks_globally_and_writes_once(debug_env):
         "distill.run_name=nodes2",
         "trainer.devices=1",
         "trainer.num_nodes=2",
+        "trainer.compile=default",  # compiled calls under DDP (aot_eager: traced, no kernels generated)
+        "trainer.compile_backend=aot_eager",
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE")}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
