@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--combos",
         default=",".join(COMBOS),
-        help="training: comma-separated settings, each fp32|bf16 [+cl] [+compile] (default: %(default)s)",
+        help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile] (default: %(default)s)",
     )
     parser.add_argument(
         "--models",
