@@ -302,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(result, indent=1) + "\n")
     if args.what in ("all", "training"):
         combos = [c.strip() for c in args.combos.split(",") if c.strip()]
-        for c in combos:
-            parse_combo(c)  # a typo fails before any model is built
+        for c in combos:  # a typo fails before any model is built
+            try:
+                parse_combo(c)
+            except ValueError as e:
+                parser.error(f"--combos: {e}")
         wanted = {m.strip() for m in args.models.split(",")}
         if not wanted <= {"embedded", "185m"}:
             parser.error(
