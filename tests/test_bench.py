@@ -14,8 +14,15 @@ def test_combinations_parse_and_typos_fail():
         "tf32": False,
         "channels_last": True,
         "compile": True,
+        "fused_adamw": True,
     }
-    assert parse_combo("tf32") == {"bf16": False, "tf32": True, "channels_last": False, "compile": False}
+    assert parse_combo("tf32+foreach") == {
+        "bf16": False,
+        "tf32": True,
+        "channels_last": False,
+        "compile": False,
+        "fused_adamw": False,
+    }
     for bad in ("fp16", "bf16+compiled", "cl+bf16", "tf32+bf16"):
         with pytest.raises(ValueError, match="bad combination"):
             parse_combo(bad)
@@ -28,10 +35,10 @@ def test_training_rows_count_flops_once_and_time_every_combination():
         steps=1,
         models={"tiny": cfg},
         batches=(2,),
-        combos=("fp32", "fp32+cl", "fp32+compile"),
+        combos=("fp32", "fp32+cl", "fp32+compile+foreach"),
         compile_backend="aot_eager",
     )
-    assert [r["combo"] for r in rows] == ["fp32", "fp32+cl", "fp32+compile"]
+    assert [r["combo"] for r in rows] == ["fp32", "fp32+cl", "fp32+compile+foreach"]
     assert all("error" not in r and r["samples_per_s"] > 0 and r["warmup_s"] > 0 for r in rows), rows
     # one FLOP count per model: achieved TFLOP/s × step time is the same count on every row
     counts = [r["tflops_per_s"] * r["step_ms"] for r in rows]
