@@ -144,6 +144,36 @@ def test_teacher_stays_frozen_and_in_eval_mode_through_fit_with_validation():
     assert m.student.training
 
 
+def test_fused_adamw_is_clipped_like_the_foreach_one_under_bf16_mixed():
+    """Lightning refuses to clip a fused optimizer under mixed precision; without a gradient scaler
+    (bf16) the module clips it itself: fused + clipping ends where foreach + clipping does, and
+    clipping does change the result here (the gradient norm exceeds the clip value)."""
+    from torch.utils.data import DataLoader
+
+    data = [batch(k, n=8) for k in range(3)]
+
+    def fit(fused: bool, clip: float | None):
+        torch.manual_seed(0)
+        m = module(fused_adamw=fused, lr=1e-2)
+        pl.Trainer(
+            max_steps=3,
+            accelerator="cpu",
+            precision="bf16-mixed",
+            gradient_clip_val=clip,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(m, DataLoader(data, batch_size=None))
+        opt = m.trainer.optimizers[0]
+        assert bool(opt.defaults.get("fused")) == fused
+        return torch.cat([p.detach().flatten() for p in m.student.parameters()])
+
+    foreach_clipped, fused_clipped, fused_unclipped = fit(False, 0.1), fit(True, 0.1), fit(True, None)
+    torch.testing.assert_close(fused_clipped, foreach_clipped, rtol=1e-4, atol=1e-5)
+    assert (fused_unclipped - foreach_clipped).abs().max() > 1e-3
+
+
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path):
     from torch.utils.data import DataLoader
 

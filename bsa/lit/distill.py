@@ -25,7 +25,7 @@ from bsa.diffusion import (
     student_step_triples,
 )
 from bsa.lit.guard import NonFiniteGuard
-from bsa.lit.optim import adamw_warmup_cosine
+from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
 from bsa.models.denoiser import Denoiser
 from bsa.models.ema import EMA
 
@@ -52,6 +52,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         warmup_steps: int = 0,
         seed: int = 0,
         compile: dict | None = None,
+        fused_adamw: bool | None = None,
     ):
         super().__init__()
         if mode not in ("guided", "progressive"):
@@ -160,15 +161,33 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         if self.ema is not None:
             self.ema.update(self.student)
 
+    def _gradient_scaler_in_use(self) -> bool:
+        return getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
     def configure_optimizers(self):
         hp = self.hparams
+        fused = hp.fused_adamw
+        if fused is None:  # fused where it is faster and its gradients can be clipped (no fp16 scaler)
+            fused = self.device.type == "cuda" and not self._gradient_scaler_in_use()
         return adamw_warmup_cosine(
             self.student.parameters(),
             hp.lr,
             hp.total_steps,
             hp.warmup_steps,
             weight_decay=self.hparams.weight_decay,
+            fused=fused,
         )
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if (
+            gradient_clip_val
+            and is_fused(optimizer)
+            and gradient_clip_algorithm in (None, "norm")
+            and not self._gradient_scaler_in_use()
+        ):
+            clip_grad_norm(optimizer, gradient_clip_val)  # what Lightning would do, were it not fused
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def export_teacher(self) -> Denoiser:
         """The next stage's teacher: a frozen copy of the student (its EMA if kept), not aliased."""

@@ -10,8 +10,9 @@ import torch
 def adamw(
     params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), fused: bool = False
 ) -> torch.optim.AdamW:
-    """AdamW; ``fused=True`` is faster on CUDA but Lightning then refuses gradient clipping under
-    mixed precision, so the multi-tensor (foreach) kernel is the default."""
+    """AdamW; ``fused=True`` is one kernel for all parameters (faster on CUDA: README, Benchmarks),
+    otherwise the multi-tensor (foreach) kernel. Lightning refuses to clip the gradients of a fused
+    optimizer under mixed precision: see :func:`clip_grad_norm`."""
     params = [p for p in params if p.requires_grad]
     return torch.optim.AdamW(
         params,
@@ -44,7 +45,23 @@ def adamw_warmup_cosine(
     warmup_steps: int = 0,
     weight_decay: float = 0.0,
     final_ratio: float = 0.1,
+    fused: bool = False,
 ) -> dict:
     """What ``configure_optimizers`` returns: AdamW with the warm-up + cosine schedule, stepped per step."""
-    opt = adamw(params, lr, weight_decay)
+    opt = adamw(params, lr, weight_decay, fused=fused)
     return {"optimizer": opt, "lr_scheduler": warmup_cosine(opt, total_steps, warmup_steps, final_ratio)}
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    return bool(optimizer.defaults.get("fused"))
+
+
+def clip_grad_norm(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """Clip the global gradient norm of ``optimizer``'s parameters to ``max_norm``.
+
+    Lightning's mixed-precision plugin refuses any optimizer that unscales gradients itself (a fused
+    one) because under fp16 its gradients are still multiplied by the loss scale when clipping runs.
+    Without a gradient scaler (fp32, bf16-mixed) the gradients are the true ones, and clipping them
+    directly is what Lightning would do; the caller checks that no scaler is in use."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
