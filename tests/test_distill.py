@@ -325,6 +325,7 @@ def test_killed_run_resumes_to_the_same_student(debug_env):
     assert "run the same command again" in first.stdout
     assert (run / "stage00_guided_8steps").is_dir() and not (run / "stage01_4steps").exists()
     assert "torch.compile default (aot_eager)" in first.stdout
+    assert "samples/s (foreach AdamW)" in first.stdout  # fused only on CUDA
     again = run_distill(
         debug_env, "distill.run_name=resumed", "distill.checkpoint_every=1", "distill.eval_clips=0", *compiled
     )

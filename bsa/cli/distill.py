@@ -122,6 +122,7 @@ def distill(cfg: BsaConfig) -> dict:
     from bsa.data.datamodule import LatentDataModule
     from bsa.diffusion import sampling_grid
     from bsa.lit.distill import DistillationModule
+    from bsa.lit.optim import is_fused
     from bsa.models.assets import resolve_model_path
     from bsa.models.denoiser import Denoiser
     from bsa.models.export import is_stage_folder, read_stage, save_stage
@@ -279,7 +280,8 @@ def distill(cfg: BsaConfig) -> dict:
         samples = (trainer.global_step - start_step) * d.batch_size * world
         print(
             f"stage {spec.index}: {trainer.global_step - start_step} steps × {d.batch_size} × {world} rank(s) in "
-            f"{seconds:.1f} s of training = {samples / max(seconds, 1e-9):.0f} samples/s",
+            f"{seconds:.1f} s of training = {samples / max(seconds, 1e-9):.0f} samples/s "
+            f"({'fused' if is_fused(trainer.optimizers[0]) else 'foreach'} AdamW)",
             flush=True,
         )
         stages.append(
