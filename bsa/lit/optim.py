@@ -11,8 +11,9 @@ def adamw(
     params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), fused: bool = False
 ) -> torch.optim.AdamW:
     """AdamW; ``fused=True`` is one kernel for all parameters (faster on CUDA: README, "Sampling
-    speed and distillation throughput"), otherwise the multi-tensor (foreach) kernel. Lightning refuses to clip the gradients of a fused
-    optimizer under mixed precision: see :func:`clip_grad_norm`."""
+    speed and distillation throughput"), otherwise the multi-tensor (foreach) kernel. Lightning
+    refuses to clip the gradients of a fused optimizer under mixed precision: see
+    :func:`clip_grad_norm`."""
     params = [p for p in params if p.requires_grad]
     return torch.optim.AdamW(
         params,
