@@ -64,6 +64,24 @@ def torch_device(cfg: BsaConfig) -> str:
     return "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
 
 
+def lightning_trainer(cfg: BsaConfig, **kwargs):
+    """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision and
+    logging interval (plus ``kwargs``); sets the process's float32 matmul precision first."""
+    import lightning.pytorch as pl
+    import torch
+
+    t = cfg.trainer
+    torch.set_float32_matmul_precision(t.matmul_precision)
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        log_every_n_steps=t.log_every_n_steps,
+        **kwargs,
+    )
+
+
 def load_denoiser(cfg: BsaConfig, model: str):
     """The Denoiser of ``model`` (a path, ``embedded:<name>``, or an exported stage folder, whose
     ``unet/`` is taken) on the config's schedule and parameterisation."""

@@ -86,18 +86,11 @@ def _weighting_kwargs(cfg: BsaConfig) -> dict:
 
 
 def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, root: Path):
-    import lightning.pytorch as pl
-    import torch
+    from bsa.cli.common import lightning_trainer
 
-    torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
-    t = cfg.trainer
-    return pl.Trainer(
+    return lightning_trainer(
+        cfg,
         max_steps=steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        precision=t.precision,
-        log_every_n_steps=t.log_every_n_steps,
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=False,

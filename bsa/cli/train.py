@@ -50,18 +50,12 @@ class CurveRecorder:
 def _trainer(cfg: BsaConfig, steps: int, val_every: int | None, callbacks: list, max_minutes: float = 0.0):
     import datetime
 
-    import lightning.pytorch as pl
-    import torch
+    from bsa.cli.common import lightning_trainer
 
-    torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
-    return pl.Trainer(
+    return lightning_trainer(
+        cfg,
         max_time=datetime.timedelta(minutes=max_minutes) if max_minutes > 0 else None,
         max_steps=steps,
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes,
-        precision=cfg.trainer.precision,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
         logger=False,
         enable_checkpointing=False,
         callbacks=callbacks,
