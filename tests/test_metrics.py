@@ -63,3 +63,16 @@ def test_clap_score_and_accuracy():
         {"pitch": torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0]])}, {"pitch": torch.tensor([0, 1, 1])}
     )
     assert acc == {"pitch": pytest.approx(2 / 3)}
+
+
+def test_identical_statistics_are_exactly_zero_apart_even_when_rank_deficient():
+    """4 clips of a 256-d embedding: Σ has rank 3, and sqrtm(Σ²) is only accurate to rounding
+    noise, yet the distance of a set to itself is 0 (the teacher scored against itself)."""
+    e = torch.randn(4, 256, generator=torch.Generator().manual_seed(0)) * 10
+    a, b = GaussianStats.empty(256), GaussianStats.empty(256)
+    a.update(e)
+    b.update(e.clone())
+    assert frechet_from_stats(a, b) == 0.0
+    shifted = GaussianStats.empty(256)
+    shifted.update(e + 1.0)  # same covariance, mean moved by 1 in each of 256 dimensions
+    assert frechet_from_stats(a, shifted) == pytest.approx(256.0, abs=0.1)

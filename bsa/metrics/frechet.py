@@ -69,6 +69,10 @@ def frechet_distance(
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"shapes differ: μ {mu1.shape} vs {mu2.shape}, Σ {sigma1.shape} vs {sigma2.shape}")
+    if np.array_equal(mu1, mu2) and np.array_equal(sigma1, sigma2):
+        # d² = 0 exactly; sqrtm of a rank-deficient Σ² (fewer clips than dimensions) would return
+        # rounding noise instead, of either sign (−0.01 for 4 clips of a 256-d embedding)
+        return 0.0
     diff = mu1 - mu2
     covmean = _sqrtm(linalg, sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
