@@ -133,7 +133,11 @@ class DistillConfig:
             "need 0 <= guidance_min <= guidance_max",
         )
         _check(self.steps_per_stage >= 1, "distill.steps_per_stage", "must be >= 1")
-        _check(self.guided_steps >= 0, "distill.guided_steps", "must be >= 0")
+        _check(
+            self.guided_steps >= 1 or not self.guided_stage,
+            "distill.guided_steps",
+            "must be >= 1 (to run without the guided stage, set distill.guided_stage=false)",
+        )
         _check(self.lr > 0, "distill.lr", f"learning rate must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, "distill.weight_decay", "must be >= 0")
         _check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
@@ -296,12 +300,16 @@ class TrainConfig:
     vae: VAETrainConfig = field(default_factory=VAETrainConfig)
     teacher: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
     evaluator: EvaluatorTrainConfig = field(default_factory=EvaluatorTrainConfig)
+    # optimizer steps between atomic checkpoints under <paths.output_root>/train-<model>/ (a killed
+    # `make teacher` resumes from there; the shipped folder is written only once training is done)
+    checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
         for name in ("vae", "teacher", "evaluator"):
             sub = getattr(self, name)
             _check(sub.steps >= 1 and sub.batch_size >= 1, f"train.{name}.steps/batch_size", "must be >= 1")
             _check(sub.lr > 0, f"train.{name}.lr", f"learning rate must be positive, got {sub.lr}")
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         _check(self.vae.size in ("tiny", "embedded"), "train.vae.size", f"unknown {self.vae.size!r}")
         _check(0 <= self.teacher.cond_drop_prob < 1, "train.teacher.cond_drop_prob", "must be in [0, 1)")
 

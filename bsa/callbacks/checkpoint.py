@@ -1,5 +1,6 @@
 """Atomic, resumable checkpoints: ``last.ckpt`` every N optimizer steps, written to a temporary
-file and renamed, so a kill at any moment leaves the previous checkpoint intact."""
+file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint intact; weights
+that are not finite are never written over a finite checkpoint."""
 
 from __future__ import annotations
 
@@ -7,23 +8,45 @@ import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
+
+from bsa.durable import replace_durably
+
+
+def all_finite(module: torch.nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of ``module`` is finite."""
+    return all(
+        bool(torch.isfinite(t).all()) for t in module.state_dict().values() if t.is_floating_point()
+    )
 
 
 class AtomicLastCheckpoint(pl.Callback):
     def __init__(self, folder: str | Path, every_n_steps: int):
         self.folder = Path(folder)
         self.every = max(1, every_n_steps)
+        self.refused_at: int | None = None  # the step whose non-finite weights were not written
 
     @property
     def path(self) -> Path:
         return self.folder / "last.ckpt"
 
+    def resume_path(self) -> Path | None:
+        """The checkpoint to resume from: the newest of ``last.ckpt`` and Lightning's SLURM
+        pre-emption checkpoints ``hpc_ckpt_*.ckpt`` (written into this folder, the trainer's
+        ``default_root_dir``, when SLURM signals a requeue) — an explicit ``ckpt_path`` would
+        otherwise always win over the newer pre-emption checkpoint."""
+        candidates = [p for p in (self.path, *self.folder.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+        return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name)) if candidates else None
+
     def save(self, trainer: pl.Trainer) -> None:
+        if not all_finite(trainer.lightning_module):
+            self.refused_at = trainer.global_step
+            return  # keep the last finite checkpoint
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".last.ckpt.tmp{os.getpid()}"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full state: optimizer, loops, callbacks
         if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+            replace_durably(tmp, self.path)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step % self.every == 0:
@@ -40,6 +63,7 @@ class StopAfterSteps(pl.Callback):
     def __init__(self, steps: int, done_before: int = 0):
         self.steps, self.done_before = steps, done_before
         self.triggered = False
+        self.start: int | None = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if self.steps and self.done_before + trainer.global_step - self.start >= self.steps:

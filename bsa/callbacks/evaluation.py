@@ -22,6 +22,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from bsa.durable import append_jsonl, read_jsonl
 from bsa.metrics.embedded import AudioFeatures
 from bsa.metrics.frechet import GaussianStats
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
@@ -112,6 +113,40 @@ class EvaluationSet:
         )
 
 
+def save_references(path: Path, references: dict[str, GaussianStats], metrics: dict) -> None:
+    """The reference statistics (safetensors: tensors only, nothing executable) with the teacher's
+    own scores in its metadata, written atomically."""
+    from safetensors.torch import save_file
+
+    from bsa.durable import replace_durably
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{name}.{field}": getattr(stats, field).detach().cpu().clone()
+        for name, stats in references.items()
+        for field in ("count", "total", "outer")
+    }
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"teacher_metrics": json.dumps(metrics)})
+    replace_durably(tmp, path)
+
+
+def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+            metrics = json.loads(f.metadata()["teacher_metrics"])
+    except Exception as e:  # noqa: BLE001 — a foreign or torn file: say which
+        raise ValueError(
+            f"{path}: not a bsa reference cache ({e}); delete it to compute the references again"
+        ) from None
+    names = sorted({k.split(".")[0] for k in tensors})
+    refs = {n: GaussianStats(tensors[f"{n}.count"], tensors[f"{n}.total"], tensors[f"{n}.outer"]) for n in names}
+    return refs, metrics
+
+
 class StageScorer:
     """Scores denoisers on an ``EvaluationSet`` with an ``EvaluationSuite``; the references (real
     clips, the teacher at its full step count with CFG) are computed once and kept."""
@@ -172,9 +207,8 @@ class StageScorer:
             return None
         cache = self.reference_cache
         if cache is not None and cache.is_file():
-            saved = torch.load(cache, weights_only=False)
-            self.references = saved["references"]
-            return saved["teacher_metrics"]
+            self.references, metrics = load_references(cache)
+            return metrics
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
         if self.set.real is not None:
@@ -190,10 +224,7 @@ class StageScorer:
             "seconds_per_clip": seconds / max(len(mine), 1),
         }
         if cache is not None and rank == 0:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-            torch.save({"references": self.references, "teacher_metrics": metrics}, tmp)
-            tmp.replace(cache)
+            save_references(cache, self.references, metrics)
         return metrics
 
     def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor]:
@@ -240,13 +271,7 @@ class StageEvaluation(pl.Callback):
         return self.run_dir / "eval.jsonl"
 
     def _has_teacher_record(self) -> bool:
-        if not self.log_path.is_file():
-            return False
-        return any(
-            json.loads(line).get("mode") == "teacher"
-            for line in self.log_path.read_text().splitlines()
-            if line
-        )
+        return any(r.get("mode") == "teacher" for r in read_jsonl(self.log_path))
 
     def _write(
         self, trainer: pl.Trainer, metrics: dict, record: dict, denoiser, steps: int, folder: str
@@ -276,9 +301,7 @@ class StageEvaluation(pl.Callback):
             "samples": samples,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        append_jsonl(self.log_path, line)
         self.results.append(line)
 
     def _wandb_table(self, trainer: pl.Trainer, waves: torch.Tensor, samples: list[dict]) -> None:

@@ -40,7 +40,7 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
         f"paths.output_root={out}",
         f"logging.wandb_group={cid}",
         f"distill.reference_teacher={cfg.models.teacher}",
-        f"eval.reference_cache={out / 'reference_teacher.pt'}",  # the teacher is scored once, not once per run
+        f"eval.reference_cache={out / 'reference_teacher.safetensors'}",  # the teacher is scored once, not once per run
     ]
     first, second = [], []
     for seed in c.seeds:
@@ -97,7 +97,11 @@ def _run_wave(
                 active.remove(item)
                 log.close()
                 status = (
-                    "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log.name})"
+                    "done"
+                    if proc.returncode == 0
+                    else "unfinished (stopped by distill.stop_after: run again to continue)"
+                    if proc.returncode == 3
+                    else f"FAILED (exit {proc.returncode}, see {log.name})"
                 )
                 print(f"[compare] {run['name']}: {status}", flush=True)
                 if proc.returncode:

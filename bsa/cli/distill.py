@@ -20,6 +20,9 @@ from bsa.cli.common import config_parser, run_with_config
 from bsa.config import BsaConfig, to_yaml
 
 
+EXIT_UNFINISHED = 3  # stopped by distill.stop_after: not done (make compare counts it as unfinished)
+
+
 def run_name(cfg: BsaConfig) -> str:
     d = cfg.distill
     return d.run_name or f"{cfg.preset}-{d.weighting}-seed{cfg.trainer.seed}"
@@ -102,29 +105,58 @@ def _trainer(cfg: BsaConfig, steps: int, callbacks: list, logger, root: Path):
     )
 
 
+class StageDiverged(RuntimeError):
+    """The non-finite guard stopped a stage; its checkpoints were set aside."""
+
+
+def _stage_evaluated(run_dir: Path, index: int, repair: bool) -> bool:
+    from bsa.durable import read_jsonl
+
+    return any(
+        r.get("stage") == index and r.get("final", True) for r in read_jsonl(run_dir / "eval.jsonl", repair)
+    )
+
+
+def _set_aside(folder: Path, step: int) -> Path | None:
+    """Move a diverged stage's checkpoints out of the way (kept for inspection, never resumed)."""
+    if not folder.is_dir():
+        return None
+    aside = folder.with_name(f"{folder.name}.diverged-step{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    return aside
+
+
 def distill(cfg: BsaConfig) -> dict:
-    """Run (or resume) every stage; returns the summary."""
+    """Run (or resume) every stage; returns the summary.
+
+    A stage is done when its export exists and (with an evaluation) its final record is in
+    ``eval.jsonl``. Otherwise it resumes from the newest of its ``last.ckpt`` and a SLURM
+    pre-emption checkpoint; one taken at the stage's last step (a kill after it and before the
+    export or the evaluation) is exported and scored without training."""
     import lightning.pytorch as pl
-    import torch
     from lightning.pytorch.loggers import CSVLogger
 
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
+    from bsa.callbacks.progress import StageProgressBar
     from bsa.callbacks.promotion import StagePromotion
     from bsa.cli.cache import build_expected_identity
     from bsa.cli.common import load_denoiser
     from bsa.data.datamodule import LatentDataModule
     from bsa.diffusion import sampling_grid
+    from bsa.durable import remove_stale_temporaries
     from bsa.lit.distill import DistillationModule
+    from bsa.lit.guard import NonFiniteLossError
     from bsa.lit.optim import is_fused
     from bsa.models.assets import resolve_model_path
     from bsa.models.denoiser import Denoiser
     from bsa.models.export import is_stage_folder, read_stage, save_stage
+    from bsa.models.identity import state_dict_sha256
     from bsa.models.unet import load_unet, with_guidance_input
+    from bsa.runs import check_or_write_fingerprint, fingerprint, launched_as_global_zero
 
     d, s = cfg.distill, cfg.schedule
+    zero = launched_as_global_zero()
     run_dir = Path(cfg.paths.output_root) / run_name(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
     schedule = s.build()
     dm = LatentDataModule(
         cfg.data.cache_dir,
@@ -135,6 +167,14 @@ def distill(cfg: BsaConfig) -> dict:
     )
     dm.setup()
     teacher = load_denoiser(cfg, cfg.models.teacher)
+    facts = fingerprint(cfg, state_dict_sha256(teacher.unet), dm.manifest.identity.content())
+    status = check_or_write_fingerprint(run_dir, facts, write=zero)
+    if status == "adopted":
+        print(f"note: {run_dir} predates run fingerprints; its settings are recorded now, not checked")
+    if zero:
+        for stale in remove_stale_temporaries(run_dir):
+            print(f"removed {stale} (left by an interrupted write)")
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
     vae_folder = resolve_model_path(cfg.models.vae)
     schedule_config = dict(
         num_train_timesteps=s.num_train_timesteps,
@@ -149,9 +189,19 @@ def distill(cfg: BsaConfig) -> dict:
     # guided stage but scores against the original CFG teacher
     original_teacher = load_denoiser(cfg, d.reference_teacher) if d.reference_teacher else teacher
     done_now, stages = 0, []
-    for spec in stage_specs(cfg):
+    specs = stage_specs(cfg)
+    for spec in specs:
         folder = run_dir / spec.folder_name
-        if is_stage_folder(folder):  # finished earlier: it is the next teacher
+        checkpoint = AtomicLastCheckpoint(run_dir / "checkpoints" / spec.folder_name, d.checkpoint_every)
+        resume = checkpoint.resume_path()
+        exported = is_stage_folder(folder)
+        evaluated = scorer is None or (exported and _stage_evaluated(run_dir, spec.index, zero))
+        if exported and (evaluated or resume is None):  # finished earlier: it is the next teacher
+            if not evaluated:
+                print(
+                    f"warning: stage {spec.index} has no evaluation record in {run_dir / 'eval.jsonl'} and no "
+                    f"checkpoint to score it from; it is used as it is"
+                )
             teacher = Denoiser(load_unet(folder / "unet"), schedule, s.prediction_type)
             stages.append(
                 {"spec": spec, "folder": folder, "metadata": read_stage(folder), "resumed": "done before"}
@@ -198,6 +248,7 @@ def distill(cfg: BsaConfig) -> dict:
                 "text_encoder": cfg.models.text_encoder,
                 "null_text_embedding": dm.null_text_embedding.tolist(),
                 "run": run_name(cfg),
+                "fingerprint": facts,
                 "config": to_yaml(cfg),
             }
             clap = Path(cfg.models.text_encoder) if Path(cfg.models.text_encoder).is_dir() else None
@@ -205,9 +256,8 @@ def distill(cfg: BsaConfig) -> dict:
                 folder, denoiser.unet, meta, vae_folder, cfg.models.vocoder, schedule_config, clap
             )
 
-        checkpoint = AtomicLastCheckpoint(run_dir / "checkpoints" / spec.folder_name, d.checkpoint_every)
         promotion = StagePromotion(steps, save)
-        stopper.done_before = done_now
+        stopper.done_before, stopper.start = done_now, None
         logger = [CSVLogger(run_dir, name="logs", version=spec.folder_name)]
         if cfg.logging.wandb:
             from bsa.cli.common import wandb_logger
@@ -216,45 +266,70 @@ def distill(cfg: BsaConfig) -> dict:
         from lightning.pytorch.callbacks import Timer
 
         timer = Timer()  # first: its on_train_end runs before the stage evaluation
-        callbacks = [timer, checkpoint, promotion, stopper]
+        what = "guidance → w-conditioned" if spec.mode == "guided" else f"{spec.teacher_steps} → {spec.student_steps} steps"
+        progress = StageProgressBar(
+            f"stage {spec.index}/{specs[-1].index} ({what})", d.batch_size * _world_size(cfg)
+        )
+        callbacks = [timer, checkpoint, promotion, stopper, progress]
+        evaluation = None
         if scorer is not None:
             from bsa.callbacks.evaluation import StageEvaluation
 
-            callbacks.append(
-                StageEvaluation(
-                    scorer,
-                    teacher=original_teacher,
-                    teacher_steps=d.teacher_steps,
-                    student_steps=spec.student_steps,
-                    promotion=promotion,
-                    run_dir=run_dir,
-                    record={
-                        "run": run_name(cfg),
-                        "weighting": d.weighting,
-                        "seed": cfg.trainer.seed,
-                        "stage": spec.index,
-                        "stage_name": spec.folder_name,
-                        "mode": spec.mode,
-                        "steps": spec.student_steps,
-                        "label": f"stage {spec.index} student @ {spec.student_steps}",
-                    },
-                    every_n_steps=cfg.eval.every_n_steps,
-                    showcase=cfg.eval.showcase,
-                    protocol=scorer.protocol,
-                )
+            evaluation = StageEvaluation(
+                scorer,
+                teacher=original_teacher,
+                teacher_steps=d.teacher_steps,
+                student_steps=spec.student_steps,
+                promotion=promotion,
+                run_dir=run_dir,
+                record={
+                    "run": run_name(cfg),
+                    "weighting": d.weighting,
+                    "seed": cfg.trainer.seed,
+                    "stage": spec.index,
+                    "stage_name": spec.folder_name,
+                    "mode": spec.mode,
+                    "steps": spec.student_steps,
+                    "label": f"stage {spec.index} student @ {spec.student_steps}",
+                },
+                every_n_steps=cfg.eval.every_n_steps,
+                showcase=cfg.eval.showcase,
+                protocol=scorer.protocol,
             )
+            callbacks.append(evaluation)
         # per-stage root: a SLURM pre-emption checkpoint (hpc_ckpt_*.ckpt) belongs to this stage only
-        trainer = _trainer(cfg, steps, callbacks, logger, checkpoint.path.parent)
-        resume = checkpoint.path if checkpoint.path.is_file() else None
+        trainer = _trainer(cfg, steps, callbacks, logger, checkpoint.folder)
+        aside = sorted(checkpoint.folder.parent.glob(f"{spec.folder_name}.diverged-*"))
         print(
             f"stage {spec.index} ({spec.mode}, {spec.teacher_steps} → {spec.student_steps} steps): "
-            + (f"resuming from {resume}" if resume else f"{steps} optimizer steps"),
+            + (
+                f"resuming from {resume}"
+                if resume
+                else f"{steps} optimizer steps"
+                + (f" (from its start: it diverged before, see {aside[-1]})" if aside else "")
+            ),
             flush=True,
         )
-        start_step = (
-            torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
-        )
-        trainer.fit(module, dm, ckpt_path=resume)
+        try:
+            trainer.fit(module, dm, ckpt_path=resume, weights_only=True)
+        except NonFiniteLossError as e:
+            moved = _set_aside(checkpoint.folder, trainer.global_step) if trainer.is_global_zero else None
+            raise StageDiverged(
+                f"stage {spec.index} diverged: {e}\n"
+                + (f"its checkpoints were set aside to {moved} (not resumed); " if moved else "")
+                + f"a rerun starts stage {spec.index} again from its start with the same settings; to change "
+                "distill.lr or other settings, start a new run (distill.run_name=<new name>)"
+            ) from None
+        start_step = stopper.start if stopper.start is not None else trainer.global_step
+        if promotion.promoted is None and trainer.global_step >= steps:
+            # resumed from a checkpoint of the stage's last step: Lightning skips the loop and its
+            # on_train_end, so the export and the evaluation are done here
+            print(f"stage {spec.index}: its checkpoint is at its last step ({steps}); exporting it", flush=True)
+            promotion.on_train_end(trainer, module)
+            if evaluation is not None:
+                evaluation.on_train_end(trainer, module)
+            for lg in trainer.loggers:
+                lg.save()
         if cfg.logging.wandb:  # one W&B run per stage: close this one before the next stage opens its own
             import wandb
 
@@ -289,6 +364,11 @@ def distill(cfg: BsaConfig) -> dict:
             }
         )
     return {"run_dir": str(run_dir), "finished": True, "stages": stages}
+
+
+def _world_size(cfg: BsaConfig) -> int:
+    t = cfg.trainer
+    return (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
 
 
 def build_scorer(cfg: BsaConfig, null_text_emb):
@@ -339,10 +419,19 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     print(describe(cfg), flush=True)
     if args.dry_run:
         return 0
+    from bsa.runs import RunMismatchError
+
     start = time.time()
-    result = distill(cfg)
+    try:
+        result = distill(cfg)
+    except RunMismatchError as e:
+        print(f"bsa distill: {e}", file=sys.stderr)
+        return 2
+    except StageDiverged as e:
+        print(f"bsa distill: {e}", file=sys.stderr)
+        return 1
     if not result["finished"]:
-        return 0
+        return EXIT_UNFINISHED
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from bsa.cli.summary import format_summary, read_eval_log

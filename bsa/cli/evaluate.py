@@ -38,9 +38,10 @@ def load_pipeline(cfg: BsaConfig, device: str):
     from bsa.models.export import is_stage_folder, read_stage
 
     model_path = resolve_model_path(cfg.models.teacher)
-    grid_base = cfg.distill.teacher_steps
-    if is_stage_folder(model_path):  # an exported distillation stage: its own unet/ and vae/
-        grid_base = read_stage(model_path).get("base_steps", grid_base)
+    grid_base, stage = cfg.distill.teacher_steps, None
+    if is_stage_folder(model_path):  # an exported distillation stage: its own unet/, vae/ and grid
+        stage = read_stage(model_path)
+        grid_base = stage.get("base_steps", grid_base)
         vae, model_path = load_vae(model_path / "vae"), model_path / "unet"
     unet = load_unet(model_path).eval().requires_grad_(False)
     null = text([""])[0].float()
@@ -51,6 +52,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
         text,
         null,
         grid_base,
+        stage,
     )
     return pipe.to(device), torch.device(device)
 

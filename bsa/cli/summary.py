@@ -3,23 +3,19 @@ and write the summary a person reads first."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bsa.config import BsaConfig
+from bsa.durable import read_jsonl
 
 
 def final_records(path: Path) -> list[dict]:
     """The final evaluation record of the teacher and of each stage in ``eval.jsonl`` (the latest
     line of each wins: a resumed run may have scored a stage again), in stage order."""
-    if not Path(path).is_file():
-        return []
     latest: dict[int, dict] = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("final", True):
-                latest[rec["stage"]] = rec
+    for rec in read_jsonl(path):
+        if rec.get("final", True):
+            latest[rec["stage"]] = rec
     return [r for _, r in sorted(latest.items())]
 
 

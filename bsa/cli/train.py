@@ -44,26 +44,64 @@ class CurveRecorder:
             def on_validation_end(self, trainer, pl_module):
                 self._record(trainer, "val")
 
+            def state_dict(self):  # the curve travels in the checkpoint: a resumed run keeps it whole
+                return {"rows": self.rows}
+
+            def load_state_dict(self, state):
+                self.rows = list(state["rows"])
+
         return _Recorder()
 
 
-def _trainer(cfg: BsaConfig, steps: int, val_every: int | None, callbacks: list, max_minutes: float = 0.0):
+def _checkpoints(cfg: BsaConfig, what: str):
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint
+
+    return AtomicLastCheckpoint(Path(cfg.paths.output_root) / f"train-{what}", cfg.train.checkpoint_every)
+
+
+def _fit(cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, callbacks, max_minutes=0.0):
+    """``trainer.fit`` with atomic checkpoints under ``<output_root>/train-<what>/``: a killed run
+    resumes from the newest one (SLURM pre-emption checkpoints included)."""
     import datetime
 
     from bsa.cli.common import lightning_trainer
 
-    return lightning_trainer(
+    checkpoint = _checkpoints(cfg, what)
+    resume = checkpoint.resume_path()
+    if resume is not None:
+        print(f"resuming from {resume}", flush=True)
+    trainer = lightning_trainer(
         cfg,
         max_time=datetime.timedelta(minutes=max_minutes) if max_minutes > 0 else None,
         max_steps=steps,
         logger=False,
         enable_checkpointing=False,
-        callbacks=callbacks,
+        callbacks=[*callbacks, checkpoint],  # last: it saves what the others recorded of the step
         val_check_interval=val_every,
         check_val_every_n_epoch=None if val_every else 1,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
+        default_root_dir=checkpoint.folder,
     )
+    trainer.fit(module, train, val, ckpt_path=resume, weights_only=True)
+    return trainer
+
+
+def _export(cfg: BsaConfig, what: str, out: Path, write) -> Path:
+    """``write(folder)`` into ``<out>.tmp``, then one durable rename onto ``out`` (a kill leaves the
+    previous model whole); the training checkpoints go once the model is in place."""
+    import shutil
+
+    from bsa.durable import replace_durably
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    replace_durably(tmp, out)
+    shutil.rmtree(_checkpoints(cfg, what).folder, ignore_errors=True)
+    return out
 
 
 def _dataset_info(cfg: BsaConfig) -> dict:
@@ -111,7 +149,7 @@ def train_vae(cfg: BsaConfig) -> Path:
     )
     val = DataLoader(TensorDataset(splits["val"].mels), batch_size=c.batch_size)
     start = time.time()
-    _trainer(cfg, c.steps, min(1000, c.steps), [recorder], c.max_minutes).fit(module, train, val)
+    _fit(cfg, "vae", module, train, val, c.steps, min(1000, c.steps), [recorder], c.max_minutes)
     vae = module.vae.float().eval()
     # scaling factor: unit variance of the latents over the training set (as Stable Diffusion's 0.18215)
     with torch.no_grad():
@@ -122,10 +160,12 @@ def train_vae(cfg: BsaConfig) -> Path:
             ]
         )
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
-    out = Path(c.out)
-    vae.save_pretrained(out)
-    _write_record(out, cfg, "vae", recorder.rows, {"latent_std": float(z.std())}, time.time() - start)
-    return out
+
+    def write(folder: Path) -> None:
+        vae.save_pretrained(folder)
+        _write_record(folder, cfg, "vae", recorder.rows, {"latent_std": float(z.std())}, time.time() - start)
+
+    return _export(cfg, "vae", Path(c.out), write)
 
 
 def train_teacher(cfg: BsaConfig) -> Path:
@@ -160,21 +200,23 @@ def train_teacher(cfg: BsaConfig) -> Path:
     )
     recorder = CurveRecorder()
     start = time.time()
-    _trainer(cfg, c.steps, min(c.val_every, c.steps), [recorder], c.max_minutes).fit(module, dm)
-    out = Path(c.out)
-    module.export_unet().float().save_pretrained(out)
-    _write_record(
-        out,
-        cfg,
-        "teacher",
-        recorder.rows,
-        {
-            "cache_identity": dm.manifest.identity.__dict__,
-            "null_text_embedding": dm.null_text_embedding.tolist(),
-        },
-        time.time() - start,
-    )
-    return out
+    _fit(cfg, "teacher", module, dm, None, c.steps, min(c.val_every, c.steps), [recorder], c.max_minutes)
+
+    def write(folder: Path) -> None:
+        module.export_unet().float().save_pretrained(folder)
+        _write_record(
+            folder,
+            cfg,
+            "teacher",
+            recorder.rows,
+            {
+                "cache_identity": dm.manifest.identity.__dict__,
+                "null_text_embedding": dm.null_text_embedding.tolist(),
+            },
+            time.time() - start,
+        )
+
+    return _export(cfg, "teacher", Path(c.out), write)
 
 
 def train_evaluator(cfg: BsaConfig) -> Path:
@@ -197,15 +239,25 @@ def train_evaluator(cfg: BsaConfig) -> Path:
     module = EvaluatorModule({"labels": LABELS, "text_dim": text.dim}, lr=c.lr, total_steps=c.steps)
     recorder = CurveRecorder()
     start = time.time()
-    _trainer(cfg, c.steps, min(1000, c.steps), [recorder], c.max_minutes).fit(
+    _fit(
+        cfg,
+        "evaluator",
         module,
         DataLoader(tensors["train"], batch_size=c.batch_size, shuffle=True, drop_last=True),
         DataLoader(tensors["val"], batch_size=c.batch_size),
+        c.steps,
+        min(1000, c.steps),
+        [recorder],
+        c.max_minutes,
     )
-    out = Path(c.out)
-    module.model.float().save_pretrained(out)
-    _write_record(out, cfg, "evaluator", recorder.rows, {"text_encoder": text.identity}, time.time() - start)
-    return out
+
+    def write(folder: Path) -> None:
+        module.model.float().save_pretrained(folder)
+        _write_record(
+            folder, cfg, "evaluator", recorder.rows, {"text_encoder": text.identity}, time.time() - start
+        )
+
+    return _export(cfg, "evaluator", Path(c.out), write)
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ Malformed rows are not fatal: each becomes a :class:`RowProblem` with the reason
 from __future__ import annotations
 
 import csv
+import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +72,16 @@ def read_caption_csv(path: str | Path) -> tuple[list[CaptionRow], list[RowProble
     rows: list[CaptionRow] = []
     problems: list[RowProblem] = []
     seen: set[str] = set()
-    with open(path, newline="", encoding="utf-8") as f:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM (Excel's "CSV UTF-8") is accepted
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{path}: line {line} is not UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
+            "save the file as UTF-8"
+        ) from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -98,6 +109,11 @@ def read_caption_csv(path: str | Path) -> tuple[list[CaptionRow], list[RowProble
             except ValueError:
                 problem(f"malformed row: start_time {record['start_time']!r} is not a number")
                 continue
+            if not math.isfinite(start):
+                raise DatasetError(
+                    f"{path}: line {line}, audiocap_id {cap_id}: start_time is {record['start_time']!r}, "
+                    "not a finite number of seconds"
+                )
             if cap_id in seen:
                 problem(f"duplicate audiocap_id {cap_id}")
                 continue

@@ -114,6 +114,10 @@ class LatentShardStream(IterableDataset):
         return cache[k]
 
 
+class EmptyTrainingSetError(ValueError):
+    """The train split has too few items to feed every rank and worker."""
+
+
 class RepeatingStream(IterableDataset):
     """An endless stream of reshuffled passes over a :class:`LatentShardStream`: for step-based
     training, so that no dataloader worker ever ends an epoch with fewer items than a batch.
@@ -220,7 +224,19 @@ class LatentDataModule(pl.LightningDataModule):
         return int(trainer.global_step) * int(trainer.accumulate_grad_batches) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        """Endless, reshuffled each pass: training is measured in optimizer steps (max_steps)."""
+        """Endless, reshuffled each pass: training is measured in optimizer steps (max_steps).
+        Refuses a split too small to give every rank's every worker an item: the endless stream
+        would otherwise spin forever without yielding a batch."""
+        self.setup()
+        rank, world = self._rank_world()
+        consumers = world * max(1, self.num_workers)
+        count = self.manifest.splits["train"].count if "train" in self.manifest.splits else 0
+        if count < consumers:
+            raise EmptyTrainingSetError(
+                f"latent cache {self.cache_dir}: the train split has {count} usable item(s); "
+                f"{world} rank(s) × {max(1, self.num_workers)} loader worker(s) need at least {consumers} "
+                "(check the cache build's report of skipped clips, or use fewer ranks/workers)"
+            )
         return self._loader("train", shuffle=True, even=True, repeat=True)
 
     def val_dataloader(self) -> DataLoader:

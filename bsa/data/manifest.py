@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+# a model's name is where it was configured from (a path, ``embedded:vae``): not its content
+IGNORED_MODEL_FIELDS = ("name",)
 CACHE_FORMAT = 1
 
 
@@ -28,10 +30,18 @@ class CacheIdentity:
     storage_dtype: str = "float16"
     format: int = CACHE_FORMAT
 
+    def content(self) -> dict[str, Any]:
+        """The identity without the models' names (where they were configured from): two caches
+        built from the same weights, configs and parameters have the same content."""
+        raw = asdict(self)
+        for key in ("vae", "text_encoder"):
+            raw[key] = {k: v for k, v in raw[key].items() if k not in IGNORED_MODEL_FIELDS}
+        return raw
+
     def differences(self, other: CacheIdentity) -> list[str]:
-        """Human-readable differences, ``[]`` when they match."""
+        """Human-readable differences of :meth:`content`, ``[]`` when they match."""
         out = []
-        mine, theirs = asdict(self), asdict(other)
+        mine, theirs = self.content(), other.content()
         for key in mine:
             if mine[key] != theirs[key]:
                 if isinstance(mine[key], dict) and isinstance(theirs[key], dict):

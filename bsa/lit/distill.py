@@ -6,8 +6,8 @@ Two kinds of stage, one module:
 * ``progressive`` (Salimans & Ho 2022, Alg. 2): the student's one DDIM step t → t'' matches two
   teacher steps t → t' → t'' (``bsa.diffusion.distillation_target``).
 The loss is w(SNR_t)·‖x̃ − x̂_η(z_t)‖² with w from ``bsa.diffusion.WEIGHTINGS``. Randomness (t, ε, s)
-comes from a generator seeded by (seed, global step), so a resumed run draws what an uninterrupted
-one would have.
+comes from a generator seeded by (seed, global step, global rank): a resumed run draws what an
+uninterrupted one would have, and the W ranks of a DDP run draw W different batches of (t, ε, s).
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
 from bsa.models.denoiser import Denoiser
 from bsa.models.ema import EMA
+
+
+def draw_seed(seed: int, global_step: int, rank: int) -> int:
+    """The seed of the draws (t, ε, s) of one optimizer step on one rank. Rank 0 keeps the
+    single-process seed (seed·1000003 + step); rank r adds r·0x9E3779B1 mod 2³² (Knuth's golden-ratio
+    multiplier), which moves the low 32 bits — the only ones torch's CPU generator keeps — far
+    from any step count, so no two (step, rank) pairs of a run share their draws."""
+    return seed * 1_000_003 + global_step + (rank * 0x9E3779B1) % (1 << 32)
 
 
 class DistillationModule(NonFiniteGuard, pl.LightningModule):
@@ -101,7 +109,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
 
     def _generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(
-            self.hparams.seed * 1_000_003 + self.global_step
+            draw_seed(self.hparams.seed, self.global_step, self.global_rank)
         )
 
     def _guidance(self, batch_size: int, g: torch.Generator) -> torch.Tensor:
@@ -157,7 +165,11 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/x_mse", logs["train/x_mse"], sync_dist=True)
 
-    def on_train_batch_end(self, *args) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # the EMA follows the optimizer step at once: Lightning runs the callbacks' on_train_batch_end
+        # (the periodic checkpoint among them) before the module's, so an update made there would
+        # be one step behind in every checkpoint
         if self.ema is not None:
             self.ema.update(self.student)
 

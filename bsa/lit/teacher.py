@@ -71,8 +71,9 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
                 sync_dist=True,
             )
 
-    def on_train_batch_end(self, *args) -> None:
-        if self.ema is not None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # at once, so that every checkpoint holds θ_N with its EMA (lit.distill)
             self.ema.update(self.unet)
 
     def configure_optimizers(self):

@@ -1,8 +1,8 @@
 """``DistilledAudioLDMPipeline``: diffusers' ``AudioLDMPipeline`` for bsa students.
 
 It keeps AudioLDM's components and helpers (CLAP prompt encoding, VAE decoding, the vocoder) and
-replaces the denoising loop with bsa's one sampler (``bsa.diffusion.sample``) on the student's
-trailing step grid. A guidance-distilled student receives the guidance scale as input and costs
+replaces the denoising loop with bsa's one sampler (``bsa.diffusion.sample``) on the grid the
+student was distilled on (``timesteps`` of its ``bsa_stage.json``, see ``bsa.models.export.stage_grid``). A guidance-distilled student receives the guidance scale as input and costs
 one UNet call per step; any other UNet runs classifier-free guidance (two). The step count
 defaults to the stage's ``num_sample_steps``. ``save_pretrained``/``from_pretrained`` work as for
 any diffusers pipeline, so an exported stage loads from its folder alone.
@@ -14,12 +14,14 @@ import torch
 from diffusers.pipelines.deprecated.audioldm import AudioLDMPipeline
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 
-from bsa.diffusion import audioldm_schedule, sample, step_grid
+from bsa.diffusion import audioldm_schedule, sample
 from bsa.models.denoiser import Denoiser
+from bsa.models.export import stage_grid
 
 
 class DistilledAudioLDMPipeline(AudioLDMPipeline):
     num_sample_steps: int | None = None  # the stage's own step count, read from bsa_stage.json
+    stage: dict | None = None  # the stage's bsa_stage.json: its grid travels with the folder
 
     @classmethod
     def from_pretrained(cls, folder, **kwargs):
@@ -29,7 +31,8 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
         pipe = super().from_pretrained(folder, **kwargs)
         stage = Path(folder) / "bsa_stage.json"
         if stage.is_file():
-            pipe.num_sample_steps = int(json.loads(stage.read_text())["num_sample_steps"])
+            pipe.stage = json.loads(stage.read_text())
+            pipe.num_sample_steps = int(pipe.stage["num_sample_steps"])
         return pipe
 
     def _schedule(self):
@@ -68,7 +71,7 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu").to(device)
         denoiser = Denoiser(self.unet, self._schedule(), self.scheduler.config.prediction_type)
-        grid = step_grid(steps, self.scheduler.config.num_train_timesteps).to(device)
+        grid = stage_grid(self.stage, steps, self.scheduler.config.num_train_timesteps).to(device)
         cond = self._encode_prompt(prompts, device, 1, False)
         if denoiser.takes_guidance:
             scale = torch.full((len(prompts),), float(guidance_scale), device=device)

@@ -9,10 +9,15 @@ import torch
 
 
 def state_dict_sha256(module: torch.nn.Module, config: dict | None = None) -> str:
-    """sha256 over the (sorted) parameter/buffer names, shapes, dtypes and bytes, and ``config``."""
+    """sha256 over the (sorted) parameter/buffer names, shapes, dtypes and bytes, and ``config``.
+
+    Config keys starting with ``_`` are left out: diffusers adds ``_name_or_path`` (where the model
+    was loaded from) and ``_diffusers_version`` on loading, so the same weights and config would
+    otherwise hash differently after a re-clone, a move, or on a node that mounts the disk elsewhere."""
     h = hashlib.sha256()
     if config is not None:
-        h.update(json.dumps(config, sort_keys=True, default=str).encode())
+        content = {k: v for k, v in dict(config).items() if not str(k).startswith("_")}
+        h.update(json.dumps(content, sort_keys=True, default=str).encode())
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())

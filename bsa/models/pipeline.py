@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from bsa.diffusion import NoiseSchedule, sample, sampling_grid
+from bsa.diffusion import NoiseSchedule, sample
 from bsa.models.autoencoder import decode_latents
 from bsa.models.denoiser import Denoiser
+from bsa.models.export import stage_grid
 
 
 def seeded_noise(
@@ -29,6 +30,7 @@ class TextToAudio:
     text_encoder: torch.nn.Module | None  # only generate() needs it; latents() takes embeddings
     null_text_emb: torch.Tensor  # [D]
     grid_base: int | None = None  # the distillation plan's teacher steps: students sample on its nested grids
+    stage: dict | None = None  # bsa_stage.json of an exported stage: it samples on the grid it was trained on
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -49,7 +51,7 @@ class TextToAudio:
         device = next(self.denoiser.parameters()).device
         text_emb = text_emb.to(device)
         noise = seeded_noise(seeds, self.latent_shape, device)
-        grid = sampling_grid(num_steps, self.grid_base, self.schedule.num_train_timesteps).to(device)
+        grid = stage_grid(self.stage, num_steps, self.schedule.num_train_timesteps, self.grid_base).to(device)
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)
             return sample(lambda z, t: self.denoiser(z, t, text_emb, w), noise, grid, self.schedule)

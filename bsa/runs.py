@@ -1,0 +1,114 @@
+"""A distillation run on disk: what determines its stages (the fingerprint), and who may clean it.
+
+A run folder is resumed by name. What its finished stages and checkpoints hold depends on more than
+the name: the teacher's weights, the data, the learning rate, the batch size, the steps per stage…
+The first invocation writes those facts to ``fingerprint.json``; every later one compares and
+refuses to reuse the folder when they differ, listing the keys. ``distill.target_steps`` is not in
+it (a run may be extended to fewer steps: its finished stages stay valid), nor are the settings
+that do not change the weights (evaluation, logging, checkpoint interval, ``stop_after``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bsa.durable import TMP_MARK, replace_durably
+
+FINGERPRINT = "fingerprint.json"
+
+# the config keys that determine the weights of a run's stages
+FINGERPRINT_KEYS = (
+    "distill.teacher_steps",
+    "distill.weighting",
+    "distill.bsa_floor",
+    "distill.bsa_gamma",
+    "distill.min_snr_gamma",
+    "distill.guidance_scale",
+    "distill.guided_stage",
+    "distill.guidance_min",
+    "distill.guidance_max",
+    "distill.steps_per_stage",
+    "distill.guided_steps",
+    "distill.lr",
+    "distill.weight_decay",
+    "distill.batch_size",
+    "distill.ema_decay",
+    "trainer.seed",
+    "trainer.precision",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "schedule",
+)
+
+
+class RunMismatchError(ValueError):
+    """A run folder was made with other settings than the ones given now."""
+
+
+def _get(cfg, dotted: str) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return asdict(value) if is_dataclass(value) else value
+
+
+def fingerprint(cfg, teacher_sha256: str, data_identity: dict) -> dict[str, Any]:
+    """The facts that determine a run's stages: the keys above, the teacher's weights (content,
+    not path) and the latent cache's identity (content, not path)."""
+    facts = {key: _get(cfg, key) for key in FINGERPRINT_KEYS}
+    facts["models.teacher (weights sha256)"] = teacher_sha256
+    facts["data (latent cache identity)"] = data_identity
+    return json.loads(json.dumps(facts, default=str))  # the form it has once read back
+
+
+def differences(stored: dict, current: dict) -> list[str]:
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        if stored.get(key) != current.get(key):
+            old, new = stored.get(key, "(absent)"), current.get(key, "(absent)")
+            if isinstance(old, dict) and isinstance(new, dict):
+                subs = [s for s in sorted(set(old) | set(new)) if old.get(s) != new.get(s)]
+                out.append(f"{key}: " + ", ".join(f"{s} {old.get(s)!r} → {new.get(s)!r}" for s in subs))
+            else:
+                out.append(f"{key}: {old!r} → {new!r}")
+    return out
+
+
+def check_or_write_fingerprint(run_dir: Path, current: dict, write: bool = True) -> str:
+    """Compare with the run's stored fingerprint (refusing on a difference) or store it for a new
+    run. Returns what was done: "new", "same" or "adopted" (a folder from before fingerprints)."""
+    path = Path(run_dir) / FINGERPRINT
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        diffs = differences(stored, current)
+        if diffs:
+            raise RunMismatchError(
+                f"run folder {run_dir} was made with other settings; its stages and checkpoints would "
+                "be reused without them:\n  "
+                + "\n  ".join(diffs)
+                + "\nrerun with the original settings to continue it, or start a new run with "
+                "distill.run_name=<new name> (or delete the folder)"
+            )
+        return "same"
+    existed = any(Path(run_dir).glob("stage*")) or (Path(run_dir) / "checkpoints").is_dir()
+    if write:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + TMP_MARK)
+        tmp.write_text(json.dumps(current, indent=2) + "\n")
+        replace_durably(tmp, path)
+    return "adopted" if existed else "new"
+
+
+def launched_as_global_zero() -> bool:
+    """Whether this process is (or will become) global rank 0, judged from the launcher's
+    environment before Lightning sets up the processes: torchrun/Lightning (RANK, NODE_RANK,
+    LOCAL_RANK) and SLURM (SLURM_PROCID)."""
+    for var in ("RANK", "SLURM_PROCID", "NODE_RANK", "GROUP_RANK", "LOCAL_RANK"):
+        if os.environ.get(var, "0") not in ("", "0"):
+            return False
+    return True

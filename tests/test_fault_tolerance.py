@@ -1,0 +1,418 @@
+"""What survives what (README): kills, torn records, requeues, changed settings, divergence, bad input.
+
+Each test here failed on the code before the fix it covers (issue "Correctness and fault tolerance").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bsa.models.unet import load_unet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def distill_argv(env, *extra):
+    return [sys.executable, "-m", "bsa.cli.distill", "experiments/debug.yaml", *env["overrides"], *extra]
+
+
+def run_distill(env, *extra):
+    return subprocess.run(
+        distill_argv(env, *extra), cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+def unet_of(folder: Path) -> dict:
+    return load_unet(folder / "unet").state_dict()
+
+
+def assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= atol, f"weights differ by up to {worst}"
+
+
+def kill_when(argv, path: Path, timeout: float = 300) -> subprocess.Popen:
+    """Start ``argv``; SIGKILL it the moment ``path`` exists (polled every 5 ms)."""
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the process ended (exit {proc.returncode}) before {path} appeared"
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return proc
+
+
+# -- 1. the grid travels with the exported stage ------------------------------------------------
+
+
+def test_stage_grid_is_the_training_grid_and_other_step_counts_say_so():
+    from bsa.diffusion import sampling_grid, step_grid
+    from bsa.models.export import stage_grid
+
+    stage = {"stage": 5, "mode": "progressive", "num_sample_steps": 4, "base_steps": 200}
+    stage["timesteps"] = sampling_grid(4, 200).tolist()
+    assert stage["timesteps"] == [999, 679, 359, 39] != step_grid(4).tolist()
+    assert stage_grid(stage, 4).tolist() == [999, 679, 359, 39]
+    with pytest.warns(UserWarning, match="distilled for 4 steps.*sampling it at 8 steps"):
+        assert stage_grid(stage, 8).tolist() == sampling_grid(8, 200).tolist()
+    guided = {"stage": 0, "mode": "guided", "num_sample_steps": 200, "base_steps": 200}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a guided stage is trained at every t: no warning
+        assert stage_grid(guided, 25).tolist() == step_grid(25).tolist()
+
+
+# -- 2. every DDP rank draws its own noise, timesteps and guidance scales -------------------------
+
+
+def _draw_worker(rank: int, world: int, port: int, out: str) -> None:
+    import types
+
+    import torch.distributed as dist
+
+    from test_distill import module
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    m = module(mode="guided", guided_student=True)
+    m._trainer = types.SimpleNamespace(global_rank=dist.get_rank(), global_step=7)
+    g = m._generator()  # the draws of distillation_loss, in its order
+    draws = {
+        "w": m._guidance(4, g),
+        "eps": torch.randn(4, 8, 8, 4, generator=g),
+        "t": torch.randint(0, 1000, (4,), generator=g),
+    }
+    torch.save(draws, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ranks_draw_different_noise_timesteps_and_scales(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_draw_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert not torch.equal(r0["w"], r1["w"])
+    assert not torch.equal(r0["eps"], r1["eps"])
+    assert not torch.equal(r0["t"], r1["t"])
+    # rank 0 draws what a single process draws at that step (single-GPU runs are unchanged)
+    from bsa.lit.distill import draw_seed
+
+    g = torch.Generator().manual_seed(draw_seed(0, 7, 0))
+    assert torch.equal(r0["w"], 1.0 + 4.0 * torch.rand(4, generator=g))
+
+
+# -- 3. EMA and checkpoint agree: a SIGKILL mid-stage resumes to the uninterrupted student ----------
+
+
+def test_sigkill_mid_stage_with_ema_resumes_to_the_uninterrupted_student(debug_env):
+    common = ("distill.ema_decay=0.9", "distill.checkpoint_every=1", "distill.eval_clips=0")
+    run = debug_env["root"] / "runs" / "killed-ema"
+    kill_when(
+        distill_argv(debug_env, "distill.run_name=killed-ema", *common),
+        run / "checkpoints" / "stage01_4steps" / "last.ckpt",
+    )
+    assert not (run / "stage02_2steps").exists()
+    again = run_distill(debug_env, "distill.run_name=killed-ema", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout
+    straight = run_distill(debug_env, "distill.run_name=straight-ema", *common)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    for stage in ("stage01_4steps", "stage02_2steps"):
+        assert_same_weights(unet_of(run / stage), unet_of(debug_env["root"] / "runs" / "straight-ema" / stage))
+
+
+# -- 4, 5, 7, 9: a run that never wedges, loses no row, refuses other settings, cleans up ----------
+
+
+@pytest.fixture(scope="module")
+def finished_run(debug_env):
+    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return debug_env["root"] / "runs" / "wedge"
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+
+
+def test_kill_after_the_final_checkpoint_exports_and_scores_on_rerun(debug_env, finished_run):
+    """The state a kill between the stage's final checkpoint and its export (or during its
+    evaluation) leaves: last.ckpt at step N/N, no export, no evaluation record. The rerun exports
+    the checkpoint's weights and scores them; it used to resume at N/N, export nothing and exit 0."""
+    run = finished_run
+    before = unet_of(run / "stage02_2steps")
+    shutil.rmtree(run / "stage02_2steps")
+    lines = (run / "eval.jsonl").read_text().splitlines()
+    (run / "eval.jsonl").write_text("\n".join(line for line in lines if json.loads(line)["stage"] != 2) + "\n")
+    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "its checkpoint is at its last step" in out.stdout
+    assert_same_weights(unet_of(run / "stage02_2steps"), before, atol=0)
+    assert sorted(r["stage"] for r in _records(run) if r["final"]) == [-1, 0, 1, 2]
+
+
+def test_export_without_evaluation_record_is_scored_not_skipped(debug_env, finished_run):
+    run = finished_run
+    lines = (run / "eval.jsonl").read_text().splitlines()
+    (run / "eval.jsonl").write_text("\n".join(line for line in lines if json.loads(line)["stage"] != 1) + "\n")
+    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(r["stage"] for r in _records(run) if r["final"]) == [-1, 0, 1, 2]
+
+
+def test_torn_record_line_is_repaired_with_a_warning_naming_the_file(debug_env, finished_run):
+    run = finished_run
+    with open(run / "eval.jsonl", "a") as f:
+        f.write('{"stage": 2, "metrics": {"cl')  # a kill mid-append
+    stale = [run / "stage07_1steps.tmp", run / "checkpoints" / "stage01_4steps" / ".last.ckpt.tmp4242"]
+    stale[0].mkdir()
+    stale[1].write_bytes(b"half a checkpoint")
+    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{run / 'eval.jsonl'}: line" in out.stderr and "torn" in out.stderr
+    assert sorted(r["stage"] for r in _records(run)) == [-1, 0, 1, 2]  # every line parses again
+    assert not any(p.exists() for p in stale), "stale temporaries are removed at the start"
+
+
+def test_rerun_with_other_settings_is_refused_listing_the_keys(debug_env, finished_run):
+    out = run_distill(
+        debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "distill.lr=0.5", "distill.batch_size=2"
+    )
+    assert out.returncode == 2
+    assert "distill.lr: 0.0001 → 0.5" in out.stderr and "distill.batch_size: 4 → 2" in out.stderr
+    assert "distill.run_name=" in out.stderr
+    # a teacher with other weights at another path is another teacher, too
+    other = debug_env["root"] / "teacher-copy"
+    shutil.copytree(debug_env["root"] / "teacher", other, dirs_exist_ok=True)
+    unet = load_unet(other)
+    with torch.no_grad():
+        unet.conv_in.weight.add_(0.01)
+    unet.save_pretrained(other)
+    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", f"models.teacher={other}")
+    assert out.returncode == 2 and "models.teacher (weights sha256)" in out.stderr
+
+
+def test_guided_stage_of_zero_steps_is_a_config_error(debug_env):
+    out = run_distill(debug_env, "distill.run_name=zero", "distill.guided_steps=0")
+    assert out.returncode == 2 and "distill.guided_steps" in out.stderr and "guided_stage=false" in out.stderr
+
+
+# -- 6. SLURM requeue: the pre-emption checkpoint wins when it is newer ----------------------------
+
+
+def test_resume_takes_the_newer_slurm_preemption_checkpoint(debug_env):
+    common = ("distill.run_name=requeue", "distill.checkpoint_every=1", "distill.eval_clips=0")
+    folder = debug_env["root"] / "runs" / "requeue" / "checkpoints" / "stage01_4steps"
+    assert run_distill(debug_env, *common, "distill.stop_after=5").returncode == 3  # stage 1, step 1
+    older = folder / "older.bak"
+    shutil.copy2(folder / "last.ckpt", older)
+    assert run_distill(debug_env, *common, "distill.stop_after=2").returncode == 3  # stage 1, step 3
+    os.replace(folder / "last.ckpt", folder / "hpc_ckpt_1.ckpt")  # as Lightning's SIGUSR1 handler writes it
+    os.replace(older, folder / "last.ckpt")
+    past = time.time() - 3600
+    os.utime(folder / "last.ckpt", (past, past))
+    out = run_distill(debug_env, *common)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resuming from {folder / 'hpc_ckpt_1.ckpt'}" in out.stdout
+
+
+# -- 8. make vae|teacher|evaluator: checkpointed, resumed, and the shipped folder written atomically -
+
+
+def test_killed_teacher_training_resumes_and_never_leaves_a_half_written_model(debug_env):
+    out_dir = debug_env["root"] / "teacher-retrained"
+    argv = [
+        sys.executable,
+        "-m",
+        "bsa.cli.train",
+        "teacher",
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        f"train.teacher.out={out_dir}",
+        "train.teacher.steps=40",
+        "train.checkpoint_every=1",
+        f"paths.output_root={debug_env['root'] / 'train-runs'}",
+    ]
+    ckpt = debug_env["root"] / "train-runs" / "train-teacher" / "last.ckpt"
+    kill_when(argv, ckpt)
+    assert not out_dir.exists() and not out_dir.with_name(out_dir.name + ".tmp").exists()
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout
+    record = json.loads((out_dir / "training.json").read_text())
+    # the curve of the killed part travelled in the checkpoint: every step is there, once
+    assert [r["step"] for r in record["curve"] if r["kind"] == "train"] == list(range(1, 41))
+    load_unet(out_dir)  # a complete diffusers folder
+    assert not ckpt.parent.exists(), "the training checkpoints go once the model is in place"
+
+
+# -- 10. the latent cache's identity is content, not location --------------------------------------
+
+
+def test_cache_is_accepted_with_the_same_vae_at_another_path(debug_env, tmp_path):
+    from bsa.cli.cache import build_expected_identity
+    from bsa.config import load_config
+    from bsa.data.manifest import CacheManifest
+
+    moved = tmp_path / "moved-vae"
+    shutil.copytree(debug_env["root"] / "vae", moved)
+    cfg = load_config([REPO / "experiments/debug.yaml"], [*debug_env["overrides"], f"models.vae={moved}"])
+    manifest = CacheManifest.read(debug_env["root"] / "cache")
+    manifest.check(build_expected_identity(cfg), debug_env["root"] / "cache")  # no CacheMismatchError
+
+
+# -- 11. divergence: the diverged checkpoint is set aside, never resumed with other settings --------
+
+
+def test_diverged_stage_is_not_resumed_and_a_changed_lr_is_refused(debug_env):
+    common = (
+        "distill.run_name=diverged",
+        "distill.checkpoint_every=1",
+        "distill.eval_clips=0",
+        "distill.guided_steps=10",
+    )
+    first = run_distill(debug_env, *common, "distill.lr=1e30")
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "diverged" in first.stderr and "set aside" in first.stderr
+    ckpts = debug_env["root"] / "runs" / "diverged" / "checkpoints"
+    assert not (ckpts / "stage00_guided_8steps" / "last.ckpt").exists()
+    assert list(ckpts.glob("stage00_guided_8steps.diverged-*"))
+    again = run_distill(debug_env, *common, "distill.lr=1e-4")
+    assert again.returncode == 2 and "distill.lr: 1e+30 → 0.0001" in again.stderr
+    assert not (debug_env["root"] / "runs" / "diverged" / "stage00_guided_8steps").exists()
+
+
+# -- 12. nothing executable is loaded from the run folder ------------------------------------------
+
+
+def test_reference_cache_round_trips_as_safetensors(tmp_path):
+    from bsa.callbacks.evaluation import load_references, save_references
+    from bsa.metrics.frechet import GaussianStats
+
+    stats = GaussianStats.empty(3)
+    stats.update(torch.randn(5, 3))
+    path = tmp_path / "ref.safetensors"
+    save_references(path, {"real": stats, "teacher": stats}, {"clap": 0.5, "nfe": 16})
+    refs, metrics = load_references(path)
+    assert metrics == {"clap": 0.5, "nfe": 16}
+    assert torch.equal(refs["teacher"].outer, stats.outer) and torch.equal(refs["real"].count, stats.count)
+    path.write_bytes(b"\x80\x04not a safetensors file")  # e.g. an old pickle: refused, never unpickled
+    with pytest.raises(ValueError, match="not a bsa reference cache"):
+        load_references(path)
+
+
+# -- 13. caption CSVs -------------------------------------------------------------------------------
+
+
+def test_caption_csv_encodings_and_start_times(tmp_path):
+    from bsa.data.audiocaps import DatasetError, read_caption_csv
+
+    header = "audiocap_id,youtube_id,start_time,caption\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(("\ufeff" + header + "1,abc,0,a dog barks\n").encode("utf-8"))
+    rows, problems = read_caption_csv(bom)
+    assert [r.caption for r in rows] == ["a dog barks"] and not problems
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes((header + "1,abc,0,a dog barks\n2,def,0,caf\xe9 noise\n").encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"latin\.csv: line 3 is not UTF-8"):
+        read_caption_csv(latin)
+    for bad in ("nan", "inf"):
+        path = tmp_path / f"{bad}.csv"
+        path.write_text(header + f"1,abc,0,a dog barks\n77,def,{bad},a bell\n")
+        with pytest.raises(DatasetError, match=rf"{bad}\.csv: line 3, audiocap_id 77: start_time"):
+            read_caption_csv(path)
+
+
+# -- 14. a training set too small for the ranks and workers fails at once ---------------------------
+
+
+def test_too_small_training_set_fails_at_start_not_spins(debug_env):
+    from bsa.data.datamodule import EmptyTrainingSetError, LatentDataModule
+
+    dm = LatentDataModule(debug_env["root"] / "cache", 4, num_workers=1)
+    dm._rank_world = lambda: (0, 1000)  # 1000 ranks for 48 clips
+    with pytest.raises(EmptyTrainingSetError, match=r"train split has 48 usable item\(s\); 1000 rank"):
+        dm.train_dataloader()
+
+
+# -- 15. non-finite gradients with a finite loss ---------------------------------------------------
+
+
+def test_nonfinite_gradients_with_a_finite_loss_leave_the_weights_finite(tmp_path):
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from bsa.lit.guard import NonFiniteLossError
+    from bsa.models.export import NonFiniteWeightsError, save_stage
+    from test_distill import batch, module
+
+    m = module(lr=1e-3)
+    poisoned = {"on": False}
+    weight = m.student.unet.conv_in.weight
+    weight.register_hook(lambda g: g * float("nan") if poisoned["on"] else g)
+
+    class Poison(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            poisoned["on"] = batch_idx in (1, 3, 4, 5)
+
+    trainer = pl.Trainer(
+        max_steps=8,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Poison()],
+    )
+    with pytest.raises(NonFiniteLossError, match="gradients were not finite"):
+        trainer.fit(m, DataLoader([batch(k) for k in range(8)], batch_size=None))
+    assert m._nonfinite_total == 4
+    assert all(torch.isfinite(p).all() for p in m.student.parameters())
+    with torch.no_grad():
+        weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteWeightsError, match="NaN/inf"):
+        save_stage(tmp_path / "stage", m.student.unet, {}, tmp_path, "griffin-lim", {})
+    assert not (tmp_path / "stage").exists()
+
+
+# -- 9. fsync before rename --------------------------------------------------------------------------
+
+
+def test_exports_and_checkpoints_are_fsynced_before_their_rename(tmp_path, monkeypatch):
+    import bsa.durable as durable
+
+    synced, renamed = [], []
+    real_fsync_file = durable.fsync_file
+    monkeypatch.setattr(durable, "fsync_file", lambda p: (synced.append(Path(p)), real_fsync_file(p))[1])
+    real_replace = os.replace
+    monkeypatch.setattr(durable.os, "replace", lambda a, b: (renamed.append(Path(a)), real_replace(a, b))[1])
+    tmp = tmp_path / "x.tmp"
+    tmp.mkdir()
+    (tmp / "weights.safetensors").write_bytes(b"1234")
+    (tmp / "sub").mkdir()
+    (tmp / "sub" / "config.json").write_text("{}")
+    durable.replace_durably(tmp, tmp_path / "x")
+    assert {p.name for p in synced} == {"weights.safetensors", "config.json"}
+    f = tmp_path / "last.ckpt.tmp1"
+    f.write_bytes(b"ckpt")
+    durable.replace_durably(f, tmp_path / "last.ckpt")
+    assert synced[-1] == f and renamed[-1] == f  # synced, then renamed
