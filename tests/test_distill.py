@@ -231,6 +231,10 @@ def test_two_stage_run_through_the_cli(debug_env):
     run = debug_env["root"] / "runs" / "plain"
     import json
 
+    # one bar per stage: the stage of all, its optimizer steps of their total (not "Epoch 0/-2")
+    assert "stage 2/2 (4 → 2 steps)" in out.stdout and "4/4 [" in out.stdout
+    assert "Epoch" not in out.stdout and "v_num" not in out.stdout
+
     import soundfile as sf
 
     # the evaluation callback: teacher once, every stage at its end and every 2 steps

@@ -15,9 +15,16 @@ class StageProgressBar(TQDMProgressBar):
         super().__init__(refresh_rate=refresh_rate)
         self.label, self.samples_per_step = label, samples_per_step
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._set_up(trainer)  # a stage resumed mid-epoch gets no on_train_epoch_start
+
     def on_train_epoch_start(self, trainer, *_) -> None:
         if self._leave:
             self.train_progress_bar = self.init_train_tqdm()
+        self._set_up(trainer)
+
+    def _set_up(self, trainer) -> None:
         bar = self.train_progress_bar
         bar.reset(total=trainer.max_steps)
         bar.initial = trainer.global_step  # a resumed stage continues where it stopped
@@ -34,7 +41,9 @@ class StageProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer, pl_module) -> dict:
         items = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
-        rate = self.train_progress_bar.format_dict.get("rate") if self.train_progress_bar else None
-        if rate:
-            items["samples/s"] = f"{rate * self.samples_per_step:.0f}"
+        bar = self.train_progress_bar
+        if bar is not None:
+            f = bar.format_dict
+            if f["elapsed"] > 0 and f["n"] > f["initial"]:
+                items["samples/s"] = f"{(f['n'] - f['initial']) / f['elapsed'] * self.samples_per_step:.0f}"
         return items

@@ -60,6 +60,11 @@ class FadLibraryBackbone:
     ``FAD_MODELS[name]["files"]`` under their download names. Embeddings come from the library's
     ``get_embeddings`` (encodec: one row per frame, as the library models them); with ``pann`` the
     CNN14 AudioSet classifier's clip probabilities also give the Inception Score.
+
+    Security: ``vggish`` is built by torch.hub from ``<ckpt_dir>/harritaylor_torchvggish_master/
+    hubconf.py``, i.e. by *running Python code from that folder* (as the library itself does); its
+    checkpoints are then read by that code with ``torch.load``. Point ``eval.backbone_dir`` only at
+    a folder you trust, as you would a ``pip install``.
     """
 
     def __init__(self, name: str, ckpt_dir: str | Path):
