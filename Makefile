@@ -69,7 +69,7 @@ evaluator: install  ## Retrain the embedded evaluator from scratch into bsa/asse
 text-embeddings: install  ## MiniLM caption embeddings of the embedded set → .carry/ (for GPU machines)
 	$(PY) -m bsa.cli.text_embeddings $(EXP) $(ARGS)
 
-generate: install  ## Captions → wav: make generate CAPTION="a loud siren ..." [STEPS=..] [ARGS="models.teacher=FOLDER"]
+generate: install  ## Captions → wav: make generate CAPTION="a loud siren ..." [STEPS=..] [ARGS="eval.model=FOLDER"]
 	$(PY) -m bsa.cli.generate $(EXP) --caption "$(CAPTION)" --steps $(STEPS) $(ARGS)
 
 evaluate: install  ## FAD / IS / CLAP / attribute accuracy of models.teacher at eval.steps

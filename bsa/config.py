@@ -80,6 +80,16 @@ class ScheduleConfig:
         )
 
 
+# which config key gives which keyword of a weighting function (bsa.diffusion.WEIGHTINGS): the one
+# table; the runner, the records and the dashboard's weight curves all read it through
+# ``DistillConfig.weighting_kwargs``
+WEIGHTING_PARAMETERS: dict[str, dict[str, str]] = {
+    "min_snr": {"gamma": "min_snr_gamma"},
+    "bsa": {"floor": "bsa_floor", "gamma": "bsa_gamma"},
+    "smooth_bsa": {"floor": "bsa_floor", "gamma": "bsa_gamma"},
+}
+
+
 @dataclass
 class DistillConfig:
     """Progressive (and guided) distillation, SPEC §3–§5."""
@@ -148,7 +158,21 @@ class DistillConfig:
 
     @property
     def plan(self) -> DistillationPlan:
-        return DistillationPlan(self.teacher_steps, self.target_steps)
+        """Every stage of the run, the guided stage included (``guided_stage``)."""
+        return DistillationPlan(self.teacher_steps, self.target_steps, self.guided_stage)
+
+    def weighting_kwargs_of(self, weighting: str) -> dict[str, float]:
+        """The hyper-parameters this config gives ``weighting``, by the one table :data:`WEIGHTING_PARAMETERS`."""
+        return {arg: getattr(self, key) for arg, key in WEIGHTING_PARAMETERS.get(weighting, {}).items()}
+
+    @property
+    def weighting_kwargs(self) -> dict[str, float]:
+        """The hyper-parameters of the configured ``weighting``."""
+        return self.weighting_kwargs_of(self.weighting)
+
+    def optimizer_steps(self, stage) -> int:
+        """Optimizer steps of ``stage`` (a :class:`bsa.diffusion.Stage`)."""
+        return self.guided_steps if stage.mode == "guided" else self.steps_per_stage
 
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -318,6 +342,9 @@ class TrainConfig:
 class EvalConfig:
     """The evaluation protocol (SPEC §6): fixed captions (the first num_clips of a split), fixed seeds."""
 
+    # the model `bsa generate` and `bsa evaluate` sample: a teacher or an exported stage folder
+    # (default: models.teacher, the teacher distillation starts from)
+    model: str = ""
     split: str = "test"
     num_clips: int = 400
     seed: int = 1234  # clip i uses noise seed seed + i

@@ -187,3 +187,34 @@ def test_exported_student_is_a_loadable_audioldm_pipeline(audioldm_folder, tmp_p
         captions, guidance_scale=1.5, audio_length_in_s=0.64, latents=noise.clone(), output_type="pt"
     ).audios
     assert (other - audio).abs().max() > 1e-2 * audio.abs().max(), "the guidance scale reaches the student"
+
+
+def test_exported_4_step_student_of_a_200_step_base_samples_on_its_training_grid(audioldm_folder, tmp_path):
+    """A 4-step student distilled from a 200-step base was trained on [999, 679, 359, 39] (the
+    nested grid), not step_grid(4) = [999, 749, 499, 249]; loaded from its folder alone, the
+    pipeline samples on the grid stored with it, and says so when asked for another step count."""
+    from bsa.diffusion import sampling_grid, step_grid
+    from bsa.models.audioldm_pipeline import DistilledAudioLDMPipeline
+    from bsa.models.export import save_stage
+    from bsa.models.unet import load_unet, with_guidance_input
+
+    trained = sampling_grid(4, 200).tolist()
+    assert trained == [999, 679, 359, 39] != step_grid(4).tolist()
+    folder = save_stage(
+        tmp_path / "stage06_4steps",
+        with_guidance_input(load_unet(audioldm_folder / "unet")),
+        {"stage": 6, "mode": "progressive", "num_sample_steps": 4, "base_steps": 200, "timesteps": trained},
+        audioldm_folder / "vae",
+        str(audioldm_folder / "vocoder"),
+        dict(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear"),
+        audioldm_folder / "text_encoder",
+    )
+    pipe = DistilledAudioLDMPipeline.from_pretrained(folder)
+    seen = []
+    pipe.unet.register_forward_pre_hook(lambda m, args: seen.append(int(args[1].flatten()[0])))
+    pipe("a bell", audio_length_in_s=0.64, generator=torch.Generator().manual_seed(0))
+    assert seen == trained
+    seen.clear()
+    with pytest.warns(UserWarning, match="distilled for 4 steps.*sampling it at 8 steps"):
+        pipe("a bell", num_inference_steps=8, audio_length_in_s=0.64, generator=torch.Generator().manual_seed(0))
+    assert seen == sampling_grid(8, 200).tolist()

@@ -4,7 +4,7 @@ by `make bench`, never in tests)."""
 import pytest
 import torch
 
-from bsa.cli.bench import bench_training, parse_combo
+from bsa.experiment.bench import bench_training, parse_combo
 from bsa.models.unet import audioldm_unet_config
 
 

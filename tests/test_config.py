@@ -143,14 +143,14 @@ def test_slurm_template_runs_a_valid_distill_command(tmp_path):
 def test_trainer_applies_the_float32_matmul_precision(tmp_path):
     import torch
 
-    from bsa.cli.distill import _trainer
+    from bsa.experiment.build import lightning_trainer
 
     cfg = load_config(
         [ROOT / "experiments/debug.yaml"], ["trainer.matmul_precision=high", "trainer.accelerator=cpu"]
     )
     before = torch.get_float32_matmul_precision()
     try:
-        _trainer(cfg, 1, [], False, tmp_path)
+        lightning_trainer(cfg, max_steps=1, logger=False, default_root_dir=tmp_path)
         assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_float32_matmul_precision(before)

@@ -285,7 +285,7 @@ def test_two_stage_run_through_the_cli(debug_env):
             run / k / "scheduler" / "scheduler_config.json"
         ).is_file()
     summary = (run / "summary.md").read_text()
-    assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa.cli.generate" in summary
+    assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa generate" in summary
     gen = subprocess.run(
         [
             sys.executable,
@@ -293,7 +293,7 @@ def test_two_stage_run_through_the_cli(debug_env):
             "bsa.cli.generate",
             "experiments/debug.yaml",
             *debug_env["overrides"],
-            f"models.teacher={run / 'stage02_2steps'}",
+            f"eval.model={run / 'stage02_2steps'}",
             "--steps",
             "2",
             "--caption",

@@ -27,9 +27,7 @@ def distill_argv(env, *extra):
 
 
 def run_distill(env, *extra):
-    return subprocess.run(
-        distill_argv(env, *extra), cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run(distill_argv(env, *extra), cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def unet_of(folder: Path) -> dict:
@@ -84,7 +82,6 @@ def _draw_worker(rank: int, world: int, port: int, out: str) -> None:
     import types
 
     import torch.distributed as dist
-
     from test_distill import module
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -137,7 +134,9 @@ def test_sigkill_mid_stage_with_ema_resumes_to_the_uninterrupted_student(debug_e
     straight = run_distill(debug_env, "distill.run_name=straight-ema", *common)
     assert straight.returncode == 0, straight.stderr[-3000:]
     for stage in ("stage01_4steps", "stage02_2steps"):
-        assert_same_weights(unet_of(run / stage), unet_of(debug_env["root"] / "runs" / "straight-ema" / stage))
+        assert_same_weights(
+            unet_of(run / stage), unet_of(debug_env["root"] / "runs" / "straight-ema" / stage)
+        )
 
 
 # -- 4, 5, 7, 9: a run that never wedges, loses no row, refuses other settings, cleans up ----------
@@ -162,7 +161,9 @@ def test_kill_after_the_final_checkpoint_exports_and_scores_on_rerun(debug_env, 
     before = unet_of(run / "stage02_2steps")
     shutil.rmtree(run / "stage02_2steps")
     lines = (run / "eval.jsonl").read_text().splitlines()
-    (run / "eval.jsonl").write_text("\n".join(line for line in lines if json.loads(line)["stage"] != 2) + "\n")
+    (run / "eval.jsonl").write_text(
+        "\n".join(line for line in lines if json.loads(line)["stage"] != 2) + "\n"
+    )
     out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "its checkpoint is at its last step" in out.stdout
@@ -173,7 +174,9 @@ def test_kill_after_the_final_checkpoint_exports_and_scores_on_rerun(debug_env, 
 def test_export_without_evaluation_record_is_scored_not_skipped(debug_env, finished_run):
     run = finished_run
     lines = (run / "eval.jsonl").read_text().splitlines()
-    (run / "eval.jsonl").write_text("\n".join(line for line in lines if json.loads(line)["stage"] != 1) + "\n")
+    (run / "eval.jsonl").write_text(
+        "\n".join(line for line in lines if json.loads(line)["stage"] != 1) + "\n"
+    )
     out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(r["stage"] for r in _records(run) if r["final"]) == [-1, 0, 1, 2]
@@ -269,9 +272,9 @@ def test_killed_teacher_training_resumes_and_never_leaves_a_half_written_model(d
 
 
 def test_cache_is_accepted_with_the_same_vae_at_another_path(debug_env, tmp_path):
-    from bsa.cli.cache import build_expected_identity
     from bsa.config import load_config
     from bsa.data.manifest import CacheManifest
+    from bsa.experiment.build import build_expected_identity
 
     moved = tmp_path / "moved-vae"
     shutil.copytree(debug_env["root"] / "vae", moved)
@@ -359,11 +362,11 @@ def test_too_small_training_set_fails_at_start_not_spins(debug_env):
 
 def test_nonfinite_gradients_with_a_finite_loss_leave_the_weights_finite(tmp_path):
     import lightning.pytorch as pl
+    from test_distill import batch, module
     from torch.utils.data import DataLoader
 
     from bsa.lit.guard import NonFiniteLossError
     from bsa.models.export import NonFiniteWeightsError, save_stage
-    from test_distill import batch, module
 
     m = module(lr=1e-3)
     poisoned = {"on": False}

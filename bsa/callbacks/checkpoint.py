@@ -15,9 +15,7 @@ from bsa.durable import replace_durably
 
 def all_finite(module: torch.nn.Module) -> bool:
     """Whether every floating-point parameter and buffer of ``module`` is finite."""
-    return all(
-        bool(torch.isfinite(t).all()) for t in module.state_dict().values() if t.is_floating_point()
-    )
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if t.is_floating_point())
 
 
 class AtomicLastCheckpoint(pl.Callback):

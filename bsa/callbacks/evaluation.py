@@ -22,6 +22,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from bsa.diffusion import network_calls
 from bsa.durable import append_jsonl, read_jsonl
 from bsa.metrics.embedded import AudioFeatures
 from bsa.metrics.frechet import GaussianStats
@@ -143,7 +144,9 @@ def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict]:
             f"{path}: not a bsa reference cache ({e}); delete it to compute the references again"
         ) from None
     names = sorted({k.split(".")[0] for k in tensors})
-    refs = {n: GaussianStats(tensors[f"{n}.count"], tensors[f"{n}.total"], tensors[f"{n}.outer"]) for n in names}
+    refs = {
+        n: GaussianStats(tensors[f"{n}.count"], tensors[f"{n}.total"], tensors[f"{n}.outer"]) for n in names
+    }
     return refs, metrics
 
 
@@ -159,14 +162,14 @@ class StageScorer:
         vocoder,
         null_text_emb: torch.Tensor,
         guidance_scale: float,
-        grid_base: int,
+        base_steps: int,
         device: str,
     ):
         self.suite, self.set, self.vae, self.vocoder = suite, eval_set, vae, vocoder
-        self.null, self.guidance_scale, self.grid_base, self.device = (
+        self.null, self.guidance_scale, self.base_steps, self.device = (
             null_text_emb,
             guidance_scale,
-            grid_base,
+            base_steps,
             device,
         )
         self.references: dict[str, GaussianStats] = {}
@@ -180,7 +183,7 @@ class StageScorer:
         from bsa.models.pipeline import TextToAudio
 
         was_training = denoiser.training
-        pipe = TextToAudio(denoiser.eval(), self.vae, self.vocoder, None, self.null, self.grid_base).to(
+        pipe = TextToAudio(denoiser.eval(), self.vae, self.vocoder, None, self.null, self.base_steps).to(
             self.device
         )
         if self.device == "cuda":
@@ -216,7 +219,7 @@ class StageScorer:
         waves, seconds = self.generate(teacher, teacher_steps, mine)
         features, stats = self._features(waves)
         self.references["teacher"] = stats
-        nfe = teacher_steps * (1 if teacher.takes_guidance else 2)
+        nfe = network_calls(teacher_steps, teacher.takes_guidance, self.guidance_scale)
         metrics = {
             **score(self.suite, features, self.text_joint, self.set.targets, self.references, stats),
             "steps": teacher_steps,
@@ -236,7 +239,7 @@ class StageScorer:
         metrics = score(self.suite, features, self.text_joint, self.set.targets, self.references, stats)
         metrics.update(
             steps=steps,
-            nfe=steps * (1 if denoiser.takes_guidance else 2),
+            nfe=network_calls(steps, denoiser.takes_guidance, self.guidance_scale),
             seconds_per_clip=seconds / max(len(mine), 1),
         )
         return metrics, waves

@@ -1,4 +1,4 @@
-"""``python -m bsa.cli.data experiments/embedded-cpu.yaml``: generate the embedded data set.
+"""``bsa data experiments/embedded-cpu.yaml``: generate the embedded data set.
 
 Writes data.root/{train,val,test}.csv (AudioCaps layout + ground-truth attributes),
 data.root/audio/{split}/*.wav and data.root/DATASET.json (config + sha256).
@@ -14,7 +14,7 @@ from bsa.config import BsaConfig
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
-    from bsa.data.embedded import EmbeddedDatasetConfig, generate_dataset
+    from bsa.experiment.data import embedded_dataset_config, generate_embedded_dataset
 
     d = cfg.data
     if d.dataset != "embedded":
@@ -23,13 +23,10 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    gen = EmbeddedDatasetConfig(
-        seed=d.seed, train=d.train_clips, val=d.val_clips, test=d.test_clips, duration=d.clip_seconds
-    )
-    print(f"embedded data set → {d.root}: {gen}")
+    print(f"embedded data set → {d.root}: {embedded_dataset_config(cfg)}")
     if args.dry_run:
         return 0
-    info = generate_dataset(d.root, gen, workers=d.num_workers)
+    info = generate_embedded_dataset(cfg)
     print(f"wrote {sum(info['counts'].values())} clips, sha256 {info['sha256'][:16]}…, {d.root}/DATASET.json")
     return 0
 

@@ -1,23 +1,23 @@
-"""``python -m bsa.cli.generate experiments/embedded-cpu.yaml --caption "a loud siren ..." [--steps 200]``
+"""``bsa generate experiments/embedded-cpu.yaml --caption "a loud siren ..." [--steps 200] [eval.model=FOLDER]``
 
-Captions in, wav files out, with any model folder (the teacher or any exported student) at any
-step count: ``models.teacher=FOLDER``. A guidance-distilled student takes the scale as input (one
+Captions in, wav files out, with any model folder (eval.model: the teacher by default, or any
+exported stage) at any step count. A guidance-distilled student takes the scale as input (one
 network call per step); other models run classifier-free guidance (two).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import re
 import sys
 from pathlib import Path
 
-from bsa.cli.common import config_parser, run_with_config, torch_device
+from bsa.cli.common import config_parser, run_with_config
 from bsa.config import BsaConfig
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
+    from bsa.experiment.evaluate import generate_clips, model_in_use
+
     captions = list(args.caption or [])
     if args.captions_file:
         captions += [
@@ -28,27 +28,11 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         return 2
     steps = args.steps or cfg.eval.steps
     print(
-        f"generating {len(captions)} clip(s) with {cfg.models.teacher} at {steps} steps, guidance {args.guidance}"
+        f"generating {len(captions)} clip(s) with {model_in_use(cfg)} at {steps} steps, guidance {args.guidance}"
     )
     if args.dry_run:
         return 0
-
-    from bsa.audio import write_wav
-    from bsa.cli.evaluate import load_pipeline
-
-    device = torch_device(cfg)
-    pipe, _ = load_pipeline(cfg, device)
-    seeds = [args.seed + i for i in range(len(captions))]
-    waves = pipe.generate(captions, seeds, steps, args.guidance)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "captions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "caption", "seed", "steps", "guidance_scale"])
-        for i, (caption, wave) in enumerate(zip(captions, waves, strict=True)):
-            name = f"{i:03d}_{re.sub(r'[^a-z0-9]+', '_', caption.lower()).strip('_')[:48]}.wav"
-            write_wav(out / name, wave, 16000)
-            w.writerow([name, caption, seeds[i], steps, args.guidance])
+    out = generate_clips(cfg, captions, args.seed, steps, args.guidance, args.out)
     print(f"wrote {len(captions)} wav file(s) to {out}/ (list: {out}/captions.csv)")
     return 0
 

@@ -2,7 +2,7 @@
 guidance, the progressive-distillation target and the registry of loss weightings."""
 
 from .distillation import distillation_target, target_from_two_steps
-from .guidance import CondDenoise, Denoise, classifier_free_guidance, guided_prediction
+from .guidance import CondDenoise, Denoise, classifier_free_guidance, guided_prediction, network_calls
 from .parameterization import (
     PARAMETERIZATIONS,
     broadcast_like,
@@ -52,6 +52,7 @@ __all__ = [
     "get_weighting",
     "guided_prediction",
     "halving_chain",
+    "network_calls",
     "next_timestep",
     "prediction_from_x",
     "sample",

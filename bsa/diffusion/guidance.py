@@ -49,3 +49,10 @@ def classifier_free_guidance(
         return guided_prediction(x_cond, x_uncond, scale)
 
     return guided
+
+
+def network_calls(steps: int, w_conditioned: bool, guidance_scale: float) -> int:
+    """NFE of an N-step sampler: one network evaluation per step for a w-conditioned denoiser or
+    without guidance (scale 1: :func:`classifier_free_guidance` calls the conditional model only),
+    two with classifier-free guidance (the conditional and the unconditional half)."""
+    return steps * (1 if w_conditioned or guidance_scale == 1.0 else 2)

@@ -1,4 +1,6 @@
-"""The halving plan of progressive distillation: teacher_steps → teacher_steps/2 → … → target_steps."""
+"""The plan of a distillation run: the guided stage (optional), then the halving chain
+teacher_steps → ⌈teacher_steps/2⌉ → … → target_steps. The one list of stages: the runner, the
+dry run, the records and the reports all take it from here."""
 
 from __future__ import annotations
 
@@ -9,11 +11,24 @@ from .schedules import halving_chain
 
 @dataclass(frozen=True)
 class Stage:
-    """One distillation stage: a student with ``student_steps`` learns two teacher steps per step."""
+    """One distillation stage. ``progressive``: a student with ``student_steps`` sampling steps
+    learns two teacher steps per step. ``guided`` (stage 0, Meng et al. 2023): a w-conditioned
+    student learns the classifier-free-guided teacher at every t (same sampling step count)."""
 
     index: int
     teacher_steps: int
     student_steps: int
+    mode: str = "progressive"
+
+    @property
+    def folder_name(self) -> str:
+        """The stage's folder in the run (its export) and in ``checkpoints/``."""
+        return f"stage{self.index:02d}_{'guided_' if self.mode == 'guided' else ''}{self.student_steps}steps"
+
+    def describe(self) -> str:
+        if self.mode == "guided":
+            return "guidance → w-conditioned student"
+        return f"{self.teacher_steps} → {self.student_steps} steps"
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,7 @@ class DistillationPlan:
 
     teacher_steps: int
     target_steps: int
+    guided: bool = False  # stage 0 folds classifier-free guidance into a w-conditioned student
 
     def __post_init__(self) -> None:
         for name in ("teacher_steps", "target_steps"):
@@ -40,18 +56,24 @@ class DistillationPlan:
             )
 
     @property
-    def stages(self) -> list[Stage]:
-        """The stages in order; empty when target_steps == teacher_steps."""
+    def halvings(self) -> list[Stage]:
+        """The progressive stages in order (indices from 1); empty when target_steps == teacher_steps."""
         chain = halving_chain(self.teacher_steps)
         chain = chain[: chain.index(self.target_steps) + 1]
         return [Stage(k + 1, a, b) for k, (a, b) in enumerate(zip(chain[:-1], chain[1:], strict=True))]
 
     @property
+    def stages(self) -> list[Stage]:
+        """Every stage in order: the guided stage 0 (when ``guided``), then the halvings."""
+        guided = [Stage(0, self.teacher_steps, self.teacher_steps, "guided")] if self.guided else []
+        return guided + self.halvings
+
+    @property
     def step_counts(self) -> list[int]:
         """[teacher_steps, …, target_steps]."""
-        return [self.teacher_steps] + [s.student_steps for s in self.stages]
+        return [self.teacher_steps] + [s.student_steps for s in self.halvings]
 
     def describe(self) -> str:
-        """One line, e.g. ``200 → 100 → 50 → 25 (3 stages)``."""
-        n = len(self.stages)
+        """One line of the halvings, e.g. ``200 → 100 → 50 → 25 (3 stages)``."""
+        n = len(self.halvings)
         return " → ".join(map(str, self.step_counts)) + f" ({n} stage{'s' if n != 1 else ''})"

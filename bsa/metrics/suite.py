@@ -81,21 +81,3 @@ def score(
         out.update({f"acc_{k}": v for k, v in acc.items()})
         out["acc_mean"] = sum(acc.values()) / len(acc)
     return out
-
-
-def build_suite(cfg, device: str) -> EvaluationSuite:
-    """The suite ``cfg.eval`` asks for; a backbone whose weights are missing is an error naming the file."""
-    from bsa.metrics.backbones import FadLibraryBackbone, LaionClap
-    from bsa.models.assets import resolve_model_path
-    from bsa.models.evaluator import AudioEvaluator
-
-    e = cfg.eval
-    evaluator = AudioEvaluator.from_pretrained(
-        resolve_model_path(cfg.models.evaluator), low_cpu_mem_usage=False
-    )
-    suite = EvaluationSuite(EmbeddedBackbone(evaluator.eval().to(device)))
-    if e.fad_backbone != "embedded":
-        suite.fad = FadLibraryBackbone(e.fad_backbone, e.backbone_dir)
-    if e.clap_checkpoint:
-        suite.clap = LaionClap(e.clap_checkpoint)
-    return suite

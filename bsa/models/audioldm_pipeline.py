@@ -16,7 +16,7 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 
 from bsa.diffusion import audioldm_schedule, sample
 from bsa.models.denoiser import Denoiser
-from bsa.models.export import stage_grid
+from bsa.models.stages import stage_grid
 
 
 class DistilledAudioLDMPipeline(AudioLDMPipeline):

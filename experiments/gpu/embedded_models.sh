@@ -33,7 +33,7 @@ for step in "$@"; do
     cache) run cache 150 python3 -m bsa.cli.cache $EXP $TE || exit 1 ;;
     teacher) run teacher 450 python3 -m bsa.cli.train teacher $EXP $TE train.teacher.out=$A/teacher && trained+=(teacher) ;;
     eval) ev=(); [ -d $A/evaluator ] && ev=(models.evaluator=$A/evaluator)
-          run eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval models.teacher=$A/teacher "${ev[@]}" \
+          run eval 150 python3 -m bsa.cli.evaluate $EXP $TE eval.out=$OUT/eval eval.model=$A/teacher "${ev[@]}" \
             && cp "$OUT/eval/metrics.json" "$OUT/metrics.json" ;;
     distill) run distill 470 python3 -m bsa.cli.distill $EXP $TE distill.target_steps=${STEPS:-25} paths.output_root=runs/distill \
                ${DISTILL_ARGS:-} && cp runs/distill/*/summary.md runs/distill/*/summary.json "$OUT"/ \

@@ -44,6 +44,13 @@ FINGERPRINT_KEYS = (
 )
 
 
+def run_name(cfg) -> str:
+    """The run's folder under ``paths.output_root``: ``distill.run_name``, else
+    ``<preset>-<weighting>-seed<seed>``. The same name resumes the run."""
+    d = cfg.distill
+    return d.run_name or f"{cfg.preset}-{d.weighting}-seed{cfg.trainer.seed}"
+
+
 class RunMismatchError(ValueError):
     """A run folder was made with other settings than the ones given now."""
 

@@ -1,0 +1,301 @@
+"""Benchmarks (``bsa bench --out runs/bench.json``): sampling speed of the teacher against its
+students, and distillation-step throughput, side by side in one run (GPU for absolute numbers).
+
+Models: the embedded teacher's architecture (3.2 M, latents 8×64×16) and an AudioLDM-s-sized UNet
+(185 M, latents 8×256×16 = 10.24 s), random weights (speed does not depend on them). Sampling
+times cover the denoising loop only (VAE and vocoder excluded), bf16 autocast, eager mode.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+AUDIOLDM_S = dict(
+    sample_size=[256, 16],
+    in_channels=8,
+    out_channels=8,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    block_out_channels=[128, 256, 384, 640],
+    layers_per_block=2,
+    cross_attention_dim=[128, 256, 384, 640],
+    attention_head_dim=8,
+    class_embed_type="simple_projection",
+    projection_class_embeddings_input_dim=512,
+    class_embeddings_concat=True,
+)
+
+
+def _models():
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.unet import load_unet
+
+    embedded = dict(load_unet(resolve_model_path("embedded:teacher")).config)
+    return {"embedded (3.2 M)": embedded, "AudioLDM-s-sized (185 M)": AUDIOLDM_S}
+
+
+def _timed(fn, device, repeats: int) -> float:
+    import torch
+
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), repeats=2) -> list[dict]:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from bsa.diffusion import audioldm_schedule, sample, step_grid
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.unet import with_guidance_input
+
+    schedule, rows = audioldm_schedule(), []
+    for name, cfg in _models().items():
+        teacher_unet = UNet2DConditionModel(**cfg).to(device).eval()
+        teacher = Denoiser(teacher_unet, schedule)
+        student = Denoiser(with_guidance_input(teacher_unet).to(device).eval(), schedule)
+        dim, shape = cfg["projection_class_embeddings_input_dim"], (cfg["in_channels"], *cfg["sample_size"])
+        for b in batches:
+            noise = torch.randn(b, *shape, device=device)
+            text, null = torch.randn(b, dim, device=device), torch.zeros(dim, device=device)
+            w = torch.full((b,), 2.5, device=device)
+
+            def run(model, steps, guided, noise=noise, text=text, null=null, w=w):
+                grid = step_grid(steps).to(device)
+
+                def go():
+                    with (
+                        torch.no_grad(),
+                        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
+                    ):
+                        if guided:
+                            sample(
+                                model, noise, grid, schedule, cond=text, null_cond=null, guidance_scale=2.5
+                            )
+                        else:
+                            sample(lambda z_, t_: model(z_, t_, text, w), noise, grid, schedule)
+
+                return go
+
+            t_teacher = _timed(run(teacher, 200, True), device, repeats)
+            rows.append(
+                {
+                    "model": name,
+                    "batch": b,
+                    "sampler": "teacher, 200 steps + CFG",
+                    "network_calls": 400,
+                    "seconds_per_clip": t_teacher / b,
+                    "speedup": 1.0,
+                }
+            )
+            for n in students:
+                t = _timed(run(student, n, False), device, repeats)
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": b,
+                        "sampler": f"student, {n} steps",
+                        "network_calls": n,
+                        "seconds_per_clip": t / b,
+                        "speedup": t_teacher / t,
+                    }
+                )
+            print(json.dumps(rows[-1]), flush=True)
+        del teacher_unet, teacher, student
+    return rows
+
+
+COMBOS = ("fp32", "tf32", "bf16", "bf16+cl", "fp32+compile", "bf16+compile")
+"""Training settings measured by default: precision (fp32; tf32 = fp32 with TF32 matmuls,
+``trainer.matmul_precision=high``; bf16 autocast), channels_last (cl) and torch.compile of the
+denoiser calls (``trainer.compile``: DistillationModule's compiled calls). AdamW is fused unless
+``+foreach`` asks for the multi-tensor kernel (what ``bsa distill`` uses: Lightning refuses a fused
+AdamW with gradient clipping under mixed precision)."""
+
+
+def parse_combo(combo: str) -> dict:
+    parts = combo.split("+")
+    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {"cl", "compile", "foreach"}:
+        raise ValueError(
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +foreach"
+        )
+    return {
+        "bf16": parts[0] == "bf16",
+        "tf32": parts[0] == "tf32",
+        "channels_last": "cl" in parts,
+        "compile": "compile" in parts,
+        "fused_adamw": "foreach" not in parts,
+    }
+
+
+def bench_training(
+    device,
+    steps: int = 10,
+    models: dict | None = None,
+    batches=(128, 16),
+    combos=COMBOS,
+    compile_backend: str = "inductor",
+) -> list[dict]:
+    """Distillation-step throughput (samples/s): one progressive step = 2 teacher calls (w-conditioned)
+    + student forward/backward + AdamW, for each combination (``COMBOS``). ``warmup_s`` is the
+    time of the first 3 steps: torch.compile's compilation is paid there, once per stage."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from bsa.diffusion import audioldm_schedule
+    from bsa.lit.distill import DistillationModule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.unet import with_guidance_input
+
+    schedule, rows, flops = audioldm_schedule(), [], {}
+    for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
+        for combo_name in combos:
+            c = parse_combo(combo_name)
+            torch.set_float32_matmul_precision("high" if c["tf32"] else "highest")
+            torch.manual_seed(0)
+            unet = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
+            student = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
+            if c["channels_last"]:
+                unet, student = (
+                    unet.to(memory_format=torch.channels_last),
+                    student.to(memory_format=torch.channels_last),
+                )
+            torch._dynamo.reset()  # each combination compiles from scratch, as a fresh stage would
+            m = DistillationModule(
+                Denoiser(unet, schedule),
+                Denoiser(student, schedule),
+                torch.zeros(cfg["projection_class_embeddings_input_dim"]),
+                mode="progressive",
+                student_steps=50,
+                compile={"mode": None, "backend": compile_backend} if c["compile"] else None,
+            ).to(device)
+            fused = c["fused_adamw"] and device.type == "cuda"
+            opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=fused or None, foreach=not fused)
+            shape = (batch, cfg["in_channels"], *cfg["sample_size"])
+            lat = torch.randn(shape, device=device)
+            if c["channels_last"]:
+                lat = lat.to(memory_format=torch.channels_last)
+            text = torch.randn(batch, cfg["projection_class_embeddings_input_dim"], device=device)
+
+            def step(m=m, opt=opt, lat=lat, text=text, bf16=c["bf16"]):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss, _ = m.distillation_loss(lat, text)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            combo = {"model": name, "batch": batch, "combo": combo_name, **c}
+            try:
+                start = time.perf_counter()
+                for _ in range(3):
+                    step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                warmup = time.perf_counter() - start
+                t = _timed(lambda: [step() for _ in range(steps)], device, 1) / steps
+                key = (name, batch)
+                if key not in flops and not c["compile"]:  # model FLOPs of one step, counted once per model
+                    from torch.utils.flop_counter import FlopCounterMode
+
+                    with FlopCounterMode(display=False) as counter:
+                        step()
+                    flops[key] = counter.get_total_flops()
+                row = {**combo, "samples_per_s": batch / t, "step_ms": 1000 * t, "warmup_s": warmup}
+                if key in flops:
+                    row["tflops_per_s"] = flops[key] / t / 1e12
+                    row["mfu_bf16_peak"] = flops[key] / t / peak_flops(device)
+                rows.append(row)
+            except Exception as e:  # a failing combination is reported, not hidden
+                rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            print(json.dumps(rows[-1]), flush=True)
+            del m, unet, student, opt
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    torch.set_float32_matmul_precision("highest")
+    return rows
+
+
+def peak_flops(device) -> float:
+    """Dense bf16 tensor-core peak of the GPU (the MFU denominator): H100/H200 SXM 989 TFLOP/s."""
+    import torch
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return 989e12 if ("H100" in name or "H200" in name) else float("nan")
+
+
+def bench_loading(cfg_items: list[str], batch: int, batches: int = 200) -> dict:
+    """Batches/s of the real latent stream (LatentDataModule, its worker processes) without a
+    model: compared with the training step rate it says whether loading can starve the GPU."""
+    from bsa.config import load_config
+    from bsa.data.datamodule import LatentDataModule
+    from bsa.experiment.build import build_expected_identity
+
+    files = [i for i in cfg_items if "=" not in i]
+    cfg = load_config(files, [i for i in cfg_items if "=" in i])
+    dm = LatentDataModule(
+        cfg.data.cache_dir,
+        batch,
+        expected=build_expected_identity(cfg),
+        num_workers=min(cfg.data.num_workers, 4),
+        seed=0,
+    )
+    dm.setup()
+    it = iter(dm.train_dataloader())
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    seconds = time.perf_counter() - start
+    return {
+        "batch": batch,
+        "workers": min(cfg.data.num_workers, 4),
+        "batches_per_s": batches / seconds,
+        "samples_per_s": batches * batch / seconds,
+    }
+
+
+def run_bench(
+    out: str | Path, what: str, combos: list[str], models: set[str], batch_185m: int, config: list[str]
+) -> dict:
+    """Run the benchmarks ``what`` asks for (all | sampling | training | loading), writing ``out``
+    after each part (device, torch version and date inside); returns the result."""
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if what in ("all", "sampling"):
+        result["sampling"] = bench_sampling(device)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    if what in ("all", "training"):
+        chosen, batches = [], []
+        for (name, cfg), batch, key in zip(
+            _models().items(), (128, batch_185m), ("embedded", "185m"), strict=True
+        ):
+            if key in models:
+                chosen.append((name, cfg))
+                batches.append(batch)
+        result["training"] = bench_training(device, models=dict(chosen), batches=batches, combos=combos)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    if what in ("all", "loading"):
+        result["loading"] = bench_loading(config, batch=128)
+        print(json.dumps(result["loading"]), flush=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return result

@@ -1,0 +1,156 @@
+"""From a config to the objects that do the work: the device, the Trainer, loggers, models, the
+latent cache's expected identity, the data module, the evaluation suite."""
+
+from __future__ import annotations
+
+from bsa.config import BsaConfig
+
+
+def torch_device(cfg: BsaConfig) -> str:
+    """ "cuda" when a GPU is there and the config does not ask for the CPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+
+
+def world_size(cfg: BsaConfig) -> int:
+    """Ranks the config asks for (devices × nodes; 1 for "auto"/lists of devices it cannot count)."""
+    t = cfg.trainer
+    return (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
+
+
+def lightning_trainer(cfg: BsaConfig, **kwargs):
+    """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision and
+    logging interval (plus ``kwargs``); sets the process's float32 matmul precision first."""
+    import lightning.pytorch as pl
+    import torch
+
+    t = cfg.trainer
+    torch.set_float32_matmul_precision(t.matmul_precision)
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        log_every_n_steps=t.log_every_n_steps,
+        **kwargs,
+    )
+
+
+def load_denoiser(cfg: BsaConfig, model: str):
+    """The Denoiser of ``model`` (a path, ``embedded:<name>``, or an exported stage folder, whose
+    ``unet/`` is taken) on the config's schedule and parameterisation."""
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.export import is_stage_folder
+    from bsa.models.unet import load_unet
+
+    path = resolve_model_path(model)
+    unet = load_unet(path / "unet" if is_stage_folder(path) else path)
+    return Denoiser(unet, cfg.schedule.build(), cfg.schedule.prediction_type)
+
+
+def wandb_mode(configured: str) -> str:
+    """``auto``: online when the user is logged in (WANDB_API_KEY, or api.wandb.ai in ~/.netrc), else offline.
+    An explicit WANDB_MODE in the environment wins over the config."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if configured != "auto":
+        return configured
+    netrc = Path.home() / ".netrc"
+    logged_in = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    )
+    return "online" if logged_in else "offline"
+
+
+def wandb_logger(cfg: BsaConfig, run: str, stage):
+    """One W&B run per stage, grouped by ``logging.wandb_group`` (a comparison) or the distillation run."""
+    import os
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from bsa.config import to_yaml
+
+    os.environ["WANDB_MODE"] = wandb_mode(cfg.logging.wandb_mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbLogger(
+        project=cfg.logging.wandb_project,
+        group=cfg.logging.wandb_group or run,
+        job_type=f"stage{stage.index}",
+        name=f"{run}-s{stage.index}-{stage.student_steps}steps",
+        save_dir=str(cfg.paths.output_root),
+        config={
+            "resolved": to_yaml(cfg),
+            "stage": stage.index,
+            "student_steps": stage.student_steps,
+            "weighting": cfg.distill.weighting,
+            "seed": cfg.trainer.seed,
+        },
+    )
+
+
+def cache_identity(cfg: BsaConfig, vae, text_encoder):
+    """The identity of a latent cache built from ``cfg.data`` with these models."""
+    from bsa.audio import MelParams, num_samples_for
+    from bsa.data.manifest import CacheIdentity
+    from bsa.models.autoencoder import latent_shape, vae_identity
+
+    mel = MelParams()
+    frames = mel.frames(num_samples_for(cfg.data.clip_seconds, mel.sample_rate))
+    return CacheIdentity(
+        mel=mel.as_dict(),
+        clip_seconds=cfg.data.clip_seconds,
+        vae=vae_identity(vae, cfg.models.vae),
+        text_encoder=text_encoder.identity,
+        latent_shape=latent_shape(vae, frames, mel.n_mels),
+    )
+
+
+def build_expected_identity(cfg: BsaConfig):
+    """The identity a cache must have for the configured VAE and text encoder."""
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.autoencoder import load_vae
+    from bsa.models.text import load_text_encoder
+
+    return cache_identity(
+        cfg, load_vae(resolve_model_path(cfg.models.vae)), load_text_encoder(cfg.models.text_encoder)
+    )
+
+
+def latent_datamodule(cfg: BsaConfig, batch_size: int, num_workers: int | None = None):
+    """The LatentDataModule of ``cfg.data.cache_dir``, checked against the configured models."""
+    from bsa.data.datamodule import LatentDataModule
+
+    dm = LatentDataModule(
+        cfg.data.cache_dir,
+        batch_size,
+        expected=build_expected_identity(cfg),
+        num_workers=min(cfg.data.num_workers, 4) if num_workers is None else num_workers,
+        seed=cfg.trainer.seed,
+    )
+    dm.setup()
+    return dm
+
+
+def build_suite(cfg: BsaConfig, device: str):
+    """The evaluation suite ``cfg.eval`` asks for; a backbone whose weights are missing is an error
+    naming the file."""
+    from bsa.metrics.backbones import FadLibraryBackbone, LaionClap
+    from bsa.metrics.suite import EmbeddedBackbone, EvaluationSuite
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.evaluator import AudioEvaluator
+
+    e = cfg.eval
+    evaluator = AudioEvaluator.from_pretrained(
+        resolve_model_path(cfg.models.evaluator), low_cpu_mem_usage=False
+    )
+    suite = EvaluationSuite(EmbeddedBackbone(evaluator.eval().to(device)))
+    if e.fad_backbone != "embedded":
+        suite.fad = FadLibraryBackbone(e.fad_backbone, e.backbone_dir)
+    if e.clap_checkpoint:
+        suite.clap = LaionClap(e.clap_checkpoint)
+    return suite

@@ -1,0 +1,131 @@
+"""The comparison runner: ``bsa compare experiments/embedded-gpu.yaml distill.target_steps=25 compare.seeds=[0,1,2]``.
+
+Compare loss weightings: for each seed, one shared guided stage (the w-conditioned teacher), then
+one progressive distillation per weighting from it — same teacher, same data order, same steps —
+each stage scored by the evaluation callback against the real clips and the CFG teacher. W&B
+groups every stage run under the comparison id. Finally results.json / results.md (mean ± std
+over seeds per weighting and step count) and the dashboard (``bsa.report.dashboard``).
+Runs are separate processes (``compare.parallel`` at once); running the same command again
+skips finished runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bsa.config import BsaConfig
+from bsa.experiment.distill import EXIT_UNFINISHED
+
+
+def compare_id(cfg: BsaConfig) -> str:
+    return cfg.compare.id or f"{cfg.preset}-{cfg.distill.target_steps}steps"
+
+
+def compare_dir(cfg: BsaConfig) -> Path:
+    return Path(cfg.paths.output_root) / "compare" / compare_id(cfg)
+
+
+def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
+    """Waves of runs: [guided stage per seed], then [every (weighting, seed)]. Each run is
+    ``{"name", "overrides"}``; ``overrides`` go after the user's own."""
+    c, d = cfg.compare, cfg.distill
+    cid, out = compare_id(cfg), compare_dir(cfg)
+    common = [
+        f"paths.output_root={out}",
+        f"logging.wandb_group={cid}",
+        f"distill.reference_teacher={cfg.models.teacher}",
+        f"eval.reference_cache={out / 'reference_teacher.safetensors'}",  # the teacher is scored once, not once per run
+    ]
+    first, second = [], []
+    for seed in c.seeds:
+        start = cfg.models.teacher
+        if d.guided_stage:
+            name = f"guided-seed{seed}"
+            first.append(
+                {
+                    "name": name,
+                    "overrides": [
+                        *common,
+                        f"distill.run_name={name}",
+                        f"trainer.seed={seed}",
+                        f"distill.target_steps={d.teacher_steps}",
+                    ],
+                }
+            )
+            start = str(out / name / f"stage00_guided_{d.teacher_steps}steps")
+        for w in c.weightings:
+            name = f"{w}-seed{seed}"
+            second.append(
+                {
+                    "name": name,
+                    "overrides": [
+                        *common,
+                        f"distill.run_name={name}",
+                        f"trainer.seed={seed}",
+                        f"distill.weighting={w}",
+                        f"models.teacher={start}",
+                        "distill.guided_stage=false",
+                    ],
+                }
+            )
+    return [wave for wave in (first, second) if wave]
+
+
+def _run_wave(
+    runs: list[dict], files: list[str], overrides: list[str], parallel: int, out: Path
+) -> list[str]:
+    """Run ``bsa.cli.distill`` for each run, ``parallel`` at a time; returns the names that failed."""
+    pending, active, failed = list(runs), [], []
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    while pending or active:
+        while pending and len(active) < parallel:
+            run = pending.pop(0)
+            log = open(out / "logs" / f"{run['name']}.log", "a")
+            argv = [sys.executable, "-m", "bsa.cli.distill", *files, *overrides, *run["overrides"]]
+            print(f"[compare] start {run['name']} (log: {log.name})", flush=True)
+            active.append((run, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(1.0)
+        for item in list(active):
+            run, proc, log = item
+            if proc.poll() is not None:
+                active.remove(item)
+                log.close()
+                status = (
+                    "done"
+                    if proc.returncode == 0
+                    else "unfinished (stopped by distill.stop_after: run again to continue)"
+                    if proc.returncode == EXIT_UNFINISHED
+                    else f"FAILED (exit {proc.returncode}, see {log.name})"
+                )
+                print(f"[compare] {run['name']}: {status}", flush=True)
+                if proc.returncode:
+                    failed.append(run["name"])
+    return failed
+
+
+def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tuple[Path, list[str]]:
+    """Run every wave (each run a ``bsa distill`` process), then write results.json, results.md and
+    the dashboard. Returns the comparison folder and the runs that failed (then nothing is written)."""
+    from bsa.report.dashboard import build_dashboard
+    from bsa.report.records import comparison_rows
+    from bsa.report.tables import aggregate, format_results
+
+    out = compare_dir(cfg)
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    for wave in planned_runs(cfg, overrides):
+        failed = _run_wave(wave, files, overrides, cfg.compare.parallel, out)
+        if failed:
+            return out, failed
+    rows = comparison_rows(out)
+    config = {"weightings": list(cfg.compare.weightings), "seeds": list(cfg.compare.seeds)}
+    (out / "results.json").write_text(json.dumps({"rows": rows, "config": config}, indent=1) + "\n")
+    text = format_results(cfg, aggregate(rows), (time.time() - start) / 60, compare_id(cfg))
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+    print(f"dashboard: {build_dashboard(out, cfg)}")
+    return out, []

@@ -1,0 +1,219 @@
+"""Evaluation and generation with any model folder (``eval.model``: a teacher or an exported stage).
+
+``evaluate_model`` generates the evaluation set's captions with the model at eval.steps and scores FAD (against the
+real clips), IS, CLAP score and attribute accuracy with the embedded evaluator; with
+eval.baselines also the real clips (ceiling), their VAE + vocoder reconstruction, and real clips
+scored against shuffled captions (the floor of a model that ignores its caption). Writes
+eval.out/metrics.json and appends to eval.out/metrics.csv (``write_evaluation``).
+``generate_clips``: captions in, wav files out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+from bsa.config import BsaConfig
+from bsa.experiment.build import torch_device
+
+
+def model_in_use(cfg: BsaConfig) -> str:
+    """The model `bsa generate` and `bsa evaluate` sample: ``eval.model``, else ``models.teacher``."""
+    return cfg.eval.model or cfg.models.teacher
+
+
+def load_pipeline(cfg: BsaConfig, device: str):
+    import torch
+
+    from bsa.models.assets import resolve_model_path
+    from bsa.models.autoencoder import load_vae
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.pipeline import TextToAudio
+    from bsa.models.text import load_text_encoder
+    from bsa.models.unet import load_unet
+    from bsa.models.vocoder import load_vocoder
+
+    s = cfg.schedule
+    schedule = s.build()
+    text = load_text_encoder(cfg.models.text_encoder)
+    vae = load_vae(resolve_model_path(cfg.models.vae))
+    from bsa.models.export import is_stage_folder, read_stage
+
+    model_path = resolve_model_path(model_in_use(cfg))
+    base_steps, stage = cfg.distill.teacher_steps, None
+    if is_stage_folder(model_path):  # an exported distillation stage: its own unet/, vae/ and grid
+        stage = read_stage(model_path)
+        base_steps = stage.get("base_steps", base_steps)
+        vae, model_path = load_vae(model_path / "vae"), model_path / "unet"
+    unet = load_unet(model_path).eval().requires_grad_(False)
+    null = text([""])[0].float()
+    pipe = TextToAudio(
+        Denoiser(unet, schedule, s.prediction_type),
+        vae,
+        load_vocoder(cfg.models.vocoder),
+        text,
+        null,
+        base_steps,
+        stage,
+    )
+    return pipe.to(device), torch.device(device)
+
+
+def teacher_reference(cfg: BsaConfig) -> str | None:
+    """The model whose outputs "FAD vs teacher" compares with: distill.reference_teacher, else the
+    shipped embedded teacher for the embedded data set; None when that is the model being scored
+    at the teacher's own step count (or there is no teacher to compare with)."""
+    from bsa.models.assets import resolve_model_path
+
+    ref = cfg.distill.reference_teacher or ("embedded:teacher" if cfg.data.dataset == "embedded" else "")
+    if not ref:
+        return None
+    try:
+        same = resolve_model_path(ref).resolve() == resolve_model_path(model_in_use(cfg)).resolve()
+    except (FileNotFoundError, OSError):
+        return None
+    return None if same and cfg.eval.steps == cfg.distill.teacher_steps else ref
+
+
+def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
+    """(protocol, results): the model in use at eval.steps and, with eval.baselines, the real clips,
+    their reconstruction and the shuffled-caption floor, scored on eval.num_clips captions."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from bsa.audio import load_clip, log_mel, num_samples_for
+    from bsa.data.audiocaps import read_caption_csv, resolve_audio
+    from bsa.data.embedded import LABELS
+    from bsa.diffusion import network_calls
+    from bsa.experiment.build import build_suite
+    from bsa.metrics.suite import score, stats_of
+    from bsa.models.autoencoder import encode_mel
+
+    e = cfg.eval
+    root = Path(cfg.data.root)
+    device = torch_device(cfg)
+    pipe, dev = load_pipeline(cfg, device)
+    backbone = build_suite(cfg, device)
+
+    rows, _ = read_caption_csv(root / f"{e.split}.csv")
+    rows = rows[: e.num_clips]
+    n = num_samples_for(cfg.data.clip_seconds)
+    real = torch.stack([load_clip(resolve_audio(root / "audio" / e.split, r), 16000, n).wave for r in rows])
+    captions = [r.caption for r in rows]
+    text_emb = pipe.text_encoder(captions).float().cpu()
+    text_joint = backbone.text_joint(text_emb, captions)
+    has_labels = all(k in rows[0].extra for k in LABELS)
+    targets = (
+        {k: torch.tensor([LABELS[k].index(r.extra[k]) for r in rows]) for k in LABELS} if has_labels else None
+    )
+    real_features = backbone.features(real)
+    refs = {"real": stats_of(real_features)}
+    seeds = [e.seed + i for i in range(len(rows))]
+    reference = teacher_reference(cfg)
+    if reference is not None:  # FAD against the teacher's outputs for the same captions and seeds
+        from dataclasses import replace
+
+        from bsa.experiment.build import load_denoiser
+
+        teacher_pipe = replace(pipe, denoiser=load_denoiser(cfg, reference).eval())
+        teacher_pipe.denoiser.to(dev)
+        steps = cfg.distill.teacher_steps
+        ref_waves = [
+            teacher_pipe.waveforms(
+                teacher_pipe.latents(
+                    text_emb[i : i + e.batch_size], seeds[i : i + e.batch_size], steps, e.guidance_scale
+                )
+            )
+            for i in tqdm(range(0, len(rows), e.batch_size), desc=f"teacher reference at {steps} steps")
+        ]
+        refs["teacher"] = stats_of(backbone.features(torch.cat(ref_waves)))
+    results = {}
+    if e.baselines:
+        results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
+        with torch.no_grad():
+            recon = torch.cat(
+                [
+                    pipe.waveforms(
+                        encode_mel(pipe.vae, log_mel(w.to(dev)).unsqueeze(1)) * pipe.vae.config.scaling_factor
+                    )
+                    for w in real.split(e.batch_size)
+                ]
+            )
+        results["real → VAE → vocoder"] = score(backbone, backbone.features(recon), text_joint, targets, refs)
+        perm = torch.roll(torch.arange(len(rows)), 1)  # a derangement: every clip gets another's caption
+        floor = score(
+            backbone,
+            real_features,
+            text_joint[perm],
+            {k: v[perm] for k, v in targets.items()} if targets else None,
+            refs,
+        )
+        floor.pop("fad_real")
+        results["shuffled captions (floor)"] = floor
+    start, waves = time.time(), []
+    for i in tqdm(range(0, len(rows), e.batch_size), desc=f"generating at {e.steps} steps"):
+        waves.append(
+            pipe.generate(
+                captions[i : i + e.batch_size], seeds[i : i + e.batch_size], e.steps, e.guidance_scale
+            )
+        )
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.time() - start
+    name = f"model @ {e.steps} steps"
+    results[name] = score(backbone, backbone.features(torch.cat(waves)), text_joint, targets, refs)
+    nfe = network_calls(e.steps, pipe.denoiser.takes_guidance, e.guidance_scale)
+    results[name].update({"nfe": nfe, "seconds_per_clip": seconds / len(rows)})
+    protocol = {
+        **backbone.protocol(),
+        "sample_rate": 16000,
+        "num_clips": len(rows),
+        "split": e.split,
+        "seeds": [seeds[0], seeds[-1]],
+        "guidance_scale": e.guidance_scale,
+        "model": model_in_use(cfg),
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    return protocol, results
+
+
+def write_evaluation(out: str | Path, protocol: dict, results: dict[str, dict[str, float]]) -> Path:
+    """metrics.json (this evaluation) and a row per result appended to metrics.csv."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({"protocol": protocol, "results": results}, indent=2) + "\n")
+    keys = sorted({k for r in results.values() for k in r})
+    new = not (out / "metrics.csv").exists()
+    with open(out / "metrics.csv", "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["row", *keys])
+        for row, r in results.items():
+            w.writerow([row, *[f"{r[k]:.4f}" if k in r else "" for k in keys]])
+    return out / "metrics.json"
+
+
+def generate_clips(
+    cfg: BsaConfig, captions: list[str], seed: int, steps: int, guidance: float, out: str | Path
+) -> Path:
+    """One wav per caption from the model in use (clip i from noise seed ``seed + i``) and a
+    captions.csv listing them; returns the folder."""
+    from bsa.audio import write_wav
+
+    pipe, _ = load_pipeline(cfg, torch_device(cfg))
+    seeds = [seed + i for i in range(len(captions))]
+    waves = pipe.generate(captions, seeds, steps, guidance)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "captions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "caption", "seed", "steps", "guidance_scale"])
+        for i, (caption, wave) in enumerate(zip(captions, waves, strict=True)):
+            name = f"{i:03d}_{re.sub(r'[^a-z0-9]+', '_', caption.lower()).strip('_')[:48]}.wav"
+            write_wav(out / name, wave, 16000)
+            w.writerow([name, caption, seeds[i], steps, guidance])
+    return out

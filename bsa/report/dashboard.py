@@ -1,0 +1,319 @@
+"""The static HTML dashboard of a weighting comparison (no server, no network, no script from
+elsewhere): metrics against sampling steps per weighting with seed error bars, the weighting
+curves w(log SNR), the loss curves, the results table, and for a few captions an audio player and
+a spectrogram per weighting and step count next to the teacher's. Plots are inline SVG; the clips
+(Ogg) and spectrograms (PNG) are copied next to the page, so the folder can be committed or moved.
+Every fact is read from the runs' records (run, weighting, seed, stage, mode; each run's config.yaml
+for its weighting's hyper-parameters), never from folder names.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import shutil
+from pathlib import Path
+
+from bsa.report.metrics import BY_KEY, QUALITY
+from bsa.report.records import comparison_records, comparison_rows, loss_curve, run_config
+from bsa.report.tables import aggregate
+
+PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 5, 10) if m * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    return [start + k * step for k in range(int((hi - start) / step + 1e-9) + 1)]
+
+
+def svg_plot(
+    series: list[tuple[str, list[tuple[float, float, float]]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+    hline: tuple[str, float] | None = None,
+    width: int = 480,
+    height: int = 300,
+) -> str:
+    """An inline SVG line plot: ``series`` = [(label, [(x, y, err), …])]; log axes in base 2 (x) / 10 (y)."""
+    fx = (lambda v: math.log2(v)) if logx else (lambda v: v)
+    fy = (lambda v: math.log10(max(v, 1e-12))) if logy else (lambda v: v)
+    pts = [(x, y, e) for _, s in series for x, y, e in s if y == y]
+    if not pts:
+        return f'<svg class="plot" width="{width}" height="{height}"><text x="10" y="20">{html.escape(title)}: no data</text></svg>'
+    ys = [fy(y - e) if logy and y - e > 0 else fy(y) for _, y, e in pts] + [fy(y + e) for _, y, e in pts]
+    if hline:
+        ys.append(fy(hline[1]))
+    x0, x1 = min(fx(x) for x, _, _ in pts), max(fx(x) for x, _, _ in pts)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    pad = 0.05 * (y1 - y0 or 1.0)
+    y0, y1 = y0 - pad, y1 + pad
+    L, R, T, B = 60, 130, 28, 42
+    W, H = width - L - R, height - T - B
+
+    def px(x):
+        return L + (fx(x) - x0) / (x1 - x0) * W
+
+    def py_t(t):
+        return T + (1 - (t - y0) / (y1 - y0)) * H
+
+    out = [
+        f'<svg class="plot" width="{width}" height="{height}" font-size="11">',
+        f'<text x="{L}" y="16" font-weight="bold">{html.escape(title)}</text>',
+        f'<rect x="{L}" y="{T}" width="{W}" height="{H}" fill="none" stroke="#999"/>',
+    ]
+    xt = sorted({x for x, _, _ in pts}) if logx else _ticks(x0, x1)
+    for x in xt:
+        X = px(x)
+        out.append(
+            f'<line x1="{X:.1f}" y1="{T + H}" x2="{X:.1f}" y2="{T + H + 4}" stroke="#999"/>'
+            f'<text x="{X:.1f}" y="{T + H + 15}" text-anchor="middle">{x:g}</text>'
+        )
+    for t in _ticks(y0, y1):
+        Y = py_t(t)
+        label = f"{10**t:.3g}" if logy else f"{t:.3g}"
+        out.append(
+            f'<line x1="{L - 4}" y1="{Y:.1f}" x2="{L + W}" y2="{Y:.1f}" stroke="#eee"/>'
+            f'<text x="{L - 6}" y="{Y + 4:.1f}" text-anchor="end">{label}</text>'
+        )
+    out.append(f'<text x="{L + W / 2}" y="{height - 6}" text-anchor="middle">{html.escape(xlabel)}</text>')
+    out.append(
+        f'<text x="14" y="{T + H / 2}" text-anchor="middle" transform="rotate(-90 14 {T + H / 2})">{html.escape(ylabel)}</text>'
+    )
+    if hline:
+        Y = py_t(fy(hline[1]))
+        out.append(
+            f'<line class="ref" x1="{L}" y1="{Y:.1f}" x2="{L + W}" y2="{Y:.1f}" stroke="#000" stroke-dasharray="5,4"/>'
+        )
+        out.append(f'<text x="{L + W + 6}" y="{Y + 4:.1f}">{html.escape(hline[0])}</text>')
+    for k, (label, s) in enumerate(series):
+        colour = PALETTE[k % len(PALETTE)]
+        s = sorted((p for p in s if p[1] == p[1]), key=lambda p: fx(p[0]))
+        if not s:
+            continue
+        path = " ".join(
+            f"{'M' if i == 0 else 'L'}{px(x):.1f},{py_t(fy(y)):.1f}" for i, (x, y, _) in enumerate(s)
+        )
+        out.append(f'<path class="series" d="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
+        for x, y, e in s:
+            X, Y = px(x), py_t(fy(y))
+            if e > 0:
+                lo = py_t(fy(y - e)) if not logy or y - e > 0 else T + H
+                out.append(
+                    f'<line x1="{X:.1f}" y1="{lo:.1f}" x2="{X:.1f}" y2="{py_t(fy(y + e)):.1f}" stroke="{colour}"/>'
+                )
+            out.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="2.5" fill="{colour}"/>')
+        ly = T + 12 + 15 * k
+        out.append(
+            f'<line x1="{L + W + 8}" y1="{ly - 4}" x2="{L + W + 24}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{L + W + 28}" y="{ly}">{html.escape(label)}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+RENDER_CHECK = """
+<script>
+// Render check (read by the test in headless Chromium): counts drawn plots, loaded images and audio.
+(function () {
+  const out = document.getElementById('render-check');
+  const audios = Array.from(document.querySelectorAll('audio'));
+  const state = {plots: 0, series: 0, images_ok: 0, images_failed: 0, audio_ok: 0, audio_failed: 0};
+  function report() { out.textContent = JSON.stringify(state); }
+  state.plots = document.querySelectorAll('svg.plot').length;
+  state.series = document.querySelectorAll('svg.plot path.series').length;
+  function images() {
+    state.images_ok = 0; state.images_failed = 0;
+    document.querySelectorAll('img').forEach(function (img) {
+      if (img.complete && img.naturalWidth > 0) state.images_ok++; else if (img.complete) state.images_failed++;
+    });
+  }
+  audios.forEach(function (a) {
+    a.addEventListener('loadedmetadata', function () { if (a.duration > 0) state.audio_ok++; images(); report(); });
+    a.addEventListener('error', function () { state.audio_failed++; images(); report(); });
+    a.load();
+  });
+  window.addEventListener('load', function () { images(); report(); });
+  images(); report();
+})();
+</script>
+"""
+
+
+def build_dashboard(out: Path, cfg) -> Path:
+    """Write ``out/dashboard/index.html`` (+ media) from the comparison folder ``out``. ``cfg``
+    gives only what to show (the weightings' order, the seeds' first, the audio step counts)."""
+    import torch
+
+    from bsa.diffusion import get_weighting
+
+    out = Path(out)
+    rows = comparison_rows(out)
+    if not rows:
+        raise FileNotFoundError(f"{out}: no evaluation records (eval.jsonl) — run `make compare` first")
+    table = aggregate(rows)
+    weightings = [w for w in cfg.compare.weightings if any(k[0] == w for k in table)]
+    records = comparison_records(out)
+    teacher_rec = next((r for r in records if r["mode"] == "teacher"), None)
+    teacher_steps = teacher_rec["steps"] if teacher_rec else cfg.distill.teacher_steps
+    seed0 = min(r["seed"] for r in rows)
+
+    def first_run(w: str) -> str | None:  # the run of weighting w and the first seed (its students)
+        return next(
+            (r["run"] for r in records if r["weighting"] == w and r["seed"] == seed0 and r["stage"] >= 1),
+            None,
+        )
+
+    page_dir = out / "dashboard"
+    media = page_dir / "media"
+    if media.exists():
+        shutil.rmtree(media)
+    media.mkdir(parents=True)
+    teacher = next((v for (w, _), v in table.items() if w == "teacher"), {})
+    parts = []
+    for metric in QUALITY:
+        label = {"fad_real": "FAD vs real clips", "fad_teacher": "FAD vs teacher outputs"}.get(
+            metric, BY_KEY[metric].title
+        )
+        series = [
+            (w, [(n, v[metric][0], v[metric][1]) for (ww, n), v in table.items() if ww == w and metric in v])
+            for w in weightings
+        ]
+        ref = (
+            (f"teacher @ {teacher_steps}", teacher[metric][0])
+            if metric in teacher and metric != "fad_teacher"
+            else None
+        )
+        parts.append(
+            svg_plot(
+                series, f"{label} vs sampling steps", "sampling steps (log₂)", label, logx=True, hline=ref
+            )
+        )
+        # the same plot as a standalone file (for READMEs and papers)
+        standalone = parts[-1].replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        (page_dir / f"{metric}.svg").write_text(standalone)
+    # the weighting curves on the 1000-step grid, with each run's own hyper-parameters
+    curves = []
+    for w in weightings:
+        run = first_run(w)
+        run_cfg = run_config(out / run) if run and (out / run / "config.yaml").is_file() else cfg
+        schedule = run_cfg.schedule.build()
+        snr = schedule.snr(torch.arange(schedule.num_train_timesteps)).float()
+        log_snr = snr.log()
+        d = run_cfg.distill
+        values = get_weighting(w, **d.weighting_kwargs_of(w))(snr)
+        curves.append(
+            (w, [(float(x), float(y), 0.0) for x, y in zip(log_snr[::10], values[::10], strict=True)])
+        )
+    parts.append(
+        svg_plot(curves, "loss weight w(λ) on the 1000-step grid", "log SNR λ", "w (x-space MSE)", logy=True)
+    )
+    losses = [(w, loss_curve(out / first_run(w)) if first_run(w) else []) for w in weightings]
+    parts.append(
+        svg_plot(
+            losses, f"training loss, all stages (seed {seed0})", "optimizer step", "weighted loss", logy=True
+        )
+    )
+
+    # table
+    steps = sorted({n for (w, n) in table if w in weightings}, reverse=True)
+    head = "".join(f"<th>{html.escape(w)}</th>" for w in weightings)
+    trs = []
+    for metric in QUALITY:
+        if metric in teacher:
+            trs.append(
+                f"<tr><td>{metric}</td><td>teacher @ {teacher_steps}</td>"
+                f"<td colspan='{len(weightings)}'>{teacher[metric][0]:.3f}</td></tr>"
+            )
+        for n in steps:
+            cells = "".join(f"<td>{_fmt(table.get((w, n), {}).get(metric))}</td>" for w in weightings)
+            trs.append(f"<tr><td>{metric}</td><td>{n}</td>{cells}</tr>")
+    table_html = f"<table><tr><th>metric</th><th>steps</th>{head}</tr>{''.join(trs)}</table>"
+
+    # audio: the teacher and, per weighting (first seed), the students at compare.audio_steps
+    show = [n for n in cfg.compare.audio_steps if n in steps] or steps[-1:]
+    audio_rows = []
+    if teacher_rec:
+        for i, sample in enumerate(teacher_rec["samples"]):
+            cells = [_media_cell(out, teacher_rec, i, media, "teacher")]
+            for w in weightings:
+                for n in show:
+                    rec = next(
+                        (
+                            r
+                            for r in records
+                            if r["weighting"] == w
+                            and r["seed"] == seed0
+                            and r["steps"] == n
+                            and r["stage"] >= 1
+                        ),
+                        None,
+                    )
+                    cells.append(_media_cell(out, rec, i, media, f"{w} @ {n}") if rec else "<td>–</td>")
+            audio_rows.append(
+                f"<tr><td class='cap'>{html.escape(sample['caption'])}</td>{''.join(cells)}</tr>"
+            )
+    heads = "<th>caption</th><th>teacher</th>" + "".join(
+        f"<th>{html.escape(w)} @ {n}</th>" for w in weightings for n in show
+    )
+    audio_html = f"<table class='audio'><tr>{heads}</tr>{''.join(audio_rows)}</table>"
+    protocol = teacher_rec["protocol"] if teacher_rec else {}
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>bsa — {html.escape(out.name)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+.plots {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
+td.cap {{ text-align: left; max-width: 220px; }}
+table.audio td {{ text-align: center; }}
+table.audio img {{ display: block; width: 200px; }}
+table.audio audio {{ width: 200px; }}
+</style></head><body>
+<h1>Loss weightings compared — {html.escape(out.name)}</h1>
+<p>{html.escape(cfg.distill.plan.describe())} from the {teacher_steps}-step CFG teacher; seeds {sorted({r["seed"] for r in rows})};
+{cfg.distill.steps_per_stage} optimizer steps per stage. Error bars: std over seeds.
+Protocol: {html.escape(", ".join(f"{k}={v}" for k, v in protocol.items()))}.</p>
+<div class="plots">{"".join(parts)}</div>
+<h2>Results</h2>{table_html}
+<h2>Listen</h2>{audio_html}
+<pre id="render-check">not rendered</pre>
+{RENDER_CHECK}
+</body></html>
+"""
+    path = page_dir / "index.html"
+    tmp = path.with_name("index.html.tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path
+
+
+def _fmt(v) -> str:
+    if not v:
+        return "–"
+    return f"{v[0]:.3f} ± {v[1]:.3f}" if v[2] > 1 else f"{v[0]:.3f}"
+
+
+def _media_cell(out: Path, rec: dict, i: int, media: Path, label: str) -> str:
+    if rec is None or i >= len(rec["samples"]):
+        return "<td>–</td>"
+    s = rec["samples"][i]
+    run_dir = out / rec["run"]
+    folder = media / rec["run"] / Path(s["audio"]).parent.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ("audio", "spectrogram"):
+        shutil.copy2(run_dir / s[key], folder / Path(s[key]).name)
+    rel = folder.relative_to(media.parent)
+    return (
+        f"<td><img src='{rel}/{Path(s['spectrogram']).name}' alt='{html.escape(label)}'>"
+        f"<audio controls preload='metadata' src='{rel}/{Path(s['audio']).name}'></audio></td>"
+    )

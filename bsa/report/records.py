@@ -1,0 +1,75 @@
+"""Reading the records a run leaves: ``eval.jsonl`` (one line per evaluation), the CSV logs and
+the resolved ``config.yaml``. A comparison is a folder of runs; each record says its own run,
+weighting, seed, stage and mode."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from bsa.durable import read_jsonl
+
+EVAL_LOG = "eval.jsonl"
+
+
+def final_records(path: str | Path) -> list[dict]:
+    """The final evaluation record of the teacher and of each stage in ``eval.jsonl`` (the latest
+    line of each wins: a resumed run may have scored a stage again), in stage order."""
+    latest: dict[int, dict] = {}
+    for rec in read_jsonl(path):
+        if rec.get("final", True):
+            latest[rec["stage"]] = rec
+    return [r for _, r in sorted(latest.items())]
+
+
+def has_final_record(run_dir: str | Path, stage: int, repair: bool = True) -> bool:
+    """Whether the run's ``eval.jsonl`` holds the final evaluation of ``stage``."""
+    return any(
+        r.get("stage") == stage and r.get("final", True) for r in read_jsonl(Path(run_dir) / EVAL_LOG, repair)
+    )
+
+
+def row_of(record: dict) -> dict:
+    """A record as a flat row: label, stage, steps and the metrics."""
+    return {"row": record["label"], "stage": record["stage"], **record["metrics"]}
+
+
+def read_eval_log(path: str | Path) -> list[dict]:
+    """:func:`final_records` as flat rows."""
+    return [row_of(r) for r in final_records(path)]
+
+
+def comparison_records(out: str | Path) -> list[dict]:
+    """Every final record of the runs under the comparison folder ``out``."""
+    return [r for log in sorted(Path(out).glob(f"*/{EVAL_LOG}")) for r in final_records(log)]
+
+
+def comparison_rows(out: str | Path) -> list[dict]:
+    """The final records of a comparison as rows with their run, weighting, mode and seed — all
+    read from the records themselves."""
+    return [
+        {"run": r["run"], "weighting": r["weighting"], "mode": r["mode"], "seed": r["seed"], **row_of(r)}
+        for r in comparison_records(out)
+    ]
+
+
+def loss_curve(run_dir: str | Path) -> list[tuple[float, float, float]]:
+    """train/loss against the optimizer step, the stages one after another."""
+    points, offset = [], 0
+    for log in sorted(Path(run_dir).glob("logs/stage*/metrics.csv")):
+        last = 0
+        with open(log) as f:
+            for row in csv.DictReader(f):
+                if row.get("train/loss"):
+                    step = int(row["step"])
+                    points.append((offset + step + 1, float(row["train/loss"]), 0.0))
+                    last = max(last, step + 1)
+        offset += last
+    return points
+
+
+def run_config(run_dir: str | Path):
+    """The resolved config a run was made with (its ``config.yaml``)."""
+    from bsa.config import load_config
+
+    return load_config([Path(run_dir) / "config.yaml"], [])
