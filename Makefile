@@ -19,7 +19,7 @@ PARALLEL ?= 1
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install chromium test lint data cache vae teacher evaluator text-embeddings generate evaluate distill-plan distill compare dashboard bench smoke
+.PHONY: help install chromium test lint data cache vae teacher evaluator vocoder text-embeddings generate evaluate distill-plan distill compare dashboard bench smoke
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n",$$1,$$2}'
@@ -65,6 +65,9 @@ teacher: install  ## Retrain the embedded teacher from scratch (needs `make cach
 
 evaluator: install  ## Retrain the embedded evaluator from scratch into bsa/assets/evaluator
 	$(PY) -m bsa.cli.train evaluator $(EXP) $(ARGS)
+
+vocoder: install  ## Train the embedded HiFi-GAN vocoder (SpeechT5HifiGan layout) into bsa/assets/vocoder
+	$(PY) -m bsa.cli.train vocoder $(EXP) $(ARGS)
 
 text-embeddings: install  ## MiniLM caption embeddings of the embedded set → .carry/ (for GPU machines)
 	$(PY) -m bsa.cli.text_embeddings $(EXP) $(ARGS)

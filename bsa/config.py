@@ -318,23 +318,44 @@ class EvaluatorTrainConfig:
 
 
 @dataclass
+class VocoderTrainConfig:
+    size: str = "embedded"  # bsa.models.vocoder.HIFIGAN_SIZES
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 2e-4
+    segment_seconds: float = 0.64  # random crops of the training clips (a multiple of the 10 ms hop)
+    max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
+    out: str = "bsa/assets/vocoder"
+
+
+@dataclass
 class TrainConfig:
     """Training the embedded models from scratch (`make vae teacher evaluator`)."""
 
     vae: VAETrainConfig = field(default_factory=VAETrainConfig)
     teacher: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
     evaluator: EvaluatorTrainConfig = field(default_factory=EvaluatorTrainConfig)
+    vocoder: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
     # optimizer steps between atomic checkpoints under <paths.output_root>/train-<model>/ (a killed
     # `make teacher` resumes from there; the shipped folder is written only once training is done)
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
-        for name in ("vae", "teacher", "evaluator"):
+        for name in ("vae", "teacher", "evaluator", "vocoder"):
             sub = getattr(self, name)
             _check(sub.steps >= 1 and sub.batch_size >= 1, f"train.{name}.steps/batch_size", "must be >= 1")
             _check(sub.lr > 0, f"train.{name}.lr", f"learning rate must be positive, got {sub.lr}")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         _check(self.vae.size in ("tiny", "embedded"), "train.vae.size", f"unknown {self.vae.size!r}")
+        _check(
+            self.vocoder.size in ("tiny", "embedded"), "train.vocoder.size", f"unknown {self.vocoder.size!r}"
+        )
+        _check(
+            round(self.vocoder.segment_seconds * 100) == self.vocoder.segment_seconds * 100
+            and self.vocoder.segment_seconds > 0,
+            "train.vocoder.segment_seconds",
+            "must be a positive multiple of 0.01 s (the mel hop)",
+        )
         _check(0 <= self.teacher.cond_drop_prob < 1, "train.teacher.cond_drop_prob", "must be in [0, 1)")
 
 

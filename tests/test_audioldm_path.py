@@ -216,5 +216,10 @@ def test_exported_4_step_student_of_a_200_step_base_samples_on_its_training_grid
     assert seen == trained
     seen.clear()
     with pytest.warns(UserWarning, match="distilled for 4 steps.*sampling it at 8 steps"):
-        pipe("a bell", num_inference_steps=8, audio_length_in_s=0.64, generator=torch.Generator().manual_seed(0))
+        pipe(
+            "a bell",
+            num_inference_steps=8,
+            audio_length_in_s=0.64,
+            generator=torch.Generator().manual_seed(0),
+        )
     assert seen == sampling_grid(8, 200).tolist()

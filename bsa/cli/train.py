@@ -1,4 +1,4 @@
-"""``bsa train {vae,teacher,evaluator} experiments/embedded-gpu.yaml [key=value ...]``
+"""``bsa train {vae,teacher,evaluator,vocoder} experiments/embedded-gpu.yaml [key=value ...]``
 
 Train an embedded model from scratch and write it in diffusers' ``save_pretrained`` layout to
 ``train.<model>.out`` (default ``bsa/assets/<model>``), with ``training.json``. Checkpointed under
@@ -14,7 +14,7 @@ import sys
 from bsa.cli.common import config_parser, run_with_config
 from bsa.config import BsaConfig
 
-MODELS = ("vae", "teacher", "evaluator")
+MODELS = ("vae", "teacher", "evaluator", "vocoder")
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:

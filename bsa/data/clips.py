@@ -20,6 +20,39 @@ class MelSplit:
     problems: list[RowProblem]
 
 
+@dataclass
+class WaveSplit:
+    waves: torch.Tensor  # [N, L] float32 at the mel front end's rate
+    rows: list  # the CaptionRows read
+    problems: list[RowProblem]
+
+
+def load_wave_split(
+    source: SplitSource,
+    clip_seconds: float,
+    sample_rate: int = MelParams().sample_rate,
+    limit: int | None = None,
+    progress: bool = True,
+) -> WaveSplit:
+    """Every readable clip of a split as waveforms; unreadable rows are returned as problems."""
+    from tqdm.auto import tqdm
+
+    rows, problems = read_caption_csv(source.csv)
+    rows = rows[:limit] if limit else rows
+    n = num_samples_for(clip_seconds, sample_rate)
+    waves, kept = [], []
+    for row in tqdm(rows, desc=f"reading {source.csv.name}", disable=not progress):
+        path = resolve_audio(source.audio_dir, row)
+        try:
+            waves.append(load_clip(path, sample_rate, n).wave)
+            kept.append(row)
+        except AudioError as e:
+            problems.append(
+                RowProblem(str(source.csv), row.line, row.audiocap_id, str(path), "skipped", str(e))
+            )
+    return WaveSplit(torch.stack(waves) if waves else torch.zeros(0, n), kept, problems)
+
+
 def load_mel_split(
     source: SplitSource,
     clip_seconds: float,
@@ -28,26 +61,17 @@ def load_mel_split(
     progress: bool = True,
 ) -> MelSplit:
     """Every readable clip of a split as log-mels; unreadable rows are returned as problems."""
-    from tqdm.auto import tqdm
-
-    rows, problems = read_caption_csv(source.csv)
-    rows = rows[:limit] if limit else rows
-    n = num_samples_for(clip_seconds, mel.sample_rate)
-    waves, kept = [], []
-    for row in tqdm(rows, desc=f"reading {source.csv.name}", disable=not progress):
-        path = resolve_audio(source.audio_dir, row)
-        try:
-            waves.append(load_clip(path, mel.sample_rate, n).wave)
-            kept.append(row)
-        except AudioError as e:
-            problems.append(
-                RowProblem(str(source.csv), row.line, row.audiocap_id, str(path), "skipped", str(e))
-            )
+    split = load_wave_split(source, clip_seconds, mel.sample_rate, limit, progress)
+    waves, kept = split.waves, split.rows
     mels = (
-        torch.cat([log_mel(torch.stack(waves[i : i + 256]), mel) for i in range(0, len(waves), 256)])
-        if waves
-        else torch.zeros(0, mel.frames(n), mel.n_mels)
+        torch.cat([log_mel(waves[i : i + 256], mel) for i in range(0, len(waves), 256)])
+        if len(waves)
+        else torch.zeros(0, mel.frames(waves.shape[-1]), mel.n_mels)
     )
     return MelSplit(
-        mels, [r.caption for r in kept], [r.audiocap_id for r in kept], [r.extra for r in kept], problems
+        mels,
+        [r.caption for r in kept],
+        [r.audiocap_id for r in kept],
+        [r.extra for r in kept],
+        split.problems,
     )

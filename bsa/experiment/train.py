@@ -257,4 +257,70 @@ def train_evaluator(cfg: BsaConfig) -> Path:
     return _export(cfg, "evaluator", Path(c.out), write)
 
 
-TRAINERS = {"vae": train_vae, "teacher": train_teacher, "evaluator": train_evaluator}
+class RandomCrops:
+    """A map-style data set of random ``length``-sample crops of ``waves`` [N, L] (one per index,
+    from the DataLoader worker's seeded RNG)."""
+
+    def __init__(self, waves, length: int, epoch_size: int):
+        self.waves, self.length, self.epoch_size = waves, length, epoch_size
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def __getitem__(self, i: int):
+        import torch
+
+        clip = self.waves[torch.randint(len(self.waves), ()).item()]
+        start = torch.randint(clip.shape[-1] - self.length + 1, ()).item()
+        return (clip[start : start + self.length],)
+
+
+def train_vocoder(cfg: BsaConfig) -> Path:
+    """HiFi-GAN (SpeechT5HifiGan layout) on random crops of the train clips; validated on the
+    whole val clips."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from bsa.data.clips import load_wave_split
+    from bsa.lit.vocoder import VocoderModule
+    from bsa.models.vocoder import hifigan_config
+
+    c = cfg.train.vocoder
+    sources = _splits(cfg)
+    train = load_wave_split(sources["train"], cfg.data.clip_seconds).waves
+    val = load_wave_split(sources["val"], cfg.data.clip_seconds, limit=64).waves
+    length = round(c.segment_seconds * 16000)
+    module = VocoderModule(
+        hifigan_config(c.size), lr=c.lr, total_steps=c.steps, warmup_steps=min(200, c.steps // 10)
+    )
+    recorder = CurveRecorder()
+    start = time.time()
+    _fit(
+        cfg,
+        "vocoder",
+        module,
+        DataLoader(
+            RandomCrops(train, length, c.steps * c.batch_size),
+            batch_size=c.batch_size,
+            num_workers=min(4, cfg.data.num_workers),
+            drop_last=True,
+        ),
+        DataLoader(TensorDataset(val), batch_size=16),
+        c.steps,
+        min(1000, c.steps),
+        [recorder],
+        c.max_minutes,
+    )
+
+    def write(folder: Path) -> None:
+        module.vocoder.float().save_pretrained(folder)
+        _write_record(folder, cfg, "vocoder", recorder.rows, {"size": c.size}, time.time() - start)
+
+    return _export(cfg, "vocoder", Path(c.out), write)
+
+
+TRAINERS = {
+    "vae": train_vae,
+    "teacher": train_teacher,
+    "evaluator": train_evaluator,
+    "vocoder": train_vocoder,
+}

@@ -47,9 +47,10 @@ def adamw_warmup_cosine(
     weight_decay: float = 0.0,
     final_ratio: float = 0.1,
     fused: bool = False,
+    betas=(0.9, 0.999),
 ) -> dict:
     """What ``configure_optimizers`` returns: AdamW with the warm-up + cosine schedule, stepped per step."""
-    opt = adamw(params, lr, weight_decay, fused=fused)
+    opt = adamw(params, lr, weight_decay, betas=betas, fused=fused)
     return {"optimizer": opt, "lr_scheduler": warmup_cosine(opt, total_steps, warmup_steps, final_ratio)}
 
 

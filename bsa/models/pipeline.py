@@ -29,7 +29,9 @@ class TextToAudio:
     vocoder: torch.nn.Module
     text_encoder: torch.nn.Module | None  # only generate() needs it; latents() takes embeddings
     null_text_emb: torch.Tensor  # [D]
-    base_steps: int | None = None  # the original teacher's sampling steps: students sample on its nested grids
+    base_steps: int | None = (
+        None  # the original teacher's sampling steps: students sample on its nested grids
+    )
     stage: dict | None = None  # bsa_stage.json of an exported stage: it samples on the grid it was trained on
 
     @property
@@ -51,7 +53,9 @@ class TextToAudio:
         device = next(self.denoiser.parameters()).device
         text_emb = text_emb.to(device)
         noise = seeded_noise(seeds, self.latent_shape, device)
-        grid = stage_grid(self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps).to(device)
+        grid = stage_grid(self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps).to(
+            device
+        )
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)
             return sample(lambda z, t: self.denoiser(z, t, text_emb, w), noise, grid, self.schedule)

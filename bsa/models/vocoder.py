@@ -4,12 +4,12 @@
   (least squares onto the linear spectrogram) → torchaudio ``GriffinLim``. Its config mirrors the
   fields of ``SpeechT5HifiGan`` that ``AudioLDMPipeline`` reads (``sampling_rate``,
   ``upsample_rates`` with product = hop length), so it plugs into that pipeline.
-* AudioLDM's ``SpeechT5HifiGan`` from a local ``vocoder/`` folder.
+* ``SpeechT5HifiGan`` (HiFi-GAN, Kong et al. 2020) in transformers' layout, as AudioLDM ships it:
+  AudioLDM's own from a local ``vocoder/`` folder, or the embedded one (``embedded:vocoder``)
+  trained on the embedded set's mels by ``make vocoder`` (:func:`hifigan_config`).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 import torchaudio
@@ -65,15 +65,61 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         return torch.nn.functional.pad(wave, (0, max(0, target - wave.shape[-1])))[..., :target]
 
 
+# HiFi-GAN widths (upsample_initial_channel); AudioLDM's vocoder uses 1024 (about 55 M parameters)
+HIFIGAN_SIZES = {"tiny": 64, "embedded": 256}
+
+
+def hifigan_config(size: str = "embedded", n_mels: int = 64, sample_rate: int = 16000) -> dict:
+    """A ``SpeechT5HifiGanConfig`` for bsa's mels (AudioLDM's layout: 16 kHz, hop 160 = 5·4·2·2·2,
+    its kernel sizes; inputs are raw log-mels, ``normalize_before=False``). ``embedded``: 3.5 M
+    parameters."""
+    if size not in HIFIGAN_SIZES:
+        raise ValueError(f"unknown vocoder size {size!r}; expected one of {sorted(HIFIGAN_SIZES)}")
+    return dict(
+        model_in_dim=n_mels,
+        sampling_rate=sample_rate,
+        upsample_initial_channel=HIFIGAN_SIZES[size],
+        upsample_rates=[5, 4, 2, 2, 2],
+        upsample_kernel_sizes=[16, 16, 8, 4, 4],
+        resblock_kernel_sizes=[3, 7, 11],
+        resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+        normalize_before=False,
+    )
+
+
 def load_vocoder(spec: str) -> torch.nn.Module:
-    """``"griffin-lim"`` or AudioLDM's ``vocoder/`` folder (``SpeechT5HifiGan``; never downloaded)."""
+    """``"griffin-lim"``, ``"embedded:vocoder"`` (the shipped HiFi-GAN) or AudioLDM's ``vocoder/``
+    folder (``SpeechT5HifiGan``; never downloaded)."""
     if spec == "griffin-lim":
         return GriffinLimVocoder().eval()
-    folder = Path(spec)
+    from bsa.models.assets import resolve_model_path
+
+    folder = resolve_model_path(spec)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"{folder}: no vocoder here (expected AudioLDM's vocoder/ folder, or 'griffin-lim')"
         )
     from transformers import SpeechT5HifiGan
 
-    return SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).eval()
+    return TrimmedHifiGan(SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float().eval())
+
+
+class TrimmedHifiGan(torch.nn.Module):
+    """A ``SpeechT5HifiGan`` with the vocoder contract of this module: log_mel [B, T, n_mels] (or
+    [B, 1, T, n_mels]) → exactly T·hop samples (its transposed convolutions add a few, which
+    AudioLDM's pipeline trims too)."""
+
+    def __init__(self, hifigan: torch.nn.Module):
+        super().__init__()
+        self.hifigan = hifigan
+        self.hop = int(torch.tensor(hifigan.config.upsample_rates).prod())
+
+    @property
+    def config(self):
+        return self.hifigan.config
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        if log_mel.dim() == 4:
+            log_mel = log_mel.squeeze(1)
+        p = next(self.hifigan.parameters())
+        return self.hifigan(log_mel.to(p.device, p.dtype)).float()[..., : log_mel.shape[1] * self.hop]
