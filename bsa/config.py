@@ -303,6 +303,10 @@ class TeacherTrainConfig:
     lr: float = 3e-4
     cond_drop_prob: float = 0.1
     ema_decay: float = 0.999
+    # x-space loss weight of teacher training (bsa.diffusion.WEIGHTINGS): "snr" is the plain ε-MSE
+    # of ε-prediction; "min_snr" with min_snr_gamma is Min-SNR-γ (Hang et al. 2023)
+    weighting: str = "snr"
+    min_snr_gamma: float = 5.0
     val_every: int = 2000
     max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/teacher"
@@ -357,6 +361,11 @@ class TrainConfig:
             "must be a positive multiple of 0.01 s (the mel hop)",
         )
         _check(0 <= self.teacher.cond_drop_prob < 1, "train.teacher.cond_drop_prob", "must be in [0, 1)")
+        _check(
+            self.teacher.weighting in WEIGHTINGS,
+            "train.teacher.weighting",
+            f"unknown {self.teacher.weighting!r}; expected one of {sorted(WEIGHTINGS)}",
+        )
 
 
 @dataclass

@@ -59,11 +59,13 @@ def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
     results = (comparison / "results.md").read_text()
     assert "| steps | bsa | min_snr |" in results and "| 4 |" in results and "Quality ratio" in results
     rows = json.loads((comparison / "results.json").read_text())["rows"]
-    assert {(r["weighting"], r["steps"]) for r in rows if r["stage"] >= 0} == {
-        ("guided", 8),
-        ("bsa", 4),
-        ("min_snr", 4),
+    # run, weighting, mode and seed come from each record, not from the runs' folder names
+    assert {(r["mode"], r["weighting"], r["steps"]) for r in rows if r["stage"] >= 0} == {
+        ("guided", "bsa", 8),  # the shared guided stage (trained with the default weighting)
+        ("progressive", "bsa", 4),
+        ("progressive", "min_snr", 4),
     }
+    assert all(r["seed"] == 0 for r in rows)
 
 
 def test_dashboard_renders_in_headless_chromium(comparison):

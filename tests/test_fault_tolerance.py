@@ -40,9 +40,11 @@ def assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
     assert worst <= atol, f"weights differ by up to {worst}"
 
 
-def kill_when(argv, path: Path, timeout: float = 300) -> subprocess.Popen:
-    """Start ``argv``; SIGKILL it the moment ``path`` exists (polled every 5 ms)."""
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_when(argv, path: Path, timeout: float = 300, log: Path | None = None) -> subprocess.Popen:
+    """Start ``argv``; SIGKILL it the moment ``path`` exists (polled every 5 ms). Its output goes
+    to ``log`` when given."""
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     while not path.exists():
         assert proc.poll() is None, f"the process ended (exit {proc.returncode}) before {path} appeared"
@@ -50,6 +52,8 @@ def kill_when(argv, path: Path, timeout: float = 300) -> subprocess.Popen:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    if log:
+        out.close()
     assert proc.returncode == -signal.SIGKILL
     return proc
 
@@ -120,23 +124,32 @@ def test_two_ranks_draw_different_noise_timesteps_and_scales(tmp_path):
 # -- 3. EMA and checkpoint agree: a SIGKILL mid-stage resumes to the uninterrupted student ----------
 
 
-def test_sigkill_mid_stage_with_ema_resumes_to_the_uninterrupted_student(debug_env):
-    common = ("distill.ema_decay=0.9", "distill.checkpoint_every=1", "distill.eval_clips=0")
-    run = debug_env["root"] / "runs" / "killed-ema"
+def test_sigkilled_run_resumes_to_the_uninterrupted_student(debug_env, tmp_path):
+    """kill -9 mid-stage-1 (the moment the stage's first checkpoint exists), with EMA on; run the
+    same command again: the students equal those of an uninterrupted run (the EMA and the weights
+    of every checkpoint agree). The killed and the resumed run are torch.compile'd (aot_eager:
+    traced, no kernels generated) and the straight one is not: the compiled calls train the same
+    weights and write checkpoints the eager run can read."""
+    common = ("distill.checkpoint_every=1", "distill.eval_clips=0", "distill.ema_decay=0.9")
+    compiled = ("trainer.compile=default", "trainer.compile_backend=aot_eager")
+    run = debug_env["root"] / "runs" / "resumed"
+    log = tmp_path / "killed.log"
     kill_when(
-        distill_argv(debug_env, "distill.run_name=killed-ema", *common),
+        distill_argv(debug_env, "distill.run_name=resumed", *common, *compiled),
         run / "checkpoints" / "stage01_4steps" / "last.ckpt",
+        log=log,
     )
-    assert not (run / "stage02_2steps").exists()
-    again = run_distill(debug_env, "distill.run_name=killed-ema", *common)
+    assert "torch.compile default (aot_eager)" in log.read_text()
+    assert (run / "stage00_guided_8steps").is_dir() and not (run / "stage02_2steps").exists()
+    again = run_distill(debug_env, "distill.run_name=resumed", *common, *compiled)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stdout
-    straight = run_distill(debug_env, "distill.run_name=straight-ema", *common)
+    assert "samples/s (foreach AdamW)" in again.stdout  # fused only on CUDA
+    assert "weights_only" not in again.stderr  # checkpoints load as weights only, silently
+    straight = run_distill(debug_env, "distill.run_name=straight", *common)
     assert straight.returncode == 0, straight.stderr[-3000:]
     for stage in ("stage01_4steps", "stage02_2steps"):
-        assert_same_weights(
-            unet_of(run / stage), unet_of(debug_env["root"] / "runs" / "straight-ema" / stage)
-        )
+        assert_same_weights(unet_of(run / stage), unet_of(debug_env["root"] / "runs" / "straight" / stage))
 
 
 # -- 4, 5, 7, 9: a run that never wedges, loses no row, refuses other settings, cleans up ----------
@@ -153,46 +166,28 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
 
 
-def test_kill_after_the_final_checkpoint_exports_and_scores_on_rerun(debug_env, finished_run):
-    """The state a kill between the stage's final checkpoint and its export (or during its
-    evaluation) leaves: last.ckpt at step N/N, no export, no evaluation record. The rerun exports
-    the checkpoint's weights and scores them; it used to resume at N/N, export nothing and exit 0."""
+def test_rerun_after_kills_at_every_late_point_finishes_the_run(debug_env, finished_run):
+    """The states kills late in a stage leave, all at once: stage 2 killed between its final
+    checkpoint and its export (last.ckpt at step N/N, no export, no record), stage 1 killed during
+    its evaluation (export, no record), a torn last line of eval.jsonl (killed mid-append), and the
+    temporaries of killed writers. The rerun exports stage 2 from its checkpoint and scores it,
+    scores stage 1, repairs the record file with a warning naming it, and removes the temporaries;
+    it used to resume at N/N, export nothing, exit 0, and never score stage 1 again."""
     run = finished_run
     before = unet_of(run / "stage02_2steps")
     shutil.rmtree(run / "stage02_2steps")
     lines = (run / "eval.jsonl").read_text().splitlines()
-    (run / "eval.jsonl").write_text(
-        "\n".join(line for line in lines if json.loads(line)["stage"] != 2) + "\n"
-    )
-    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "its checkpoint is at its last step" in out.stdout
-    assert_same_weights(unet_of(run / "stage02_2steps"), before, atol=0)
-    assert sorted(r["stage"] for r in _records(run) if r["final"]) == [-1, 0, 1, 2]
-
-
-def test_export_without_evaluation_record_is_scored_not_skipped(debug_env, finished_run):
-    run = finished_run
-    lines = (run / "eval.jsonl").read_text().splitlines()
-    (run / "eval.jsonl").write_text(
-        "\n".join(line for line in lines if json.loads(line)["stage"] != 1) + "\n"
-    )
-    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert sorted(r["stage"] for r in _records(run) if r["final"]) == [-1, 0, 1, 2]
-
-
-def test_torn_record_line_is_repaired_with_a_warning_naming_the_file(debug_env, finished_run):
-    run = finished_run
-    with open(run / "eval.jsonl", "a") as f:
-        f.write('{"stage": 2, "metrics": {"cl')  # a kill mid-append
+    kept = [line for line in lines if json.loads(line)["stage"] not in (1, 2)]
+    (run / "eval.jsonl").write_text("\n".join(kept) + '\n{"stage": 2, "metrics": {"cl')  # torn
     stale = [run / "stage07_1steps.tmp", run / "checkpoints" / "stage01_4steps" / ".last.ckpt.tmp4242"]
     stale[0].mkdir()
     stale[1].write_bytes(b"half a checkpoint")
     out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", "eval.showcase=0")
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "stage 2: its checkpoint is at its last step" in out.stdout
+    assert_same_weights(unet_of(run / "stage02_2steps"), before, atol=0)
     assert f"{run / 'eval.jsonl'}: line" in out.stderr and "torn" in out.stderr
-    assert sorted(r["stage"] for r in _records(run)) == [-1, 0, 1, 2]  # every line parses again
+    assert sorted(r["stage"] for r in _records(run) if r["final"]) == [-1, 0, 1, 2]  # every line parses
     assert not any(p.exists() for p in stale), "stale temporaries are removed at the start"
 
 
@@ -203,20 +198,33 @@ def test_rerun_with_other_settings_is_refused_listing_the_keys(debug_env, finish
     assert out.returncode == 2
     assert "distill.lr: 0.0001 → 0.5" in out.stderr and "distill.batch_size: 4 → 2" in out.stderr
     assert "distill.run_name=" in out.stderr
-    # a teacher with other weights at another path is another teacher, too
-    other = debug_env["root"] / "teacher-copy"
-    shutil.copytree(debug_env["root"] / "teacher", other, dirs_exist_ok=True)
-    unet = load_unet(other)
-    with torch.no_grad():
-        unet.conv_in.weight.add_(0.01)
-    unet.save_pretrained(other)
-    out = run_distill(debug_env, "distill.run_name=wedge", "distill.eval_clips=2", f"models.teacher={other}")
-    assert out.returncode == 2 and "models.teacher (weights sha256)" in out.stderr
 
 
-def test_guided_stage_of_zero_steps_is_a_config_error(debug_env):
-    out = run_distill(debug_env, "distill.run_name=zero", "distill.guided_steps=0")
-    assert out.returncode == 2 and "distill.guided_steps" in out.stderr and "guided_stage=false" in out.stderr
+def test_fingerprint_is_content_not_location_and_names_what_differs(tmp_path):
+    """Another teacher (other weights) is refused whatever its path; the same settings pass."""
+    from bsa.config import load_config
+    from bsa.experiment.runs import RunMismatchError, check_or_write_fingerprint, fingerprint
+
+    cfg = load_config([REPO / "experiments/debug.yaml"], [])
+    data = {"vae": {"sha256": "v"}, "latent_shape": [8, 32, 16]}
+    assert check_or_write_fingerprint(tmp_path, fingerprint(cfg, "aaa", data)) == "new"
+    assert check_or_write_fingerprint(tmp_path, fingerprint(cfg, "aaa", data)) == "same"
+    other = load_config([REPO / "experiments/debug.yaml"], ["distill.target_steps=1", "eval.num_clips=3"])
+    assert check_or_write_fingerprint(tmp_path, fingerprint(other, "aaa", data)) == "same"  # may extend
+    with pytest.raises(RunMismatchError, match=r"models.teacher \(weights sha256\): 'aaa' → 'bbb'"):
+        check_or_write_fingerprint(tmp_path, fingerprint(cfg, "bbb", data))
+    with pytest.raises(RunMismatchError, match=r"data \(latent cache identity\): latent_shape"):
+        check_or_write_fingerprint(tmp_path, fingerprint(cfg, "aaa", {**data, "latent_shape": [8, 64, 16]}))
+
+
+def test_guided_stage_of_zero_steps_is_a_config_error():
+    from bsa.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"distill.guided_steps.*distill.guided_stage=false"):
+        load_config([REPO / "experiments/debug.yaml"], ["distill.guided_steps=0"])
+    assert load_config(
+        [REPO / "experiments/debug.yaml"], ["distill.guided_steps=0", "distill.guided_stage=false"]
+    )
 
 
 # -- 6. SLURM requeue: the pre-emption checkpoint wins when it is newer ----------------------------
@@ -225,7 +233,9 @@ def test_guided_stage_of_zero_steps_is_a_config_error(debug_env):
 def test_resume_takes_the_newer_slurm_preemption_checkpoint(debug_env):
     common = ("distill.run_name=requeue", "distill.checkpoint_every=1", "distill.eval_clips=0")
     folder = debug_env["root"] / "runs" / "requeue" / "checkpoints" / "stage01_4steps"
-    assert run_distill(debug_env, *common, "distill.stop_after=5").returncode == 3  # stage 1, step 1
+    budget = run_distill(debug_env, *common, "distill.stop_after=5")  # stage 1, step 1
+    assert budget.returncode == 3, budget.stderr[-3000:]  # unfinished: not counted as done
+    assert "run the same command again" in budget.stdout
     older = folder / "older.bak"
     shutil.copy2(folder / "last.ckpt", older)
     assert run_distill(debug_env, *common, "distill.stop_after=2").returncode == 3  # stage 1, step 3

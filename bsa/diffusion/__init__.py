@@ -29,7 +29,7 @@ from .schedules import (
     teacher_midpoint,
 )
 from .solvers import SOLVERS, ddim_step
-from .weighting import WEIGHTINGS, bsa_weight, get_weighting
+from .weighting import WEIGHTINGS, bsa_weight, get_weighting, x_space_factor
 
 __all__ = [
     "CLEAN",
@@ -66,4 +66,5 @@ __all__ = [
     "x_from_eps",
     "x_from_prediction",
     "x_from_v",
+    "x_space_factor",
 ]

@@ -86,3 +86,16 @@ def get_weighting(name: str, **hyperparameters: float) -> Weighting:
         raise ValueError(f"unknown weighting {name!r}; expected one of {sorted(WEIGHTINGS)}") from None
     accepted = {k: v for k, v in hyperparameters.items() if k in _HYPERPARAMETERS.get(name, ())}
     return partial(fn, **accepted) if accepted else fn
+
+
+def x_space_factor(snr: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """How much larger a parameterisation's MSE is than the x-space MSE at the same error (SPEC §5):
+    ε-MSE = SNR · x-MSE, v-MSE = (SNR + 1) · x-MSE, x-MSE = 1 · x-MSE. A loss on that
+    parameterisation with x-space weight w is therefore w / factor · its MSE."""
+    if prediction_type == "epsilon":
+        return snr
+    if prediction_type == "v_prediction":
+        return snr + 1
+    if prediction_type == "sample":
+        return torch.ones_like(snr)
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; expected epsilon, v_prediction or sample")

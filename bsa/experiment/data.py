@@ -69,9 +69,14 @@ def embedded_captions(cfg: BsaConfig) -> list[str]:
 
 
 def save_caption_embeddings(cfg: BsaConfig, out: str | Path) -> Path:
+    """Every caption's embedding, float16 (what the latent cache stores), for the GPU machine."""
+    import torch
+
     from bsa.models.text import load_text_encoder, save_precomputed
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_precomputed(load_text_encoder(cfg.models.text_encoder), embedded_captions(cfg), out)
+    save_precomputed(
+        load_text_encoder(cfg.models.text_encoder), embedded_captions(cfg), out, dtype=torch.float16
+    )
     return out

@@ -78,6 +78,15 @@ def teacher_reference(cfg: BsaConfig) -> str | None:
     return None if same and cfg.eval.steps == cfg.distill.teacher_steps else ref
 
 
+def silence_floor(waves, captions: list[str]) -> dict[str, float]:
+    """``silence_floor_dbfs``: the noise floor of the clips whose caption asks for silence around
+    the sound (``bsa.metrics.scores.noise_floor_dbfs``); {} when no caption does."""
+    from bsa.metrics.scores import noise_floor_dbfs
+
+    quiet = [i for i, c in enumerate(captions) if "in silence" in c]
+    return {"silence_floor_dbfs": noise_floor_dbfs(waves[quiet])} if quiet else {}
+
+
 def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     """(protocol, results): the model in use at eval.steps and, with eval.baselines, the real clips,
     their reconstruction and the shuffled-caption floor, scored on eval.num_clips captions."""
@@ -133,6 +142,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     results = {}
     if e.baselines:
         results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
+        results["real clips (ceiling)"].update(silence_floor(real, captions))
         with torch.no_grad():
             recon = torch.cat(
                 [
@@ -143,6 +153,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
                 ]
             )
         results["real → VAE → vocoder"] = score(backbone, backbone.features(recon), text_joint, targets, refs)
+        results["real → VAE → vocoder"].update(silence_floor(recon, captions))
         perm = torch.roll(torch.arange(len(rows)), 1)  # a derangement: every clip gets another's caption
         floor = score(
             backbone,
@@ -164,7 +175,9 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         torch.cuda.synchronize()
     seconds = time.time() - start
     name = f"model @ {e.steps} steps"
-    results[name] = score(backbone, backbone.features(torch.cat(waves)), text_joint, targets, refs)
+    waves = torch.cat(waves)
+    results[name] = score(backbone, backbone.features(waves), text_joint, targets, refs)
+    results[name].update(silence_floor(waves, captions))
     nfe = network_calls(e.steps, pipe.denoiser.takes_guidance, e.guidance_scale)
     results[name].update({"nfe": nfe, "seconds_per_clip": seconds / len(rows)})
     protocol = {

@@ -194,6 +194,8 @@ def train_teacher(cfg: BsaConfig) -> Path:
         warmup_steps=min(500, c.steps // 10),
         prediction_type=cfg.schedule.prediction_type,
         schedule_kwargs=cfg.schedule.kwargs(),
+        weighting=c.weighting,
+        weighting_kwargs={"gamma": c.min_snr_gamma},
     )
     recorder = CurveRecorder()
     start = time.time()

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 from diffusers import UNet2DConditionModel
 
-from bsa.diffusion import audioldm_schedule, prediction_from_x
+from bsa.diffusion import audioldm_schedule, get_weighting, prediction_from_x, x_space_factor
 from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine
 from bsa.models.ema import EMA
@@ -30,16 +30,21 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
         warmup_steps: int = 500,
         prediction_type: str = "epsilon",
         schedule_kwargs: dict | None = None,
+        weighting: str = "snr",
+        weighting_kwargs: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["null_text_emb"])
         self.unet = UNet2DConditionModel(**unet_config)
         self.ema = EMA(self.unet, ema_decay) if ema_decay > 0 else None
         self.schedule = audioldm_schedule(**(schedule_kwargs or {}))
+        self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
         self.register_buffer("null_text_emb", null_text_emb.float().clone())
 
     def denoising_loss(self, latents: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """ε-MSE (or the configured parameterisation's MSE) at t ~ U{0, …, T−1} (Ho et al. 2020, eq. 14)."""
+        """The parameterisation's MSE at t ~ U{0, …, T−1} (Ho et al. 2020, eq. 14), weighted so that
+        its x-space weight is ``weighting`` (SPEC §5): with ε-prediction the default ``snr`` is the
+        plain ε-MSE, ``min_snr`` is Hang et al. (2023)'s min(SNR, γ)/SNR · ε-MSE."""
         b = latents.shape[0]
         drop = torch.rand(b, device=latents.device) < self.hparams.cond_drop_prob
         cond = torch.where(drop[:, None], self.null_text_emb.to(text_emb.dtype).expand_as(text_emb), text_emb)
@@ -53,7 +58,9 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
             else eps
         )
         pred = self.unet(z_t, t, encoder_hidden_states=None, class_labels=cond).sample
-        return torch.nn.functional.mse_loss(pred.float(), target)
+        per_example = (pred.float() - target).pow(2).flatten(1).mean(1)
+        snr = self.schedule.snr(t).float()
+        return (self.weight_fn(snr) / x_space_factor(snr, self.hparams.prediction_type) * per_example).mean()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.denoising_loss(batch["latents"], batch["text_emb"])

@@ -77,8 +77,13 @@ class TextToAudio:
 
     @torch.no_grad()
     def waveforms(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents → log-mel (VAE) → waveform [B, L] (vocoder), float32 on the CPU."""
-        return self.vocoder(decode_latents(self.vae, latents).squeeze(1)).float().cpu()
+        """Latents → log-mel (VAE) → waveform [B, frames · hop] (vocoder), float32 on the CPU. HiFi-GAN's
+        transposed convolutions add a few samples, which are cut (as AudioLDM's pipeline does)."""
+        mel = decode_latents(self.vae, latents).squeeze(1)
+        p = next(self.vocoder.parameters(), None)
+        wave = self.vocoder(mel if p is None else mel.to(p.device, p.dtype)).float()
+        hop = int(torch.tensor(self.vocoder.config.upsample_rates).prod())
+        return wave[..., : mel.shape[1] * hop].cpu()
 
     @torch.no_grad()
     def generate(

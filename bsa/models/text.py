@@ -132,12 +132,18 @@ class PrecomputedTextEncoder(TextEncoder):
 
 
 def save_precomputed(
-    encoder: TextEncoder, captions: list[str], path: str | Path, batch_size: int = 256
+    encoder: TextEncoder,
+    captions: list[str],
+    path: str | Path,
+    batch_size: int = 256,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
-    """Embed ``captions`` (plus the empty caption) with ``encoder`` and save them with its identity."""
+    """Embed ``captions`` (plus the empty caption) with ``encoder`` and save them with its identity,
+    stored as ``dtype`` (float16 halves the file; the latent cache keeps text embeddings in float16
+    anyway)."""
     unique = sorted(set(captions) | {""})
     emb = torch.cat([encoder(unique[i : i + batch_size]) for i in range(0, len(unique), batch_size)])
-    torch.save({"identity": encoder.identity, "captions": unique, "embeddings": emb.float()}, Path(path))
+    torch.save({"identity": encoder.identity, "captions": unique, "embeddings": emb.to(dtype)}, Path(path))
 
 
 def load_text_encoder(spec: str) -> TextEncoder:

@@ -101,25 +101,4 @@ def load_vocoder(spec: str) -> torch.nn.Module:
         )
     from transformers import SpeechT5HifiGan
 
-    return TrimmedHifiGan(SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float().eval())
-
-
-class TrimmedHifiGan(torch.nn.Module):
-    """A ``SpeechT5HifiGan`` with the vocoder contract of this module: log_mel [B, T, n_mels] (or
-    [B, 1, T, n_mels]) → exactly T·hop samples (its transposed convolutions add a few, which
-    AudioLDM's pipeline trims too)."""
-
-    def __init__(self, hifigan: torch.nn.Module):
-        super().__init__()
-        self.hifigan = hifigan
-        self.hop = int(torch.tensor(hifigan.config.upsample_rates).prod())
-
-    @property
-    def config(self):
-        return self.hifigan.config
-
-    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        if log_mel.dim() == 4:
-            log_mel = log_mel.squeeze(1)
-        p = next(self.hifigan.parameters())
-        return self.hifigan(log_mel.to(p.device, p.dtype)).float()[..., : log_mel.shape[1] * self.hop]
+    return SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float().eval()

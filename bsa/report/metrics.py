@@ -22,6 +22,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("acc_source", "source accuracy", "higher", "acc source"),
     Metric("acc_pitch", "pitch accuracy", "higher", "acc pitch"),
     Metric("acc_rhythm", "rhythm accuracy", "higher", "acc rhythm"),
+    Metric(
+        "silence_floor_dbfs", "noise floor of clips captioned 'in silence' (dBFS)", "lower", "silence floor"
+    ),
     Metric("nfe", "network calls per clip", "", "NFE"),
     Metric("seconds_per_clip", "seconds per clip", "", "s/clip"),
 )

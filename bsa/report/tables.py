@@ -155,6 +155,7 @@ EVALUATE_COLUMNS = (
     "acc_pitch",
     "acc_rhythm",
     "acc_mean",
+    "silence_floor_dbfs",
     "nfe",
     "seconds_per_clip",
 )
