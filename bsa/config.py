@@ -328,6 +328,7 @@ class VocoderTrainConfig:
     batch_size: int = 32
     lr: float = 2e-4
     segment_seconds: float = 0.64  # random crops of the training clips (a multiple of the 10 ms hop)
+    max_clips: int = 0  # train on the first N clips of the train split (0 = all)
     max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/vocoder"
 

@@ -33,23 +33,38 @@ def load_wave_split(
     sample_rate: int = MelParams().sample_rate,
     limit: int | None = None,
     progress: bool = True,
+    workers: int = 8,
 ) -> WaveSplit:
     """Every readable clip of a split as waveforms; unreadable rows are returned as problems."""
     from tqdm.auto import tqdm
 
     rows, problems = read_caption_csv(source.csv)
     rows = rows[:limit] if limit else rows
+    from concurrent.futures import ThreadPoolExecutor
+
     n = num_samples_for(clip_seconds, sample_rate)
-    waves, kept = [], []
-    for row in tqdm(rows, desc=f"reading {source.csv.name}", disable=not progress):
+
+    def read(row):
         path = resolve_audio(source.audio_dir, row)
         try:
-            waves.append(load_clip(path, sample_rate, n).wave)
-            kept.append(row)
+            return row, load_clip(path, sample_rate, n).wave, None
         except AudioError as e:
-            problems.append(
-                RowProblem(str(source.csv), row.line, row.audiocap_id, str(path), "skipped", str(e))
+            return (
+                row,
+                None,
+                RowProblem(str(source.csv), row.line, row.audiocap_id, str(path), "skipped", str(e)),
             )
+
+    waves, kept = [], []
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # decoding releases the GIL; order is kept
+        for row, wave, problem in tqdm(
+            pool.map(read, rows), total=len(rows), desc=f"reading {source.csv.name}", disable=not progress
+        ):
+            if problem is None:
+                waves.append(wave)
+                kept.append(row)
+            else:
+                problems.append(problem)
     return WaveSplit(torch.stack(waves) if waves else torch.zeros(0, n), kept, problems)
 
 

@@ -288,7 +288,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
 
     c = cfg.train.vocoder
     sources = _splits(cfg)
-    train = load_wave_split(sources["train"], cfg.data.clip_seconds).waves
+    train = load_wave_split(sources["train"], cfg.data.clip_seconds, limit=c.max_clips or None).waves
     val = load_wave_split(sources["val"], cfg.data.clip_seconds, limit=64).waves
     length = round(c.segment_seconds * 16000)
     module = VocoderModule(
