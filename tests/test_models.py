@@ -132,3 +132,23 @@ def test_griffin_lim_inverts_the_mel_front_end():
     err = (again - mel)[loud].abs().mean()
     convergence = (again.exp() - mel.exp()).norm() / mel.exp().norm()  # spectral convergence
     assert err < 0.3 and convergence < 0.3, f"mean |Δ log-mel| = {err:.3f}, convergence {convergence:.3f}"
+
+
+def test_ema_hand_values_with_warm_up():
+    """θ_ema ← d·θ_ema + (1 − d)·θ with d_k = min(decay, (1 + k)/(10 + k)): d_0 = 0.1, d_1 = 2/11."""
+    from bsa.models.ema import EMA
+
+    model = torch.nn.Linear(2, 1, bias=True)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.fill_(-2.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.9))
+    torch.testing.assert_close(ema.module.bias, torch.tensor([-1.8]))
+    ema.update(model)
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 2 / 11 * 0.9 + 9 / 11))
+    assert int(ema.num_updates) == 2

@@ -21,6 +21,9 @@ def test_spectral_losses_hand_values():
     assert spectral_convergence(s, s).item() == 0.0
     assert spectral_convergence(torch.full_like(s, 1e-7), s).item() == pytest.approx(1.0, abs=1e-6)
     assert spectral_convergence(torch.tensor([[[0.0, 4.0]]]), s).item() == pytest.approx(3 / 5)
+    # the norms are over the batch: a silent clip beside a loud one does not blow the ratio up
+    batch = torch.stack([s[0], torch.full_like(s[0], 1e-7)])
+    assert spectral_convergence(torch.zeros_like(batch) + 1e-7, batch).item() == pytest.approx(1.0, abs=1e-6)
     assert log_magnitude_distance(s * math.e, s).item() == pytest.approx(1.0)
     wave = torch.randn(2, 4096, generator=torch.Generator().manual_seed(0))
     assert multi_resolution_stft_loss(wave, wave).item() == pytest.approx(0.0, abs=1e-6)

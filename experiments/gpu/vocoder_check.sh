@@ -17,7 +17,9 @@ A=runs/vocheck; mkdir -p $A
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } > "$L/device.txt"
 log() { echo "== $(date -u +%T) $*"; }
 log data;  timeout 120 python3 -m bsa.cli.data $EXP $TE > "$L/data.log" 2>&1 || { tail "$L/data.log"; exit 1; }
-log cache; timeout 120 python3 -m bsa.cli.cache $EXP $TE > "$L/cache.log" 2>&1 || { tail "$L/cache.log"; exit 1; }
+if [ -z "${SKIP_PROBE:-}" ]; then  # the probe streams the latent cache
+  log cache; timeout 120 python3 -m bsa.cli.cache $EXP $TE > "$L/cache.log" 2>&1 || { tail "$L/cache.log"; exit 1; }
+fi
 log vocoder
 timeout 330 python3 -m bsa.cli.train vocoder $EXP $TE paths.output_root=$A/ck train.vocoder.out=$A/vocoder \
   train.vocoder.max_clips=${VOC_CLIPS:-6000} train.vocoder.max_minutes=${MINUTES:-3.5} train.vocoder.steps=100000 \
@@ -25,11 +27,13 @@ timeout 330 python3 -m bsa.cli.train vocoder $EXP $TE paths.output_root=$A/ck tr
 grep -v '^\s*$' "$L/vocoder.log" | tail -n 2
 log "evaluate the shipped teacher @200 with Griffin-Lim and with the vocoder"
 E="eval.num_clips=1000 eval.batch_size=250 eval.steps=200 eval.baselines=true"
-timeout 170 python3 -m bsa.cli.evaluate $EXP $TE $E models.vocoder=griffin-lim eval.out=$A/eval_gl > "$L/eval_gl.log" 2>&1 &
+[ -z "${SKIP_GL:-}" ] && timeout 170 python3 -m bsa.cli.evaluate $EXP $TE $E models.vocoder=griffin-lim eval.out=$A/eval_gl > "$L/eval_gl.log" 2>&1 &
 [ -d $A/vocoder ] && timeout 170 python3 -m bsa.cli.evaluate $EXP $TE $E models.vocoder=$A/vocoder eval.out=$A/eval_hifi > "$L/eval_hifi.log" 2>&1 &
 wait
-log "teacher throughput probe"
-timeout 150 python3 experiments/gpu/teacher_throughput.py $EXP $TE train.teacher.batch_size=256 > "$L/throughput.json" 2> "$L/throughput.log"
+if [ -z "${SKIP_PROBE:-}" ]; then
+  log "teacher throughput probe"
+  timeout 150 python3 experiments/gpu/teacher_throughput.py $EXP $TE train.teacher.batch_size=256 > "$L/throughput.json" 2> "$L/throughput.log"
+fi
 log done
 mkdir -p "$L/m"; for d in $A/eval_*; do [ -f $d/metrics.json ] && cp $d/metrics.json "$L/m/$(basename $d).json"; done
 [ -f $A/vocoder/training.json ] && cp $A/vocoder/training.json "$L/m/vocoder.training.json"
