@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -190,6 +191,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         "model": model_in_use(cfg),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["bsa evaluate", *sys.argv[1:]]),
     }
     return protocol, results
 
