@@ -383,6 +383,9 @@ class EvalConfig:
     guidance_scale: float = 2.5
     batch_size: int = 200
     baselines: bool = True  # also score the real clips (ceiling), their VAE+vocoder reconstruction, shuffled captions (floor)
+    # with a reference teacher: also generate it with other initial noise, for the floor of "FAD vs
+    # teacher" (no model is closer to the teacher in distribution than the teacher to itself)
+    teacher_floor: bool = True
     out: str = "runs/eval"
     fad_backbone: str = "embedded"  # or a frechet-audio-distance model: vggish | pann | clap | encodec
     backbone_dir: str = (

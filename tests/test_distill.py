@@ -434,6 +434,13 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     row = metrics["results"]["model @ 2 steps"]
     assert row["fad_teacher"] > 0 and row["fad_real"] > 0 and row["nfe"] == 4
+    # paired with the teacher (same captions, noise, guidance), each with its 95 % bootstrap interval
+    for k in ("latent_rmse", "mel_l1", "embedding_cosine", "attribute_agreement", "clap_difference"):
+        assert row[f"paired_{k}_lo"] <= row[f"paired_{k}"] <= row[f"paired_{k}_hi"], k
+    assert row["paired_latent_rmse"] > 0 and -1 <= row["paired_embedding_cosine"] <= 1
+    # the teacher against itself with other noise is the floor of "FAD vs teacher"
+    assert row["fad_teacher_floor"] > 0
+    assert row["fad_teacher_ratio"] == pytest.approx(row["fad_teacher"] / row["fad_teacher_floor"])
     assert metrics["protocol"]["num_clips"] == 4 and metrics["protocol"]["fad_backbone"].startswith(
         "embedded"
     )

@@ -20,6 +20,8 @@ from pathlib import Path
 from bsa.config import BsaConfig
 from bsa.experiment.build import torch_device
 
+OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
+
 
 def model_in_use(cfg: BsaConfig) -> str:
     """The model `bsa generate` and `bsa evaluate` sample: ``eval.model``, else ``models.teacher``."""
@@ -99,6 +101,8 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     from bsa.data.embedded import LABELS
     from bsa.diffusion import network_calls
     from bsa.experiment.build import build_suite
+    from bsa.metrics.frechet import frechet_from_stats
+    from bsa.metrics.paired import paired_per_clip, summarise_paired
     from bsa.metrics.suite import score, stats_of
     from bsa.models.autoencoder import encode_mel
 
@@ -131,15 +135,29 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         teacher_pipe = replace(pipe, denoiser=load_denoiser(cfg, reference).eval())
         teacher_pipe.denoiser.to(dev)
         steps = cfg.distill.teacher_steps
-        ref_waves = [
-            teacher_pipe.waveforms(
-                teacher_pipe.latents(
-                    text_emb[i : i + e.batch_size], seeds[i : i + e.batch_size], steps, e.guidance_scale
-                )
+
+        def teacher_outputs(clip_seeds: list[int], what: str):
+            latents = torch.cat(
+                [
+                    teacher_pipe.latents(
+                        text_emb[i : i + e.batch_size],
+                        clip_seeds[i : i + e.batch_size],
+                        steps,
+                        e.guidance_scale,
+                    ).cpu()
+                    for i in tqdm(range(0, len(rows), e.batch_size), desc=f"{what} at {steps} steps")
+                ]
             )
-            for i in tqdm(range(0, len(rows), e.batch_size), desc=f"teacher reference at {steps} steps")
-        ]
-        refs["teacher"] = stats_of(backbone.features(torch.cat(ref_waves)))
+            return latents, torch.cat(
+                [teacher_pipe.waveforms(z.to(dev)) for z in latents.split(e.batch_size)]
+            )
+
+        teacher_latents, teacher_waves = teacher_outputs(seeds, "teacher reference")
+        teacher_features = backbone.features(teacher_waves)
+        refs["teacher"] = stats_of(teacher_features)
+        if e.teacher_floor:  # the teacher against itself with other initial noise: no model can be closer
+            _, other_waves = teacher_outputs([s + OTHER_NOISE for s in seeds], "teacher, other noise")
+            teacher_floor = frechet_from_stats(stats_of(backbone.features(other_waves)), refs["teacher"])
     results = {}
     if e.baselines:
         results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
@@ -165,20 +183,37 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         )
         floor.pop("fad_real")
         results["shuffled captions (floor)"] = floor
-    start, waves = time.time(), []
+    start, waves, latents = time.time(), [], []
     for i in tqdm(range(0, len(rows), e.batch_size), desc=f"generating at {e.steps} steps"):
-        waves.append(
-            pipe.generate(
-                captions[i : i + e.batch_size], seeds[i : i + e.batch_size], e.steps, e.guidance_scale
-            )
+        z = pipe.latents(
+            text_emb[i : i + e.batch_size], seeds[i : i + e.batch_size], e.steps, e.guidance_scale
         )
+        latents.append(z.cpu())
+        waves.append(pipe.waveforms(z))
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.time() - start
     name = f"model @ {e.steps} steps"
     waves = torch.cat(waves)
-    results[name] = score(backbone, backbone.features(waves), text_joint, targets, refs)
+    features = backbone.features(waves)
+    results[name] = score(backbone, features, text_joint, targets, refs)
     results[name].update(silence_floor(waves, captions))
+    if reference is not None:  # paired with the teacher: same caption, same noise, same guidance
+        per_clip = paired_per_clip(
+            torch.cat(latents),
+            teacher_latents,
+            log_mel(waves),
+            log_mel(teacher_waves),
+            features,
+            teacher_features,
+            text_joint,
+        )
+        results[name].update(summarise_paired(per_clip, seed=e.seed))
+        if e.teacher_floor:
+            results[name].update(
+                fad_teacher_floor=teacher_floor,
+                fad_teacher_ratio=results[name]["fad_teacher"] / teacher_floor,
+            )
     nfe = network_calls(e.steps, pipe.denoiser.takes_guidance, e.guidance_scale)
     results[name].update({"nfe": nfe, "seconds_per_clip": seconds / len(rows)})
     protocol = {

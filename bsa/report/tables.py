@@ -149,6 +149,11 @@ def format_summary(cfg, run_dir: str | Path, stages: list, rows: list[dict], sec
 
 EVALUATE_COLUMNS = (
     "fad_real",
+    "fad_teacher",
+    "fad_teacher_ratio",
+    "paired_embedding_cosine",
+    "paired_attribute_agreement",
+    "paired_clap_difference",
     "clap",
     "is",
     "acc_source",

@@ -1,0 +1,61 @@
+"""Paired fidelity metrics against hand values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bsa.metrics.embedded import AudioFeatures
+from bsa.metrics.paired import bootstrap_mean_ci, paired_per_clip, summarise_paired
+
+
+def test_bootstrap_of_a_constant_is_the_constant_and_intervals_shrink_with_clips():
+    assert bootstrap_mean_ci(torch.full((50,), 0.3)) == pytest.approx((0.3, 0.3, 0.3))
+    g = torch.Generator().manual_seed(0)
+    few, many = torch.randn(25, generator=g), torch.randn(2500, generator=g)
+    m, lo, hi = bootstrap_mean_ci(few)
+    assert lo < m < hi
+    # the interval of a mean of N unit-variance values is about ±1.96/√N
+    m, lo, hi = bootstrap_mean_ci(many)
+    assert hi - lo == pytest.approx(2 * 1.96 / math.sqrt(2500), rel=0.15)
+    assert bootstrap_mean_ci(few, seed=3) == bootstrap_mean_ci(few, seed=3)  # reproducible
+
+
+def _features(emb, logits, joint):
+    return AudioFeatures(
+        torch.tensor(emb), {"a": torch.tensor(logits[0]), "b": torch.tensor(logits[1])}, torch.tensor(joint)
+    )
+
+
+def test_paired_per_clip_hand_values():
+    z_t = torch.zeros(2, 1, 2, 2)
+    z = z_t.clone()
+    z[0] += 2.0  # clip 0: every latent off by 2 → RMSE 2; clip 1 identical
+    mel_t = torch.zeros(2, 4, 3)
+    mel = mel_t.clone()
+    mel[1, :2] = 1.0  # clip 1: half the bins off by 1 → L1 0.5
+    teacher = _features(
+        [[1.0, 0.0], [1.0, 0.0]],
+        ([[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]),
+        [[1.0, 0.0], [1.0, 0.0]],
+    )
+    student = _features(
+        [[0.0, 1.0], [2.0, 0.0]],  # cosines 0 and 1
+        ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]),  # clip 0 agrees on both heads, clip 1 on none
+        [[0.0, 1.0], [1.0, 0.0]],
+    )
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # teacher CLAP 1 and 1; student 0 and 1
+    got = paired_per_clip(z, z_t, mel, mel_t, student, teacher, text)
+    assert got["latent_rmse"].tolist() == [2.0, 0.0]
+    assert got["mel_l1"].tolist() == [0.0, 0.5]
+    assert got["embedding_cosine"].tolist() == pytest.approx([0.0, 1.0])
+    assert got["attribute_agreement"].tolist() == [1.0, 0.0]
+    assert got["clap_difference"].tolist() == pytest.approx([-1.0, 0.0])
+    summary = summarise_paired(got)
+    assert (
+        summary["paired_latent_rmse"] == 1.0
+        and summary["paired_latent_rmse_lo"] <= 1.0 <= summary["paired_latent_rmse_hi"]
+    )
+    assert set(summary) == {f"paired_{k}{s}" for k in got for s in ("", "_lo", "_hi")}
