@@ -251,6 +251,16 @@ def test_two_stage_run_through_the_cli(debug_env):
     assert [r["metrics"]["nfe"] for r in records if r["final"]] == [16, 8, 4, 2]  # CFG teacher: 2 calls/step
     for r in records:
         assert {"fad_real", "fad_teacher", "clap", "is", "acc_mean", "seconds_per_clip"} <= set(r["metrics"])
+        # the teacher against itself with other noise: the floor, and every row's FAD vs teacher over it
+        assert r["metrics"]["fad_teacher_floor"] > 0
+        assert r["metrics"]["fad_teacher_ratio"] == pytest.approx(
+            r["metrics"]["fad_teacher"] / r["metrics"]["fad_teacher_floor"]
+        )
+    for r in records[1:]:  # every student evaluation is paired with the teacher's clips, with intervals
+        m = r["metrics"]
+        for k in ("latent_rmse", "mel_l1", "embedding_cosine", "attribute_agreement", "clap_difference"):
+            assert m[f"paired_{k}_lo"] <= m[f"paired_{k}"] <= m[f"paired_{k}_hi"], k
+        assert m["paired_latent_rmse"] > 0
         assert r["protocol"]["num_clips"] == 4 and r["protocol"]["fad_backbone"].startswith("embedded")
         assert len(r["samples"]) == 4
         for sample in r["samples"]:

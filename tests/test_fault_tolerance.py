@@ -324,9 +324,11 @@ def test_reference_cache_round_trips_as_safetensors(tmp_path):
     stats = GaussianStats.empty(3)
     stats.update(torch.randn(5, 3))
     path = tmp_path / "ref.safetensors"
-    save_references(path, {"real": stats, "teacher": stats}, {"clap": 0.5, "nfe": 16})
-    refs, metrics = load_references(path)
+    clips = {"latents": torch.randn(4, 2, 3), "logits.source": torch.randn(4, 5)}
+    save_references(path, {"real": stats, "teacher": stats}, {"clap": 0.5, "nfe": 16}, clips)
+    refs, metrics, got = load_references(path)
     assert metrics == {"clap": 0.5, "nfe": 16}
+    assert got.keys() == clips.keys() and all(torch.equal(got[k], clips[k]) for k in clips)
     assert torch.equal(refs["teacher"].outer, stats.outer) and torch.equal(refs["real"].count, stats.count)
     path.write_bytes(b"\x80\x04not a safetensors file")  # e.g. an old pickle: refused, never unpickled
     with pytest.raises(ValueError, match="not a bsa reference cache"):

@@ -22,11 +22,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from bsa.audio import log_mel
 from bsa.diffusion import network_calls
 from bsa.durable import append_jsonl, read_jsonl
 from bsa.metrics.embedded import AudioFeatures
-from bsa.metrics.frechet import GaussianStats
+from bsa.metrics.frechet import GaussianStats, frechet_from_stats
+from bsa.metrics.paired import paired_per_clip, summarise_paired
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
+
+OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
 
 
 def _world() -> tuple[int, int]:
@@ -45,9 +49,22 @@ def gather_features(local: AudioFeatures) -> AudioFeatures:
         return local
     parts: list = [None] * world
     torch.distributed.all_gather_object(parts, local)
-    n = sum(p.embedding.shape[0] for p in parts)
-    rank_order = torch.tensor([i for r in range(world) for i in range(r, n, world)])
-    return parts[0].cat(parts[1:]).select(torch.argsort(rank_order))
+    return parts[0].cat(parts[1:]).select(_set_order(sum(p.embedding.shape[0] for p in parts), world))
+
+
+def _set_order(n: int, world: int) -> torch.Tensor:
+    """The permutation that puts rows gathered rank after rank back in the set's order."""
+    return torch.argsort(torch.tensor([i for r in range(world) for i in range(r, n, world)]))
+
+
+def gather_rows(local: torch.Tensor) -> torch.Tensor:
+    """A per-clip tensor of the whole set, in its order (the split of :func:`gather_features`)."""
+    rank, world = _world()
+    if world == 1:
+        return local
+    parts: list = [None] * world
+    torch.distributed.all_gather_object(parts, local.cpu())
+    return torch.cat(parts)[_set_order(sum(p.shape[0] for p in parts), world)]
 
 
 def reduced_stats(local: AudioFeatures) -> GaussianStats:
@@ -114,9 +131,15 @@ class EvaluationSet:
         )
 
 
-def save_references(path: Path, references: dict[str, GaussianStats], metrics: dict) -> None:
+def save_references(
+    path: Path,
+    references: dict[str, GaussianStats],
+    metrics: dict,
+    clips: dict[str, torch.Tensor] | None = None,
+) -> None:
     """The reference statistics (safetensors: tensors only, nothing executable) with the teacher's
-    own scores in its metadata, written atomically."""
+    own scores in its metadata and, for the paired metrics, its per-clip outputs (``clips``: name →
+    [N, …] in the set's order), written atomically."""
     from safetensors.torch import save_file
 
     from bsa.durable import replace_durably
@@ -127,12 +150,13 @@ def save_references(path: Path, references: dict[str, GaussianStats], metrics: d
         for name, stats in references.items()
         for field in ("count", "total", "outer")
     }
+    tensors.update({f"clip:{k}": v.detach().cpu().contiguous().clone() for k, v in (clips or {}).items()})
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={"teacher_metrics": json.dumps(metrics)})
     replace_durably(tmp, path)
 
 
-def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict]:
+def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict, dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
     try:
@@ -143,11 +167,11 @@ def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict]:
         raise ValueError(
             f"{path}: not a bsa reference cache ({e}); delete it to compute the references again"
         ) from None
-    names = sorted({k.split(".")[0] for k in tensors})
-    refs = {
-        n: GaussianStats(tensors[f"{n}.count"], tensors[f"{n}.total"], tensors[f"{n}.outer"]) for n in names
-    }
-    return refs, metrics
+    clips = {k[len("clip:") :]: v for k, v in tensors.items() if k.startswith("clip:")}
+    stats = {k: v for k, v in tensors.items() if not k.startswith("clip:")}
+    names = sorted({k.split(".")[0] for k in stats})
+    refs = {n: GaussianStats(stats[f"{n}.count"], stats[f"{n}.total"], stats[f"{n}.outer"]) for n in names}
+    return refs, metrics, clips
 
 
 class StageScorer:
@@ -177,9 +201,18 @@ class StageScorer:
             None  # shared by the runs of a comparison (same teacher, captions, seeds)
         )
         self.text_joint = suite.text_joint(eval_set.text_emb, eval_set.captions)
+        self.teacher_floor = True  # also draw the teacher with other noise: the floor of FAD vs teacher
+        self.teacher_clips: dict[str, torch.Tensor] | None = None  # its per-clip outputs, the set's order
+        self.fad_floor: float | None = None
 
-    def generate(self, denoiser, steps: int, indices: list[int]) -> tuple[torch.Tensor, float]:
-        """Waveforms of the clips ``indices`` and the seconds it took."""
+    def generate(self, denoiser, steps: int, indices: list[int], seed_offset: int = 0):
+        """Waveforms of the clips ``indices`` and the seconds it took (:meth:`generate_latents`)."""
+        waves, _, seconds = self.generate_latents(denoiser, steps, indices, seed_offset)
+        return waves, seconds
+
+    def generate_latents(self, denoiser, steps: int, indices: list[int], seed_offset: int = 0):
+        """(waveforms, final latents on the CPU, seconds) of the clips ``indices``, from the
+        noise seeds of the set (plus ``seed_offset``)."""
         from bsa.models.pipeline import TextToAudio
 
         was_training = denoiser.training
@@ -188,17 +221,22 @@ class StageScorer:
         )
         if self.device == "cuda":
             torch.cuda.synchronize()
-        start, waves = time.time(), []
+        start, waves, latents = time.time(), [], []
         for chunk in [indices[i : i + 64] for i in range(0, len(indices), 64)]:
             z = pipe.latents(
-                self.set.text_emb[chunk], [self.set.seeds[k] for k in chunk], steps, self.guidance_scale
+                self.set.text_emb[chunk],
+                [self.set.seeds[k] + seed_offset for k in chunk],
+                steps,
+                self.guidance_scale,
             )
             waves.append(pipe.waveforms(z))
+            latents.append(z.cpu())
         if self.device == "cuda":
             torch.cuda.synchronize()
         denoiser.train(was_training)
-        empty = torch.zeros(0, 1)
-        return (torch.cat(waves) if waves else empty), time.time() - start
+        if not waves:
+            return torch.zeros(0, 1), torch.zeros(0), time.time() - start
+        return torch.cat(waves), torch.cat(latents), time.time() - start
 
     def _features(self, waves: torch.Tensor) -> tuple[AudioFeatures, GaussianStats]:
         local = self.suite.features(waves)
@@ -210,15 +248,25 @@ class StageScorer:
             return None
         cache = self.reference_cache
         if cache is not None and cache.is_file():
-            self.references, metrics = load_references(cache)
+            self.references, metrics, clips = load_references(cache)
+            self.teacher_clips = clips or None
+            self.fad_floor = metrics.get("fad_teacher_floor")
             return metrics
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
         if self.set.real is not None:
             _, self.references["real"] = self._features(self.set.real[mine])
-        waves, seconds = self.generate(teacher, teacher_steps, mine)
-        features, stats = self._features(waves)
+        waves, latents, seconds = self.generate_latents(teacher, teacher_steps, mine)
+        local = self.suite.features(waves)
+        features, stats = gather_features(local), reduced_stats(local)
         self.references["teacher"] = stats
+        self.teacher_clips = {
+            "latents": gather_rows(latents),
+            "mels": gather_rows(log_mel(waves)),
+            "embedding": features.embedding,
+            "audio_joint": features.audio_joint,
+            **{f"logits.{k}": v for k, v in features.logits.items()},
+        }
         nfe = network_calls(teacher_steps, teacher.takes_guidance, self.guidance_scale)
         metrics = {
             **score(self.suite, features, self.text_joint, self.set.targets, self.references, stats),
@@ -226,22 +274,58 @@ class StageScorer:
             "nfe": nfe,
             "seconds_per_clip": seconds / max(len(mine), 1),
         }
+        if self.teacher_floor:  # the teacher against itself with other initial noise
+            other, _ = self.generate(teacher, teacher_steps, mine, seed_offset=OTHER_NOISE)
+            _, other_stats = self._features(other)
+            self.fad_floor = frechet_from_stats(other_stats, stats)
+            metrics.update(
+                fad_teacher_floor=self.fad_floor, fad_teacher_ratio=metrics["fad_teacher"] / self.fad_floor
+            )
         if cache is not None and rank == 0:
-            save_references(cache, self.references, metrics)
+            save_references(cache, self.references, metrics, self.teacher_clips)
         return metrics
+
+    def paired(
+        self, waves: torch.Tensor, latents: torch.Tensor, local: AudioFeatures, mine: list[int]
+    ) -> dict:
+        """The paired metrics against the teacher's outputs for the same clips (this rank's
+        ``mine``), gathered over ranks, with their bootstrap intervals."""
+        t, idx = self.teacher_clips, torch.tensor(mine, dtype=torch.long)
+        teacher_features = AudioFeatures(
+            t["embedding"][idx],
+            {k[len("logits.") :]: v[idx] for k, v in t.items() if k.startswith("logits.")},
+            t["audio_joint"][idx],
+        )
+        per_clip = paired_per_clip(
+            latents,
+            t["latents"][idx],
+            log_mel(waves),
+            t["mels"][idx],
+            local,
+            teacher_features,
+            self.text_joint[idx],
+        )
+        return summarise_paired({k: gather_rows(v) for k, v in per_clip.items()}, seed=self.set.seeds[0])
 
     def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor]:
         """Scores of ``denoiser`` at ``steps`` and the waveforms of this rank's clips."""
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
-        waves, seconds = self.generate(denoiser, steps, mine)
-        features, stats = self._features(waves)
+        waves, latents, seconds = self.generate_latents(denoiser, steps, mine)
+        local = self.suite.features(waves)
+        features, stats = gather_features(local), reduced_stats(local)
         metrics = score(self.suite, features, self.text_joint, self.set.targets, self.references, stats)
         metrics.update(
             steps=steps,
             nfe=network_calls(steps, denoiser.takes_guidance, self.guidance_scale),
             seconds_per_clip=seconds / max(len(mine), 1),
         )
+        if self.teacher_clips is not None:
+            metrics.update(self.paired(waves, latents, local, mine))
+        if self.fad_floor and "fad_teacher" in metrics:
+            metrics.update(
+                fad_teacher_floor=self.fad_floor, fad_teacher_ratio=metrics["fad_teacher"] / self.fad_floor
+            )
         return metrics, waves
 
 

@@ -446,6 +446,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
     )
     if cfg.eval.reference_cache:
         scorer.reference_cache = Path(cfg.eval.reference_cache)
+    scorer.teacher_floor = cfg.eval.teacher_floor
     scorer.protocol = {
         **suite.protocol(),
         "sample_rate": 16000,

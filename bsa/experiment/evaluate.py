@@ -20,8 +20,6 @@ from pathlib import Path
 from bsa.config import BsaConfig
 from bsa.experiment.build import torch_device
 
-OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
-
 
 def model_in_use(cfg: BsaConfig) -> str:
     """The model `bsa generate` and `bsa evaluate` sample: ``eval.model``, else ``models.teacher``."""
@@ -97,6 +95,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     from tqdm.auto import tqdm
 
     from bsa.audio import load_clip, log_mel, num_samples_for
+    from bsa.callbacks.evaluation import OTHER_NOISE
     from bsa.data.audiocaps import read_caption_csv, resolve_audio
     from bsa.data.embedded import LABELS
     from bsa.diffusion import network_calls
