@@ -234,6 +234,8 @@ def test_two_stage_run_through_the_cli(debug_env):
     # one bar per stage: the stage of all, its optimizer steps of their total (not "Epoch 0/-2")
     assert "stage 2/2 (4 → 2 steps)" in out.stdout and "4/4 [" in out.stdout
     assert "Epoch" not in out.stdout and "v_num" not in out.stdout
+    # no advertisement, no warning about the frozen teacher being in eval mode (it is, on purpose)
+    assert "Tip:" not in out.stdout + out.stderr and "in eval mode" not in out.stderr
 
     import soundfile as sf
 

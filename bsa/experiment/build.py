@@ -3,6 +3,8 @@ latent cache's expected identity, the data module, the evaluation suite."""
 
 from __future__ import annotations
 
+import logging
+
 from bsa.config import BsaConfig
 
 
@@ -19,12 +21,31 @@ def world_size(cfg: BsaConfig) -> int:
     return (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
 
 
+class _NoAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip:" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Keep the console to what the run says: drop Lightning's advertisements (the LitLogger and
+    litmodels tips) and its warning that modules are in eval mode at the start of training — the
+    frozen teacher inside a DistillationModule is, on purpose. Idempotent."""
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _NoAdvertisements) for f in handler.filters):
+                handler.addFilter(_NoAdvertisements())
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
 def lightning_trainer(cfg: BsaConfig, **kwargs):
     """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision and
     logging interval (plus ``kwargs``); sets the process's float32 matmul precision first."""
     import lightning.pytorch as pl
     import torch
 
+    quiet_lightning()
     t = cfg.trainer
     torch.set_float32_matmul_precision(t.matmul_precision)
     return pl.Trainer(
