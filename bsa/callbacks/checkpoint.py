@@ -22,7 +22,6 @@ class AtomicLastCheckpoint(pl.Callback):
     def __init__(self, folder: str | Path, every_n_steps: int):
         self.folder = Path(folder)
         self.every = max(1, every_n_steps)
-        self.refused_at: int | None = None  # the step whose non-finite weights were not written
 
     @property
     def path(self) -> Path:
@@ -38,7 +37,6 @@ class AtomicLastCheckpoint(pl.Callback):
 
     def save(self, trainer: pl.Trainer) -> None:
         if not all_finite(trainer.lightning_module):
-            self.refused_at = trainer.global_step
             return  # keep the last finite checkpoint
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".last.ckpt.tmp{os.getpid()}"

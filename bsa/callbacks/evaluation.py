@@ -24,7 +24,7 @@ import torch
 
 from bsa.audio import log_mel
 from bsa.diffusion import network_calls
-from bsa.durable import append_jsonl, read_jsonl
+from bsa.durable import append_jsonl, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
 from bsa.metrics.frechet import GaussianStats, frechet_from_stats
 from bsa.metrics.paired import paired_per_clip, summarise_paired
@@ -141,8 +141,6 @@ def save_references(
     own scores in its metadata and, for the paired metrics, its per-clip outputs (``clips``: name →
     [N, …] in the set's order), written atomically."""
     from safetensors.torch import save_file
-
-    from bsa.durable import replace_durably
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {

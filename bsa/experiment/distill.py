@@ -59,8 +59,6 @@ class RunContext:
 
 def describe(cfg: BsaConfig) -> str:
     """What a run of ``cfg`` would do (``--dry-run`` prints it)."""
-    from pathlib import Path
-
     d, t = cfg.distill, cfg.trainer
     lines = [
         f"preset      {cfg.preset}",

@@ -53,10 +53,12 @@ class NonFiniteGuard:
         if trainer is not None and getattr(trainer.precision_plugin, "scaler", None) is not None:
             return  # fp16: the gradient scaler skips overflowing steps and lowers its scale itself
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not params:
-            self._nonfinite_run = getattr(self, "_nonfinite_run", 0)
+        if not params:  # backward was skipped (a non-finite loss, counted by guard)
             return
-        finite = torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
+        # a gradient holding a NaN/inf has a NaN/inf norm (accumulated in float64, where finite
+        # float32 values cannot overflow): one multi-tensor kernel and one host sync for all
+        norms = torch._foreach_norm([p.grad for p in params], 2, dtype=torch.float64)
+        finite = torch.isfinite(torch.stack(norms)).all()
         if _all_ranks_agree(bool(finite), params[0].device):
             self._nonfinite_run = 0
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from bsa.metrics.embedded import AudioFeatures
+from bsa.metrics.scores import row_cosine
 
 
 def bootstrap_mean_ci(
@@ -24,10 +25,6 @@ def bootstrap_mean_ci(
     alpha = (1 - level) / 2
     lo, hi = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
     return float(v.mean()), lo, hi
-
-
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
 
 
 def paired_per_clip(
@@ -53,10 +50,10 @@ def paired_per_clip(
     return {
         "latent_rmse": (latents.double() - teacher_latents.double()).reshape(n, -1).pow(2).mean(1).sqrt(),
         "mel_l1": (mels.double() - teacher_mels.double()).reshape(n, -1).abs().mean(1),
-        "embedding_cosine": _cos(features.embedding, teacher_features.embedding),
+        "embedding_cosine": row_cosine(features.embedding, teacher_features.embedding),
         "attribute_agreement": agree,
-        "clap_difference": _cos(features.audio_joint, text_joint)
-        - _cos(teacher_features.audio_joint, text_joint),
+        "clap_difference": row_cosine(features.audio_joint, text_joint)
+        - row_cosine(teacher_features.audio_joint, text_joint),
     }
 
 

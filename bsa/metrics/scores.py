@@ -14,12 +14,17 @@ def inception_score(probs: torch.Tensor, eps: float = 1e-12) -> float:
     return float(kl.mean().exp())
 
 
+def row_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of the rows of a and b [N, J] → [N], in float64."""
+    a = torch.nn.functional.normalize(a.double(), dim=-1)
+    b = torch.nn.functional.normalize(b.double(), dim=-1)
+    return (a * b).sum(-1)
+
+
 def clap_score(audio_joint: torch.Tensor, text_joint: torch.Tensor) -> float:
     """Mean cosine similarity of paired audio and caption embeddings [N, J] (CLAP score,
     e.g. Huang et al. 2023, Make-An-Audio)."""
-    a = torch.nn.functional.normalize(audio_joint.double(), dim=-1)
-    t = torch.nn.functional.normalize(text_joint.double(), dim=-1)
-    return float((a * t).sum(-1).mean())
+    return float(row_cosine(audio_joint, text_joint).mean())
 
 
 def attribute_accuracy(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, float]:
