@@ -241,6 +241,9 @@ class DataConfig:
     encode_batch_size: int = 32
     min_seconds: float = 0.5  # shorter clips are skipped (and reported), longer are padded
     num_workers: int = 2
+    # hold the whole train split on the training device and draw batches there (no loader
+    # workers): for small models, whose steps are shorter than a Python loader takes to batch them
+    resident: bool = False
     # the embedded generator
     seed: int = 0
     train_clips: int = 4000
@@ -344,8 +347,12 @@ class TrainConfig:
     # optimizer steps between atomic checkpoints under <paths.output_root>/train-<model>/ (a killed
     # `make teacher` resumes from there; the shipped folder is written only once training is done)
     checkpoint_every: int = 500
+    # end this invocation after N minutes of wall time with a checkpoint and no export (exit 3);
+    # the same command continues (for jobs longer than one allocation). 0 = run to the end
+    stop_after_minutes: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(self.stop_after_minutes >= 0, "train.stop_after_minutes", "must be >= 0")
         for name in ("vae", "teacher", "evaluator", "vocoder"):
             sub = getattr(self, name)
             _check(sub.steps >= 1 and sub.batch_size >= 1, f"train.{name}.steps/batch_size", "must be >= 1")

@@ -277,3 +277,63 @@ def test_rank_sharding_of_the_stream_is_disjoint_and_complete(tmp_path, dataset,
     s = LatentShardStream(tmp_path / "cache", "train", manifest, shuffle=True, seed=5)
     first, second = [i["id"] for i in s], [i["id"] for i in s]
     assert sorted(first) == sorted(second) and first != second, "each pass reshuffles"
+
+
+def _take(iterable, n):
+    it = iter(iterable)
+    return [next(it) for _ in range(n)]
+
+
+def test_resident_batches_cover_each_pass_once_per_rank_and_resume_exactly():
+    from bsa.data.datamodule import ResidentTrainBatches
+
+    n, batch, world = 23, 3, 2  # 11 items per rank: 3 batches a pass, 2 items of each rank dropped
+    latents = torch.arange(n, dtype=torch.float16).view(n, 1, 1, 1).expand(n, 2, 2, 2).contiguous()
+    text = torch.arange(n, dtype=torch.float32)[:, None]
+
+    def ids(b):
+        return b["text_emb"][:, 0].long().tolist()
+
+    ranks = [
+        ResidentTrainBatches(latents, text, batch, scale=2.0, seed=7, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    passes = [[ids(b) for b in _take(r, 6)] for r in ranks]  # two passes per rank
+    for p in (0, 1):
+        seen = [i for r in passes for b in r[3 * p : 3 * p + 3] for i in b]
+        assert len(seen) == len(set(seen)) == 2 * 3 * batch, "ranks are disjoint within a pass"
+    assert passes[0][:3] != passes[0][3:], "each pass reshuffles"
+    first = next(iter(ranks[0]))
+    assert torch.equal(first["latents"][:, 0, 0, 0], 2.0 * first["text_emb"][:, 0]), (
+        "scaled latents of the same items"
+    )
+    assert first["latents"].dtype == torch.float32
+    resumed = ResidentTrainBatches(
+        latents, text, batch, scale=2.0, seed=7, rank=0, world_size=world, skip_batches=4
+    )
+    assert [ids(b) for b in _take(resumed, 2)] == passes[0][4:6], (
+        "a resumed stream continues the same batches"
+    )
+
+
+def test_resident_batches_refuse_a_split_smaller_than_a_batch_per_rank():
+    from bsa.data.datamodule import EmptyTrainingSetError, ResidentTrainBatches
+
+    with pytest.raises(EmptyTrainingSetError, match="need at least 8"):
+        ResidentTrainBatches(torch.zeros(7, 1, 1, 1), torch.zeros(7, 2), 4, world_size=2)
+
+
+def test_resident_datamodule_serves_the_cached_train_split(tmp_path, dataset, vae):
+    text = char_trigram_embedder()
+    build(dataset, tmp_path / "cache", vae, text, shard_size=3)
+    dm = LatentDataModule(tmp_path / "cache", 2, resident=True, seed=1)
+    streamed = {
+        i["id"]: i
+        for i in LatentShardStream(
+            tmp_path / "cache", "train", dm.manifest or CacheManifest.read(tmp_path / "cache"), shuffle=False
+        )
+    }
+    batch = next(iter(dm.train_dataloader()))
+    for lat, emb in zip(batch["latents"], batch["text_emb"], strict=True):
+        match = [i for i in streamed.values() if torch.equal(i["text_emb"], emb)]
+        assert len(match) == 1 and torch.equal(match[0]["latents"], lat)

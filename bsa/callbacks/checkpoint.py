@@ -68,3 +68,23 @@ class StopAfterSteps(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = trainer.global_step
+
+
+class StopAfterMinutes(pl.Callback):
+    """Ends this invocation once ``minutes`` of wall time have passed since it started training
+    (``train.stop_after_minutes``): the checkpoint written at the end lets the same command continue."""
+
+    def __init__(self, minutes: float):
+        import time
+
+        self.minutes, self.clock = minutes, time.monotonic
+        self.triggered = False
+        self.start = self.clock()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = self.clock()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self.minutes and self.clock() - self.start >= 60 * self.minutes:
+            self.triggered = True
+            trainer.should_stop = True

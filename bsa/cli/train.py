@@ -3,7 +3,8 @@
 Train an embedded model from scratch and write it in diffusers' ``save_pretrained`` layout to
 ``train.<model>.out`` (default ``bsa/assets/<model>``), with ``training.json``. Checkpointed under
 ``<paths.output_root>/train-<model>/``: a killed run resumes; the model folder is replaced in one
-rename at the end.
+rename at the end. ``train.stop_after_minutes`` ends an invocation early with a checkpoint
+(exit 3): the same command continues.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ MODELS = ("vae", "teacher", "evaluator", "vocoder")
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
-    from bsa.experiment.train import TRAINERS
+    from bsa.experiment.distill import EXIT_UNFINISHED
+    from bsa.experiment.train import TRAINERS, TrainingUnfinished
 
     print(f"training the embedded {args.model} → {getattr(cfg.train, args.model).out}")
     if args.dry_run:
         return 0
-    print(f"wrote {TRAINERS[args.model](cfg)}")
+    try:
+        print(f"wrote {TRAINERS[args.model](cfg)}")
+    except TrainingUnfinished as stop:
+        print(stop)
+        return EXIT_UNFINISHED
     return 0
 
 

@@ -145,6 +145,74 @@ class RepeatingStream(IterableDataset):
                 yield item
 
 
+class ResidentTrainBatches:
+    """Endless training batches of one split held whole in (GPU) memory: for models whose step
+    is shorter than a Python data loader takes to batch it (the embedded 3.2 M UNet: README,
+    "Sampling speed and distillation throughput").
+
+    Pass p is ``randperm(n)`` of a generator seeded by (seed, p); rank r of W takes every W-th
+    position (an equal count each), cut into ``batch_size`` batches (the rest of the pass is
+    dropped). Batch j is a function of (seed, j, rank) alone, so a resumed run (``skip_batches``)
+    sees exactly the batches of an uninterrupted one. Latents are stored as cached (float16) and
+    scaled by the VAE's scaling factor as each batch is drawn."""
+
+    def __init__(
+        self,
+        latents: torch.Tensor,
+        text_emb: torch.Tensor,
+        batch_size: int,
+        *,
+        scale: float = 1.0,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        skip_batches: int = 0,
+    ):
+        self.latents, self.text_emb, self.scale = latents, text_emb, scale
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.skip_batches = skip_batches
+        per_rank = len(latents) // world_size
+        self.batches_per_pass = per_rank // batch_size
+        if self.batches_per_pass < 1:
+            raise EmptyTrainingSetError(
+                f"the train split has {len(latents)} item(s): {world_size} rank(s) × batch {batch_size} "
+                f"need at least {world_size * batch_size} (lower the batch size or set data.resident=false)"
+            )
+
+    def to(self, device) -> ResidentTrainBatches:
+        self.latents, self.text_emb = self.latents.to(device), self.text_emb.to(device)
+        return self
+
+    def pass_order(self, p: int) -> torch.Tensor:
+        """This rank's item positions in pass ``p``, in order (whole batches only)."""
+        order = torch.randperm(
+            len(self.latents), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + p)
+        )
+        return order[self.rank :: self.world_size][: self.batches_per_pass * self.batch_size]
+
+    def __iter__(self):
+        batch = self.skip_batches
+        while True:
+            p, first = divmod(batch, self.batches_per_pass)
+            mine = self.pass_order(p).to(self.latents.device)
+            for j in range(first, self.batches_per_pass):
+                idx = mine[j * self.batch_size : (j + 1) * self.batch_size]
+                yield {
+                    "latents": self.latents[idx].float() * self.scale,
+                    "text_emb": self.text_emb[idx].float(),
+                }
+                batch += 1
+
+
+def load_split_tensors(cache_dir: str | Path, split: str, manifest: CacheManifest):
+    """(latents as stored, text embeddings) of a whole split, in item order."""
+    folder = Path(cache_dir) / split
+    shards = [torch.load(folder / name, weights_only=True) for name in manifest.splits[split].shards]
+    if not shards:
+        raise EmptyTrainingSetError(f"latent cache {cache_dir}: the {split} split has no shards")
+    return torch.cat([s["latents"] for s in shards]), torch.cat([s["text_emb"] for s in shards])
+
+
 def collate(items: list[dict]) -> dict:
     """A batch: latents [B, C, T', F'] float32 (VAE-scaled), text_emb [B, D], caption list[str],
     id list[str], meta list[dict] (ground-truth attributes where the data set has them)."""
@@ -172,10 +240,12 @@ class LatentDataModule(pl.LightningDataModule):
         expected: CacheIdentity | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        resident: bool = False,
     ):
         super().__init__()
         self.cache_dir = Path(cache_dir)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.resident = resident
         self.expected = expected
         self.manifest: CacheManifest | None = None
 
@@ -226,9 +296,24 @@ class LatentDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Endless, reshuffled each pass: training is measured in optimizer steps (max_steps).
         Refuses a split too small to give every rank's every worker an item: the endless stream
-        would otherwise spin forever without yielding a batch."""
+        would otherwise spin forever without yielding a batch. With ``resident`` the whole split
+        is held on the training device instead (:class:`ResidentTrainBatches`)."""
         self.setup()
         rank, world = self._rank_world()
+        if self.resident:
+            latents, text_emb = load_split_tensors(self.cache_dir, "train", self.manifest)
+            batches = ResidentTrainBatches(
+                latents,
+                text_emb,
+                self.batch_size,
+                scale=float(self.manifest.identity.vae.get("scaling_factor", 1.0)),
+                seed=self.seed,
+                rank=rank,
+                world_size=world,
+                skip_batches=self._consumed_batches(),
+            )
+            trainer = getattr(self, "trainer", None)
+            return batches.to(trainer.strategy.root_device) if trainer is not None else batches
         consumers = world * max(1, self.num_workers)
         count = self.manifest.splits["train"].count if "train" in self.manifest.splits else 0
         if count < consumers:

@@ -152,6 +152,7 @@ def latent_datamodule(cfg: BsaConfig, batch_size: int, num_workers: int | None =
         expected=build_expected_identity(cfg),
         num_workers=min(cfg.data.num_workers, 4) if num_workers is None else num_workers,
         seed=cfg.trainer.seed,
+        resident=cfg.data.resident,
     )
     dm.setup()
     return dm

@@ -50,6 +50,10 @@ class CurveRecorder:
         return _Recorder()
 
 
+class TrainingUnfinished(RuntimeError):
+    """Stopped by ``train.stop_after_minutes`` before the last step: checkpointed, not exported."""
+
+
 def _checkpoints(cfg: BsaConfig, what: str):
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint
 
@@ -61,9 +65,11 @@ def _fit(cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, c
     resumes from the newest one (SLURM pre-emption checkpoints included)."""
     import datetime
 
+    from bsa.callbacks.checkpoint import StopAfterMinutes
     from bsa.experiment.build import lightning_trainer
 
     checkpoint = _checkpoints(cfg, what)
+    stopper = StopAfterMinutes(cfg.train.stop_after_minutes)
     resume = checkpoint.resume_path()
     if resume is not None:
         print(f"resuming from {resume}", flush=True)
@@ -73,7 +79,7 @@ def _fit(cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, c
         max_steps=steps,
         logger=False,
         enable_checkpointing=False,
-        callbacks=[*callbacks, checkpoint],  # last: it saves what the others recorded of the step
+        callbacks=[*callbacks, stopper, checkpoint],  # last: it saves what the others recorded of the step
         val_check_interval=val_every,
         check_val_every_n_epoch=None if val_every else 1,
         num_sanity_val_steps=0,
@@ -81,6 +87,11 @@ def _fit(cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, c
         default_root_dir=checkpoint.folder,
     )
     trainer.fit(module, train, val, ckpt_path=resume, weights_only=True)
+    if stopper.triggered and trainer.global_step < steps:
+        raise TrainingUnfinished(
+            f"{what}: stopped at step {trainer.global_step}/{steps} (train.stop_after_minutes="
+            f"{cfg.train.stop_after_minutes:g}); run the same command again to continue from {checkpoint.path}"
+        )
     return trainer
 
 
@@ -166,20 +177,12 @@ def train_vae(cfg: BsaConfig) -> Path:
 
 
 def train_teacher(cfg: BsaConfig) -> Path:
-    from bsa.data.datamodule import LatentDataModule
-    from bsa.experiment.build import build_expected_identity
+    from bsa.experiment.build import latent_datamodule
     from bsa.lit.teacher import TeacherModule
     from bsa.models.unet import audioldm_unet_config
 
     c = cfg.train.teacher
-    dm = LatentDataModule(
-        cfg.data.cache_dir,
-        c.batch_size,
-        expected=build_expected_identity(cfg),
-        num_workers=min(8, cfg.data.num_workers),
-        seed=cfg.trainer.seed,
-    )
-    dm.setup()
+    dm = latent_datamodule(cfg, c.batch_size, num_workers=min(8, cfg.data.num_workers))
     shape = dm.manifest.identity.latent_shape
     unet_config = audioldm_unet_config(
         c.size, dm.manifest.identity.text_encoder["dim"], shape[0], tuple(shape[1:])
@@ -196,6 +199,7 @@ def train_teacher(cfg: BsaConfig) -> Path:
         schedule_kwargs=cfg.schedule.kwargs(),
         weighting=c.weighting,
         weighting_kwargs={"gamma": c.min_snr_gamma},
+        compile=cfg.trainer.compile_kwargs(),
     )
     recorder = CurveRecorder()
     start = time.time()

@@ -32,10 +32,14 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
         schedule_kwargs: dict | None = None,
         weighting: str = "snr",
         weighting_kwargs: dict | None = None,
+        compile: dict | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["null_text_emb"])
+        self.save_hyperparameters(ignore=["null_text_emb", "compile"])
         self.unet = UNet2DConditionModel(**unet_config)
+        # the torch.compile'd call, kept apart from the module (as DistillationModule's): the state
+        # dict, checkpoints and the EMA copy stay those of the eager UNet
+        self._compiled = torch.compile(self.unet.forward, **compile) if compile else None
         self.ema = EMA(self.unet, ema_decay) if ema_decay > 0 else None
         self.schedule = audioldm_schedule(**(schedule_kwargs or {}))
         self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
@@ -57,7 +61,7 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
             if self.hparams.prediction_type != "epsilon"
             else eps
         )
-        pred = self.unet(z_t, t, encoder_hidden_states=None, class_labels=cond).sample
+        pred = (self._compiled or self.unet)(z_t, t, encoder_hidden_states=None, class_labels=cond).sample
         per_example = (pred.float() - target).pow(2).flatten(1).mean(1)
         snr = self.schedule.snr(t).float()
         return (self.weight_fn(snr) / x_space_factor(snr, self.hparams.prediction_type) * per_example).mean()

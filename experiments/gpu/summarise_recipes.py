@@ -74,8 +74,18 @@ ROWS = (  # (label, call, run, row)
     ("real → VAE → HiFi-GAN (3 min)", "call3-vocoder", "eval_hifi", "real → VAE → vocoder"),
     ("shuffled captions (floor)", "call2-shipped-teacher", "eval_gl", "shuffled captions (floor)"),
     ("shipped teacher @ 200", "call2-shipped-teacher", "eval_gl", "model @ 200 steps"),
-    ("recipe A @ 200 (3.2 M, Min-SNR, batch 1024, 1212 steps)", "call1-recipes", "eval_A_gl", "model @ 200 steps"),
-    ("recipe B @ 200 (12 M, Min-SNR, batch 1024, 947 steps)", "call1-recipes", "eval_B_gl", "model @ 200 steps"),
+    (
+        "recipe A @ 200 (3.2 M, Min-SNR, batch 1024, 1212 steps)",
+        "call1-recipes",
+        "eval_A_gl",
+        "model @ 200 steps",
+    ),
+    (
+        "recipe B @ 200 (12 M, Min-SNR, batch 1024, 947 steps)",
+        "call1-recipes",
+        "eval_B_gl",
+        "model @ 200 steps",
+    ),
 )
 
 

@@ -1,6 +1,7 @@
-"""Where a teacher training step's time goes, on the GPU: steps/s of the embedded teacher for a few
-seconds each — the real latent stream through Lightning (what `bsa train teacher` does), the same
-with a batch already on the GPU, and a bare PyTorch loop (with and without EMA, fp32 and bf16).
+"""Teacher training throughput on the GPU, through what `bsa train teacher` runs (Lightning,
+TeacherModule, the LatentDataModule): the streamed latent cache against the resident batches
+(`data.resident`), eager against compiled (`trainer.compile`). Steady-state steps/s, counted after
+the first `warmup` steps (compilation), for `seconds` of wall time each.
 
     python experiments/gpu/teacher_throughput.py experiments/embedded-gpu.yaml [key=value ...] > out.json
 """
@@ -8,6 +9,7 @@ with a batch already on the GPU, and a bare PyTorch loop (with and without EMA, 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -24,35 +26,42 @@ def main(argv: list[str]) -> None:
 
     files = [a for a in argv if "=" not in a]
     cfg = load_config(files, [a for a in argv if "=" in a])
-    c, seconds = cfg.train.teacher, 20.0
-    dm = latent_datamodule(cfg, c.batch_size, num_workers=8)
-    shape = dm.manifest.identity.latent_shape
-    unet_config = audioldm_unet_config(
-        c.size, dm.manifest.identity.text_encoder["dim"], shape[0], tuple(shape[1:])
-    )
-
-    def module(ema: bool = True):
-        return TeacherModule(
-            unet_config,
-            dm.null_text_embedding,
-            lr=c.lr,
-            ema_decay=c.ema_decay if ema else 0.0,
-            total_steps=10**6,
-            warmup_steps=10,
-        ).cuda()
-
-    batch = next(iter(dm.train_dataloader()))
-    lat, txt = batch["latents"].cuda(), batch["text_emb"].cuda()
+    torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
+    c, seconds, warmup = cfg.train.teacher, float(os.environ.get("SECONDS_EACH", 40)), 30
+    variants = os.environ.get("VARIANTS", "stream:off,resident:off,resident:default").split(",")
     rows = []
 
-    class Synthetic(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            while True:
-                yield {"latents": lat, "text_emb": txt}
+    class Clock(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == warmup:
+                torch.cuda.synchronize()
+                self.start = time.perf_counter()
 
-    for name, data in (("lightning, latent stream", dm), ("lightning, batch on GPU", None)):
-        m = module()
-        loader = data if data is not None else torch.utils.data.DataLoader(Synthetic(), batch_size=None)
+        def on_train_end(self, trainer, *args):
+            torch.cuda.synchronize()
+            self.rate = (trainer.global_step - warmup) / (time.perf_counter() - self.start)
+
+    for variant in variants:
+        data, compile_mode = variant.split(":")
+        cfg.data.resident = data == "resident"
+        cfg.trainer.compile = compile_mode
+        dm = latent_datamodule(cfg, c.batch_size, num_workers=min(8, cfg.data.num_workers))
+        shape = dm.manifest.identity.latent_shape
+        module = TeacherModule(
+            audioldm_unet_config(
+                c.size, dm.manifest.identity.text_encoder["dim"], shape[0], tuple(shape[1:])
+            ),
+            dm.null_text_embedding,
+            lr=c.lr,
+            ema_decay=c.ema_decay,
+            total_steps=10**6,
+            warmup_steps=10,
+            weighting=c.weighting,
+            weighting_kwargs={"gamma": c.min_snr_gamma},
+            compile=cfg.trainer.compile_kwargs(),
+        )
+        clock = Clock()
+        start = time.perf_counter()
         trainer = pl.Trainer(
             accelerator="gpu",
             devices=1,
@@ -64,31 +73,19 @@ def main(argv: list[str]) -> None:
             limit_val_batches=0,
             enable_model_summary=False,
             gradient_clip_val=1.0,
+            callbacks=[clock],
         )
-        start = time.perf_counter()
-        trainer.fit(m, loader)
-        rows.append({"variant": name, "steps_per_s": trainer.global_step / (time.perf_counter() - start)})
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    for name, ema, bf16 in (
-        ("bare loop, fp32, EMA", True, False),
-        ("bare loop, fp32, no EMA", False, False),
-        ("bare loop, bf16, EMA", True, True),
-        ("bare loop, bf16, no EMA", False, True),
-    ):
-        m = module(ema)
-        opt = m.configure_optimizers()["optimizer"]
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 2:
-            with torch.autocast("cuda", torch.bfloat16, enabled=bf16):
-                loss = m.denoising_loss(lat, txt)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if m.ema is not None:
-                m.ema.update(m.unet)
-            steps += 1
-        torch.cuda.synchronize()
-        rows.append({"variant": name, "steps_per_s": steps / (time.perf_counter() - start)})
+        trainer.fit(module, dm)
+        rows.append(
+            {
+                "data": data,
+                "compile": compile_mode,
+                "steps_per_s": round(clock.rate, 2),
+                "samples_per_s": round(clock.rate * c.batch_size),
+                "wall_s": round(time.perf_counter() - start, 1),
+                "steps": trainer.global_step,
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(
         json.dumps(
@@ -98,6 +95,7 @@ def main(argv: list[str]) -> None:
                 "batch": c.batch_size,
                 "size": c.size,
                 "precision": cfg.trainer.precision,
+                "matmul_precision": cfg.trainer.matmul_precision,
                 "rows": rows,
             },
             indent=1,

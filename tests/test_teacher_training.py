@@ -1,0 +1,44 @@
+"""Teacher training through `bsa train teacher` on the resident (on-device) batches, compiled."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bsa.models.unet import load_unet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_env, tmp_path):
+    """`train.stop_after_minutes` ends the first invocation after its first step with a checkpoint
+    and no export (exit 3); the same command continues to the last step and exports."""
+    out = tmp_path / "teacher"
+    command = [
+        sys.executable,
+        "-m",
+        "bsa.cli.train",
+        "teacher",
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        "data.resident=true",
+        "trainer.compile=default",
+        "trainer.compile_backend=aot_eager",
+        "trainer.log_every_n_steps=1",
+        f"train.teacher.out={out}",
+        f"paths.output_root={tmp_path / 'runs'}",
+    ]
+    first = subprocess.run(
+        [*command, "train.stop_after_minutes=0.000001"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert "stopped at step 1/6" in first.stdout and not out.exists()
+    assert (tmp_path / "runs" / "train-teacher" / "last.ckpt").is_file()
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resuming from" in run.stdout
+    record = json.loads((out / "training.json").read_text())
+    steps = [r["step"] for r in record["curve"] if r["kind"] == "train"]
+    assert steps == list(range(1, 7)), steps
+    assert "resident: true" in record["config"]
+    load_unet(out)  # plain UNet keys: the compiled call left the state dict alone
