@@ -22,16 +22,18 @@ log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 if [ "${PHASE:-1}" = 1 ]; then
   log data;  timeout 200 python3 -m bsa.cli.data $EXP $D > $L/data.log 2>&1 || { tail $L/data.log; exit 1; }
   log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
-  log probe
-  SECONDS_EACH=${PROBE_S:-20} VARIANTS=stream:off,resident:off,resident:default timeout 200 \
-    python3 experiments/gpu/teacher_throughput.py $EXP $D $R > $L/probe.json 2> $L/probe.log || tail $L/probe.log
-  # the cosine schedule spans both calls: steps = steady-state rate × the training seconds planned
-  python3 - "$L/probe.json" "${TRAIN_S:-540}" > $A/steps.txt <<'PY'
+  if [ -n "${STEPS:-}" ]; then echo $STEPS > $A/steps.txt; else
+    log probe
+    SECONDS_EACH=${PROBE_S:-60} VARIANTS=${PROBE_VARIANTS:-resident:default} timeout 200 \
+      python3 experiments/gpu/teacher_throughput.py $EXP $D $R > $L/probe.json 2> $L/probe.log || tail $L/probe.log
+    # the cosine schedule spans both calls: steps = steady-state rate × the training seconds planned
+    python3 - "$L/probe.json" "${TRAIN_S:-540}" > $A/steps.txt <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))["rows"]
 rate = [r for r in rows if r["data"] == "resident" and r["compile"] == "default"][0]["steps_per_s"]
 print(int(rate * float(sys.argv[2]) // 100 * 100))
 PY
+  fi
   log "train $(cat $A/steps.txt) steps, ${MIN1:-3.5} min in this call"
   timeout 400 python3 -m bsa.cli.train teacher $EXP $D $R $T train.teacher.steps=$(cat $A/steps.txt) \
     train.stop_after_minutes=${MIN1:-3.5} > $L/train1.log 2>&1; echo "rc $? (3 = checkpointed, to be continued)" >> $L/train1.log

@@ -32,6 +32,8 @@ def main(argv: list[str]) -> None:
     rows = []
 
     class Clock(pl.Callback):
+        start = rate = None
+
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == warmup:
                 torch.cuda.synchronize()
@@ -39,7 +41,8 @@ def main(argv: list[str]) -> None:
 
         def on_train_end(self, trainer, *args):
             torch.cuda.synchronize()
-            self.rate = (trainer.global_step - warmup) / (time.perf_counter() - self.start)
+            if self.start is not None:  # else warm-up (compilation) took the whole time
+                self.rate = (trainer.global_step - warmup) / (time.perf_counter() - self.start)
 
     for variant in variants:
         data, compile_mode = variant.split(":")
@@ -80,8 +83,8 @@ def main(argv: list[str]) -> None:
             {
                 "data": data,
                 "compile": compile_mode,
-                "steps_per_s": round(clock.rate, 2),
-                "samples_per_s": round(clock.rate * c.batch_size),
+                "steps_per_s": clock.rate and round(clock.rate, 2),
+                "samples_per_s": clock.rate and round(clock.rate * c.batch_size),
                 "wall_s": round(time.perf_counter() - start, 1),
                 "steps": trainer.global_step,
             }
