@@ -2,12 +2,13 @@
 # Issue "A benchmark worth distilling": one teacher trained across two device calls on the warm
 # machine (the checkpoint stays under runs/, which is git-ignored and kept between calls).
 #   PHASE=1 bash experiments/gpu/teacher_long.sh   data, cache, throughput probe, steps planned, train MIN1 minutes
+#   (RUN=<folder> keeps several teachers apart; MIN1=0 trains to the end in phase 1)
 #   PHASE=2 bash experiments/gpu/teacher_long.sh   resume to the end (MAX_MIN in all), evaluate @200 with CFG, weights (fp16) back
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (`make text-embeddings ARGS="data.train_clips=16000 data.test_clips=1000"`).
 set -uo pipefail
 OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
-A=runs/teacher-long; L=$A/logs; mkdir -p $L
+A=${RUN:-runs/teacher-long}; L=$A/logs; mkdir -p $L
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
@@ -40,19 +41,19 @@ PY
   ls -la $A/ck/train-teacher >> $L/phases.txt 2>&1
 else
   log "resume to $(cat $A/steps.txt) steps (at most ${MAX_MIN:-10.5} min in all)"
-  timeout 480 python3 -m bsa.cli.train teacher $EXP $D $R $T train.teacher.steps=$(cat $A/steps.txt) \
+  [ -d $A/teacher ] || timeout 480 python3 -m bsa.cli.train teacher $EXP $D $R $T train.teacher.steps=$(cat $A/steps.txt) \
     train.teacher.max_minutes=${MAX_MIN:-10.5} > $L/train2.log 2>&1; echo "rc $?" >> $L/train2.log
   log "evaluate @200 with CFG on 1000 captions"
   timeout 200 python3 -m bsa.cli.evaluate $EXP $D eval.num_clips=1000 eval.batch_size=250 eval.steps=200 \
     eval.model=$A/teacher eval.baselines=true distill.reference_teacher=$A/teacher eval.out=$A/eval > $L/eval.log 2>&1
   cp $A/eval/metrics.json $L/eval.json 2>/dev/null; cp $A/teacher/training.json $L/teacher.training.json 2>/dev/null
-  python3 - <<'PY'
+  A=$A python3 - <<'PY'
 import os, shutil
 from pathlib import Path
 from safetensors.torch import load_file, save_file
-src, OUT = Path("runs/teacher-long/teacher"), Path(os.environ["OUT"])
+src, OUT = Path(os.environ["A"]) / "teacher", Path(os.environ["OUT"])
 if src.is_dir():
-    dst = Path("runs/teacher-long/half/teacher"); shutil.copytree(src, dst, dirs_exist_ok=True)
+    dst = src.parent / "half" / "teacher"; shutil.copytree(src, dst, dirs_exist_ok=True)
     for f in dst.glob("*.safetensors"):
         save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(f).items()}, f)
     os.system(f"tar czf {OUT}/teacher.tgz -C {dst.parent} teacher && split -b 15m -d {OUT}/teacher.tgz {OUT}/teacher.tgz.part && rm {OUT}/teacher.tgz")
