@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bsa.models.unet import load_unet
+import pytest
+import torch
+
+from bsa.models.unet import audioldm_unet_config, load_unet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +36,8 @@ def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_en
     )
     assert first.returncode == 3, first.stderr[-3000:]
     assert "stopped at step 1/6" in first.stdout and not out.exists()
-    assert (tmp_path / "runs" / "train-teacher" / "last.ckpt").is_file()
+    checkpoint = torch.load(tmp_path / "runs" / "train-teacher" / "last.ckpt", weights_only=False)
+    first_seconds = next(v["seconds"] for k, v in checkpoint["callbacks"].items() if "Recorder" in k)
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resuming from" in run.stdout
@@ -41,4 +45,29 @@ def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_en
     steps = [r["step"] for r in record["curve"] if r["kind"] == "train"]
     assert steps == list(range(1, 7)), steps
     assert "resident: true" in record["config"]
+    assert record["trained_for_seconds"] > first_seconds, "training time counts every invocation"
     load_unet(out)  # plain UNet keys: the compiled call left the state dict alone
+
+
+def test_teacher_validation_uses_the_eager_unet_and_training_the_compiled_call():
+    """A compiled call would be recompiled for evaluation mode at the first validation (which cost
+    a device call its whole budget): validation must not touch it."""
+    from bsa.lit.teacher import TeacherModule
+
+    module = TeacherModule(
+        audioldm_unet_config("tiny", 8, 4, (16, 8)), torch.zeros(8), compile={"backend": "eager"}
+    )
+    calls = []
+
+    def compiled(*args, **kwargs):
+        calls.append(1)
+        return module.unet(*args, **kwargs)
+
+    module._compiled = compiled
+    batch = {"latents": torch.randn(2, 4, 16, 8), "text_emb": torch.randn(2, 8)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "log", lambda *a, **k: None)
+        module.validation_step(batch, 0)
+        assert calls == []
+        module.denoising_loss(batch["latents"], batch["text_emb"])
+        assert calls == [1]

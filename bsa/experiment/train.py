@@ -25,6 +25,13 @@ class CurveRecorder:
         class _Recorder(pl.Callback):
             def __init__(self):
                 self.rows: list[dict] = []
+                self.seconds_before = 0.0  # training time of earlier invocations (resumed runs)
+                self.started = time.monotonic()
+
+            @property
+            def seconds(self) -> float:
+                """Wall time spent training, over every invocation of a resumed run."""
+                return self.seconds_before + time.monotonic() - self.started
 
             def _record(self, trainer, kind):
                 row = {"step": trainer.global_step, "kind": kind}
@@ -42,10 +49,11 @@ class CurveRecorder:
                 self._record(trainer, "val")
 
             def state_dict(self):  # the curve travels in the checkpoint: a resumed run keeps it whole
-                return {"rows": self.rows}
+                return {"rows": self.rows, "seconds": self.seconds}
 
             def load_state_dict(self, state):
                 self.rows = list(state["rows"])
+                self.seconds_before, self.started = float(state.get("seconds", 0.0)), time.monotonic()
 
         return _Recorder()
 
@@ -156,7 +164,6 @@ def train_vae(cfg: BsaConfig) -> Path:
         num_workers=0,
     )
     val = DataLoader(TensorDataset(splits["val"].mels), batch_size=c.batch_size)
-    start = time.time()
     _fit(cfg, "vae", module, train, val, c.steps, min(1000, c.steps), [recorder], c.max_minutes)
     vae = module.vae.float().eval()
     # scaling factor: unit variance of the latents over the training set (as Stable Diffusion's 0.18215)
@@ -171,7 +178,7 @@ def train_vae(cfg: BsaConfig) -> Path:
 
     def write(folder: Path) -> None:
         vae.save_pretrained(folder)
-        _write_record(folder, cfg, "vae", recorder.rows, {"latent_std": float(z.std())}, time.time() - start)
+        _write_record(folder, cfg, "vae", recorder.rows, {"latent_std": float(z.std())}, recorder.seconds)
 
     return _export(cfg, "vae", Path(c.out), write)
 
@@ -202,7 +209,6 @@ def train_teacher(cfg: BsaConfig) -> Path:
         compile=cfg.trainer.compile_kwargs(),
     )
     recorder = CurveRecorder()
-    start = time.time()
     _fit(cfg, "teacher", module, dm, None, c.steps, min(c.val_every, c.steps), [recorder], c.max_minutes)
 
     def write(folder: Path) -> None:
@@ -216,7 +222,7 @@ def train_teacher(cfg: BsaConfig) -> Path:
                 "cache_identity": dm.manifest.identity.__dict__,
                 "null_text_embedding": dm.null_text_embedding.tolist(),
             },
-            time.time() - start,
+            recorder.seconds,
         )
 
     return _export(cfg, "teacher", Path(c.out), write)
@@ -241,7 +247,6 @@ def train_evaluator(cfg: BsaConfig) -> Path:
         tensors[name] = TensorDataset(split.mels, emb, labels)
     module = EvaluatorModule({"labels": LABELS, "text_dim": text.dim}, lr=c.lr, total_steps=c.steps)
     recorder = CurveRecorder()
-    start = time.time()
     _fit(
         cfg,
         "evaluator",
@@ -257,7 +262,7 @@ def train_evaluator(cfg: BsaConfig) -> Path:
     def write(folder: Path) -> None:
         module.model.float().save_pretrained(folder)
         _write_record(
-            folder, cfg, "evaluator", recorder.rows, {"text_encoder": text.identity}, time.time() - start
+            folder, cfg, "evaluator", recorder.rows, {"text_encoder": text.identity}, recorder.seconds
         )
 
     return _export(cfg, "evaluator", Path(c.out), write)
@@ -299,7 +304,6 @@ def train_vocoder(cfg: BsaConfig) -> Path:
         hifigan_config(c.size), lr=c.lr, total_steps=c.steps, warmup_steps=min(200, c.steps // 10)
     )
     recorder = CurveRecorder()
-    start = time.time()
     _fit(
         cfg,
         "vocoder",
@@ -319,7 +323,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
 
     def write(folder: Path) -> None:
         module.vocoder.float().save_pretrained(folder)
-        _write_record(folder, cfg, "vocoder", recorder.rows, {"size": c.size}, time.time() - start)
+        _write_record(folder, cfg, "vocoder", recorder.rows, {"size": c.size}, recorder.seconds)
 
     return _export(cfg, "vocoder", Path(c.out), write)
 

@@ -45,7 +45,9 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
         self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
         self.register_buffer("null_text_emb", null_text_emb.float().clone())
 
-    def denoising_loss(self, latents: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+    def denoising_loss(
+        self, latents: torch.Tensor, text_emb: torch.Tensor, compiled: bool = True
+    ) -> torch.Tensor:
         """The parameterisation's MSE at t ~ U{0, …, T−1} (Ho et al. 2020, eq. 14), weighted so that
         its x-space weight is ``weighting`` (SPEC §5): with ε-prediction the default ``snr`` is the
         plain ε-MSE, ``min_snr`` is Hang et al. (2023)'s min(SNR, γ)/SNR · ε-MSE."""
@@ -61,7 +63,8 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
             if self.hparams.prediction_type != "epsilon"
             else eps
         )
-        pred = (self._compiled or self.unet)(z_t, t, encoder_hidden_states=None, class_labels=cond).sample
+        unet = self._compiled if compiled and self._compiled is not None else self.unet
+        pred = unet(z_t, t, encoder_hidden_states=None, class_labels=cond).sample
         per_example = (pred.float() - target).pow(2).flatten(1).mean(1)
         snr = self.schedule.snr(t).float()
         return (self.weight_fn(snr) / x_space_factor(snr, self.hparams.prediction_type) * per_example).mean()
@@ -77,7 +80,8 @@ class TeacherModule(NonFiniteGuard, pl.LightningModule):
             torch.manual_seed(batch_idx)
             self.log(
                 "val/loss",
-                self.denoising_loss(batch["latents"], batch["text_emb"]),
+                # eager: a compiled call would be recompiled for evaluation mode (minutes at scale)
+                self.denoising_loss(batch["latents"], batch["text_emb"], compiled=False),
                 prog_bar=True,
                 sync_dist=True,
             )

@@ -16,6 +16,9 @@ CALLS = {
     "call1-recipes": "bash experiments/gpu/teacher_recipe.sh  (teachers A, B and the vocoder trained side by side, 4 min each)",
     "call2-shipped-teacher": "bash experiments/gpu/vocoder_check.sh  (first vocoder; shipped teacher; throughput probe)",
     "call3-vocoder": "SKIP_PROBE=1 SKIP_GL=1 MINUTES=3.0 VOC_CLIPS=8000 bash experiments/gpu/vocoder_check.sh",
+    "call4-teacher-12m": "PHASE=1 STEPS=8000 MIN1=4.5 bash experiments/gpu/teacher_long.sh; then, on the warm machine, "
+    "PHASE=2 MAX_MIN=9 bash experiments/gpu/teacher_long.sh  (one 12 M teacher trained across two device calls, "
+    "resident batches, compiled, bf16)",
 }
 
 
@@ -60,6 +63,12 @@ def main(folder: Path) -> None:
         "evaluations": rows,
         "trainings": trainings,
         "teacher_training_throughput": probe,
+        # call 4: the 12 M teacher's steps/s through `bsa train teacher`, 20 s each (bf16, batch 512);
+        # the compiled variant's warm-up outlasted its window
+        "teacher_training_throughput_resident": [
+            json.loads(line)
+            for line in (folder / "call4-teacher-12m" / "throughput_probe.jsonl").read_text().splitlines()
+        ],
     }
     (folder / "summary.json").write_text(json.dumps(out, indent=1) + "\n")
 
@@ -84,6 +93,12 @@ ROWS = (  # (label, call, run, row)
         "recipe B @ 200 (12 M, Min-SNR, batch 1024, 947 steps)",
         "call1-recipes",
         "eval_B_gl",
+        "model @ 200 steps",
+    ),
+    (
+        "recipe C @ 200 (12 M, Min-SNR, batch 512, lr 1e-3 cosine, 8000 steps)",
+        "call4-teacher-12m",
+        "eval_large_gl",
         "model @ 200 steps",
     ),
 )

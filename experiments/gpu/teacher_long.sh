@@ -36,7 +36,8 @@ print(int(rate * float(sys.argv[2]) // 100 * 100))
 PY
   fi
   log "train $(cat $A/steps.txt) steps, ${MIN1:-3.5} min in this call"
-  timeout 400 python3 -m bsa.cli.train teacher $EXP $D $R $T train.teacher.steps=$(cat $A/steps.txt) \
+  # the time limit leaves room for compilation, the closing validation and the export
+  timeout $(awk "BEGIN{print int(60 * ${MAX_MIN:-${MIN1:-3.5}}) + 180}") python3 -m bsa.cli.train teacher $EXP $D $R $T train.teacher.steps=$(cat $A/steps.txt) \
     train.stop_after_minutes=${MIN1:-3.5} ${MAX_MIN:+train.teacher.max_minutes=$MAX_MIN} > $L/train1.log 2>&1; echo "rc $? (3 = checkpointed, to be continued)" >> $L/train1.log
   ls -la $A/ck/train-teacher >> $L/phases.txt 2>&1
 else
