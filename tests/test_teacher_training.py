@@ -46,7 +46,12 @@ def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_en
     assert steps == list(range(1, 7)), steps
     assert "resident: true" in record["config"]
     assert record["trained_for_seconds"] > first_seconds, "training time counts every invocation"
-    load_unet(out)  # plain UNet keys: the compiled call left the state dict alone
+    from safetensors.torch import load_file
+
+    stored = load_file(out / "diffusion_pytorch_model.safetensors")
+    assert {t.dtype for t in stored.values()} == {torch.float16}, "shipped weights are float16"
+    unet = load_unet(out)  # plain UNet keys: the compiled call left the state dict alone
+    assert {p.dtype for p in unet.parameters()} == {torch.float32}, "and load as float32"
 
 
 def test_teacher_validation_uses_the_eager_unet_and_training_the_compiled_call():

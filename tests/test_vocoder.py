@@ -67,6 +67,7 @@ def test_train_vocoder_writes_a_loadable_hifigan_that_learned(debug_env, tmp_pat
     ]
     assert len(curve) == 30 and sum(curve[-5:]) < sum(curve[:5]), curve
     vocoder = load_vocoder(str(out))
+    assert {p.dtype for p in vocoder.parameters()} == {torch.float32}, "float16 on disk, float32 loaded"
     with torch.no_grad():
         wave = vocoder(torch.zeros(2, 32, 64) - 5.0)
     assert wave.shape[0] == 2 and 32 * 160 <= wave.shape[1] < 33 * 160 and torch.isfinite(wave).all()

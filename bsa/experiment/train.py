@@ -120,6 +120,15 @@ def _export(cfg: BsaConfig, what: str, out: Path, write) -> Path:
     return out
 
 
+def _save_half(model, folder: Path) -> None:
+    """``save_pretrained`` with float16 weights: half the bytes in the repository, the wheel and a
+    GPU job's carry. Every loader casts them to float32 (diffusers to the model's dtype,
+    ``load_vocoder`` explicitly); the rounding (relative 2⁻¹¹) is far below what training resolves."""
+    import copy
+
+    copy.deepcopy(model).float().half().save_pretrained(folder)
+
+
 def _dataset_info(cfg: BsaConfig) -> dict:
     path = Path(cfg.data.root) / "DATASET.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -177,7 +186,7 @@ def train_vae(cfg: BsaConfig) -> Path:
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
 
     def write(folder: Path) -> None:
-        vae.save_pretrained(folder)
+        _save_half(vae, folder)
         _write_record(folder, cfg, "vae", recorder.rows, {"latent_std": float(z.std())}, recorder.seconds)
 
     return _export(cfg, "vae", Path(c.out), write)
@@ -212,7 +221,7 @@ def train_teacher(cfg: BsaConfig) -> Path:
     _fit(cfg, "teacher", module, dm, None, c.steps, min(c.val_every, c.steps), [recorder], c.max_minutes)
 
     def write(folder: Path) -> None:
-        module.export_unet().float().save_pretrained(folder)
+        _save_half(module.export_unet(), folder)
         _write_record(
             folder,
             cfg,
@@ -260,7 +269,7 @@ def train_evaluator(cfg: BsaConfig) -> Path:
     )
 
     def write(folder: Path) -> None:
-        module.model.float().save_pretrained(folder)
+        _save_half(module.model, folder)
         _write_record(
             folder, cfg, "evaluator", recorder.rows, {"text_encoder": text.identity}, recorder.seconds
         )
@@ -322,7 +331,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
     )
 
     def write(folder: Path) -> None:
-        module.vocoder.float().save_pretrained(folder)
+        _save_half(module.vocoder, folder)
         _write_record(folder, cfg, "vocoder", recorder.rows, {"size": c.size}, recorder.seconds)
 
     return _export(cfg, "vocoder", Path(c.out), write)
