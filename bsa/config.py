@@ -454,7 +454,10 @@ class CompareConfig:
 
 @dataclass
 class LoggingConfig:
-    wandb: bool = False
+    # every stage's metrics, config, plan and sample table to Weights & Biases (one run per stage,
+    # grouped by the distillation run), beside the CSV logs; offline runs go under the run folder
+    # (`wandb sync runs/<run>/wandb/offline-run-*`). Without the wandb package: CSV only, said once.
+    wandb: bool = True
     wandb_project: str = "bsa"
     wandb_mode: str = "auto"  # auto: online when logged in (WANDB_API_KEY or ~/.netrc), offline otherwise
     wandb_group: str = ""  # W&B group of the stage runs; empty: the distillation run's name

@@ -154,3 +154,24 @@ def test_trainer_applies_the_float32_matmul_precision(tmp_path):
         assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize("preset", ["embedded-cpu.yaml", "embedded-gpu.yaml", "audioldm.yaml"])
+def test_the_user_presets_log_to_wandb_in_auto_mode(preset):
+    """`make distill` logs every stage to W&B unless told not to (only the tests' debug preset is)."""
+    cfg = load_config([ROOT / "experiments" / preset])
+    assert cfg.logging.wandb is True and cfg.logging.wandb_mode == "auto"
+    assert load_config([ROOT / "experiments/debug.yaml"]).logging.wandb is False
+
+
+def test_the_run_says_where_its_metrics_go(monkeypatch):
+    from bsa.experiment import build, distill
+
+    cfg = load_config([ROOT / "experiments/embedded-cpu.yaml"])
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    assert "csv, wandb (offline) under runs/embedded-cpu-bsa-seed0/wandb" in distill.describe(cfg)
+    monkeypatch.setattr(build, "wandb_installed", lambda: False)
+    assert build.loggers_in_use(cfg) == ["csv"]
+    assert "the wandb package is not installed" in distill.describe(cfg)

@@ -8,13 +8,14 @@ import sys
 TASKS = {
     "data": "generate the embedded captioned data set (AudioCaps layout)",
     "cache": "encode audio + captions into the latent cache",
-    "train": "train an embedded model from scratch: vae, teacher or evaluator",
+    "train": "train an embedded model from scratch: vae, teacher, evaluator or vocoder",
     "generate": "captions in, wav files out, any model folder, any step count",
     "evaluate": "score a model at N steps: FAD, IS, CLAP score, attribute accuracy",
     "compare": "one distillation per loss weighting (and seed) from the same teacher, then results + dashboard",
     "dashboard": "the static HTML dashboard of a comparison",
     "bench": "sampling speed-up and distillation throughput (GPU for absolute numbers)",
     "distill": "progressively distil the teacher down to distill.target_steps",
+    "text_embeddings": "precompute the captions' text embeddings (models.text_encoder=precomputed:FILE)",
 }
 
 

@@ -88,8 +88,23 @@ def wandb_mode(configured: str) -> str:
     return "online" if logged_in else "offline"
 
 
-def wandb_logger(cfg: BsaConfig, run: str, stage):
-    """One W&B run per stage, grouped by ``logging.wandb_group`` (a comparison) or the distillation run."""
+def wandb_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("wandb") is not None
+
+
+def loggers_in_use(cfg: BsaConfig) -> list[str]:
+    """What records a run's metrics: the CSV logger always, W&B (with its mode) when it is on and installed."""
+    if cfg.logging.wandb and wandb_installed():
+        return ["csv", f"wandb ({wandb_mode(cfg.logging.wandb_mode)})"]
+    return ["csv"]
+
+
+def wandb_logger(cfg: BsaConfig, run: str, run_dir, stage):
+    """One W&B run per stage, grouped by ``logging.wandb_group`` (a comparison) or the distillation
+    run, written under the run folder (``run_dir/wandb``); its config holds the resolved config and
+    the stage plan."""
     import os
 
     from lightning.pytorch.loggers import WandbLogger
@@ -98,14 +113,19 @@ def wandb_logger(cfg: BsaConfig, run: str, stage):
 
     os.environ["WANDB_MODE"] = wandb_mode(cfg.logging.wandb_mode)
     os.environ.setdefault("WANDB_SILENT", "true")
+    plan = [
+        {"stage": s.index, "mode": s.mode, "teacher_steps": s.teacher_steps, "student_steps": s.student_steps}
+        for s in cfg.distill.plan.stages
+    ]
     return WandbLogger(
         project=cfg.logging.wandb_project,
         group=cfg.logging.wandb_group or run,
         job_type=f"stage{stage.index}",
         name=f"{run}-s{stage.index}-{stage.student_steps}steps",
-        save_dir=str(cfg.paths.output_root),
+        save_dir=str(run_dir),
         config={
             "resolved": to_yaml(cfg),
+            "plan": plan,
             "stage": stage.index,
             "student_steps": stage.student_steps,
             "weighting": cfg.distill.weighting,

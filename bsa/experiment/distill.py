@@ -57,6 +57,18 @@ class RunContext:
     reference_teacher: object  # the Denoiser "FAD vs teacher" compares with
 
 
+def logging_line(cfg: BsaConfig) -> str:
+    """Where the metrics go, said once at the start (and why W&B is missing when it is)."""
+    from bsa.experiment.build import loggers_in_use, wandb_installed
+
+    line = ", ".join(loggers_in_use(cfg))
+    if cfg.logging.wandb and not wandb_installed():
+        line += " (logging.wandb is on but the wandb package is not installed: pip install wandb)"
+    elif cfg.logging.wandb:
+        line += f" under {Path(cfg.paths.output_root) / run_name(cfg) / 'wandb'}"
+    return line
+
+
 def describe(cfg: BsaConfig) -> str:
     """What a run of ``cfg`` would do (``--dry-run`` prints it)."""
     d, t = cfg.distill, cfg.trainer
@@ -76,6 +88,7 @@ def describe(cfg: BsaConfig) -> str:
         f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
         + (f", torch.compile {t.compile} ({t.compile_backend})" if t.compile != "off" else "")
         + (f", float32 matmul precision {t.matmul_precision}" if t.matmul_precision != "highest" else ""),
+        f"logging     {logging_line(cfg)}",
     ]
     lines += [f"  stage {st.index}: {st.describe()}" for st in d.plan.stages]
     return "\n".join(lines)
@@ -298,11 +311,11 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
 def stage_loggers(ctx: RunContext, stage: Stage) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers = [CSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)]
-    if ctx.cfg.logging.wandb:
-        from bsa.experiment.build import wandb_logger
+    from bsa.experiment.build import wandb_installed, wandb_logger
 
-        loggers.append(wandb_logger(ctx.cfg, run_name(ctx.cfg), stage))
+    loggers = [CSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)]
+    if ctx.cfg.logging.wandb and wandb_installed():
+        loggers.append(wandb_logger(ctx.cfg, run_name(ctx.cfg), ctx.run_dir, stage))
     return loggers
 
 
@@ -371,8 +384,8 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     start_step = cb.stopper.start if cb.stopper.start is not None else trainer.global_step
     if cb.promotion.promoted is None and trainer.global_step >= steps:
         finish_from_last_checkpoint(trainer, module, cb, stage, steps)
-    if cfg.logging.wandb:  # one W&B run per stage: close this one before the next stage opens its own
-        import wandb
+    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        import wandb  # one W&B run per stage: close this one before the next stage opens its own
 
         wandb.finish()
     trained = trainer.global_step - start_step
@@ -482,7 +495,9 @@ def write_summary(cfg: BsaConfig, result: DistillationResult, seconds: float) ->
         }
         for st in result.stages
     ]
+    from bsa.experiment.build import loggers_in_use
+
     (result.run_dir / "summary.json").write_text(
-        json.dumps({"rows": rows, "stages": stages}, indent=2) + "\n"
+        json.dumps({"rows": rows, "stages": stages, "loggers": loggers_in_use(cfg)}, indent=2) + "\n"
     )
     return text

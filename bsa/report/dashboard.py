@@ -94,7 +94,6 @@ def svg_plot(
         out.append(
             f'<line class="ref" x1="{L}" y1="{Y:.1f}" x2="{L + W}" y2="{Y:.1f}" stroke="#000" stroke-dasharray="5,4"/>'
         )
-        out.append(f'<text x="{L + W + 6}" y="{Y + 4:.1f}">{html.escape(hline[0])}</text>')
     for k, (label, s) in enumerate(series):
         colour = PALETTE[k % len(PALETTE)]
         s = sorted((p for p in s if p[1] == p[1]), key=lambda p: fx(p[0]))
@@ -117,6 +116,12 @@ def svg_plot(
             f'<line x1="{L + W + 8}" y1="{ly - 4}" x2="{L + W + 24}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
             f'<text x="{L + W + 28}" y="{ly}">{html.escape(label)}</text>'
         )
+    if hline:  # its label is the legend's last entry (beside the line it overlapped the series' labels)
+        ly = T + 12 + 15 * len(series)
+        out.append(
+            f'<line x1="{L + W + 8}" y1="{ly - 4}" x2="{L + W + 24}" y2="{ly - 4}" stroke="#000" stroke-dasharray="5,4"/>'
+            f'<text class="ref-label" x="{L + W + 28}" y="{ly}">{html.escape(hline[0])}</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
 
@@ -131,6 +136,15 @@ RENDER_CHECK = """
   function report() { out.textContent = JSON.stringify(state); }
   state.plots = document.querySelectorAll('svg.plot').length;
   state.series = document.querySelectorAll('svg.plot path.series').length;
+  // labels drawn over one another (legend entries, axis labels, the reference line's label)
+  state.text_overlaps = 0;
+  document.querySelectorAll('svg.plot').forEach(function (svg) {
+    const boxes = Array.from(svg.querySelectorAll('text')).map(function (t) { return t.getBBox(); });
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      const a = boxes[i], b = boxes[j];
+      if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) state.text_overlaps++;
+    }
+  });
   function images() {
     state.images_ok = 0; state.images_failed = 0;
     document.querySelectorAll('img').forEach(function (img) {
