@@ -110,6 +110,9 @@ class DistillConfig:
     weight_decay: float = 0.0
     batch_size: int = 16
     ema_decay: float = 0.0  # 0 = no EMA
+    # the teacher's targets in float32 even under bf16/fp16 autocast (the student still trains in
+    # trainer.precision): issue "Students that keep the teacher's quality", part 2
+    teacher_float32: bool = False
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)

@@ -101,3 +101,23 @@ def test_dashboard_renders_in_headless_chromium(comparison):
     assert check["text_overlaps"] == 0  # e.g. the "teacher @ 200" label over the legend
     assert check["images_ok"] == 12 and check["images_failed"] == 0
     assert check["audio_ok"] == 12 and check["audio_failed"] == 0
+
+
+def test_plot_labels_of_a_flat_series_are_distinct_and_the_reference_is_in_the_legend():
+    import re
+
+    from bsa.report.dashboard import svg_plot
+
+    svg = svg_plot(
+        [("bsa", [(1, 0.4, 0.0), (2, 0.4 + 1e-12, 0.0)])],
+        "t",
+        "steps",
+        "acc",
+        logx=True,
+        hline=("teacher @ 8", 0.4),
+    )
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+    assert len(ticks) >= 3 and len(ticks) == len(set(ticks)), ticks
+    legend = re.findall(r'<text (?:class="ref-label" )?x="(\d+)" y="(\d+)">([^<]+)</text>', svg)
+    assert [(x, label) for x, _, label in legend] == [(legend[0][0], "bsa"), (legend[0][0], "teacher @ 8")]
+    assert int(legend[1][1]) - int(legend[0][1]) == 15  # the next legend row, not beside the line

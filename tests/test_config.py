@@ -175,3 +175,15 @@ def test_the_run_says_where_its_metrics_go(monkeypatch):
     monkeypatch.setattr(build, "wandb_installed", lambda: False)
     assert build.loggers_in_use(cfg) == ["csv"]
     assert "the wandb package is not installed" in distill.describe(cfg)
+
+
+def test_a_key_added_later_enters_the_fingerprint_only_when_set():
+    """Runs made before distill.teacher_float32 existed keep continuing (their stored fingerprint
+    lacks the key); a run that sets it is told apart."""
+    from bsa.experiment.runs import differences, fingerprint
+
+    base = load_config([ROOT / "experiments/debug.yaml"])
+    on = load_config([ROOT / "experiments/debug.yaml"], ["distill.teacher_float32=true"])
+    before = fingerprint(base, "sha", {})
+    assert "distill.teacher_float32" not in before
+    assert differences(before, fingerprint(on, "sha", {})) == ["distill.teacher_float32: '(absent)' → True"]

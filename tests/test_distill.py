@@ -463,3 +463,21 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
         "embedded"
     )
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("mode", ["progressive", "guided"])
+def test_teacher_float32_computes_the_target_outside_autocast(mode):
+    """Under bf16 autocast the teacher's target is bf16-rounded unless distill.teacher_float32."""
+    b = batch()
+    z = b["latents"]
+    t = torch.tensor([999, 700, 400, 100])
+    two_steps = None if mode == "guided" else (t - 50, t - 100)
+    results = {}
+    for float32 in (False, True):
+        m = module(mode, teacher_float32=float32, guided_student=mode == "guided")
+        fn = m._with_guidance("teacher", b["text_emb"], torch.full((4,), 2.5))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results[float32] = m.teacher_target(fn, z, t, two_steps)
+        exact = m.teacher_target(fn, z, t, two_steps)  # no autocast at all
+    assert torch.equal(results[True].float(), exact)
+    assert not torch.allclose(results[False].float(), exact, rtol=0, atol=1e-5)

@@ -233,6 +233,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
         warmup_steps=min(100, steps // 10),
         seed=cfg.trainer.seed + 1000 * stage.index,
         compile=cfg.trainer.compile_kwargs(),
+        teacher_float32=d.teacher_float32,
     )
 
 

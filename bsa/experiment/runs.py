@@ -42,6 +42,9 @@ FINGERPRINT_KEYS = (
     "trainer.num_nodes",
     "schedule",
 )
+# keys added after runs existed: part of the fingerprint only when set to other than their default,
+# so that a run made before them continues
+LATER_KEYS = {"distill.teacher_float32": False}
 
 
 def run_name(cfg) -> str:
@@ -68,6 +71,7 @@ def fingerprint(cfg, teacher_sha256: str, data_identity: dict) -> dict[str, Any]
     """The facts that determine a run's stages: the keys above, the teacher's weights (content,
     not path) and the latent cache's identity (content, not path)."""
     facts = {key: _get(cfg, key) for key in FINGERPRINT_KEYS}
+    facts.update({k: _get(cfg, k) for k, default in LATER_KEYS.items() if _get(cfg, k) != default})
     facts["models.teacher (weights sha256)"] = teacher_sha256
     facts["data (latent cache identity)"] = data_identity
     return json.loads(json.dumps(facts, default=str))  # the form it has once read back

@@ -13,6 +13,7 @@ uninterrupted one would have, and the W ranks of a DDP run draw W different batc
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import lightning.pytorch as pl
 import torch
@@ -61,6 +62,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         seed: int = 0,
         compile: dict | None = None,
         fused_adamw: bool | None = None,
+        teacher_float32: bool = False,
     ):
         super().__init__()
         if mode not in ("guided", "progressive"):
@@ -126,6 +128,19 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         null = self.null_text_emb.to(text.dtype)
         return classifier_free_guidance(lambda z, t, c: call(z, t, c), text, null, scale)
 
+    def teacher_target(self, teacher_fn, z_t: torch.Tensor, t: torch.Tensor, two_steps=None) -> torch.Tensor:
+        """The x-space target: the (guided) teacher's x̂ at t (guided stage), or the x that takes
+        z_t to the teacher's two DDIM steps t → t' → t'' in one step (``two_steps`` = (t', t''),
+        Salimans & Ho 2022, Alg. 2). With ``teacher_float32`` computed outside autocast: a bf16
+        target error at high noise is magnified by 1/α in x-space."""
+        precision = (
+            torch.autocast(self.device.type, enabled=False) if self.hparams.teacher_float32 else nullcontext()
+        )
+        with torch.no_grad(), precision:
+            if two_steps is None:
+                return teacher_fn(z_t, t)
+            return distillation_target(teacher_fn, z_t, t, *two_steps, self.schedule)
+
     def distillation_loss(self, latents: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, dict]:
         b, g = latents.shape[0], self._generator()
         hp = self.hparams
@@ -143,12 +158,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             t, t_mid, s = self.step_t[i], self.step_mid[i], self.step_s[i]
         alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in self.schedule.alpha_sigma(t))
         z_t = alpha * latents + sigma * eps
-        with torch.no_grad():
-            target = (
-                teacher_fn(z_t, t)
-                if hp.mode == "guided"
-                else distillation_target(teacher_fn, z_t, t, t_mid, s, self.schedule)
-            )
+        target = self.teacher_target(teacher_fn, z_t, t, None if hp.mode == "guided" else (t_mid, s))
         x_student = self._with_guidance("student", text, scale)(z_t, t)
         per_example = (x_student.float() - target.float()).pow(2).flatten(1).mean(1)
         weight = self.weight_fn(self.schedule.snr(t).float())

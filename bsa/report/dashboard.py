@@ -55,7 +55,9 @@ def svg_plot(
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
-    pad = 0.05 * (y1 - y0 or 1.0)
+    if y1 - y0 <= 1e-9 * max(1.0, abs(y0), abs(y1)):  # a flat series: a span its labels can tell apart
+        y0, y1 = y0 - 0.05 * max(abs(y0), 1e-3), y1 + 0.05 * max(abs(y1), 1e-3)
+    pad = 0.05 * (y1 - y0)
     y0, y1 = y0 - pad, y1 + pad
     L, R, T, B = 60, 130, 28, 42
     W, H = width - L - R, height - T - B
@@ -78,9 +80,13 @@ def svg_plot(
             f'<line x1="{X:.1f}" y1="{T + H}" x2="{X:.1f}" y2="{T + H + 4}" stroke="#999"/>'
             f'<text x="{X:.1f}" y="{T + H + 15}" text-anchor="middle">{x:g}</text>'
         )
+    labels = set()
     for t in _ticks(y0, y1):
         Y = py_t(t)
         label = f"{10**t:.3g}" if logy else f"{t:.3g}"
+        if label in labels:  # ticks closer than the labels' precision
+            continue
+        labels.add(label)
         out.append(
             f'<line x1="{L - 4}" y1="{Y:.1f}" x2="{L + W}" y2="{Y:.1f}" stroke="#eee"/>'
             f'<text x="{L - 6}" y="{Y + 4:.1f}" text-anchor="end">{label}</text>'
@@ -139,7 +145,8 @@ RENDER_CHECK = """
   // labels drawn over one another (legend entries, axis labels, the reference line's label)
   state.text_overlaps = 0;
   document.querySelectorAll('svg.plot').forEach(function (svg) {
-    const boxes = Array.from(svg.querySelectorAll('text')).map(function (t) { return t.getBBox(); });
+    // (on-screen boxes: getBBox would ignore the rotation of the y-axis label)
+    const boxes = Array.from(svg.querySelectorAll('text')).map(function (t) { return t.getBoundingClientRect(); });
     for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
       const a = boxes[i], b = boxes[j];
       if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) state.text_overlaps++;
