@@ -113,6 +113,12 @@ class DistillConfig:
     # the teacher's targets in float32 even under bf16/fp16 autocast (the student still trains in
     # trainer.precision): issue "Students that keep the teacher's quality", part 2
     teacher_float32: bool = False
+    # the students' output parameterisation: "" = the teacher's (schedule.prediction_type), or
+    # epsilon, v_prediction, sample. The first student keeps the teacher's weights and reads its
+    # output in the new parameterisation (x̂ converted at the output); the guided stage, which
+    # trains at every t, is where it learns it. Stage folders record theirs (bsa_stage.json and
+    # the scheduler config). Issue "Students that keep the teacher's quality", part 2
+    student_prediction: str = ""
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
@@ -156,6 +162,11 @@ class DistillConfig:
         _check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
         _check(0 <= self.ema_decay < 1, "distill.ema_decay", "must be in [0, 1)")
         _check(self.checkpoint_every >= 1, "distill.checkpoint_every", "must be >= 1")
+        _check(
+            self.student_prediction in ("", "epsilon", "v_prediction", "sample"),
+            "distill.student_prediction",
+            f"unknown {self.student_prediction!r}; expected epsilon, v_prediction or sample (empty: the teacher's)",
+        )
         _check(self.stop_after >= 0, "distill.stop_after", "must be >= 0")
         _check(self.eval_clips == 0 or self.eval_clips >= 2, "distill.eval_clips", "0 (off) or >= 2")
 

@@ -481,3 +481,35 @@ def test_teacher_float32_computes_the_target_outside_autocast(mode):
         exact = m.teacher_target(fn, z, t, two_steps)  # no autocast at all
     assert torch.equal(results[True].float(), exact)
     assert not torch.allclose(results[False].float(), exact, rtol=0, atol=1e-5)
+
+
+def test_a_v_prediction_student_of_an_epsilon_teacher_records_and_reloads_its_parameterisation(debug_env):
+    """distill.student_prediction: the students read their output as v; every stage folder says so
+    (bsa_stage.json and the scheduler config), and every loader samples it as v."""
+    import json
+
+    from bsa.config import load_config
+    from bsa.experiment.build import load_denoiser
+    from bsa.experiment.evaluate import load_pipeline
+
+    out = run_distill(
+        debug_env,
+        "distill.run_name=vstudent",
+        "distill.target_steps=4",
+        "distill.student_prediction=v_prediction",
+        "eval.every_n_steps=0",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = debug_env["root"] / "runs" / "vstudent"
+    folders = sorted(p for p in run.glob("stage*") if p.is_dir())
+    assert [p.name for p in folders] == ["stage00_guided_8steps", "stage01_4steps"]
+    cfg = load_config([REPO / "experiments/debug.yaml"], debug_env["overrides"])
+    for folder in folders:
+        assert json.loads((folder / "bsa_stage.json").read_text())["prediction_type"] == "v_prediction"
+        scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        assert scheduler["prediction_type"] == "v_prediction"
+        assert load_denoiser(cfg, str(folder)).prediction_type == "v_prediction"
+    cfg.eval.model = str(folders[-1])
+    pipe, _ = load_pipeline(cfg, "cpu")
+    assert pipe.denoiser.prediction_type == "v_prediction"
+    assert load_denoiser(cfg, cfg.models.teacher).prediction_type == "epsilon"

@@ -64,11 +64,12 @@ def load_denoiser(cfg: BsaConfig, model: str):
     from bsa.models.assets import resolve_model_path
     from bsa.models.denoiser import Denoiser
     from bsa.models.export import is_stage_folder
+    from bsa.models.stages import prediction_type_of
     from bsa.models.unet import load_unet
 
     path = resolve_model_path(model)
     unet = load_unet(path / "unet" if is_stage_folder(path) else path)
-    return Denoiser(unet, cfg.schedule.build(), cfg.schedule.prediction_type)
+    return Denoiser(unet, cfg.schedule.build(), prediction_type_of(path, cfg.schedule.prediction_type))
 
 
 def wandb_mode(configured: str) -> str:

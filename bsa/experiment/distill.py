@@ -132,7 +132,7 @@ def run_distillation(cfg: BsaConfig) -> DistillationResult:
         done = finished_stage(ctx, stage)
         if done is not None:
             result.stages.append(done)
-            teacher = _denoiser_of(cfg, done.folder / "unet")
+            teacher = _denoiser_of(cfg, done.folder / "unet", done.metadata.get("prediction_type"))
             continue
         outcome, promoted, steps_done = train_stage(ctx, stage, teacher, steps_done)
         if outcome is None:
@@ -143,12 +143,12 @@ def run_distillation(cfg: BsaConfig) -> DistillationResult:
     return result
 
 
-def _denoiser_of(cfg: BsaConfig, unet_or_folder):
+def _denoiser_of(cfg: BsaConfig, unet_or_folder, prediction_type: str | None = None):
     from bsa.models.denoiser import Denoiser
     from bsa.models.unet import load_unet
 
     unet = load_unet(unet_or_folder) if isinstance(unet_or_folder, str | Path) else unet_or_folder
-    return Denoiser(unet, cfg.schedule.build(), cfg.schedule.prediction_type)
+    return Denoiser(unet, cfg.schedule.build(), prediction_type or cfg.schedule.prediction_type)
 
 
 def _checkpoint(ctx: RunContext, stage: Stage):
@@ -216,7 +216,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
     unet = with_guidance_input(teacher.unet) if stage.mode == "guided" else copy.deepcopy(teacher.unet)
     return DistillationModule(
         teacher,
-        _denoiser_of(cfg, unet.train().requires_grad_(True)),
+        _denoiser_of(cfg, unet.train().requires_grad_(True), d.student_prediction or teacher.prediction_type),
         ctx.dm.null_text_embedding,
         mode=stage.mode,
         student_steps=stage.student_steps,
@@ -270,13 +270,15 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
         beta_start=s.beta_start,
         beta_end=s.beta_end,
         beta_schedule=s.beta_schedule,
-        prediction_type=s.prediction_type,
     )
 
     def save(denoiser):
         clap = Path(cfg.models.text_encoder) if Path(cfg.models.text_encoder).is_dir() else None
-        meta = stage_metadata(ctx, stage, denoiser.takes_guidance)
-        return save_stage(folder, denoiser.unet, meta, vae_folder, cfg.models.vocoder, schedule_config, clap)
+        meta = stage_metadata(ctx, stage, denoiser.takes_guidance) | {
+            "prediction_type": denoiser.prediction_type
+        }
+        scheduler = schedule_config | {"prediction_type": denoiser.prediction_type}
+        return save_stage(folder, denoiser.unet, meta, vae_folder, cfg.models.vocoder, scheduler, clap)
 
     promotion = StagePromotion(d.optimizer_steps(stage), save)
     evaluation = None
@@ -416,7 +418,11 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
         samples_per_s=samples / max(seconds, 1e-9),
         world_size=world,
     )
-    return outcome, _denoiser_of(cfg, cb.promotion.promoted.unet), steps_done
+    return (
+        outcome,
+        _denoiser_of(cfg, cb.promotion.promoted.unet, cb.promotion.promoted.prediction_type),
+        steps_done,
+    )
 
 
 def finish_from_last_checkpoint(trainer, module, cb: StageCallbacks, stage: Stage, steps: int) -> None:

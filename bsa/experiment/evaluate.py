@@ -52,7 +52,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
     unet = load_unet(model_path).eval().requires_grad_(False)
     null = text([""])[0].float()
     pipe = TextToAudio(
-        Denoiser(unet, schedule, s.prediction_type),
+        Denoiser(unet, schedule, (stage or {}).get("prediction_type", s.prediction_type)),
         vae,
         load_vocoder(cfg.models.vocoder),
         text,

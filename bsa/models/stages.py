@@ -22,6 +22,11 @@ def read_stage(folder: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def prediction_type_of(path: str | Path, default: str) -> str:
+    """The output parameterisation of a model folder: a stage's own (``bsa_stage.json``), else ``default``."""
+    return read_stage(path).get("prediction_type", default) if is_stage_folder(path) else default
+
+
 def stage_grid(stage: dict | None, num_steps: int, num_train_timesteps: int = 1000, base_steps=None):
     """The timestep grid to sample an N-step model on: for an exported stage at its own step count,
     the grid it was distilled on (``timesteps`` of ``bsa_stage.json``: below 25 steps of a 200-step
