@@ -136,9 +136,9 @@ class DistillConfig:
         except ValueError as e:
             raise ConfigError(f"distill.target_steps: {e}") from None
         _check(
-            0 < self.bsa_floor <= self.bsa_gamma,
+            0 <= self.bsa_floor <= self.bsa_gamma and self.bsa_gamma > 0,
             "distill.bsa_floor/bsa_gamma",
-            "need 0 < bsa_floor <= bsa_gamma",
+            "need 0 <= bsa_floor <= bsa_gamma, bsa_gamma > 0 (inf allowed: no cap)",
         )
         _check(self.min_snr_gamma > 0, "distill.min_snr_gamma", "must be > 0")
         _check(

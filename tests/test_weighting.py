@@ -79,3 +79,20 @@ def test_x_space_factor_hand_values_and_the_teacher_loss_it_gives():
     assert (WEIGHTINGS["snr"](snr) / x_space_factor(snr, "epsilon")).tolist() == [1.0, 1.0, 1.0]
     high = torch.tensor([20.0])
     assert (get_weighting("min_snr", gamma=5.0)(high) / x_space_factor(high, "epsilon")).item() == 0.25
+
+
+def test_the_bsa_family_nests_the_baselines():
+    """clip(SNR, floor, γ): floor = 0 is Min-SNR-γ, γ = ∞ with floor = 1 is truncated SNR,
+    floor = γ = 1 is constant (hand values on the SNRs above, ∞ included)."""
+    snr = torch.tensor(SNR)
+    inf = float("inf")
+    assert torch.equal(get_weighting("bsa", floor=0.0, gamma=5.0)(snr), WEIGHTINGS["min_snr"](snr))
+    assert torch.equal(get_weighting("bsa", floor=1.0, gamma=inf)(snr), WEIGHTINGS["truncated_snr"](snr))
+    assert torch.equal(get_weighting("bsa", floor=1.0, gamma=1.0)(snr), WEIGHTINGS["constant"](snr))
+    assert get_weighting("smooth_bsa", floor=0.25, gamma=inf)(torch.tensor([0.0, 0.5, 7.0])).tolist() == [
+        0.25,
+        0.5,
+        7.0,
+    ]
+    with pytest.raises(ValueError, match="gamma > 0"):
+        get_weighting("bsa", floor=0.0, gamma=0.0)(snr)

@@ -49,17 +49,27 @@ def bsa_weight(snr: torch.Tensor, floor: float = 1.0, gamma: float = 5.0) -> tor
     both" — as the floor of truncated-SNR at high noise (SNR → 0: w → floor, not 0 as Min-SNR)
     combined with the cap of Min-SNR at low noise (SNR → ∞: w → γ, not ∞ as truncated-SNR and
     SNR+1). Defaults floor = 1, γ = 5 (config ``distill.bsa_floor`` / ``distill.bsa_gamma``).
+
+    The family nests the baselines (issue "A weighting study that can tell weightings apart"):
+    floor = 0 is Min-SNR-γ, γ = ∞ is truncated SNR (floor = 1), floor = γ = 1 is constant.
     """
-    if not 0.0 < floor <= gamma:
-        raise ValueError(f"bsa_weight needs 0 < floor <= gamma, got floor={floor}, gamma={gamma}")
+    _check_family("bsa_weight", floor, gamma)
     return torch.clamp(snr, min=floor, max=gamma)
+
+
+def _check_family(name: str, floor: float, gamma: float) -> None:
+    if not (0.0 <= floor <= gamma and gamma > 0.0):
+        raise ValueError(
+            f"{name} needs 0 <= floor <= gamma, gamma > 0 (∞ allowed), got floor={floor}, gamma={gamma}"
+        )
 
 
 def smooth_bsa_weight(snr: torch.Tensor, floor: float = 1.0, gamma: float = 5.0) -> torch.Tensor:
     """Smooth BSA variant: w = max(SNR·γ / (SNR + γ), floor) — the harmonic blend of SNR and γ
     (a soft Min-SNR cap, → γ as SNR → ∞), floored at ``floor`` at high noise (SPEC §5.1 addendum)."""
-    if not 0.0 < floor <= gamma:
-        raise ValueError(f"smooth_bsa_weight needs 0 < floor <= gamma, got floor={floor}, gamma={gamma}")
+    _check_family("smooth_bsa_weight", floor, gamma)
+    if gamma == float("inf"):  # no cap: the harmonic blend is SNR itself
+        return torch.clamp(snr, min=floor)
     soft = torch.where(torch.isinf(snr), torch.full_like(snr, gamma), snr * gamma / (snr + gamma))
     return torch.clamp(soft, min=floor)
 
