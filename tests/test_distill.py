@@ -302,6 +302,16 @@ def test_two_stage_run_through_the_cli(debug_env):
         assert (run / k / "vae" / "config.json").is_file() and (
             run / k / "scheduler" / "scheduler_config.json"
         ).is_file()
+    # the error per noise level of each stage's final student, on the same latents and noise
+    profiles = [json.loads(line) for line in (run / "profiles.jsonl").read_text().splitlines()]
+    assert [(p["stage"], p["steps"], len(p["profile"])) for p in profiles] == [(0, 8, 25), (1, 4, 4), (2, 2, 2)]
+    for p in profiles:
+        rows = p["profile"]
+        assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+        assert all(r["eps_mse"] == pytest.approx(r["snr"] * r["x_mse"]) and r["x_mse"] > 0 for r in rows)
+        assert all(r["weighted"] == pytest.approx(r["weight"] * r["x_mse"]) for r in rows)
+        if p["mode"] == "progressive":  # one row per student step, on the stage's own grid
+            assert [r["t"] for r in rows] == stages[p["stage_name"]]["timesteps"]
     summary = (run / "summary.md").read_text()
     assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa generate" in summary
     gen = subprocess.run(

@@ -244,10 +244,11 @@ class StageCallbacks:
     stopper: object
     timer: object
     evaluation: object | None
+    profile: object
 
     def as_list(self, progress) -> list:
         # the Timer first: its on_train_end runs before the stage evaluation's
-        found = [self.timer, self.checkpoint, self.promotion, self.stopper, progress]
+        found = [self.timer, self.checkpoint, self.promotion, self.stopper, progress, self.profile]
         return found + ([self.evaluation] if self.evaluation is not None else [])
 
 
@@ -257,6 +258,7 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
     from lightning.pytorch.callbacks import Timer
 
     from bsa.callbacks.checkpoint import StopAfterSteps
+    from bsa.callbacks.profile import ErrorProfile
     from bsa.callbacks.promotion import StagePromotion
     from bsa.models.assets import resolve_model_path
     from bsa.models.export import save_stage
@@ -292,23 +294,34 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
             student_steps=stage.student_steps,
             promotion=promotion,
             run_dir=ctx.run_dir,
-            record={
-                "run": run_name(cfg),
-                "weighting": d.weighting,
-                "seed": cfg.trainer.seed,
-                "stage": stage.index,
-                "stage_name": stage.folder_name,
-                "mode": stage.mode,
-                "steps": stage.student_steps,
-                "label": f"stage {stage.index} student @ {stage.student_steps}",
-            },
+            record=stage_identity(cfg, stage),
             every_n_steps=cfg.eval.every_n_steps,
             showcase=cfg.eval.showcase,
             protocol=ctx.scorer.protocol,
         )
+    profile = ErrorProfile(ctx.run_dir / "profiles.jsonl", stage_identity(cfg, stage), seed=cfg.eval.seed)
     return StageCallbacks(
-        _checkpoint(ctx, stage), promotion, StopAfterSteps(d.stop_after, steps_done), Timer(), evaluation
+        _checkpoint(ctx, stage),
+        promotion,
+        StopAfterSteps(d.stop_after, steps_done),
+        Timer(),
+        evaluation,
+        profile,
     )
+
+
+def stage_identity(cfg: BsaConfig, stage: Stage) -> dict:
+    """What a stage's records (evaluation, error profile) say about where they come from."""
+    return {
+        "run": run_name(cfg),
+        "weighting": cfg.distill.weighting,
+        "seed": cfg.trainer.seed,
+        "stage": stage.index,
+        "stage_name": stage.folder_name,
+        "mode": stage.mode,
+        "steps": stage.student_steps,
+        "label": f"stage {stage.index} student @ {stage.student_steps}",
+    }
 
 
 def stage_loggers(ctx: RunContext, stage: Stage) -> list:

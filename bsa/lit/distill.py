@@ -23,6 +23,7 @@ from bsa.diffusion import (
     distillation_target,
     get_weighting,
     sampling_grid,
+    step_grid,
     student_step_triples,
 )
 from bsa.lit.guard import NonFiniteGuard
@@ -163,6 +164,60 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         per_example = (x_student.float() - target.float()).pow(2).flatten(1).mean(1)
         weight = self.weight_fn(self.schedule.snr(t).float())
         return (weight * per_example).mean(), {"train/x_mse": per_example.mean().detach()}
+
+    @torch.no_grad()
+    def error_profile(
+        self, latents: torch.Tensor, text: torch.Tensor, seed: int = 0, points: int = 25
+    ) -> list[dict]:
+        """The distillation error per noise level of the current student (its EMA when kept):
+        for each student step (progressive) or each of ``points`` timesteps of the step grid
+        (guided), the x-space MSE against the teacher's target on the same (latents, noise),
+        its ε-space MSE (= SNR · x-MSE), the loss weight and the share of the weighted loss
+        (issue "A weighting study…", part 1). The guidance scale is the evaluation scale."""
+        student = self.ema.module if self.ema is not None else self.student
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        b = latents.shape[0]
+        eps = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
+        scale = torch.full((b,), self.hparams.guidance_scale, device=self.device)
+        teacher_fn = self._with_guidance("teacher", text, scale)
+        if student.takes_guidance:
+            student_fn = lambda z, t: student(z, t, text, scale)  # noqa: E731
+        else:
+            null = self.null_text_emb.to(text.dtype)
+            student_fn = classifier_free_guidance(lambda z, t, c: student(z, t, c), text, null, scale)
+        if self.hparams.mode == "progressive":
+            steps = [
+                (self.step_t[i], (self.step_mid[i], self.step_s[i]))
+                for i in range(self.hparams.student_steps)
+            ]
+        else:
+            steps = [(t, None) for t in step_grid(points, self.schedule.num_train_timesteps).to(self.device)]
+        rows = []
+        for i, (t, two_steps) in enumerate(steps):
+            tb = t.expand(b)
+            alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in self.schedule.alpha_sigma(tb))
+            z_t = alpha * latents + sigma * eps
+            target = self.teacher_target(
+                teacher_fn, z_t, tb, None if two_steps is None else tuple(v.expand(b) for v in two_steps)
+            )
+            x_mse = float((student_fn(z_t, tb).float() - target.float()).pow(2).mean())
+            snr = self.schedule.snr(t.view(1)).float()
+            weight = float(self.weight_fn(snr))
+            rows.append(
+                {
+                    "step": i,
+                    "t": int(t),
+                    "snr": float(snr),
+                    "weight": weight,
+                    "x_mse": x_mse,
+                    "eps_mse": float(snr) * x_mse,
+                    "weighted": weight * x_mse,
+                }
+            )
+        total = sum(r["weighted"] for r in rows) or 1.0
+        for r in rows:
+            r["share"] = r["weighted"] / total
+        return rows
 
     def training_step(self, batch: dict, batch_idx: int):
         loss, logs = self.distillation_loss(batch["latents"], batch["text_emb"])
