@@ -90,6 +90,32 @@ WEIGHTING_PARAMETERS: dict[str, dict[str, str]] = {
 }
 
 
+def parse_weighting(spec: str) -> tuple[str, dict[str, float]]:
+    """A weighting as a comparison names it: ``"min_snr"``, or with its hyper-parameters,
+    ``"bsa(floor=0.1, gamma=inf)"`` → ("bsa", {"floor": 0.1, "gamma": inf}). Unknown names or
+    hyper-parameters are a ConfigError naming the spec."""
+    import re
+
+    m = re.fullmatch(r"\s*([a-z_]+)\s*(?:\((.*)\))?\s*", str(spec))
+    if m is None or m.group(1) not in WEIGHTINGS:
+        raise ConfigError(
+            f"weighting {spec!r}: expected one of {sorted(WEIGHTINGS)}, optionally with (key=value, …)"
+        )
+    name, params = m.group(1), {}
+    for part in filter(None, (m.group(2) or "").split(",")):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in WEIGHTING_PARAMETERS.get(name, {}):
+            raise ConfigError(
+                f"weighting {spec!r}: {name} takes {sorted(WEIGHTING_PARAMETERS.get(name, {})) or 'no hyper-parameters'}, not {key!r}"
+            )
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"weighting {spec!r}: {key}={value.strip()!r} is not a number") from None
+    return name, params
+
+
 @dataclass
 class DistillConfig:
     """Progressive (and guided) distillation, SPEC §3–§5."""
@@ -119,6 +145,9 @@ class DistillConfig:
     # trains at every t, is where it learns it. Stage folders record theirs (bsa_stage.json and
     # the scheduler config). Issue "Students that keep the teacher's quality", part 2
     student_prediction: str = ""
+    # how records and reports name this run's weighting (make compare sets the spec it was given,
+    # e.g. "bsa(floor=0.1,gamma=inf)"); empty: the weighting's name
+    label: str = ""
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
@@ -178,6 +207,10 @@ class DistillConfig:
     def weighting_kwargs_of(self, weighting: str) -> dict[str, float]:
         """The hyper-parameters this config gives ``weighting``, by the one table :data:`WEIGHTING_PARAMETERS`."""
         return {arg: getattr(self, key) for arg, key in WEIGHTING_PARAMETERS.get(weighting, {}).items()}
+
+    @property
+    def weighting_label(self) -> str:
+        return self.label or self.weighting
 
     @property
     def weighting_kwargs(self) -> dict[str, float]:
@@ -453,11 +486,10 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         for w in self.weightings:
-            _check(
-                w in WEIGHTINGS,
-                "compare.weightings",
-                f"unknown weighting {w!r}; expected some of {sorted(WEIGHTINGS)}",
-            )
+            try:
+                parse_weighting(w)
+            except ConfigError as e:
+                raise ConfigError(f"compare.weightings: {e}") from None
         _check(
             len(self.weightings) >= 1 and len(self.seeds) >= 1,
             "compare.weightings/seeds",

@@ -23,7 +23,7 @@ def comparison(debug_env):
             *debug_env["overrides"],
             "distill.target_steps=4",
             "distill.eval_clips=4",
-            "compare.weightings=[bsa,min_snr]",
+            "compare.weightings=[bsa,'bsa(floor=0,gamma=5)']",  # the second is Min-SNR-5 as a BSA(floor, γ)
             "compare.parallel=2",
             "compare.audio_steps=[4]",
             "compare.id=cmp",
@@ -39,31 +39,38 @@ def comparison(debug_env):
 
 def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
     assert sorted(p.name for p in comparison.iterdir() if (p / "eval.jsonl").is_file()) == [
+        "bsa-floor0-gamma5-seed0",
         "bsa-seed0",
         "guided-seed0",
-        "min_snr-seed0",
     ]
     guided = comparison / "guided-seed0" / "stage00_guided_8steps"
-    for w in ("bsa", "min_snr"):
-        cfg = (comparison / f"{w}-seed0" / "config.yaml").read_text()
-        assert f"teacher: {guided}" in cfg and "guided_stage: false" in cfg and f"weighting: {w}" in cfg
-        stage = json.loads((comparison / f"{w}-seed0" / "stage01_4steps" / "bsa_stage.json").read_text())
-        assert stage["weighting"] == w and stage["w_conditioned"] and stage["num_sample_steps"] == 4
+    for run, floor in (("bsa-seed0", 1.0), ("bsa-floor0-gamma5-seed0", 0.0)):
+        cfg = (comparison / run / "config.yaml").read_text()
+        assert f"teacher: {guided}" in cfg and "guided_stage: false" in cfg and "weighting: bsa" in cfg
+        assert f"bsa_floor: {floor}" in cfg and "bsa_gamma: 5.0" in cfg
+        stage = json.loads((comparison / run / "stage01_4steps" / "bsa_stage.json").read_text())
+        assert stage["weighting"] == "bsa" and stage["w_conditioned"] and stage["num_sample_steps"] == 4
         # FAD vs teacher is against the original CFG teacher, not the guided student it started from
-        teacher = json.loads((comparison / f"{w}-seed0" / "eval.jsonl").read_text().splitlines()[0])
+        teacher = json.loads((comparison / run / "eval.jsonl").read_text().splitlines()[0])
         assert teacher["mode"] == "teacher" and teacher["metrics"]["nfe"] == 16
     # the same starting point and data order: the two students differ only through the weighting
     a = json.loads((comparison / "bsa-seed0" / "eval.jsonl").read_text().splitlines()[1])["metrics"]
-    b = json.loads((comparison / "min_snr-seed0" / "eval.jsonl").read_text().splitlines()[1])["metrics"]
+    b = json.loads((comparison / "bsa-floor0-gamma5-seed0" / "eval.jsonl").read_text().splitlines()[1])[
+        "metrics"
+    ]
     assert a["fad_teacher"] != b["fad_teacher"]
     results = (comparison / "results.md").read_text()
-    assert "| steps | bsa | min_snr |" in results and "| 4 |" in results and "Quality ratio" in results
+    assert (
+        "| steps | bsa | bsa(floor=0,gamma=5) |" in results
+        and "| 4 |" in results
+        and "Quality ratio" in results
+    )
     rows = json.loads((comparison / "results.json").read_text())["rows"]
     # run, weighting, mode and seed come from each record, not from the runs' folder names
     assert {(r["mode"], r["weighting"], r["steps"]) for r in rows if r["stage"] >= 0} == {
         ("guided", "bsa", 8),  # the shared guided stage (trained with the default weighting)
         ("progressive", "bsa", 4),
-        ("progressive", "min_snr", 4),
+        ("progressive", "bsa(floor=0,gamma=5)", 4),  # the spec it was given names it
     }
     assert all(r["seed"] == 0 for r in rows)
 
@@ -96,8 +103,8 @@ def test_dashboard_renders_in_headless_chromium(comparison):
         timeout=120,
     ).stdout
     check = json.loads(dom.split('<pre id="render-check">')[1].split("</pre>")[0])
-    assert check["plots"] == 7  # 5 metrics, weighting curves, loss curves
-    assert check["series"] >= 5 * 2 + 2 + 2
+    assert check["plots"] == 9  # 5 metrics, weighting curves, 2 error profiles, loss curves
+    assert check["series"] >= 5 * 2 + 2 + 2 * 2 + 2  # …, the two weightings in each error profile
     assert check["text_overlaps"] == 0  # e.g. the "teacher @ 200" label over the legend
     assert check["images_ok"] == 12 and check["images_failed"] == 0
     assert check["audio_ok"] == 12 and check["audio_failed"] == 0

@@ -187,3 +187,29 @@ def test_a_key_added_later_enters_the_fingerprint_only_when_set():
     before = fingerprint(base, "sha", {})
     assert "distill.teacher_float32" not in before
     assert differences(before, fingerprint(on, "sha", {})) == ["distill.teacher_float32: '(absent)' → True"]
+
+
+def test_weighting_specs_of_a_comparison_parse_and_plan_their_runs():
+    from bsa.config import parse_weighting
+    from bsa.experiment.compare import planned_runs
+
+    assert parse_weighting("bsa(floor=0.1, gamma=inf)") == ("bsa", {"floor": 0.1, "gamma": float("inf")})
+    assert parse_weighting("min_snr") == ("min_snr", {})
+    for bad, message in (
+        ("bsaa", "expected one of"),
+        ("constant(gamma=1)", "constant takes no hyper-parameters"),
+        ("bsa(floor=x)", "not a number"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config([ROOT / "experiments/debug.yaml"], [f"compare.weightings=['{bad}']"])
+    cfg = load_config(
+        [ROOT / "experiments/debug.yaml"], ["compare.weightings=[min_snr,'bsa(floor=0.01,gamma=inf)']"]
+    )
+    runs = {r["name"]: r["overrides"] for r in planned_runs(cfg, [])[-1]}
+    assert sorted(runs) == ["bsa-floor0.01-gammainf-seed0", "min_snr-seed0"]
+    spec = runs["bsa-floor0.01-gammainf-seed0"]
+    assert {"distill.weighting=bsa", "distill.bsa_floor=0.01", "distill.bsa_gamma=inf"} <= set(spec)
+    assert "distill.label=bsa(floor=0.01,gamma=inf)" in spec
+    run = load_config([ROOT / "experiments/debug.yaml"], spec)  # what the run itself reads back
+    assert run.distill.weighting_kwargs == {"floor": 0.01, "gamma": float("inf")}
+    assert run.distill.weighting_label == "bsa(floor=0.01,gamma=inf)"

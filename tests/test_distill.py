@@ -304,7 +304,11 @@ def test_two_stage_run_through_the_cli(debug_env):
         ).is_file()
     # the error per noise level of each stage's final student, on the same latents and noise
     profiles = [json.loads(line) for line in (run / "profiles.jsonl").read_text().splitlines()]
-    assert [(p["stage"], p["steps"], len(p["profile"])) for p in profiles] == [(0, 8, 25), (1, 4, 4), (2, 2, 2)]
+    assert [(p["stage"], p["steps"], len(p["profile"])) for p in profiles] == [
+        (0, 8, 25),
+        (1, 4, 4),
+        (2, 2, 2),
+    ]
     for p in profiles:
         rows = p["profile"]
         assert sum(r["share"] for r in rows) == pytest.approx(1.0)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bsa.config import BsaConfig
+from bsa.config import WEIGHTING_PARAMETERS, BsaConfig, parse_weighting
 from bsa.experiment.distill import EXIT_UNFINISHED
 
 
@@ -27,6 +27,12 @@ def compare_id(cfg: BsaConfig) -> str:
 
 def compare_dir(cfg: BsaConfig) -> Path:
     return Path(cfg.paths.output_root) / "compare" / compare_id(cfg)
+
+
+def run_slug(spec: str) -> str:
+    """A run folder name for a weighting spec: "bsa(floor=0.1,gamma=inf)" → "bsa-floor0.1-gammainf"."""
+    name, params = parse_weighting(spec)
+    return "-".join([name, *(f"{k}{v:g}" for k, v in params.items())])
 
 
 def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
@@ -57,8 +63,9 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
                 }
             )
             start = str(out / name / f"stage00_guided_{d.teacher_steps}steps")
-        for w in c.weightings:
-            name = f"{w}-seed{seed}"
+        for spec in c.weightings:
+            weighting, params = parse_weighting(spec)
+            name = f"{run_slug(spec)}-seed{seed}"
             second.append(
                 {
                     "name": name,
@@ -66,7 +73,9 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
                         *common,
                         f"distill.run_name={name}",
                         f"trainer.seed={seed}",
-                        f"distill.weighting={w}",
+                        f"distill.weighting={weighting}",
+                        *(f"distill.{WEIGHTING_PARAMETERS[weighting][k]}={v}" for k, v in params.items()),
+                        f"distill.label={spec}",
                         f"models.teacher={start}",
                         "distill.guided_stage=false",
                     ],

@@ -314,7 +314,7 @@ def stage_identity(cfg: BsaConfig, stage: Stage) -> dict:
     """What a stage's records (evaluation, error profile) say about where they come from."""
     return {
         "run": run_name(cfg),
-        "weighting": cfg.distill.weighting,
+        "weighting": cfg.distill.weighting_label,
         "seed": cfg.trainer.seed,
         "stage": stage.index,
         "stage_name": stage.folder_name,

@@ -14,8 +14,15 @@ import math
 import shutil
 from pathlib import Path
 
+from bsa.config import parse_weighting
 from bsa.report.metrics import BY_KEY, QUALITY
-from bsa.report.records import comparison_records, comparison_rows, loss_curve, run_config
+from bsa.report.records import (
+    comparison_profiles,
+    comparison_records,
+    comparison_rows,
+    loss_curve,
+    run_config,
+)
 from bsa.report.tables import aggregate
 
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -230,14 +237,41 @@ def build_dashboard(out: Path, cfg) -> Path:
         schedule = run_cfg.schedule.build()
         snr = schedule.snr(torch.arange(schedule.num_train_timesteps)).float()
         log_snr = snr.log()
-        d = run_cfg.distill
-        values = get_weighting(w, **d.weighting_kwargs_of(w))(snr)
+        if run_cfg is not cfg:  # the run's own weighting and hyper-parameters (w is its label)
+            name, params = run_cfg.distill.weighting, run_cfg.distill.weighting_kwargs
+        else:  # the spec, on this config's defaults
+            name, given = parse_weighting(w)
+            params = cfg.distill.weighting_kwargs_of(name) | given
+        values = get_weighting(name, **params)(snr)
         curves.append(
             (w, [(float(x), float(y), 0.0) for x, y in zip(log_snr[::10], values[::10], strict=True)])
         )
     parts.append(
         svg_plot(curves, "loss weight w(λ) on the 1000-step grid", "log SNR λ", "w (x-space MSE)", logy=True)
     )
+    # the final students' error per student step, paired (same latents and noise for every weighting)
+    profiles = comparison_profiles(out)
+    last = min((p["steps"] for p in profiles if p["mode"] == "progressive"), default=None)
+    chosen = {
+        w: next((p for p in profiles if p["run"] == first_run(w) and p["steps"] == last), None)
+        for w in weightings
+    }
+    for key, title, logy in (
+        ("share", "share of the weighted loss", False),
+        ("x_mse", "distillation error (x-space MSE)", True),
+    ):
+        series = [
+            (w, [(r["step"] + 1, r[key], 0.0) for r in p["profile"]] if p else []) for w, p in chosen.items()
+        ]
+        parts.append(
+            svg_plot(
+                series,
+                f"{title} per student step @ {last} steps",
+                "student step (1 = highest noise)",
+                title,
+                logy=logy,
+            )
+        )
     losses = [(w, loss_curve(out / first_run(w)) if first_run(w) else []) for w in weightings]
     parts.append(
         svg_plot(

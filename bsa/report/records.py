@@ -53,6 +53,19 @@ def comparison_rows(out: str | Path) -> list[dict]:
     ]
 
 
+PROFILES = "profiles.jsonl"
+
+
+def comparison_profiles(out: str | Path) -> list[dict]:
+    """The latest error profile of each stage of each run under ``out`` (``profiles.jsonl``, written
+    at the end of every stage: a resumed stage may have written it again)."""
+    latest: dict[tuple[str, int], dict] = {}
+    for log in sorted(Path(out).glob(f"*/{PROFILES}")):
+        for rec in read_jsonl(log):
+            latest[(rec["run"], rec["stage"])] = rec
+    return [latest[k] for k in sorted(latest)]
+
+
 def loss_curve(run_dir: str | Path) -> list[tuple[float, float, float]]:
     """train/loss against the optimizer step, the stages one after another."""
     points, offset = [], 0
