@@ -268,6 +268,14 @@ class TrainerConfig:
             f"unknown {self.accelerator!r}",
         )
 
+    def sampling_compile_kwargs(self, mode: str) -> dict | None:
+        """torch.compile keyword arguments for sampling in ``mode`` (``eval.compile``), None when off."""
+        return (
+            None
+            if mode == "off"
+            else {"mode": None if mode == "default" else mode, "backend": self.compile_backend}
+        )
+
     def compile_kwargs(self) -> dict | None:
         """Keyword arguments of ``torch.compile`` (None when off)."""
         if self.compile == "off":
@@ -436,6 +444,9 @@ class EvalConfig:
     steps: int = 200
     guidance_scale: float = 2.5
     batch_size: int = 200
+    # torch.compile of the denoiser's calls when sampling (bsa generate, bsa evaluate, every
+    # stage's evaluation): "reduce-overhead" = CUDA graphs; backend from trainer.compile_backend
+    compile: str = "off"
     baselines: bool = True  # also score the real clips (ceiling), their VAE+vocoder reconstruction, shuffled captions (floor)
     # with a reference teacher: also generate it with other initial noise, for the floor of "FAD vs
     # teacher" (no model is closer to the teacher in distribution than the teacher to itself)
@@ -470,6 +481,11 @@ class EvalConfig:
             f"unknown {self.fad_backbone!r}; expected one of {backbones}",
         )
         _check(self.every_n_steps >= 0 and self.showcase >= 0, "eval.every_n_steps/showcase", "must be >= 0")
+        _check(
+            self.compile in COMPILE_MODES,
+            "eval.compile",
+            f"unknown {self.compile!r}; expected one of {', '.join(COMPILE_MODES)}",
+        )
 
 
 @dataclass

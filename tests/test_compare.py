@@ -128,3 +128,37 @@ def test_plot_labels_of_a_flat_series_are_distinct_and_the_reference_is_in_the_l
     legend = re.findall(r'<text (?:class="ref-label" )?x="(\d+)" y="(\d+)">([^<]+)</text>', svg)
     assert [(x, label) for x, _, label in legend] == [(legend[0][0], "bsa"), (legend[0][0], "teacher @ 8")]
     assert int(legend[1][1]) - int(legend[0][1]) == 15  # the next legend row, not beside the line
+
+
+def test_the_bsa_map_is_a_floor_by_gamma_table_shaded_by_quality():
+    import re
+
+    from bsa.report.dashboard import heat_map
+
+    table = {
+        ("bsa(floor=0,gamma=5)", 4): {"clap": (0.5, 0.01, 3)},
+        ("bsa(floor=1,gamma=inf)", 4): {"clap": (0.7, 0.02, 3)},
+        ("bsa(floor=1,gamma=5)", 4): {"clap": (0.6, 0.0, 3)},
+        ("snr_plus_one", 4): {"clap": (0.9, 0.0, 3)},  # not on the map
+    }
+    html = heat_map(table, [w for w, _ in table], 4, "clap")
+    assert [h for h in re.findall(r"<th>([^<]*)</th>", html) if h] == [
+        "γ = 5",
+        "γ = ∞",
+        "floor = 0",
+        "floor = 1",
+    ]
+    cells = re.findall(r"<td(?: style='background:rgb\((\d+),(\d+),255\)')?>([^<]*)</td>", html)
+    assert [c[2] for c in cells] == ["0.500 ± 0.010", "–", "0.600 ± 0.000", "0.700 ± 0.020"]
+    reds = {c[2]: int(c[0]) for c in cells if c[0]}
+    assert reds["0.700 ± 0.020"] < reds["0.600 ± 0.000"] < reds["0.500 ± 0.010"]  # higher CLAP: darker
+    fad = {k: {"fad_teacher": v["clap"]} for k, v in table.items()}
+    reds = {
+        c[1]: int(c[0])
+        for c in re.findall(
+            r"background:rgb\((\d+),\d+,255\)'>([^<]*)<",
+            heat_map(fad, list({w for w, _ in table}), 4, "fad_teacher"),
+        )
+    }
+    assert reds["0.500 ± 0.010"] < reds["0.700 ± 0.020"]  # lower FAD: darker
+    assert heat_map(table, ["bsa(floor=0,gamma=5)"], 4, "clap") == ""

@@ -85,3 +85,28 @@ def test_callback_sees_every_step(schedule):
     )
     assert steps == [(0, 999), (1, 749), (2, 499), (3, 249)]
     assert CLEAN == -1
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_compiled_sampling_gives_the_eager_latents_and_compiles_once(guided):
+    """eval.compile: the pipeline samples through a torch.compile'd denoiser call (on the GPU,
+    mode reduce-overhead replays it as CUDA graphs); traced here with the eager backend, which must
+    give the eager pipeline's latents bit for bit, CFG and w-conditioned students alike."""
+    from diffusers import UNet2DConditionModel
+
+    from bsa.diffusion import audioldm_schedule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.pipeline import TextToAudio
+    from bsa.models.unet import audioldm_unet_config, with_guidance_input
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**audioldm_unet_config("tiny", 6, 8, (8, 4))).eval()
+    denoiser = Denoiser(with_guidance_input(unet) if guided else unet, audioldm_schedule())
+    text, null = torch.randn(2, 6), torch.zeros(6)
+    eager = TextToAudio(denoiser, None, None, None, null).latents(text, [1, 2], 4, 2.5)
+    pipe = TextToAudio(denoiser, None, None, None, null, compile={"backend": "eager"})
+    compiled = pipe.latents(text, [1, 2], 4, 2.5)
+    assert torch.equal(compiled, eager)
+    first = pipe.denoise_call()
+    pipe.latents(text, [3, 4], 4, 2.5)
+    assert pipe.denoise_call() is first and first is not denoiser  # one compiled call per pipeline

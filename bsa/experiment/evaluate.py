@@ -59,6 +59,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
         null,
         base_steps,
         stage,
+        compile=cfg.trainer.sampling_compile_kwargs(cfg.eval.compile),
     )
     return pipe.to(device), torch.device(device)
 

@@ -33,6 +33,18 @@ class TextToAudio:
         None  # the original teacher's sampling steps: students sample on its nested grids
     )
     stage: dict | None = None  # bsa_stage.json of an exported stage: it samples on the grid it was trained on
+    # torch.compile keyword arguments for the denoiser's calls (eval.compile): "reduce-overhead"
+    # replays each step as a CUDA graph (one per batch shape), without the per-kernel launches that
+    # bound a small UNet at batch 1; None = eager
+    compile: dict | None = None
+
+    def denoise_call(self):
+        """The denoiser's forward, compiled once per pipeline when ``compile`` is set."""
+        if not self.compile:
+            return self.denoiser
+        if getattr(self, "_compiled", None) is None:
+            self._compiled = torch.compile(self.denoiser.forward, **self.compile)
+        return self._compiled
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -56,11 +68,12 @@ class TextToAudio:
         grid = stage_grid(self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps).to(
             device
         )
+        denoise = self.denoise_call()
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)
-            return sample(lambda z, t: self.denoiser(z, t, text_emb, w), noise, grid, self.schedule)
+            return sample(lambda z, t: denoise(z, t, text_emb, w), noise, grid, self.schedule)
         return sample(
-            self.denoiser,
+            denoise,
             noise,
             grid,
             self.schedule,

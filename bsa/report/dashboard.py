@@ -139,6 +139,43 @@ def svg_plot(
     return "\n".join(out)
 
 
+def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str:
+    """The BSA family's (floor, γ) grid at ``steps`` as a table coloured by ``metric`` (mean ± std over
+    seeds; darker is better). Empty when the comparison has fewer than two BSA(floor, γ) labels."""
+    cells = {}
+    for w in weightings:
+        try:
+            name, params = parse_weighting(w)
+        except ValueError:
+            continue
+        if name == "bsa" and set(params) == {"floor", "gamma"} and metric in table.get((w, steps), {}):
+            cells[params["floor"], params["gamma"]] = table[w, steps][metric]
+    if len(cells) < 2:
+        return ""
+    floors, gammas = sorted({f for f, _ in cells}), sorted({g for _, g in cells})
+    values = [m for m, _, _ in cells.values()]
+    lo, hi = min(values), max(values)
+    better_low = BY_KEY[metric].better == "lower"
+
+    def shade(v: float) -> str:
+        x = (v - lo) / (hi - lo) if hi > lo else 0.5
+        x = 1 - x if better_low else x
+        return f"rgb({int(255 - 180 * x)},{int(255 - 110 * x)},255)"
+
+    head = "".join(f"<th>γ = {'∞' if g == float('inf') else f'{g:g}'}</th>" for g in gammas)
+    rows = []
+    for f in floors:
+        tds = "".join(
+            f"<td style='background:{shade(cells[f, g][0])}'>{cells[f, g][0]:.3f} ± {cells[f, g][1]:.3f}</td>"
+            if (f, g) in cells
+            else "<td>–</td>"
+            for g in gammas
+        )
+        rows.append(f"<tr><th>floor = {f:g}</th>{tds}</tr>")
+    title = f"{html.escape(BY_KEY[metric].title)} @ {steps} steps"
+    return f"<table class='heat'><caption>{title}</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
 RENDER_CHECK = """
 <script>
 // Render check (read by the test in headless Chromium): counts drawn plots, loaded images and audio.
@@ -281,6 +318,15 @@ def build_dashboard(out: Path, cfg) -> Path:
 
     # table
     steps = sorted({n for (w, n) in table if w in weightings}, reverse=True)
+    maps = (
+        "".join(
+            heat_map(table, weightings, n, metric)
+            for n in sorted({steps[-1], 4} & set(steps), reverse=True)
+            for metric in ("clap", "acc_mean", "fad_teacher")
+        )
+        if steps
+        else ""
+    )
     head = "".join(f"<th>{html.escape(w)}</th>" for w in weightings)
     trs = []
     for metric in QUALITY:
@@ -331,6 +377,7 @@ table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td.cap {{ text-align: left; max-width: 220px; }}
 table.audio td {{ text-align: center; }}
+.maps {{ display: flex; flex-wrap: wrap; gap: 16px; }}
 table.audio img {{ display: block; width: 200px; }}
 table.audio audio {{ width: 200px; }}
 </style></head><body>
@@ -339,6 +386,7 @@ table.audio audio {{ width: 200px; }}
 {cfg.distill.steps_per_stage} optimizer steps per stage. Error bars: std over seeds.
 Protocol: {html.escape(", ".join(f"{k}={v}" for k, v in protocol.items()))}.</p>
 <div class="plots">{"".join(parts)}</div>
+{f"<h2>The BSA(floor, γ) map</h2><div class='maps'>{maps}</div>" if maps else ""}
 <h2>Results</h2>{table_html}
 <h2>Listen</h2>{audio_html}
 <pre id="render-check">not rendered</pre>
