@@ -43,3 +43,22 @@ def test_training_rows_count_flops_once_and_time_every_combination():
     # one FLOP count per model: achieved TFLOP/s × step time is the same count on every row
     counts = [r["tflops_per_s"] * r["step_ms"] for r in rows]
     assert counts[0] > 0 and counts == pytest.approx([counts[0]] * 3, rel=1e-9)
+
+
+def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch):
+    from bsa.experiment import bench
+
+    monkeypatch.setattr(bench, "_models", lambda: {"tiny": audioldm_unet_config("tiny", 6, 8, (8, 4))})
+    rows = bench.bench_sampling(
+        torch.device("cpu"),
+        batches=(1,),
+        students=(4, 2),
+        repeats=1,
+        compile_modes=("off", "default"),
+        compile_backend="eager",
+    )
+    assert [(r["compile"], r["batch"], r["network_calls"]) for r in rows] == [
+        (mode, 1, calls) for mode in ("off", "default") for calls in (400, 4, 2)
+    ]
+    assert all(r["speedup"] == 1.0 for r in rows if r["network_calls"] == 400)
+    assert all(r["seconds_per_clip"] > 0 for r in rows)

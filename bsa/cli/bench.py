@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         default=["experiments/embedded-gpu.yaml"],
         help="loading: the config (and overrides) whose latent cache is streamed",
     )
+    parser.add_argument(
+        "--sampling-compile",
+        default="off",
+        help="sampling: comma-separated torch.compile modes side by side, e.g. off,reduce-overhead",
+    )
     args = parser.parse_args(argv)
     combos = [c.strip() for c in args.combos.split(",") if c.strip()]
     for c in combos:  # a typo fails before any model is built
@@ -40,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     models = {m.strip() for m in args.models.split(",")}
     if not models <= set(MODELS):
         parser.error(f"--models: unknown {sorted(models - set(MODELS))}; expected embedded, 185m")
-    run_bench(args.out, args.what, combos, models, args.batch_185m, args.config)
+    modes = tuple(m.strip() for m in args.sampling_compile.split(",") if m.strip())
+    run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes)
     print(f"wrote {args.out}")
     return 0
 

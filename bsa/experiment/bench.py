@@ -53,7 +53,18 @@ def _timed(fn, device, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), repeats=2) -> list[dict]:
+def bench_sampling(
+    device,
+    batches=(1, 64),
+    students=(100, 50, 25, 8, 4, 2, 1),
+    repeats=2,
+    compile_modes=("off",),
+    compile_backend="inductor",
+) -> list[dict]:
+    """Seconds per clip of the teacher (200 steps + CFG) and its students, per model, batch and
+    ``compile_modes`` entry ("off" = eager; "reduce-overhead" = the denoiser calls replayed as
+    CUDA graphs, what ``eval.compile`` does), each row with its speed-up over the teacher of the
+    same mode; compilation happens in the untimed warm-up."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -67,7 +78,13 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
         teacher = Denoiser(teacher_unet, schedule)
         student = Denoiser(with_guidance_input(teacher_unet).to(device).eval(), schedule)
         dim, shape = cfg["projection_class_embeddings_input_dim"], (cfg["in_channels"], *cfg["sample_size"])
-        for b in batches:
+        for mode, b in ((m, b) for m in compile_modes for b in batches):
+            if mode == "off":
+                teacher_call, student_call = teacher, student
+            else:
+                torch._dynamo.reset()
+                opts = {"mode": None if mode == "default" else mode, "backend": compile_backend}
+                teacher_call, student_call = (torch.compile(m.forward, **opts) for m in (teacher, student))
             noise = torch.randn(b, *shape, device=device)
             text, null = torch.randn(b, dim, device=device), torch.zeros(dim, device=device)
             w = torch.full((b,), 2.5, device=device)
@@ -89,10 +106,11 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
 
                 return go
 
-            t_teacher = _timed(run(teacher, 200, True), device, repeats)
+            t_teacher = _timed(run(teacher_call, 200, True), device, repeats)
             rows.append(
                 {
                     "model": name,
+                    "compile": mode,
                     "batch": b,
                     "sampler": "teacher, 200 steps + CFG",
                     "network_calls": 400,
@@ -101,10 +119,11 @@ def bench_sampling(device, batches=(1, 64), students=(100, 50, 25, 8, 4, 2, 1), 
                 }
             )
             for n in students:
-                t = _timed(run(student, n, False), device, repeats)
+                t = _timed(run(student_call, n, False), device, repeats)
                 rows.append(
                     {
                         "model": name,
+                        "compile": mode,
                         "batch": b,
                         "sampler": f"student, {n} steps",
                         "network_calls": n,
@@ -267,7 +286,13 @@ def bench_loading(cfg_items: list[str], batch: int, batches: int = 200) -> dict:
 
 
 def run_bench(
-    out: str | Path, what: str, combos: list[str], models: set[str], batch_185m: int, config: list[str]
+    out: str | Path,
+    what: str,
+    combos: list[str],
+    models: set[str],
+    batch_185m: int,
+    config: list[str],
+    sampling_compile: tuple[str, ...] = ("off",),
 ) -> dict:
     """Run the benchmarks ``what`` asks for (all | sampling | training | loading), writing ``out``
     after each part (device, torch version and date inside); returns the result."""
@@ -282,7 +307,7 @@ def run_bench(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if what in ("all", "sampling"):
-        result["sampling"] = bench_sampling(device)
+        result["sampling"] = bench_sampling(device, compile_modes=sampling_compile)
         out.write_text(json.dumps(result, indent=1) + "\n")
     if what in ("all", "training"):
         chosen, batches = [], []
