@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue "Students that keep the teacher's quality", part 2: the recipe switches side by side on one
+# GPU (the 3.2 M model is launch-bound, so runs share the GPU well), each a full `bsa distill`
+# 200 → TARGET steps on the embedded-gpu preset with the paired metrics on EVAL_CLIPS captions.
+#   VARIANTS="base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction" \
+#     TARGET=25 bash experiments/gpu/fidelity_ablation.sh
+# Each variant is name:overrides (overrides space-separated). Everything comes back in one tar.
+set -uo pipefail
+OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
+A=runs/ablation; L=$A/logs; mkdir -p $L
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
+fi
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
+EXP=experiments/embedded-gpu.yaml
+D="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
+log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
+{ nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
+log data;  timeout 200 python3 -m bsa.cli.data $EXP $D > $L/data.log 2>&1 || { tail $L/data.log; exit 1; }
+log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
+IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction|v+fp32:distill.student_prediction=v_prediction distill.teacher_float32=true}"
+for v in "${VS[@]}"; do
+  name=${v%%:*}; extra=${v#*:}
+  log "start $name ($extra)"
+  timeout ${RUN_S:-420} python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
+    distill.eval_clips=${EVAL_CLIPS:-1000} data.resident=true paths.output_root=$A distill.run_name=$name \
+    ${COMMON:-} $extra > $L/$name.log 2>&1 &
+done
+wait
+log done
+for v in "${VS[@]}"; do
+  name=${v%%:*}; mkdir -p $L/$name
+  cp $A/$name/eval.jsonl $A/$name/profiles.jsonl $A/$name/summary.json $A/$name/config.yaml $L/$name/ 2>/dev/null
+done
+tar czf "$OUT/ablation.tgz" -C $L . 2>/dev/null
+ls -la "$OUT"
