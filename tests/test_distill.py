@@ -236,6 +236,9 @@ def test_two_stage_run_through_the_cli(debug_env):
     assert "Epoch" not in out.stdout and "v_num" not in out.stdout
     # no advertisement, no warning about the frozen teacher being in eval mode (it is, on purpose)
     assert "Tip:" not in out.stdout + out.stderr and "in eval mode" not in out.stderr
+    # nor anything else a user cannot act on: hardware chatter, library deprecations, W&B notices
+    for noise in ("GPU available", "LOCAL_RANK", "Trainer.fit", "deprecated", "WARNING", "Loading weights"):
+        assert noise not in out.stdout + out.stderr, (noise, out.stderr[-2000:])
 
     import soundfile as sf
 

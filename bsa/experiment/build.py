@@ -21,9 +21,15 @@ def world_size(cfg: BsaConfig) -> int:
     return (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
 
 
+# what Lightning says at every stage that a user cannot act on: advertisements, the hardware it
+# found (the run's own header says what it uses), the loop's own reason to stop (max_steps)
+_CHATTER = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:", "`Trainer.fit` stopped:")
+
+
 class _NoAdvertisements(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "💡 Tip:" not in record.getMessage()
+        message = record.getMessage()
+        return not (message.startswith(_CHATTER) or "💡 Tip:" in message)
 
 
 def quiet_lightning() -> None:
@@ -37,6 +43,8 @@ def quiet_lightning() -> None:
             if not any(isinstance(f, _NoAdvertisements) for f in handler.filters):
                 handler.addFilter(_NoAdvertisements())
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+    # Lightning's own use of a torch API that torch deprecated (lightning/pytorch/utilities/_pytree.py)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def lightning_trainer(cfg: BsaConfig, **kwargs):
@@ -118,7 +126,7 @@ def wandb_logger(cfg: BsaConfig, run: str, run_dir, stage):
         {"stage": s.index, "mode": s.mode, "teacher_steps": s.teacher_steps, "student_steps": s.student_steps}
         for s in cfg.distill.plan.stages
     ]
-    return WandbLogger(
+    logger = WandbLogger(
         project=cfg.logging.wandb_project,
         group=cfg.logging.wandb_group or run,
         job_type=f"stage{stage.index}",
@@ -133,6 +141,9 @@ def wandb_logger(cfg: BsaConfig, run: str, run_dir, stage):
             "seed": cfg.trainer.seed,
         },
     )
+    # Lightning always passes wandb.init an `anonymous` setting, which wandb ≥ 0.2x warns has no effect
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
 
 
 def cache_identity(cfg: BsaConfig, vae, text_encoder):

