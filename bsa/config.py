@@ -148,6 +148,8 @@ class DistillConfig:
     # how records and reports name this run's weighting (make compare sets the spec it was given,
     # e.g. "bsa(floor=0.1,gamma=inf)"); empty: the weighting's name
     label: str = ""
+    # each stage draws its own data order (seed + 1000 · stage) instead of the same order every stage
+    fresh_data_order: bool = False
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)

@@ -213,3 +213,14 @@ def test_weighting_specs_of_a_comparison_parse_and_plan_their_runs():
     run = load_config([ROOT / "experiments/debug.yaml"], spec)  # what the run itself reads back
     assert run.distill.weighting_kwargs == {"floor": 0.01, "gamma": float("inf")}
     assert run.distill.weighting_label == "bsa(floor=0.01,gamma=inf)"
+
+
+def test_fresh_data_order_gives_each_stage_its_own_seed():
+    from bsa.diffusion.plan import Stage
+    from bsa.experiment.distill import data_seed
+
+    same = load_config([ROOT / "experiments/debug.yaml"], ["trainer.seed=3"])
+    fresh = load_config([ROOT / "experiments/debug.yaml"], ["trainer.seed=3", "distill.fresh_data_order=true"])
+    stages = [Stage(0, 8, 8, "guided"), Stage(2, 4, 2)]
+    assert [data_seed(same, s) for s in stages] == [3, 3]
+    assert [data_seed(fresh, s) for s in stages] == [3, 2003]

@@ -310,6 +310,11 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
     )
 
 
+def data_seed(cfg: BsaConfig, stage: Stage) -> int:
+    """The seed of the stage's data order: the run's, or with ``distill.fresh_data_order`` its own."""
+    return cfg.trainer.seed + (1000 * stage.index if cfg.distill.fresh_data_order else 0)
+
+
 def stage_identity(cfg: BsaConfig, stage: Stage) -> dict:
     """What a stage's records (evaluation, error profile) say about where they come from."""
     return {
@@ -387,6 +392,7 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
         ),
         flush=True,
     )
+    ctx.dm.seed = data_seed(cfg, stage)  # the loaders are made at fit
     try:
         trainer.fit(module, ctx.dm, ckpt_path=resume, weights_only=True)
     except NonFiniteLossError as e:

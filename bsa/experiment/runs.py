@@ -44,7 +44,11 @@ FINGERPRINT_KEYS = (
 )
 # keys added after runs existed: part of the fingerprint only when set to other than their default,
 # so that a run made before them continues
-LATER_KEYS = {"distill.teacher_float32": False, "distill.student_prediction": ""}
+LATER_KEYS = {
+    "distill.teacher_float32": False,
+    "distill.student_prediction": "",
+    "distill.fresh_data_order": False,
+}
 
 
 def run_name(cfg) -> str:
