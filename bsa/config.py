@@ -389,6 +389,9 @@ class VocoderTrainConfig:
     lr: float = 2e-4
     segment_seconds: float = 0.64  # random crops of the training clips (a multiple of the 10 ms hop)
     max_clips: int = 0  # train on the first N clips of the train split (0 = all)
+    # HiFi-GAN's adversarial training (multi-period + multi-scale discriminators, feature matching)
+    # on top of the mel loss; off: mel L1 + multi-resolution STFT only
+    adversarial: bool = False
     max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/vocoder"
 

@@ -220,7 +220,9 @@ def test_fresh_data_order_gives_each_stage_its_own_seed():
     from bsa.experiment.distill import data_seed
 
     same = load_config([ROOT / "experiments/debug.yaml"], ["trainer.seed=3"])
-    fresh = load_config([ROOT / "experiments/debug.yaml"], ["trainer.seed=3", "distill.fresh_data_order=true"])
+    fresh = load_config(
+        [ROOT / "experiments/debug.yaml"], ["trainer.seed=3", "distill.fresh_data_order=true"]
+    )
     stages = [Stage(0, 8, 8, "guided"), Stage(2, 4, 2)]
     assert [data_seed(same, s) for s in stages] == [3, 3]
     assert [data_seed(fresh, s) for s in stages] == [3, 2003]

@@ -71,3 +71,61 @@ def test_train_vocoder_writes_a_loadable_hifigan_that_learned(debug_env, tmp_pat
     with torch.no_grad():
         wave = vocoder(torch.zeros(2, 32, 64) - 5.0)
     assert wave.shape[0] == 2 and 32 * 160 <= wave.shape[1] < 33 * 160 and torch.isfinite(wave).all()
+
+
+def test_hifigan_discriminators_and_losses():
+    """The paper's discriminators (70.7 M at width 1), one score per sub-discriminator; LSGAN and
+    feature-matching losses at hand values."""
+    from bsa.models.discriminators import (
+        HifiGanDiscriminators,
+        discriminator_loss,
+        feature_matching_loss,
+        generator_adversarial_loss,
+    )
+
+    assert sum(p.numel() for p in HifiGanDiscriminators(1.0).parameters()) == pytest.approx(70.7e6, rel=0.01)
+    scores, features = HifiGanDiscriminators(0.05)(torch.randn(2, 2560))
+    assert len(scores) == len(features) == 8 and all(s.shape[0] == 2 for s in scores)
+    ones, zeros = [torch.ones(2, 3)], [torch.zeros(2, 3)]
+    assert discriminator_loss(ones, zeros).item() == 0.0 and discriminator_loss(zeros, ones).item() == 2.0
+    assert generator_adversarial_loss(ones).item() == 0.0 and generator_adversarial_loss(zeros).item() == 1.0
+    assert feature_matching_loss([[torch.ones(3)]], [[torch.zeros(3)]]).item() == 1.0
+
+
+def test_adversarial_vocoder_training_steps_both_networks_and_exports_the_generator(debug_env, tmp_path):
+    from bsa.models.vocoder import load_vocoder
+
+    out = tmp_path / "vocoder"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsa.cli.train",
+            "vocoder",
+            "experiments/debug.yaml",
+            *debug_env["overrides"],
+            "train.vocoder.adversarial=true",
+            "train.vocoder.steps=3",
+            "trainer.log_every_n_steps=1",
+            f"train.vocoder.out={out}",
+            f"paths.output_root={tmp_path / 'runs'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    curve = [r for r in json.loads((out / "training.json").read_text())["curve"] if r["kind"] == "train"]
+    assert len(curve) == 3, curve  # three batches, each a discriminator and a generator step
+    assert {"train/disc", "train/adv", "train/fm", "train/mel"} <= set(curve[-1])
+    assert not any("discriminators" in k for k in load_file_keys(out)), "only the generator is shipped"
+    load_vocoder(str(out))
+
+
+def load_file_keys(folder):
+    from safetensors import safe_open
+
+    (f,) = folder.glob("*.safetensors")
+    with safe_open(str(f), "pt") as h:
+        return list(h.keys())

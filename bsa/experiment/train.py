@@ -68,7 +68,9 @@ def _checkpoints(cfg: BsaConfig, what: str):
     return AtomicLastCheckpoint(Path(cfg.paths.output_root) / f"train-{what}", cfg.train.checkpoint_every)
 
 
-def _fit(cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, callbacks, max_minutes=0.0):
+def _fit(
+    cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, callbacks, max_minutes=0.0, clip=1.0
+):
     """``trainer.fit`` with atomic checkpoints under ``<output_root>/train-<what>/``: a killed run
     resumes from the newest one (SLURM pre-emption checkpoints included)."""
     import datetime
@@ -91,7 +93,7 @@ def _fit(cfg: BsaConfig, what: str, module, train, val, steps: int, val_every, c
         val_check_interval=val_every,
         check_val_every_n_epoch=None if val_every else 1,
         num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
+        gradient_clip_val=clip,  # None for a module that clips its own (manual optimisation)
         default_root_dir=checkpoint.folder,
     )
     trainer.fit(module, train, val, ckpt_path=resume, weights_only=True)
@@ -302,7 +304,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
 
     from bsa.data.clips import load_wave_split
     from bsa.lit.vocoder import VocoderModule
-    from bsa.models.vocoder import hifigan_config
+    from bsa.models.vocoder import DISCRIMINATOR_WIDTHS, hifigan_config
 
     c = cfg.train.vocoder
     sources = _splits(cfg)
@@ -310,8 +312,15 @@ def train_vocoder(cfg: BsaConfig) -> Path:
     val = load_wave_split(sources["val"], cfg.data.clip_seconds, limit=64).waves
     length = round(c.segment_seconds * 16000)
     module = VocoderModule(
-        hifigan_config(c.size), lr=c.lr, total_steps=c.steps, warmup_steps=min(200, c.steps // 10)
+        hifigan_config(c.size),
+        lr=c.lr,
+        total_steps=c.steps,
+        warmup_steps=min(200, c.steps // 10),
+        adversarial=c.adversarial,
+        discriminator_width=DISCRIMINATOR_WIDTHS[c.size],
     )
+    # Lightning counts every optimizer's step: the adversarial module steps two per batch
+    per_batch = 2 if c.adversarial else 1
     recorder = CurveRecorder()
     _fit(
         cfg,
@@ -324,10 +333,11 @@ def train_vocoder(cfg: BsaConfig) -> Path:
             drop_last=True,
         ),
         DataLoader(TensorDataset(val), batch_size=16),
-        c.steps,
+        c.steps * per_batch,
         min(1000, c.steps),
         [recorder],
         c.max_minutes,
+        clip=None if c.adversarial else 1.0,
     )
 
     def write(folder: Path) -> None:

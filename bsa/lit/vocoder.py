@@ -1,9 +1,11 @@
 """VocoderModule: HiFi-GAN's generator (``SpeechT5HifiGan``) trained to turn bsa's log-mels back
 into waveforms, with the spectral reconstruction losses of HiFi-GAN and Parallel WaveGAN.
 
-No adversarial term (yet): the signals of the embedded set (tones, chirps, noise, clicks) are
-reconstructed well by the mel L1 loss (Kong et al. 2020, eq. 5) plus the multi-resolution STFT loss
-(Yamamoto et al. 2020, eqs. 1–4), which trains stably in minutes.
+By default no adversarial term: the mel L1 loss (Kong et al. 2020, eq. 5) plus the
+multi-resolution STFT loss (Yamamoto et al. 2020, eqs. 1–4), which trains stably in minutes.
+``adversarial=True`` trains as HiFi-GAN does: the multi-period and multi-scale discriminators
+(:mod:`bsa.models.discriminators`), LSGAN losses, feature matching ×2 and mel L1 ×45 (eq. 6),
+two AdamW optimizers (β = 0.8, 0.99), manual optimisation.
 """
 
 from __future__ import annotations
@@ -61,20 +63,68 @@ class VocoderModule(NonFiniteGuard, pl.LightningModule):
         warmup_steps: int = 0,
         mel_weight: float = 1.0,
         stft_weight: float = 1.0,
+        adversarial: bool = False,
+        discriminator_width: float = 0.25,
     ):
         super().__init__()
         from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
         self.save_hyperparameters()
         self.vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**vocoder_config))
+        self.discriminators = None
+        if adversarial:
+            from bsa.models.discriminators import HifiGanDiscriminators
 
-    def losses(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
-        """wave [B, L], L a multiple of the hop: its log-mel → the vocoder → the two losses."""
+            self.discriminators = HifiGanDiscriminators(discriminator_width)
+            self.automatic_optimization = False  # two optimizers, one step each per batch
+
+    def losses(self, wave: torch.Tensor, with_wave: bool = False) -> dict[str, torch.Tensor]:
+        """wave [B, L], L a multiple of the hop: its log-mel → the vocoder → the two losses
+        (and the generated waveform as ``"pred"`` with ``with_wave``)."""
         mel = log_mel(wave)  # [B, L / hop, n_mels]
         pred = self.vocoder(mel).float()[..., : wave.shape[-1]]  # [B, L] (HiFi-GAN adds a few samples)
-        return {"mel": mel_l1(pred, mel), "stft": multi_resolution_stft_loss(pred, wave)}
+        parts = {"mel": mel_l1(pred, mel), "stft": multi_resolution_stft_loss(pred, wave)}
+        return parts | {"pred": pred} if with_wave else parts
+
+    def adversarial_step(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One discriminator step, then one generator step (HiFi-GAN §2.4, eqs. 1, 2, 4, 6)."""
+        from bsa.models.discriminators import (
+            discriminator_loss,
+            feature_matching_loss,
+            generator_adversarial_loss,
+        )
+
+        opt_g, opt_d = self.optimizers()
+        parts = self.losses(wave, with_wave=True)
+        pred = parts.pop("pred")
+        real_scores, real_features = self.discriminators(wave)
+        fake_scores, _ = self.discriminators(pred.detach())
+        d_loss = discriminator_loss(real_scores, fake_scores)
+        self._manual_step(opt_d, d_loss)
+        fake_scores, fake_features = self.discriminators(pred)
+        adv = generator_adversarial_loss(fake_scores)
+        fm = feature_matching_loss(real_features, fake_features)
+        g_loss = adv + 2.0 * fm + 45.0 * parts["mel"]
+        self._manual_step(opt_g, g_loss)
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+        return {"loss": g_loss, "disc": d_loss, "adv": adv, "fm": fm, **parts}
+
+    def _manual_step(self, optimizer, loss: torch.Tensor) -> None:
+        """Backward, clip to norm 1 and step — or nothing for a non-finite loss (counted by the guard)."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.guard(loss) is None:
+            return
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+        optimizer.step()
 
     def training_step(self, batch, batch_idx: int):
+        if self.discriminators is not None:
+            parts = self.adversarial_step(batch[0])
+            self.log("train/loss", parts.pop("loss"), prog_bar=True)
+            self.log_dict({f"train/{k}": v for k, v in parts.items()})
+            return None
         parts = self.losses(batch[0])
         hp = self.hparams
         loss = hp.mel_weight * parts["mel"] + hp.stft_weight * parts["stft"]
@@ -89,6 +139,12 @@ class VocoderModule(NonFiniteGuard, pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        return adamw_warmup_cosine(
+        g = adamw_warmup_cosine(
             self.vocoder.parameters(), hp.lr, hp.total_steps, hp.warmup_steps, betas=(0.8, 0.99)
         )
+        if self.discriminators is None:
+            return g
+        d = adamw_warmup_cosine(
+            self.discriminators.parameters(), hp.lr, hp.total_steps, hp.warmup_steps, betas=(0.8, 0.99)
+        )
+        return [g["optimizer"], d["optimizer"]], [g["lr_scheduler"], d["lr_scheduler"]]

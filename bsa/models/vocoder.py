@@ -67,6 +67,8 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
 
 # HiFi-GAN widths (upsample_initial_channel); AudioLDM's vocoder uses 1024 (about 55 M parameters)
 HIFIGAN_SIZES = {"tiny": 64, "embedded": 256}
+# the discriminators' channel scale (bsa.models.discriminators; 1.0 = HiFi-GAN's 70.7 M) per vocoder size
+DISCRIMINATOR_WIDTHS = {"tiny": 0.05, "embedded": 0.25}
 
 
 def hifigan_config(size: str = "embedded", n_mels: int = 64, sample_rate: int = 16000) -> dict:
