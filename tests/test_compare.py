@@ -73,6 +73,16 @@ def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
         ("progressive", "bsa(floor=0,gamma=5)", 4),  # the spec it was given names it
     }
     assert all(r["seed"] == 0 for r in rows)
+    # each weighting against bsa clip by clip (same captions and noise), with its interval
+    (diff,) = json.loads((comparison / "results.json").read_text())["differences"]
+    assert (diff["weighting"], diff["steps"], diff["reference"], diff["seeds"]) == (
+        "bsa(floor=0,gamma=5)",
+        4,
+        "bsa",
+        [0],
+    )
+    assert diff["clap"]["lo"] <= diff["clap"]["mean"] <= diff["clap"]["hi"] and diff["clap"]["mean"] != 0
+    assert "Paired difference to bsa" in results
 
 
 def test_dashboard_renders_in_headless_chromium(comparison):

@@ -266,6 +266,12 @@ def test_two_stage_run_through_the_cli(debug_env):
         for k in ("latent_rmse", "mel_l1", "embedding_cosine", "attribute_agreement", "clap_difference"):
             assert m[f"paired_{k}_lo"] <= m[f"paired_{k}"] <= m[f"paired_{k}_hi"], k
         assert m["paired_latent_rmse"] > 0
+        # per-clip scores kept for paired comparisons between runs; their means are the set's
+        assert r["per_clip"]["clap"] == pytest.approx(
+            [pytest.approx(x, abs=1e-6) for x in r["per_clip"]["clap"]]
+        )
+        assert sum(r["per_clip"]["clap"]) / 4 == pytest.approx(m["clap"], abs=1e-5)
+        assert sum(r["per_clip"]["acc_mean"]) / 4 == pytest.approx(m["acc_mean"], abs=1e-9)
         assert r["protocol"]["num_clips"] == 4 and r["protocol"]["fad_backbone"].startswith("embedded")
         assert len(r["samples"]) == 4
         for sample in r["samples"]:

@@ -59,3 +59,49 @@ def test_paired_per_clip_hand_values():
         and summary["paired_latent_rmse_lo"] <= 1.0 <= summary["paired_latent_rmse_hi"]
     )
     assert set(summary) == {f"paired_{k}{s}" for k in got for s in ("", "_lo", "_hi")}
+
+
+def test_two_level_bootstrap_covers_a_shift_and_widens_with_seed_spread():
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    g = torch.Generator().manual_seed(0)
+    same = 0.02 + 0.01 * torch.randn(3, 400, generator=g)  # three seeds agreeing on a +0.02 shift
+    mean, lo, hi = two_level_bootstrap_ci(same)
+    assert lo < 0.02 < hi and lo > 0 and mean == pytest.approx(float(same.mean()))
+    spread = same + torch.tensor([[-0.05], [0.0], [0.05]])  # the seeds disagree: wider, no longer resolved
+    _, lo2, hi2 = two_level_bootstrap_ci(spread)
+    assert hi2 - lo2 > 3 * (hi - lo) and lo2 < 0 < hi2
+    one = two_level_bootstrap_ci(same[:1])  # one seed: the captions' bootstrap alone
+    assert one[1] < one[0] < one[2]
+    with pytest.raises(ValueError, match="seeds, captions"):
+        two_level_bootstrap_ci(torch.zeros(5))
+
+
+def test_weighting_differences_pair_seeds_and_mark_resolved_ones():
+    from bsa.report.tables import format_differences, weighting_differences
+
+    def rec(w, seed, clap):
+        return {
+            "mode": "progressive",
+            "weighting": w,
+            "steps": 4,
+            "seed": seed,
+            "per_clip": {"clap": clap, "acc_mean": [1.0] * 4},
+        }
+
+    records = [
+        rec("bsa", 0, [0.5, 0.6, 0.7, 0.8]),
+        rec("bsa", 1, [0.5, 0.6, 0.7, 0.8]),
+        rec("min_snr", 0, [0.6, 0.7, 0.8, 0.9]),  # +0.1 on every clip of both seeds
+        rec("min_snr", 1, [0.6, 0.7, 0.8, 0.9]),
+        rec("constant", 0, [0.5, 0.6, 0.7, 0.8]),  # seed 1 missing: paired on seed 0 only
+        {"mode": "guided", "weighting": "bsa", "steps": 8, "seed": 0, "per_clip": {"clap": [0.0] * 4}},
+    ]
+    d = weighting_differences(records, "bsa")
+    assert sorted(d) == [("constant", 4), ("min_snr", 4)]
+    assert d[("min_snr", 4)]["seeds"] == [0, 1] and d[("constant", 4)]["seeds"] == [0]
+    assert d[("min_snr", 4)]["clap"] == pytest.approx((0.1, 0.1, 0.1))
+    assert d[("constant", 4)]["clap"] == (0.0, 0.0, 0.0) and d[("min_snr", 4)]["acc_mean"] == (0.0, 0.0, 0.0)
+    text = format_differences(d)
+    assert "| min_snr | 4 | 2 | +0.1000 [+0.1000, +0.1000] ✓ |" in text
+    assert "| constant | 4 | 1 | +0.0000 [+0.0000, +0.0000] |" in text

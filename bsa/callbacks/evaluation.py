@@ -27,7 +27,7 @@ from bsa.diffusion import network_calls
 from bsa.durable import append_jsonl, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
 from bsa.metrics.frechet import GaussianStats, frechet_from_stats
-from bsa.metrics.paired import paired_per_clip, summarise_paired
+from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
 
 OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
@@ -305,8 +305,9 @@ class StageScorer:
         )
         return summarise_paired({k: gather_rows(v) for k, v in per_clip.items()}, seed=self.set.seeds[0])
 
-    def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor]:
-        """Scores of ``denoiser`` at ``steps`` and the waveforms of this rank's clips."""
+    def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor, dict[str, list]]:
+        """Scores of ``denoiser`` at ``steps``, the waveforms of this rank's clips and the per-clip
+        scores of the whole set (CLAP, attribute correctness: for paired comparisons of models)."""
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
         waves, latents, seconds = self.generate_latents(denoiser, steps, mine)
@@ -324,7 +325,13 @@ class StageScorer:
             metrics.update(
                 fad_teacher_floor=self.fad_floor, fad_teacher_ratio=metrics["fad_teacher"] / self.fad_floor
             )
-        return metrics, waves
+        idx = torch.tensor(mine, dtype=torch.long)
+        targets = {k: v[idx] for k, v in self.set.targets.items()} if self.set.targets else None
+        per_clip = {
+            k: [round(float(x), 6) for x in gather_rows(v)]
+            for k, v in per_clip_scores(local, self.text_joint[idx], targets).items()
+        }
+        return metrics, waves, per_clip
 
 
 class StageEvaluation(pl.Callback):
@@ -432,13 +439,18 @@ class StageEvaluation(pl.Callback):
                 self.teacher_steps,
                 "teacher",
             )
-        metrics, _ = self.scorer.evaluate(denoiser, self.student_steps)
+        metrics, _, per_clip = self.scorer.evaluate(denoiser, self.student_steps)
         for logger in trainer.loggers:  # rank-zero-only loggers: the others drop it
             logger.log_metrics({f"eval/{k}": float(v) for k, v in metrics.items()}, step=step)
         if trainer.is_global_zero:
             folder = self.record["stage_name"] + ("" if final else f"-step{step}")
             self._write(
-                trainer, metrics, {"global_step": step, "final": final}, denoiser, self.student_steps, folder
+                trainer,
+                metrics,
+                {"global_step": step, "final": final, "per_clip": per_clip},
+                denoiser,
+                self.student_steps,
+                folder,
             )
         trainer.strategy.barrier("stage-evaluation")
 

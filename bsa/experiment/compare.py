@@ -120,8 +120,8 @@ def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tu
     """Run every wave (each run a ``bsa distill`` process), then write results.json, results.md and
     the dashboard. Returns the comparison folder and the runs that failed (then nothing is written)."""
     from bsa.report.dashboard import build_dashboard
-    from bsa.report.records import comparison_rows
-    from bsa.report.tables import aggregate, format_results
+    from bsa.report.records import comparison_records, comparison_rows
+    from bsa.report.tables import aggregate, format_differences, format_results, weighting_differences
 
     out = compare_dir(cfg)
     start = time.time()
@@ -132,8 +132,18 @@ def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tu
             return out, failed
     rows = comparison_rows(out)
     config = {"weightings": list(cfg.compare.weightings), "seeds": list(cfg.compare.seeds)}
-    (out / "results.json").write_text(json.dumps({"rows": rows, "config": config}, indent=1) + "\n")
+    reference = "bsa" if "bsa" in cfg.compare.weightings else cfg.compare.weightings[0]
+    differences = weighting_differences(comparison_records(out), reference)
+    paired = [
+        {"weighting": w, "steps": n, "reference": reference, "seeds": d["seeds"]}
+        | {k: dict(zip(("mean", "lo", "hi"), d[k], strict=True)) for k in d if k != "seeds"}
+        for (w, n), d in sorted(differences.items())
+    ]
+    (out / "results.json").write_text(
+        json.dumps({"rows": rows, "differences": paired, "config": config}, indent=1) + "\n"
+    )
     text = format_results(cfg, aggregate(rows), (time.time() - start) / 60, compare_id(cfg))
+    text += "\n" + format_differences(differences, reference)
     (out / "results.md").write_text(text + "\n")
     print(text)
     print(f"dashboard: {build_dashboard(out, cfg)}")

@@ -27,6 +27,41 @@ def bootstrap_mean_ci(
     return float(v.mean()), lo, hi
 
 
+def two_level_bootstrap_ci(
+    values: torch.Tensor, num_resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, lo, hi) of ``values`` [S seeds, N captions] — e.g. per-clip differences between two
+    weightings run on the same seeds, captions and noise — with a percentile bootstrap interval
+    that resamples seeds and captions (Davison & Hinkley 1997, §3.8: a two-stage bootstrap for
+    crossed factors; the captions are the same for every seed, so one caption draw serves all
+    the drawn seeds). With one seed this is :func:`bootstrap_mean_ci` over captions."""
+    v = values.double()
+    if v.dim() != 2 or v.numel() == 0:
+        raise ValueError(f"expected a non-empty [seeds, captions] table, got shape {tuple(v.shape)}")
+    s, n = v.shape
+    g = torch.Generator().manual_seed(seed)
+    seeds = torch.randint(0, s, (num_resamples, s), generator=g)
+    captions = torch.randint(0, n, (num_resamples, n), generator=g)
+    means = torch.stack([v[seeds[r]][:, captions[r]].mean() for r in range(num_resamples)])
+    alpha = (1 - level) / 2
+    lo, hi = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return float(v.mean()), lo, hi
+
+
+def per_clip_scores(
+    features: AudioFeatures, text_joint: torch.Tensor, targets: dict | None
+) -> dict[str, torch.Tensor]:
+    """Each clip's CLAP score and (with targets) its mean attribute correctness over the heads:
+    their means are the set's ``clap`` and ``acc_mean``; kept per clip so that two models scored on
+    the same captions and noise can be compared clip by clip."""
+    out = {"clap": row_cosine(features.audio_joint, text_joint)}
+    if targets:
+        out["acc_mean"] = torch.stack(
+            [(features.logits[k].argmax(-1) == targets[k]).double() for k in sorted(targets)]
+        ).mean(0)
+    return out
+
+
 def paired_per_clip(
     latents: torch.Tensor,
     teacher_latents: torch.Tensor,

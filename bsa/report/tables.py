@@ -107,6 +107,63 @@ def format_results(cfg, table: dict, minutes: float | None = None, title: str = 
     return "\n".join(lines)
 
 
+PAIRED_KEYS = ("clap", "acc_mean")  # the per-clip scores a stage's record keeps (``per_clip``)
+
+
+def weighting_differences(records: list[dict], reference: str = "bsa", keys=PAIRED_KEYS) -> dict:
+    """(weighting, steps) → {key: (mean, lo, hi)}: each weighting's per-clip score minus the
+    ``reference`` weighting's, on the seeds both ran (same captions and initial noise), with a 95 %
+    bootstrap interval over seeds and captions (:func:`bsa.metrics.paired.two_level_bootstrap_ci`).
+    From the final progressive records that keep their per-clip scores."""
+    import torch
+
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    by = {}
+    for r in records:
+        if r.get("mode") == "progressive" and r.get("per_clip"):
+            by[(r["weighting"], r["steps"], r["seed"])] = r["per_clip"]
+    out = {}
+    for w, n in sorted({(w, n) for (w, n, _) in by}):
+        if w == reference:
+            continue
+        seeds = sorted(s for (ww, nn, s) in by if ww == w and nn == n and (reference, n, s) in by)
+        if not seeds:
+            continue
+        out[(w, n)] = {
+            k: two_level_bootstrap_ci(
+                torch.tensor([by[(w, n, s)][k] for s in seeds])
+                - torch.tensor([by[(reference, n, s)][k] for s in seeds])
+            )
+            for k in keys
+            if all(k in by[(w, n, s)] and k in by[(reference, n, s)] for s in seeds)
+        } | {"seeds": seeds}
+    return out
+
+
+def format_differences(differences: dict, reference: str = "bsa") -> str:
+    """results.md's section of paired differences to ``reference``; ✓ marks an interval that
+    excludes zero (a resolved difference)."""
+    if not differences:
+        return ""
+    lines = [
+        f"## Paired difference to {reference} (same seeds, captions and noise; 95 % bootstrap over seeds and captions)",
+        "",
+        "| weighting | steps | seeds | " + " | ".join(f"Δ {k}" for k in PAIRED_KEYS) + " |",
+        "|---" * (3 + len(PAIRED_KEYS)) + "|",
+    ]
+    for (w, n), d in sorted(differences.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        cells = []
+        for k in PAIRED_KEYS:
+            if k in d:
+                mean, lo, hi = d[k]
+                cells.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]" + (" ✓" if lo > 0 or hi < 0 else ""))
+            else:
+                cells.append("–")
+        lines.append(f"| {w} | {n} | {len(d['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 SUMMARY_COLUMNS = ("nfe", "fad_real", "fad_teacher", "clap", "is", "acc_mean", "seconds_per_clip")
 _SUMMARY_FORMAT = {"nfe": "{}", "fad_real": "{:.2f}", "fad_teacher": "{:.2f}", "is": "{:.2f}"}
 
