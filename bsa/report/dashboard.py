@@ -187,15 +187,22 @@ RENDER_CHECK = """
   state.plots = document.querySelectorAll('svg.plot').length;
   state.series = document.querySelectorAll('svg.plot path.series').length;
   // labels drawn over one another (legend entries, axis labels, the reference line's label)
-  state.text_overlaps = 0;
+  function overlaps() {  // once laid out (on load): fonts change the labels' widths
+  state.text_overlaps = 0; state.overlapping = [];
   document.querySelectorAll('svg.plot').forEach(function (svg) {
     // (on-screen boxes: getBBox would ignore the rotation of the y-axis label)
-    const boxes = Array.from(svg.querySelectorAll('text')).map(function (t) { return t.getBoundingClientRect(); });
+    const texts = Array.from(svg.querySelectorAll('text'));
+    const boxes = texts.map(function (t) { return t.getBoundingClientRect(); });
     for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
       const a = boxes[i], b = boxes[j];
-      if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) state.text_overlaps++;
+      if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) {
+        state.text_overlaps++;
+        if (state.overlapping.length < 5) state.overlapping.push([texts[0].textContent, texts[i].textContent, texts[j].textContent]);
+      }
     }
   });
+  }
+  overlaps();
   function images() {
     state.images_ok = 0; state.images_failed = 0;
     document.querySelectorAll('img').forEach(function (img) {
@@ -207,7 +214,7 @@ RENDER_CHECK = """
     a.addEventListener('error', function () { state.audio_failed++; images(); report(); });
     a.load();
   });
-  window.addEventListener('load', function () { images(); report(); });
+  window.addEventListener('load', function () { overlaps(); images(); report(); });
   images(); report();
 })();
 </script>
