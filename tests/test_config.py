@@ -226,3 +226,25 @@ def test_fresh_data_order_gives_each_stage_its_own_seed():
     stages = [Stage(0, 8, 8, "guided"), Stage(2, 4, 2)]
     assert [data_seed(same, s) for s in stages] == [3, 3]
     assert [data_seed(fresh, s) for s in stages] == [3, 2003]
+
+
+def test_a_missing_model_folder_is_one_line_naming_it(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsa.cli.generate",
+            "experiments/embedded-cpu.yaml",
+            f"eval.model={tmp_path / 'nothing'}",
+            "--caption",
+            "a dog barks",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"bsa: {tmp_path / 'nothing'}: no UNet here")
+    assert "Traceback" not in out.stderr

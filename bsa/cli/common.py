@@ -48,11 +48,16 @@ def split_items(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_with_config(args: argparse.Namespace, body: Callable[[BsaConfig, argparse.Namespace], int]) -> int:
-    """Load the config from ``args.items``; print a config error as one line and exit 2."""
+    """Load the config from ``args.items`` and run ``body``. A config error, or a file or model
+    folder that is not there, is one line naming the key or the path, and exit 2."""
     try:
         files, overrides = split_items(args.items)
         cfg = load_config(files, overrides)
     except ConfigError as e:
         print(f"bsa: config error: {e}", file=sys.stderr)
         return 2
-    return body(cfg, args)
+    try:
+        return body(cfg, args)
+    except FileNotFoundError as e:
+        print(f"bsa: {e}", file=sys.stderr)
+        return 2
