@@ -325,6 +325,9 @@ def test_two_stage_run_through_the_cli(debug_env):
         assert all(r["weighted"] == pytest.approx(r["weight"] * r["x_mse"]) for r in rows)
         if p["mode"] == "progressive":  # one row per student step, on the stage's own grid
             assert [r["t"] for r in rows] == stages[p["stage_name"]]["timesteps"]
+        # and where the weighted loss sat during the stage's training: 4 steps × batch 4 examples
+        assert len(p["training"]) == (25 if p["mode"] == "guided" else p["steps"])
+        assert sum(r["examples"] for r in p["training"]) == 16
     summary = (run / "summary.md").read_text()
     assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa generate" in summary
     gen = subprocess.run(
@@ -536,3 +539,27 @@ def test_a_v_prediction_student_of_an_epsilon_teacher_records_and_reloads_its_pa
     pipe, _ = load_pipeline(cfg, "cpu")
     assert pipe.denoiser.prediction_type == "v_prediction"
     assert load_denoiser(cfg, cfg.models.teacher).prediction_type == "epsilon"
+
+
+def test_the_weighted_loss_per_noise_level_accumulates_over_training_and_survives_a_resume():
+    m = module("progressive", student_steps=4).train()
+    assert m.training_profile() == []
+    for seed in (0, 1):
+        m.distillation_loss(*batch(seed).values())
+    m.eval()
+    m.distillation_loss(
+        **dict(zip(("latents", "text"), batch(2).values(), strict=True))
+    )  # validation: not counted
+    rows = m.training_profile()
+    assert [r["level"] for r in rows] == [0, 1, 2, 3] and sum(r["examples"] for r in rows) == 8
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    checkpoint = {}
+    m.on_save_checkpoint(checkpoint)
+    resumed = module("progressive", student_steps=4).train()
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.training_profile() == rows
+    resumed.distillation_loss(*batch(3).values())
+    assert sum(r["examples"] for r in resumed.training_profile()) == 12
+    guided = module("guided", guided_student=True).train()
+    guided.distillation_loss(*batch(0).values())
+    assert len(guided.training_profile()) == 25

@@ -11,7 +11,8 @@ from bsa.durable import append_jsonl
 
 class ErrorProfile(pl.Callback):
     """Appends ``{identity…, "profile": [per student step: t, SNR, weight, x-MSE, ε-MSE, share of
-    the weighted loss]}`` to ``path`` when the stage's training ends (global rank 0), measured on
+    the weighted loss], "training": [per noise level: the mean weighted loss over the stage's
+    training and its share]}`` to ``path`` when the stage's training ends (global rank 0), measured on
     the first validation batch (at most ``clips`` items) with a fixed noise draw — the same latents
     and noise for every weighting and seed, so the profiles of a comparison are paired."""
 
@@ -28,4 +29,12 @@ class ErrorProfile(pl.Callback):
         pl_module.eval()
         rows = pl_module.error_profile(latents, text, self.seed)
         pl_module.train(was_training)
-        append_jsonl(self.path, {**self.identity, "clips": int(latents.shape[0]), "profile": rows})
+        append_jsonl(
+            self.path,
+            {
+                **self.identity,
+                "clips": int(latents.shape[0]),
+                "profile": rows,
+                "training": pl_module.training_profile(),
+            },
+        )

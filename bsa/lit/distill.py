@@ -163,7 +163,56 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         x_student = self._with_guidance("student", text, scale)(z_t, t)
         per_example = (x_student.float() - target.float()).pow(2).flatten(1).mean(1)
         weight = self.weight_fn(self.schedule.snr(t).float())
+        if self.training:  # where the weighted loss sits, per noise level, over the stage's training
+            level = i if hp.mode == "progressive" else self._guided_level(t)
+            self._accumulate(level, (weight * per_example).detach())
         return (weight * per_example).mean(), {"train/x_mse": per_example.mean().detach()}
+
+    # -- the weighted loss per noise level during training (issue "A weighting study…", part 1)
+    LEVELS_GUIDED = 25  # the guided stage's t ∈ [0, T) in equal bins, highest noise first
+
+    def _levels(self) -> int:
+        return self.hparams.student_steps if self.hparams.mode == "progressive" else self.LEVELS_GUIDED
+
+    def _guided_level(self, t: torch.Tensor) -> torch.Tensor:
+        T = self.schedule.num_train_timesteps
+        return (T - 1 - t) * self.LEVELS_GUIDED // T
+
+    def _accumulate(self, level: torch.Tensor, weighted: torch.Tensor) -> None:
+        sums = getattr(self, "_level_sums", None)
+        if sums is None or sums.device != weighted.device:
+            sums = torch.zeros(2, self._levels(), dtype=torch.float64, device=weighted.device)
+            if getattr(self, "_level_sums_restored", None) is not None:  # from a resumed checkpoint
+                sums += self._level_sums_restored.to(sums.device)
+                self._level_sums_restored = None
+        sums[0].index_add_(0, level, weighted.double())
+        sums[1].index_add_(0, level, torch.ones_like(weighted, dtype=torch.float64))
+        self._level_sums = sums
+
+    def training_profile(self) -> list[dict]:
+        """Per noise level (student step, or guided bin), the mean weighted loss over this stage's
+        training so far (resumes included) and its share of the summed means."""
+        sums = getattr(self, "_level_sums", None)
+        if sums is None:
+            sums = getattr(self, "_level_sums_restored", None)
+        if sums is None:
+            return []
+        total, count = sums.cpu()
+        mean = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+        share = mean / mean.sum() if float(mean.sum()) > 0 else mean
+        return [
+            {"level": k, "examples": int(count[k]), "weighted_loss": float(mean[k]), "share": float(share[k])}
+            for k in range(len(mean))
+        ]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        sums = getattr(self, "_level_sums", None)
+        if sums is not None:
+            checkpoint["bsa_loss_by_level"] = sums.cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._level_sums_restored = checkpoint.get("bsa_loss_by_level")
+        self._level_sums = None
 
     @torch.no_grad()
     def error_profile(
