@@ -300,12 +300,13 @@ def build_dashboard(out: Path, cfg) -> Path:
         w: next((p for p in profiles if p["run"] == first_run(w) and p["steps"] == last), None)
         for w in weightings
     }
-    for key, title, logy in (
-        ("share", "share of the weighted loss", False),
-        ("x_mse", "distillation error (x-space MSE)", True),
+    for part, key, title, logy in (
+        ("training", "share", "share of the weighted loss in training", False),
+        ("profile", "x_mse", "final distillation error (x-space MSE)", True),
     ):
         series = [
-            (w, [(r["step"] + 1, r[key], 0.0) for r in p["profile"]] if p else []) for w, p in chosen.items()
+            (w, [(r.get("step", r.get("level", 0)) + 1, r[key], 0.0) for r in p.get(part, [])] if p else [])
+            for w, p in chosen.items()
         ]
         parts.append(
             svg_plot(
