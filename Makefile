@@ -86,10 +86,11 @@ distill-plan: install  ## Validate the config and print the stage plan (what `ma
 distill: distill-plan data/cache/embedded/manifest.json  ## Distil the teacher down to STEPS steps (PRESET, GPUS, NODES, ARGS)
 	$(PY) -m bsa.cli.distill $(DISTILL_ARGS)
 
-COMPARE_ARGS = $(EXP) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) \
+# SWEEP=1: the BSA(floor, γ) map of experiments/weighting-sweep.yaml instead of the five weightings
+COMPARE_ARGS = $(EXP) $(if $(SWEEP),experiments/weighting-sweep.yaml) distill.target_steps=$(STEPS) trainer.devices=$(GPUS) trainer.num_nodes=$(NODES) \
 	compare.seeds=[$(SEEDS)] compare.parallel=$(PARALLEL) $(ARGS)
 
-compare: distill-plan data/cache/embedded/manifest.json  ## One distillation per weighting, same teacher (SEEDS=0,1,2 PARALLEL=n), then results + dashboard
+compare: distill-plan data/cache/embedded/manifest.json  ## One distillation per weighting, same teacher (SEEDS=0,1,2 PARALLEL=n SWEEP=1), then results + dashboard
 	$(PY) -m bsa.cli.compare $(COMPARE_ARGS)
 
 dashboard: install  ## Rebuild the static HTML dashboard of a comparison (same STEPS/ARGS as make compare)
