@@ -1,4 +1,4 @@
-"""Teacher training through `bsa train teacher` on the resident (on-device) batches, compiled."""
+"""Teacher training through `bsa train teacher` on the resident (on-device) batches; its compiled call."""
 
 import json
 import subprocess
@@ -13,7 +13,7 @@ from bsa.models.unet import audioldm_unet_config, load_unet
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_env, tmp_path):
+def test_teacher_trains_on_resident_batches_across_invocations(debug_env, tmp_path):
     """`train.stop_after_minutes` ends the first invocation after its first step with a checkpoint
     and no export (exit 3); the same command continues to the last step and exports."""
     out = tmp_path / "teacher"
@@ -25,8 +25,6 @@ def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_en
         "experiments/debug.yaml",
         *debug_env["overrides"],
         "data.resident=true",
-        "trainer.compile=default",
-        "trainer.compile_backend=aot_eager",
         "trainer.log_every_n_steps=1",
         f"train.teacher.out={out}",
         f"paths.output_root={tmp_path / 'runs'}",
@@ -50,7 +48,7 @@ def test_teacher_trains_compiled_on_resident_batches_across_invocations(debug_en
 
     stored = load_file(out / "diffusion_pytorch_model.safetensors")
     assert {t.dtype for t in stored.values()} == {torch.float16}, "shipped weights are float16"
-    unet = load_unet(out)  # plain UNet keys: the compiled call left the state dict alone
+    unet = load_unet(out)
     assert {p.dtype for p in unet.parameters()} == {torch.float32}, "and load as float32"
 
 
@@ -76,3 +74,19 @@ def test_teacher_validation_uses_the_eager_unet_and_training_the_compiled_call()
         assert calls == []
         module.denoising_loss(batch["latents"], batch["text_emb"])
         assert calls == [1]
+
+
+def test_the_compiled_teacher_call_gives_the_eager_loss_and_leaves_the_state_dict_alone():
+    from bsa.lit.teacher import TeacherModule
+
+    config = audioldm_unet_config("tiny", 8, 4, (16, 8))
+    eager = TeacherModule(config, torch.zeros(8))
+    compiled = TeacherModule(config, torch.zeros(8), compile={"backend": "eager"})
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no `_orig_mod.` keys
+    latents, text = torch.randn(2, 4, 16, 8), torch.randn(2, 8)
+    losses = []
+    for m in (eager, compiled):
+        torch.manual_seed(0)
+        losses.append(m.denoising_loss(latents, text))
+    assert torch.equal(losses[0], losses[1])

@@ -60,8 +60,9 @@ def bench_sampling(
     repeats=2,
     compile_modes=("off",),
     compile_backend="inductor",
+    teacher_steps=200,
 ) -> list[dict]:
-    """Seconds per clip of the teacher (200 steps + CFG) and its students, per model, batch and
+    """Seconds per clip of the teacher (``teacher_steps`` + CFG) and its students, per model, batch and
     ``compile_modes`` entry ("off" = eager; "reduce-overhead" = the denoiser calls replayed as
     CUDA graphs, what ``eval.compile`` does), each row with its speed-up over the teacher of the
     same mode; compilation happens in the untimed warm-up."""
@@ -106,14 +107,14 @@ def bench_sampling(
 
                 return go
 
-            t_teacher = _timed(run(teacher_call, 200, True), device, repeats)
+            t_teacher = _timed(run(teacher_call, teacher_steps, True), device, repeats)
             rows.append(
                 {
                     "model": name,
                     "compile": mode,
                     "batch": b,
-                    "sampler": "teacher, 200 steps + CFG",
-                    "network_calls": 400,
+                    "sampler": f"teacher, {teacher_steps} steps + CFG",
+                    "network_calls": 2 * teacher_steps,
                     "seconds_per_clip": t_teacher / b,
                     "speedup": 1.0,
                 }
