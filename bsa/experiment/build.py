@@ -26,7 +26,7 @@ def world_size(cfg: BsaConfig) -> int:
 _CHATTER = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:", "`Trainer.fit` stopped:")
 
 
-class _NoAdvertisements(logging.Filter):
+class _NoChatter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (message.startswith(_CHATTER) or "💡 Tip:" in message)
@@ -40,8 +40,8 @@ def quiet_lightning() -> None:
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, _NoAdvertisements) for f in handler.filters):
-                handler.addFilter(_NoAdvertisements())
+            if not any(isinstance(f, _NoChatter) for f in handler.filters):
+                handler.addFilter(_NoChatter())
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     # Lightning's own use of a torch API that torch deprecated (lightning/pytorch/utilities/_pytree.py)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
