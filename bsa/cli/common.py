@@ -14,12 +14,8 @@ def config_parser(
     prog: str, description: str, epilog: str = "", choice: tuple[str, tuple[str, ...]] | None = None
 ) -> argparse.ArgumentParser:
     """``[CHOICE] CONFIG.yaml ... key=value ... [--dry-run]``; ``choice`` = (name, allowed values)."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=fmt)
     if choice is not None:
         parser.add_argument(choice[0], choices=choice[1])
     parser.add_argument(
