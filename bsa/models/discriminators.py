@@ -17,6 +17,19 @@ def _ch(c: int, width: float) -> int:
     return max(4, int(round(c * width)))
 
 
+def _conv_stack(
+    convs: nn.ModuleList, post: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU convolutions, then the output convolution: (scores [B, *], every feature map)."""
+    features = []
+    for conv in convs:
+        x = nn.functional.leaky_relu(conv(x), LRELU)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     def __init__(self, period: int, width: float = 1.0):
         super().__init__()
@@ -36,14 +49,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, t = wave.shape
         if t % self.period:
             wave = nn.functional.pad(wave, (0, self.period - t % self.period), "reflect")
-        x = wave.view(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), LRELU)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.post, wave.view(b, c, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -64,13 +70,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = norm(nn.Conv1d(c_in, 1, 3, 1, padding=1))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, features = wave, []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), LRELU)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.post, wave)
 
 
 class HifiGanDiscriminators(nn.Module):
