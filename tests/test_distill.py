@@ -272,6 +272,10 @@ def test_two_stage_run_through_the_cli(debug_env):
         )
         assert sum(r["per_clip"]["clap"]) / 4 == pytest.approx(m["clap"], abs=1e-5)
         assert sum(r["per_clip"]["acc_mean"]) / 4 == pytest.approx(m["acc_mean"], abs=1e-9)
+        # the teacher's record keeps its own per-clip scores: the paired differences are clip by clip
+        for key, paired in (("clap", "paired_clap_difference"), ("acc_mean", "paired_acc_difference")):
+            diffs = [x - y for x, y in zip(r["per_clip"][key], records[0]["per_clip"][key], strict=True)]
+            assert sum(diffs) / 4 == pytest.approx(m[paired], abs=1e-5), key
         assert r["protocol"]["num_clips"] == 4 and r["protocol"]["fad_backbone"].startswith("embedded")
         assert len(r["samples"]) == 4
         for sample in r["samples"]:
@@ -279,6 +283,16 @@ def test_two_stage_run_through_the_cli(debug_env):
             assert info.format == "OGG" and info.samplerate == 16000 and info.frames == 20480
             assert (run / sample["spectrogram"]).read_bytes()[:4] == b"\x89PNG"
     assert records[0]["metrics"]["fad_teacher"] == pytest.approx(0.0, abs=1e-6)  # the teacher against itself
+    from bsa.cli.fidelity import main as fidelity_main  # the fidelity summary reads these records
+
+    assert fidelity_main([str(run), "--out", str(run / "fidelity")]) == 0
+    fidelity = json.loads((run / "fidelity" / "summary.json").read_text())
+    assert list(fidelity["steps"]) == ["8 guided", "4", "2"]
+    assert fidelity["steps"]["4"]["clap_delta"]["mean"] == pytest.approx(
+        records[4]["metrics"]["paired_clap_difference"], abs=1e-5
+    )
+    assert "fad_vs_teacher" not in fidelity["steps"]["4"] or fidelity["steps"]["4"]["fad_vs_teacher"] is None
+    assert fidelity["fad_note"]  # 4 clips, a 256-d embedding: no FAD interval, and it says so
     assert all(r["metrics"]["fad_teacher"] > 1e-4 for r in records[1:])
     # the CSV logger has the same numbers at the same steps
     csv_rows = (run / "logs" / "stage01_4steps" / "metrics.csv").read_text().splitlines()

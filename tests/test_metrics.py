@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from bsa.metrics.frechet import GaussianStats, frechet_distance, frechet_from_stats
+from bsa.metrics.frechet import (
+    GaussianStats,
+    frechet_distance,
+    frechet_from_stats,
+    normal_interval,
+    paired_frechet_half_samples,
+)
 from bsa.metrics.scores import attribute_accuracy, clap_score, inception_score
 
 
@@ -91,3 +97,24 @@ def test_noise_floor_hand_values():
     assert noise_floor_dbfs(burst) == pytest.approx(-60.0, abs=1e-6)
     clips = torch.cat([quiet, quiet * 10, quiet * 100])  # -60, -40, -20 dBFS: the median
     assert noise_floor_dbfs(clips) == pytest.approx(-40.0, abs=1e-6)
+
+
+def test_half_sample_replicates_are_the_frechet_distance_of_each_half():
+    a = torch.from_numpy(gaussian(2, n=40, d=5))
+    b = torch.from_numpy(gaussian(3, n=40, d=5, shift=0.5))
+    reps = paired_frechet_half_samples({"ab": (a, b), "ba": (b, a)}, num_replicates=6, seed=7, chunk=4)
+    g = torch.Generator().manual_seed(7)  # the same draws: one random half of the clips per replicate
+    for r in range(6):
+        keep = torch.randperm(40, generator=g)[:20].numpy()
+        x, y = a.numpy()[keep], b.numpy()[keep]
+        want = frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+        assert float(reps["ab"][r]) == pytest.approx(want, rel=1e-7)
+    # every pair sees the same halves: the distance is symmetric, so the replicates are equal
+    torch.testing.assert_close(reps["ab"], reps["ba"])
+    with pytest.raises(ValueError, match="at least 4 clips"):
+        paired_frechet_half_samples({"ab": (a[:3], b[:3])})
+
+
+def test_normal_interval_hand_values():
+    assert normal_interval(1.0, 0.5) == pytest.approx((1.0 - 1.959964 * 0.5, 1.0 + 1.959964 * 0.5))
+    assert normal_interval(2.0, 0.0) == (2.0, 2.0)

@@ -47,7 +47,12 @@ def test_paired_per_clip_hand_values():
         [[0.0, 1.0], [1.0, 0.0]],
     )
     text = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # teacher CLAP 1 and 1; student 0 and 1
-    got = paired_per_clip(z, z_t, mel, mel_t, student, teacher, text)
+    # the caption's attributes: head a class 0, head b class 1 — the teacher gets both right on
+    # both clips, the student both on clip 0 and none on clip 1
+    targets = {"a": torch.tensor([0, 0]), "b": torch.tensor([1, 1])}
+    got = paired_per_clip(z, z_t, mel, mel_t, student, teacher, text, targets)
+    assert got["acc_difference"].tolist() == [0.0, -1.0]
+    assert "acc_difference" not in paired_per_clip(z, z_t, mel, mel_t, student, teacher, text)
     assert got["latent_rmse"].tolist() == [2.0, 0.0]
     assert got["mel_l1"].tolist() == [0.0, 0.5]
     assert got["embedding_cosine"].tolist() == pytest.approx([0.0, 1.0])
@@ -105,3 +110,29 @@ def test_weighting_differences_pair_seeds_and_mark_resolved_ones():
     text = format_differences(d)
     assert "| min_snr | 4 | 2 | +0.1000 [+0.1000, +0.1000] ✓ |" in text
     assert "| constant | 4 | 1 | +0.0000 [+0.0000, +0.0000] |" in text
+
+
+def test_stage_scorer_fad_intervals_need_as_many_clips_as_dimensions():
+    from types import SimpleNamespace
+
+    from bsa.callbacks.evaluation import StageScorer
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    other = teacher + 0.3 * torch.randn(40, 5, generator=g, dtype=torch.float64)
+    student = teacher + 0.6 * torch.randn(40, 5, generator=g, dtype=torch.float64)
+    scorer = SimpleNamespace(
+        teacher_clips={"embedding": teacher, "embedding_other": other},
+        fad_floor=0.2,
+        set=SimpleNamespace(seeds=[1234]),
+        device="cpu",
+    )
+    metrics = {"fad_teacher": 0.8, "fad_teacher_floor": 0.2, "fad_teacher_ratio": 4.0}
+    got = StageScorer.fad_intervals(scorer, student, metrics)
+    for name, point in metrics.items():  # centred on the full-set estimate, ±1.96 SE
+        assert got[f"{name}_se"] > 0
+        assert got[f"{name}_lo"] == pytest.approx(point - 1.959964 * got[f"{name}_se"])
+        assert got[f"{name}_hi"] == pytest.approx(point + 1.959964 * got[f"{name}_se"])
+    # the student is further from the teacher than the teacher's own redraw: a wider spread too
+    assert got["fad_teacher_se"] > got["fad_teacher_floor_se"]
+    assert StageScorer.fad_intervals(scorer, student[:4], metrics) == {}  # 4 clips < 5 dimensions

@@ -26,7 +26,7 @@ from bsa.audio import log_mel
 from bsa.diffusion import network_calls
 from bsa.durable import append_jsonl, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
-from bsa.metrics.frechet import GaussianStats, frechet_from_stats
+from bsa.metrics.frechet import GaussianStats, frechet_from_stats, normal_interval, paired_frechet_half_samples
 from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
 
@@ -202,6 +202,7 @@ class StageScorer:
         self.teacher_floor = True  # also draw the teacher with other noise: the floor of FAD vs teacher
         self.teacher_clips: dict[str, torch.Tensor] | None = None  # its per-clip outputs, the set's order
         self.fad_floor: float | None = None
+        self.batch_size = 64  # clips per sampling batch (``eval.batch_size``)
 
     def generate(self, denoiser, steps: int, indices: list[int], seed_offset: int = 0):
         """Waveforms of the clips ``indices`` and the seconds it took (:meth:`generate_latents`)."""
@@ -220,7 +221,8 @@ class StageScorer:
         if self.device == "cuda":
             torch.cuda.synchronize()
         start, waves, latents = time.time(), [], []
-        for chunk in [indices[i : i + 64] for i in range(0, len(indices), 64)]:
+        b = self.batch_size
+        for chunk in [indices[i : i + b] for i in range(0, len(indices), b)]:
             z = pipe.latents(
                 self.set.text_emb[chunk],
                 [self.set.seeds[k] + seed_offset for k in chunk],
@@ -274,14 +276,56 @@ class StageScorer:
         }
         if self.teacher_floor:  # the teacher against itself with other initial noise
             other, _ = self.generate(teacher, teacher_steps, mine, seed_offset=OTHER_NOISE)
-            _, other_stats = self._features(other)
+            other_features, other_stats = self._features(other)
+            self.teacher_clips["embedding_other"] = other_features.embedding
             self.fad_floor = frechet_from_stats(other_stats, stats)
             metrics.update(
                 fad_teacher_floor=self.fad_floor, fad_teacher_ratio=metrics["fad_teacher"] / self.fad_floor
             )
+            metrics.update(self.fad_intervals(features.embedding, metrics))
         if cache is not None and rank == 0:
             save_references(cache, self.references, metrics, self.teacher_clips)
         return metrics
+
+    def fad_intervals(self, embedding: torch.Tensor, metrics: dict) -> dict[str, float]:
+        """Standard errors and 95 % intervals of ``fad_teacher``, its floor and their ratio, from
+        half-sample replicates over the clips (:func:`bsa.metrics.frechet.paired_frechet_half_samples`),
+        when the set has at least as many clips as the embedding has dimensions (fewer give a
+        rank-deficient covariance: no FAD interval worth the name)."""
+        t = self.teacher_clips or {}
+        n, dim = embedding.shape
+        if "embedding_other" not in t or n < dim or not self.fad_floor:
+            return {}
+        device = self.device if self.device == "cuda" else "cpu"
+        reps = paired_frechet_half_samples(
+            {
+                "fad_teacher": (embedding.to(device), t["embedding"].to(device)),
+                "fad_teacher_floor": (t["embedding_other"].to(device), t["embedding"].to(device)),
+            },
+            seed=self.set.seeds[0],
+        )
+        reps["fad_teacher_ratio"] = reps["fad_teacher"] / reps["fad_teacher_floor"]
+        out = {}
+        for name, r in reps.items():
+            se = float(r.std())
+            out[f"{name}_se"] = se
+            out[f"{name}_lo"], out[f"{name}_hi"] = normal_interval(metrics[name], se)
+        return out
+
+    def teacher_per_clip(self) -> dict[str, list]:
+        """The teacher's own per-clip scores (CLAP, attribute correctness), from its kept outputs."""
+        t = self.teacher_clips
+        if t is None:
+            return {}
+        features = AudioFeatures(
+            t["embedding"],
+            {k[len("logits.") :]: v for k, v in t.items() if k.startswith("logits.")},
+            t["audio_joint"],
+        )
+        return {
+            k: [round(float(x), 6) for x in v]
+            for k, v in per_clip_scores(features, self.text_joint, self.set.targets).items()
+        }
 
     def paired(
         self, waves: torch.Tensor, latents: torch.Tensor, local: AudioFeatures, mine: list[int]
@@ -302,6 +346,7 @@ class StageScorer:
             local,
             teacher_features,
             self.text_joint[idx],
+            {k: v[idx] for k, v in self.set.targets.items()} if self.set.targets else None,
         )
         return summarise_paired({k: gather_rows(v) for k, v in per_clip.items()}, seed=self.set.seeds[0])
 
@@ -325,6 +370,7 @@ class StageScorer:
             metrics.update(
                 fad_teacher_floor=self.fad_floor, fad_teacher_ratio=metrics["fad_teacher"] / self.fad_floor
             )
+            metrics.update(self.fad_intervals(features.embedding, metrics))
         idx = torch.tensor(mine, dtype=torch.long)
         targets = {k: v[idx] for k, v in self.set.targets.items()} if self.set.targets else None
         per_clip = {
@@ -434,6 +480,7 @@ class StageEvaluation(pl.Callback):
                     "label": f"teacher @ {self.teacher_steps} (CFG)",
                     "global_step": 0,
                     "final": True,
+                    "per_clip": self.scorer.teacher_per_clip(),
                 },
                 self.teacher,
                 self.teacher_steps,

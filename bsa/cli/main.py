@@ -15,6 +15,7 @@ TASKS = {
     "dashboard": "the static HTML dashboard of a comparison",
     "bench": "sampling speed-up and distillation throughput (GPU for absolute numbers)",
     "distill": "progressively distil the teacher down to distill.target_steps",
+    "fidelity": "the fidelity summary of distillation runs: paired differences to the teacher, FAD over its floor",
     "text_embeddings": "precompute the captions' text embeddings (models.text_encoder=precomputed:FILE)",
 }
 

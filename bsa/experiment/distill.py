@@ -457,6 +457,8 @@ def finish_from_last_checkpoint(trainer, module, cb: StageCallbacks, stage: Stag
 
 def build_scorer(cfg: BsaConfig, null_text_emb):
     """The stage scorer of ``distill.eval_clips`` test captions, or None without an evaluator."""
+    import torch
+
     from bsa.callbacks.evaluation import EvaluationSet, StageScorer
     from bsa.experiment.build import build_suite, torch_device
     from bsa.models.assets import resolve_model_path
@@ -484,6 +486,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
     if cfg.eval.reference_cache:
         scorer.reference_cache = Path(cfg.eval.reference_cache)
     scorer.teacher_floor = cfg.eval.teacher_floor
+    scorer.batch_size = cfg.eval.batch_size
     scorer.protocol = {
         **suite.protocol(),
         "sample_rate": 16000,
@@ -492,6 +495,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
         "seeds": [eval_set.seeds[0], eval_set.seeds[-1]],
         "guidance_scale": cfg.distill.guidance_scale,
         "real_reference": eval_set.real is not None,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "world_size": cfg.trainer.devices * cfg.trainer.num_nodes
         if isinstance(cfg.trainer.devices, int)
         else None,

@@ -207,6 +207,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
             features,
             teacher_features,
             text_joint,
+            targets,
         )
         results[name].update(summarise_paired(per_clip, seed=e.seed))
         if e.teacher_floor:

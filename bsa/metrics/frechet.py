@@ -87,3 +87,59 @@ def frechet_distance(
 
 def frechet_from_stats(a: GaussianStats, b: GaussianStats) -> float:
     return frechet_distance(*a.mean_cov(), *b.mean_cov())
+
+
+def _trace_sqrt_product(s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """Tr((Σ₁Σ₂)^{1/2}) for batches of PSD matrices [R, D, D]: the eigenvalues of Σ₁Σ₂ are those
+    of the symmetric Σ₁^{1/2} Σ₂ Σ₁^{1/2}, so two ``eigh`` replace the general ``sqrtm``."""
+    w, v = torch.linalg.eigh(s1)
+    half = (v * w.clamp_min(0).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
+    return torch.linalg.eigvalsh(half @ s2 @ half).clamp_min(0).sqrt().sum(-1)
+
+
+def _resampled_mean_cov(x: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ and the unbiased Σ of ``x`` [N, D] under each row of resampling counts [R, N]."""
+    n = counts.sum(-1, keepdim=True)  # [R, 1]
+    mu = counts @ x / n
+    outer = torch.einsum("rn,nd,ne->rde", counts, x, x)
+    cov = (outer - n.unsqueeze(-1) * mu.unsqueeze(-1) * mu.unsqueeze(-2)) / (n.unsqueeze(-1) - 1)
+    return mu, cov
+
+
+def paired_frechet_half_samples(
+    sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    num_replicates: int = 200,
+    seed: int = 0,
+    chunk: int = 25,
+) -> dict[str, torch.Tensor]:
+    """Replicates of Fréchet distances between paired embedding sets on random half-samples:
+    ``sets`` maps a name to (a [N, D], b [N, D]) whose row i belongs to clip i in both (same caption,
+    same noise). Each replicate keeps one random half of the clips, without replacement, for every
+    pair (so ratios of two distances replicate as pairs too). For a mean, the spread of half-sample
+    means equals the standard error at N exactly (McCarthy 1969, "half-sample replication"); the
+    with-replacement bootstrap is no use for FAD, whose bias grows as duplicates shrink the
+    effective sample (its replicates need not even cover the estimate). Returns name → [R]."""
+    names = list(sets)
+    n = sets[names[0]][0].shape[0]
+    if n < 4:
+        raise ValueError(f"need at least 4 clips for half-sample replicates, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.stack([torch.randperm(n, generator=g)[: n // 2] for _ in range(num_replicates)])
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+    device = sets[names[0]][0].device
+    pairs = {k: tuple(t.to(device, torch.float64) for t in v) for k, v in sets.items()}
+    for start in range(0, num_replicates, chunk):
+        rows = keep[start : start + chunk]
+        counts = torch.zeros(rows.shape[0], n, dtype=torch.float64).scatter_(1, rows, 1.0).to(device)
+        for name, (a, b) in pairs.items():
+            mu1, s1 = _resampled_mean_cov(a, counts)
+            mu2, s2 = _resampled_mean_cov(b, counts)
+            d = (mu1 - mu2).pow(2).sum(-1) + s1.diagonal(0, -2, -1).sum(-1) + s2.diagonal(0, -2, -1).sum(-1)
+            out[name].append((d - 2 * _trace_sqrt_product(s1, s2)).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def normal_interval(estimate: float, standard_error: float, level: float = 0.95) -> tuple[float, float]:
+    """estimate ± z·SE, z the normal quantile of ``level`` (1.96 at 95 %)."""
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    return estimate - z * standard_error, estimate + z * standard_error

@@ -70,19 +70,22 @@ def paired_per_clip(
     features: AudioFeatures,
     teacher_features: AudioFeatures,
     text_joint: torch.Tensor,
+    targets: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per clip [N] each:
     * ``latent_rmse`` — √mean((z − z_T)²) of the final (VAE-scaled) latents;
     * ``mel_l1`` — mean |log-mel − log-mel_T| of the decoded mels (natural-log units);
     * ``embedding_cosine`` — cosine of the evaluator's audio embeddings;
     * ``attribute_agreement`` — the fraction of classifier heads that predict the same class;
-    * ``clap_difference`` — CLAP(clip, caption) − CLAP(teacher's clip, caption)."""
+    * ``clap_difference`` — CLAP(clip, caption) − CLAP(teacher's clip, caption);
+    * ``acc_difference`` (with ``targets``) — the clip's mean attribute correctness minus the
+      teacher clip's (each the fraction of heads that recover the caption's attribute)."""
     n = latents.shape[0]
     heads = sorted(features.logits)
     agree = torch.stack(
         [(features.logits[h].argmax(-1) == teacher_features.logits[h].argmax(-1)).double() for h in heads]
     ).mean(0)
-    return {
+    out = {
         "latent_rmse": (latents.double() - teacher_latents.double()).reshape(n, -1).pow(2).mean(1).sqrt(),
         "mel_l1": (mels.double() - teacher_mels.double()).reshape(n, -1).abs().mean(1),
         "embedding_cosine": row_cosine(features.embedding, teacher_features.embedding),
@@ -90,6 +93,10 @@ def paired_per_clip(
         "clap_difference": row_cosine(features.audio_joint, text_joint)
         - row_cosine(teacher_features.audio_joint, text_joint),
     }
+    if targets:
+        mine = per_clip_scores(features, text_joint, targets)["acc_mean"]
+        out["acc_difference"] = mine - per_clip_scores(teacher_features, text_joint, targets)["acc_mean"]
+    return out
 
 
 def summarise_paired(per_clip: dict[str, torch.Tensor], seed: int = 0) -> dict[str, float]:

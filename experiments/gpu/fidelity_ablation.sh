@@ -5,6 +5,8 @@
 #   VARIANTS="base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction" \
 #     TARGET=25 bash experiments/gpu/fidelity_ablation.sh
 # Each variant is name:overrides (overrides space-separated). Everything comes back in one tar.
+# Runs resume: a second call on the warm machine with the same VARIANTS continues them (RUN_S caps
+# each call's training; the teacher's reference outputs are computed once, in reference.safetensors).
 set -uo pipefail
 OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
 A=runs/ablation; L=$A/logs; mkdir -p $L
@@ -19,12 +21,13 @@ log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
 log data;  timeout 200 python3 -m bsa.cli.data $EXP $D > $L/data.log 2>&1 || { tail $L/data.log; exit 1; }
 log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
-IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction|v+fp32:distill.student_prediction=v_prediction distill.teacher_float32=true}"
+IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:trainer.precision=32-true|fp32+v:trainer.precision=32-true distill.student_prediction=v_prediction|fp32+x:trainer.precision=32-true distill.student_prediction=sample}"
 for v in "${VS[@]}"; do
   name=${v%%:*}; extra=${v#*:}
   log "start $name ($extra)"
   timeout ${RUN_S:-420} python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
-    distill.eval_clips=${EVAL_CLIPS:-1000} data.resident=true paths.output_root=$A distill.run_name=$name \
+    distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$A distill.run_name=$name \
+    eval.reference_cache=$A/reference.safetensors \
     ${COMMON:-} $extra > $L/$name.log 2>&1 &
 done
 wait
@@ -32,6 +35,7 @@ log done
 for v in "${VS[@]}"; do
   name=${v%%:*}; mkdir -p $L/$name
   cp $A/$name/eval.jsonl $A/$name/profiles.jsonl $A/$name/summary.json $A/$name/config.yaml $L/$name/ 2>/dev/null
+  timeout 60 python3 -m bsa.cli.fidelity $A/$name --out $L/$name/fidelity > $L/$name/fidelity.log 2>&1
 done
 tar czf "$OUT/ablation.tgz" -C $L . 2>/dev/null
 ls -la "$OUT"

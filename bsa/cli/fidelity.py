@@ -1,0 +1,51 @@
+"""``bsa fidelity RUN [RUN ...] --out results/fidelity``
+
+The fidelity summary of one recipe run on several seeds (one distillation run folder per seed):
+per student step count, the paired CLAP and attribute-accuracy differences to the teacher and the
+FAD against the teacher beside the teacher-vs-teacher floor, each with its 95 % interval. Writes
+summary.json and summary.md; ``--command`` records the command that made the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser("bsa fidelity", description=__doc__.strip().splitlines()[2])
+    parser.add_argument("runs", nargs="+", help="distillation run folders (runs/<run>), one per seed")
+    parser.add_argument("--out", default="results/fidelity", help="folder for summary.json and summary.md")
+    parser.add_argument("--command", default="", help="the command that produced the runs (recorded)")
+    args = parser.parse_args(argv)
+    from bsa.report.fidelity import fidelity_summary, format_fidelity
+    from bsa.report.records import final_records
+
+    missing = [r for r in args.runs if not (Path(r) / "eval.jsonl").is_file()]
+    if missing:
+        print(f"bsa fidelity: {missing[0]}/eval.jsonl: no such file", file=sys.stderr)
+        return 2
+    try:
+        summary = fidelity_summary([final_records(Path(r) / "eval.jsonl") for r in args.runs])
+    except ValueError as e:
+        print(f"bsa fidelity: {e}", file=sys.stderr)
+        return 2
+    summary.update(
+        date=time.strftime("%Y-%m-%d"),
+        command=args.command or "bsa fidelity " + " ".join(argv if argv is not None else sys.argv[1:]),
+        runs=[str(r) for r in args.runs],
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = format_fidelity(summary)
+    (out / "summary.md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The fidelity summary (issue "Students that keep the teacher's quality"): for every student step
+count of one recipe run on several seeds, how far the students are from the teacher they were
+distilled from — clip by clip and in distribution — with intervals.
+
+Read from the runs' ``eval.jsonl`` only: the teacher's record keeps its per-clip scores, each
+student's final record its own and the FAD against the teacher with its half-sample standard
+error; the teacher-vs-teacher floor (the teacher with other initial noise) is in both.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from bsa.metrics.frechet import normal_interval
+
+# the per-clip score → the difference it becomes
+DELTAS = {"clap": "clap_delta", "acc_mean": "attribute_acc_delta"}
+
+
+def step_key(record: dict) -> str:
+    """``200 guided`` for the guided stage's student, the step count for the progressive ones."""
+    return f"{record['steps']} guided" if record.get("mode") == "guided" else str(record["steps"])
+
+
+def _interval(mean: float, lo: float, hi: float) -> dict[str, float]:
+    return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def pooled_estimate(points: list[float], standard_errors: list[float]) -> dict[str, float] | None:
+    """The mean of per-seed estimates with a normal 95 % interval whose variance adds the mean
+    per-seed (caption-sampling) variance and the between-seed variance of the mean; None when a
+    seed has no standard error (too few clips for one)."""
+    if not points or any(se is None for se in standard_errors):
+        return None
+    mean = sum(points) / len(points)
+    within = (sum(standard_errors) / len(standard_errors)) ** 2  # shared captions: not divided by S
+    between = statistics.variance(points) / len(points) if len(points) > 1 else 0.0
+    return _interval(mean, *normal_interval(mean, math.sqrt(within + between)))
+
+
+def fidelity_summary(runs: list[list[dict]]) -> dict:
+    """``runs``: the final records (teacher first) of each seed's run of one recipe. Per step
+    count: ``clap_delta`` and ``attribute_acc_delta`` (student − teacher per clip, 95 % bootstrap
+    over seeds and captions), ``fad_vs_teacher``, ``fad_floor`` and ``fad_ratio`` (normal 95 %
+    intervals from the half-sample standard errors and the spread over seeds)."""
+    import torch
+
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    if not runs:
+        raise ValueError("no runs to summarise")
+    teachers = []
+    for records in runs:
+        t = [r for r in records if r.get("mode") == "teacher"]
+        if not t or not t[0].get("per_clip"):
+            raise ValueError("a run has no teacher record with per-clip scores (eval.jsonl)")
+        teachers.append(t[0])
+    by_steps: dict[str, list[dict]] = {}
+    for records in runs:
+        for r in records:
+            if r.get("mode") in ("guided", "progressive") and r.get("per_clip"):
+                by_steps.setdefault(step_key(r), []).append(r)
+    seeds = sorted({r.get("seed") for records in runs for r in records if r.get("mode") != "teacher"})
+    rows = {}
+    for key, students in sorted(by_steps.items(), key=lambda kv: -int(kv[0].split()[0])):
+        if len(students) != len(runs):
+            continue  # not every seed reached this step count: no pooled figure
+        row: dict = {}
+        for score, name in DELTAS.items():
+            if all(score in s["per_clip"] for s in students):
+                diffs = torch.tensor(
+                    [
+                        [a - b for a, b in zip(s["per_clip"][score], t["per_clip"][score], strict=True)]
+                        for s, t in zip(students, teachers, strict=True)
+                    ]
+                )
+                row[name] = _interval(*two_level_bootstrap_ci(diffs))
+        for metric, name in (
+            ("fad_teacher", "fad_vs_teacher"),
+            ("fad_teacher_floor", "fad_floor"),
+            ("fad_teacher_ratio", "fad_ratio"),
+        ):
+            m = [s["metrics"] for s in students]
+            if all(metric in x for x in m):
+                row[name] = pooled_estimate([x[metric] for x in m], [x.get(f"{metric}_se") for x in m])
+        row["nfe"] = students[0]["metrics"].get("nfe")
+        rows[key] = row
+    protocol = teachers[0].get("protocol", {})
+    return {
+        "steps": rows,
+        "teacher": {
+            k: teachers[0]["metrics"].get(k) for k in ("clap", "acc_mean", "fad_real", "fad_teacher_floor")
+        },
+        "captions": protocol.get("num_clips"),
+        "seeds": seeds,
+        "device": protocol.get("device"),
+        "fad_note": None
+        if all(v.get("fad_vs_teacher") for v in rows.values())
+        else "no FAD interval: fewer evaluation clips than embedding dimensions",
+    }
+
+
+def format_fidelity(summary: dict) -> str:
+    """summary.md: one row per step count, each figure with its 95 % interval."""
+
+    def cell(v, fmt="{:+.4f}"):
+        if not v:
+            return "–"
+        return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]"
+
+    lines = [
+        f"Fidelity to the teacher: {summary['captions']} captions, seeds {summary['seeds']}, "
+        f"{summary['device']}, {summary.get('date', '')}",
+        "",
+        "| steps | NFE | Δ CLAP | Δ attribute acc | FAD vs teacher | floor (teacher vs teacher) | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in summary["steps"].items():
+        lines.append(
+            f"| {key} | {row.get('nfe', '–')} | {cell(row.get('clap_delta'))} | "
+            f"{cell(row.get('attribute_acc_delta'))} | {cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
+            f"{cell(row.get('fad_floor'), '{:.2f}')} | {cell(row.get('fad_ratio'), '{:.2f}')} |"
+        )
+    if summary.get("fad_note"):
+        lines += ["", summary["fad_note"]]
+    return "\n".join(lines) + "\n"

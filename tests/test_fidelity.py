@@ -1,0 +1,88 @@
+"""The fidelity summary (results/fidelity/summary.json) from runs' records, against hand values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bsa.cli.fidelity import main as fidelity_main
+from bsa.report.fidelity import fidelity_summary, pooled_estimate
+
+
+def _teacher(clap):
+    return {
+        "stage": -1,
+        "mode": "teacher",
+        "steps": 200,
+        "per_clip": {"clap": clap, "acc_mean": [1.0] * len(clap)},
+        "metrics": {"clap": sum(clap) / len(clap), "acc_mean": 1.0, "fad_teacher_floor": 2.0},
+        "protocol": {"num_clips": len(clap), "device": "NVIDIA H100 80GB HBM3"},
+    }
+
+
+def _student(stage, mode, steps, seed, clap, acc, fad, se):
+    return {
+        "stage": stage,
+        "mode": mode,
+        "steps": steps,
+        "seed": seed,
+        "per_clip": {"clap": clap, "acc_mean": acc},
+        "metrics": {
+            "nfe": steps,
+            "fad_teacher": fad,
+            "fad_teacher_se": se,
+            "fad_teacher_floor": 2.0,
+            "fad_teacher_floor_se": 0.1,
+            "fad_teacher_ratio": fad / 2.0,
+            "fad_teacher_ratio_se": se / 2.0,
+        },
+    }
+
+
+def _runs():
+    t = _teacher([0.5, 0.5, 0.5, 0.5])
+    return [
+        [
+            t,
+            _student(0, "guided", 200, 0, [0.4] * 4, [1.0, 1.0, 0.5, 1.0], 2.0, 0.5),
+            _student(1, "progressive", 100, 0, [0.3] * 4, [1.0] * 4, 3.0, 0.5),
+        ],
+        [
+            t,
+            _student(0, "guided", 200, 1, [0.4] * 4, [1.0, 1.0, 1.0, 0.5], 4.0, 0.5),
+            # seed 1 never reached 100 steps: no pooled figure for it
+        ],
+    ]
+
+
+def test_fidelity_summary_hand_values():
+    s = fidelity_summary(_runs())
+    assert list(s["steps"]) == ["200 guided"] and s["seeds"] == [0, 1] and s["captions"] == 4
+    row = s["steps"]["200 guided"]
+    assert row["clap_delta"] == pytest.approx({"mean": -0.1, "lo": -0.1, "hi": -0.1})
+    # one clip in four lost half its attributes in each seed: −0.125 on average
+    assert row["attribute_acc_delta"]["mean"] == pytest.approx(-0.125)
+    assert row["attribute_acc_delta"]["lo"] < -0.125 < row["attribute_acc_delta"]["hi"] <= 0
+    # FAD: mean of the seeds (2, 4) = 3; SE² = 0.5² (within) + var(2, 4)/2 = 0.25 + 1
+    se = math.sqrt(1.25)
+    assert row["fad_vs_teacher"] == pytest.approx({"mean": 3.0, "lo": 3 - 1.959964 * se, "hi": 3 + 1.959964 * se})
+    assert row["fad_floor"]["mean"] == 2.0 and row["fad_ratio"]["mean"] == pytest.approx(1.5)
+    assert s["fad_note"] is None and s["device"].startswith("NVIDIA")
+    assert pooled_estimate([1.0], [None]) is None  # too few clips for a standard error: no interval
+
+
+def test_fidelity_cli_writes_the_summary_and_names_a_missing_record(tmp_path, capsys):
+    for i, records in enumerate(_runs()):
+        (tmp_path / f"seed{i}").mkdir()
+        (tmp_path / f"seed{i}" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "fidelity"
+    runs = [str(tmp_path / "seed0"), str(tmp_path / "seed1")]
+    assert fidelity_main([*runs, "--out", str(out), "--command", "make distill STEPS=1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "make distill STEPS=1" and summary["runs"] == runs
+    assert {"date", "device", "captions", "seeds"} <= set(summary)
+    assert "| 200 guided | 200 | -0.1000 [-0.1000, -0.1000]" in (out / "summary.md").read_text()
+    assert fidelity_main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("nowhere/eval.jsonl: no such file")
