@@ -67,7 +67,9 @@ def test_fidelity_summary_hand_values():
     assert row["attribute_acc_delta"]["lo"] < -0.125 < row["attribute_acc_delta"]["hi"] <= 0
     # FAD: mean of the seeds (2, 4) = 3; SE² = 0.5² (within) + var(2, 4)/2 = 0.25 + 1
     se = math.sqrt(1.25)
-    assert row["fad_vs_teacher"] == pytest.approx({"mean": 3.0, "lo": 3 - 1.959964 * se, "hi": 3 + 1.959964 * se})
+    assert row["fad_vs_teacher"] == pytest.approx(
+        {"mean": 3.0, "lo": 3 - 1.959964 * se, "hi": 3 + 1.959964 * se}
+    )
     assert row["fad_floor"]["mean"] == 2.0 and row["fad_ratio"]["mean"] == pytest.approx(1.5)
     assert s["fad_note"] is None and s["device"].startswith("NVIDIA")
     assert pooled_estimate([1.0], [None]) is None  # too few clips for a standard error: no interval

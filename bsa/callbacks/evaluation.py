@@ -26,7 +26,12 @@ from bsa.audio import log_mel
 from bsa.diffusion import network_calls
 from bsa.durable import append_jsonl, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
-from bsa.metrics.frechet import GaussianStats, frechet_from_stats, normal_interval, paired_frechet_half_samples
+from bsa.metrics.frechet import (
+    GaussianStats,
+    frechet_from_stats,
+    normal_interval,
+    paired_frechet_half_samples,
+)
 from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
 
