@@ -52,15 +52,22 @@ def _runs():
         [
             t,
             _student(0, "guided", 200, 1, [0.4] * 4, [1.0, 1.0, 1.0, 0.5], 4.0, 0.5),
-            # seed 1 never reached 100 steps: no pooled figure for it
+            # seed 1 never reached 100 steps: that row is seed 0's alone
         ],
     ]
 
 
 def test_fidelity_summary_hand_values():
     s = fidelity_summary(_runs())
-    assert list(s["steps"]) == ["200 guided"] and s["seeds"] == [0, 1] and s["captions"] == 4
+    assert list(s["steps"]) == ["200 guided", "100"] and s["seeds"] == [0, 1] and s["captions"] == 4
+    assert s["steps"]["100"]["seeds"] == [0] and s["steps"]["100"]["clap_delta"]["mean"] == pytest.approx(
+        -0.2
+    )
+    assert s["steps"]["100"]["fad_vs_teacher"] == pytest.approx(
+        {"mean": 3.0, "lo": 3 - 1.959964 * 0.5, "hi": 3 + 1.959964 * 0.5}
+    )
     row = s["steps"]["200 guided"]
+    assert row["seeds"] == [0, 1]
     assert row["clap_delta"] == pytest.approx({"mean": -0.1, "lo": -0.1, "hi": -0.1})
     # one clip in four lost half its attributes in each seed: −0.125 on average
     assert row["attribute_acc_delta"]["mean"] == pytest.approx(-0.125)
@@ -85,6 +92,6 @@ def test_fidelity_cli_writes_the_summary_and_names_a_missing_record(tmp_path, ca
     summary = json.loads((out / "summary.json").read_text())
     assert summary["command"] == "make distill STEPS=1" and summary["runs"] == runs
     assert {"date", "device", "captions", "seeds"} <= set(summary)
-    assert "| 200 guided | 200 | -0.1000 [-0.1000, -0.1000]" in (out / "summary.md").read_text()
+    assert "| 200 guided | 200 | 0,1 | -0.1000 [-0.1000, -0.1000]" in (out / "summary.md").read_text()
     assert fidelity_main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().endswith("nowhere/eval.jsonl: no such file")

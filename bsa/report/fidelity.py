@@ -56,23 +56,23 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
         if not t or not t[0].get("per_clip"):
             raise ValueError("a run has no teacher record with per-clip scores (eval.jsonl)")
         teachers.append(t[0])
-    by_steps: dict[str, list[dict]] = {}
-    for records in runs:
+    by_steps: dict[str, list[tuple[dict, dict]]] = {}  # step count → (student, its run's teacher)
+    for records, teacher in zip(runs, teachers, strict=True):
         for r in records:
             if r.get("mode") in ("guided", "progressive") and r.get("per_clip"):
-                by_steps.setdefault(step_key(r), []).append(r)
+                by_steps.setdefault(step_key(r), []).append((r, teacher))
     seeds = sorted({r.get("seed") for records in runs for r in records if r.get("mode") != "teacher"})
     rows = {}
-    for key, students in sorted(by_steps.items(), key=lambda kv: -int(kv[0].split()[0])):
-        if len(students) != len(runs):
-            continue  # not every seed reached this step count: no pooled figure
-        row: dict = {}
+    for key, pairs in sorted(by_steps.items(), key=lambda kv: -int(kv[0].split()[0])):
+        students = [s for s, _ in pairs]
+        # a step count that not every seed reached is summarised over the seeds that did
+        row: dict = {"seeds": [s.get("seed") for s in students]}
         for score, name in DELTAS.items():
             if all(score in s["per_clip"] for s in students):
                 diffs = torch.tensor(
                     [
                         [a - b for a, b in zip(s["per_clip"][score], t["per_clip"][score], strict=True)]
-                        for s, t in zip(students, teachers, strict=True)
+                        for s, t in pairs
                     ]
                 )
                 row[name] = _interval(*two_level_bootstrap_ci(diffs))
@@ -113,15 +113,40 @@ def format_fidelity(summary: dict) -> str:
         f"Fidelity to the teacher: {summary['captions']} captions, seeds {summary['seeds']}, "
         f"{summary['device']}, {summary.get('date', '')}",
         "",
-        "| steps | NFE | Δ CLAP | Δ attribute acc | FAD vs teacher | floor (teacher vs teacher) | ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| steps | NFE | seeds | Δ CLAP | Δ attribute acc | FAD vs teacher | floor (teacher vs teacher) | ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, row in summary["steps"].items():
+        seeds = ",".join(str(s) for s in row.get("seeds", []))
         lines.append(
-            f"| {key} | {row.get('nfe', '–')} | {cell(row.get('clap_delta'))} | "
+            f"| {key} | {row.get('nfe', '–')} | {seeds} | {cell(row.get('clap_delta'))} | "
             f"{cell(row.get('attribute_acc_delta'))} | {cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
             f"{cell(row.get('fad_floor'), '{:.2f}')} | {cell(row.get('fad_ratio'), '{:.2f}')} |"
         )
     if summary.get("fad_note"):
         lines += ["", summary["fad_note"]]
     return "\n".join(lines) + "\n"
+
+
+def format_ablation(variants: list[tuple[str, dict]], steps=("200 guided", "50", "25", "4")) -> str:
+    """The README's recipe ablation: one row per (variant, step count) that the variant reached,
+    from each variant's fidelity summary (:func:`fidelity_summary`)."""
+
+    def cell(v, fmt):
+        return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]" if v else "–"
+
+    lines = [
+        "| recipe | steps | Δ CLAP | Δ attribute acc | FAD vs teacher | FAD / floor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, summary in variants:
+        for key in steps:
+            row = summary["steps"].get(key)
+            if row is None:
+                continue
+            lines.append(
+                f"| {label} | {key} | {cell(row.get('clap_delta'), '{:+.4f}')} | "
+                f"{cell(row.get('attribute_acc_delta'), '{:+.4f}')} | "
+                f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | {cell(row.get('fad_ratio'), '{:.2f}')} |"
+            )
+    return "\n".join(lines)

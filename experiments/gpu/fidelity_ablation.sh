@@ -5,6 +5,8 @@
 #   VARIANTS="base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction" \
 #     TARGET=25 bash experiments/gpu/fidelity_ablation.sh
 # Each variant is name:overrides (overrides space-separated). Everything comes back in one tar.
+# SEEDS_SUMMARY="<command>": the variants are seeds of one recipe (e.g. trainer.seed=0|1|2), summarised
+# together into fidelity/summary.json with that command recorded.
 # Runs resume: a second call on the warm machine with the same VARIANTS continues them (RUN_S caps
 # each call's training; the teacher's reference outputs are computed once, in reference.safetensors).
 set -uo pipefail
@@ -37,5 +39,9 @@ for v in "${VS[@]}"; do
   cp $A/$name/eval.jsonl $A/$name/profiles.jsonl $A/$name/summary.json $A/$name/config.yaml $L/$name/ 2>/dev/null
   timeout 60 python3 -m bsa.cli.fidelity $A/$name --out $L/$name/fidelity > $L/$name/fidelity.log 2>&1
 done
+if [ -n "${SEEDS_SUMMARY:-}" ]; then  # the variants are seeds of one recipe: one summary over them
+  timeout 120 python3 -m bsa.cli.fidelity $(for v in "${VS[@]}"; do echo $A/${v%%:*}; done) --out $L/fidelity \
+    --command "$SEEDS_SUMMARY" > $L/fidelity.log 2>&1
+fi
 tar czf "$OUT/ablation.tgz" -C $L . 2>/dev/null
 ls -la "$OUT"
