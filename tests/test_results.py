@@ -17,3 +17,18 @@ def test_readme_recipe_table_is_the_one_generated_from_its_summary():
         sys.path.pop(0)
     summary = json.loads((REPO / "results/teacher-recipes-2026-11-27/summary.json").read_text())
     assert table(summary) in (REPO / "README.md").read_text()
+
+
+def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
+    from bsa.report.fidelity import ablation_table, format_fidelity
+
+    readme = (REPO / "README.md").read_text()
+    summary = json.loads((REPO / "results/fidelity/summary.json").read_text())
+    table = format_fidelity(summary).split("\n\n", 1)[1].strip()
+    assert table in readme
+    assert ablation_table(REPO / "results/fidelity-ablation") in readme
+    # the schema: every figure as {mean, lo, hi}, and the protocol beside them
+    assert {"captions", "seeds", "device", "date", "command"} <= set(summary)
+    for row in summary["steps"].values():
+        for key in ("clap_delta", "attribute_acc_delta", "fad_vs_teacher", "fad_floor"):
+            assert set(row[key]) == {"mean", "lo", "hi"} and row[key]["lo"] <= row[key]["mean"] <= row[key]["hi"]

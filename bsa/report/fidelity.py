@@ -150,3 +150,14 @@ def format_ablation(variants: list[tuple[str, dict]], steps=("200 guided", "50",
                 f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | {cell(row.get('fad_ratio'), '{:.2f}')} |"
             )
     return "\n".join(lines)
+
+
+def ablation_table(folder) -> str:
+    """:func:`format_ablation` of the variants listed in ``<folder>/variants.json``
+    (``[{"label", "summary"}]``, summary paths relative to the folder)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    variants = json.loads((folder / "variants.json").read_text())
+    return format_ablation([(v["label"], json.loads((folder / v["summary"]).read_text())) for v in variants])

@@ -12,12 +12,7 @@
 # .carry/text_embeddings.pt (MiniLM caption embeddings made on the CPU machine, see
 # `make text-embeddings`: the package is too large to carry). Logs, assets.tgz and metrics → $OUT.
 set -uo pipefail
-OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
+source "$(dirname "$0")/common.sh"
 EXP=${EXP:-experiments/embedded-gpu.yaml}
 TE=models.text_encoder=precomputed:.carry/text_embeddings.pt
 nvidia-smi -L > "$OUT/device.txt"; date -u >> "$OUT/device.txt"

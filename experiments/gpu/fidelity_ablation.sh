@@ -10,13 +10,8 @@
 # Runs resume: a second call on the warm machine with the same VARIANTS continues them (RUN_S caps
 # each call's training; the teacher's reference outputs are computed once, in reference.safetensors).
 set -uo pipefail
-OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
+source "$(dirname "$0")/common.sh"
 A=runs/ablation; L=$A/logs; mkdir -p $L
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
 EXP=experiments/embedded-gpu.yaml
 D="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
 log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }

@@ -19,6 +19,11 @@ CALLS = {
     "call4-teacher-12m": "PHASE=1 STEPS=8000 MIN1=4.5 bash experiments/gpu/teacher_long.sh; then, on the warm machine, "
     "PHASE=2 MAX_MIN=9 bash experiments/gpu/teacher_long.sh  (one 12 M teacher trained across two device calls, "
     "resident batches, compiled, bf16)",
+    "call5-teacher-small": 'RUN=runs/teacher-small RECIPE="train.teacher.size=embedded train.teacher.batch_size=512 '
+    "train.teacher.lr=1e-3 train.teacher.weighting=min_snr train.teacher.ema_decay=0.9995 trainer.precision=bf16-mixed "
+    'trainer.compile=default data.resident=true" PHASE=1 STEPS=6000 MIN1=0 MAX_MIN=5.5 bash experiments/gpu/teacher_long.sh; '
+    "PHASE=2 bash experiments/gpu/teacher_long.sh  (one call; training ended by max_minutes at step 5454 of 6000; "
+    "the teacher shipped in bsa/assets/teacher, fp16)",
 }
 
 
@@ -58,7 +63,7 @@ def main(folder: Path) -> None:
         }
     probe = json.loads((folder / "call2-shipped-teacher" / "throughput.json").read_text())
     out = {
-        "issue": "A benchmark worth distilling (exploration; not the shipped models)",
+        "issue": "A benchmark worth distilling (call 5 trained the shipped teacher)",
         "calls": trainings.pop("_calls"),
         "evaluations": rows,
         "trainings": trainings,
@@ -82,7 +87,7 @@ ROWS = (  # (label, call, run, row)
     ("real → VAE → Griffin-Lim", "call2-shipped-teacher", "eval_gl", "real → VAE → vocoder"),
     ("real → VAE → HiFi-GAN (3 min)", "call3-vocoder", "eval_hifi", "real → VAE → vocoder"),
     ("shuffled captions (floor)", "call2-shipped-teacher", "eval_gl", "shuffled captions (floor)"),
-    ("shipped teacher @ 200", "call2-shipped-teacher", "eval_gl", "model @ 200 steps"),
+    ("previous teacher @ 200", "call2-shipped-teacher", "eval_gl", "model @ 200 steps"),
     (
         "recipe A @ 200 (3.2 M, Min-SNR, batch 1024, 1212 steps)",
         "call1-recipes",
@@ -99,6 +104,12 @@ ROWS = (  # (label, call, run, row)
         "recipe C @ 200 (12 M, Min-SNR, batch 512, lr 1e-3 cosine, 8000 steps)",
         "call4-teacher-12m",
         "eval_large_gl",
+        "model @ 200 steps",
+    ),
+    (
+        "**recipe C, 3.2 M UNet @ 200 (5454 steps): shipped**",
+        "call5-teacher-small",
+        "eval_small_gl",
         "model @ 200 steps",
     ),
 )

@@ -7,13 +7,8 @@
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (`make text-embeddings ARGS="data.train_clips=16000 data.test_clips=1000"`).
 set -uo pipefail
-OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
+source "$(dirname "$0")/common.sh"
 A=${RUN:-runs/teacher-long}; L=$A/logs; mkdir -p $L
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
 EXP=experiments/embedded-gpu.yaml
 D="data.train_clips=16000 data.test_clips=1000 data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
 R="${RECIPE:-train.teacher.size=embedded-large train.teacher.batch_size=512 train.teacher.lr=1e-3 train.teacher.weighting=min_snr train.teacher.ema_decay=0.9995 trainer.precision=bf16-mixed trainer.compile=default data.resident=true}"

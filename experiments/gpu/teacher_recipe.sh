@@ -6,13 +6,8 @@
 # Carried: .whl (WITHOUT_WANDB=1 bash ../shared/device/wheels.sh .whl importlib_metadata) and
 # .carry/text_embeddings.pt (`make text-embeddings ARGS="data.train_clips=… data.test_clips=…"`).
 set -uo pipefail
-OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
+source "$(dirname "$0")/common.sh"
 L=/tmp/recipe-logs; mkdir -p $L  # everything but logs.tgz and the weights stays here (8 files come back)
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
 EXP=${EXP:-experiments/embedded-gpu.yaml}
 MIN=${MINUTES:-4.0}
 D="data.train_clips=${TRAIN_CLIPS:-16000} data.test_clips=${TEST_CLIPS:-1000} data.num_workers=16"

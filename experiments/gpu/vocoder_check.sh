@@ -4,13 +4,8 @@
 # clips, their reconstruction, shuffled captions), then probe where a teacher training step's time
 # goes (experiments/gpu/teacher_throughput.py). Carried: .whl and .carry (see teacher_recipe.sh).
 set -uo pipefail
-OUT=${OUT:-runs/gpu}; mkdir -p "$OUT"; export OUT=$(cd "$OUT" && pwd)
+source "$(dirname "$0")/common.sh"
 L=/tmp/vocoder-logs; mkdir -p $L
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
 EXP=${EXP:-experiments/embedded-gpu.yaml}
 TE="models.text_encoder=precomputed:.carry/text_embeddings.pt data.train_clips=16000 data.test_clips=1000 data.num_workers=16"
 A=runs/vocheck; mkdir -p $A
