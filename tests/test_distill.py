@@ -577,3 +577,25 @@ def test_the_weighted_loss_per_noise_level_accumulates_over_training_and_survive
     guided = module("guided", guided_student=True).train()
     guided.distillation_loss(*batch(0).values())
     assert len(guided.training_profile()) == 25
+
+
+def test_error_profile_gradient_norms_are_those_of_the_weighted_loss_per_step():
+    m = module("progressive", student_steps=4).eval()
+    latents, text = batch(0).values()
+    rows = m.error_profile(latents, text, seed=0)
+    assert all(r["grad_norm"] > 0 for r in rows) and sum(r["grad_share"] for r in rows) == pytest.approx(1.0)
+    assert all(p.grad is None for p in m.student.parameters())  # measured, not accumulated
+    weight_fn = m.weight_fn
+    m.weight_fn = lambda snr: 2 * weight_fn(snr)  # the gradient of a weighted loss is linear in its weight
+    doubled = m.error_profile(latents, text, seed=0)
+    for a, b in zip(rows, doubled, strict=True):
+        assert b["grad_norm"] == pytest.approx(2 * a["grad_norm"], rel=1e-5)
+        assert b["grad_share"] == pytest.approx(a["grad_share"], rel=1e-5)
+
+
+def test_progress_updates_every_step_on_a_terminal_and_about_twenty_times_a_stage_in_a_log():
+    from bsa.callbacks.progress import refresh_rate_for
+
+    assert refresh_rate_for(800, interactive=True) == 1
+    assert refresh_rate_for(800, interactive=False) == 40
+    assert refresh_rate_for(4, interactive=False) == 1  # short stages still show every step

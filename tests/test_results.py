@@ -31,4 +31,6 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
     assert {"captions", "seeds", "device", "date", "command"} <= set(summary)
     for row in summary["steps"].values():
         for key in ("clap_delta", "attribute_acc_delta", "fad_vs_teacher", "fad_floor"):
-            assert set(row[key]) == {"mean", "lo", "hi"} and row[key]["lo"] <= row[key]["mean"] <= row[key]["hi"]
+            assert (
+                set(row[key]) == {"mean", "lo", "hi"} and row[key]["lo"] <= row[key]["mean"] <= row[key]["hi"]
+            )

@@ -10,6 +10,13 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import _update_n
 
 
+def refresh_rate_for(total_steps: int, interactive: bool) -> int:
+    """Optimizer steps between bar updates: every step on a terminal; in a log file (SLURM,
+    nohup, the device machine: no TTY, where every update is another line-less ``\\r`` record)
+    about 20 per stage."""
+    return 1 if interactive else max(1, total_steps // 20)
+
+
 class StageProgressBar(TQDMProgressBar):
     def __init__(self, label: str, samples_per_step: int, refresh_rate: int = 1):
         super().__init__(refresh_rate=refresh_rate)

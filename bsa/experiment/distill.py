@@ -353,7 +353,9 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     """Train (or resume, or only export and score) one stage. Returns (its result, the promoted
     teacher, optimizer steps done in this invocation so far); (None, None, …) when the step budget
     stopped it. Raises :class:`StageDiverged` when the non-finite guard stopped it."""
-    from bsa.callbacks.progress import StageProgressBar
+    import sys
+
+    from bsa.callbacks.progress import StageProgressBar, refresh_rate_for
     from bsa.experiment.build import lightning_trainer, world_size
     from bsa.lit.guard import NonFiniteLossError
     from bsa.lit.optim import is_fused
@@ -365,7 +367,9 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     cb = stage_callbacks(ctx, stage, steps_done)
     last = d.plan.stages[-1].index
     progress = StageProgressBar(
-        f"stage {stage.index}/{last} ({stage.describe()})", d.batch_size * world_size(cfg)
+        f"stage {stage.index}/{last} ({stage.describe()})",
+        d.batch_size * world_size(cfg),
+        refresh_rate=refresh_rate_for(steps, sys.stdout.isatty()),
     )
     trainer = lightning_trainer(
         cfg,

@@ -221,9 +221,13 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         """The distillation error per noise level of the current student (its EMA when kept):
         for each student step (progressive) or each of ``points`` timesteps of the step grid
         (guided), the x-space MSE against the teacher's target on the same (latents, noise),
-        its ε-space MSE (= SNR · x-MSE), the loss weight and the share of the weighted loss
-        (issue "A weighting study…", part 1). The guidance scale is the evaluation scale."""
+        its ε-space MSE (= SNR · x-MSE), the loss weight, the share of the weighted loss, and
+        the norm of the weighted loss's gradient with respect to the trained student's parameters
+        (``grad_norm``, the live student even when an EMA is kept: it is what the optimizer
+        moves) with its share of the steps' total (issue "A weighting study…", part 1). The
+        guidance scale is the evaluation scale."""
         student = self.ema.module if self.ema is not None else self.student
+        params = [q for q in self.student.parameters() if q.requires_grad]
         g = torch.Generator(device=self.device).manual_seed(seed)
         b = latents.shape[0]
         eps = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
@@ -252,6 +256,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             x_mse = float((student_fn(z_t, tb).float() - target.float()).pow(2).mean())
             snr = self.schedule.snr(t.view(1)).float()
             weight = float(self.weight_fn(snr))
+            grad_norm = self._weighted_grad_norm(params, text, scale, z_t, tb, target, weight)
             rows.append(
                 {
                     "step": i,
@@ -261,12 +266,30 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
                     "x_mse": x_mse,
                     "eps_mse": float(snr) * x_mse,
                     "weighted": weight * x_mse,
+                    "grad_norm": grad_norm,
                 }
             )
         total = sum(r["weighted"] for r in rows) or 1.0
+        total_grad = sum(r["grad_norm"] for r in rows) or 1.0
         for r in rows:
             r["share"] = r["weighted"] / total
+            r["grad_share"] = r["grad_norm"] / total_grad
         return rows
+
+    def _weighted_grad_norm(self, params, text, scale, z_t, t, target, weight: float) -> float:
+        """‖∇_θ w · mean((x̂_θ(z_t) − target)²)‖₂ for the trained student θ (no optimizer step;
+        the gradients are returned, not accumulated into ``.grad``)."""
+        if not params:
+            return 0.0
+        if self.student.takes_guidance:
+            fn = lambda z, tt: self.student(z, tt, text, scale)  # noqa: E731
+        else:
+            null = self.null_text_emb.to(text.dtype)
+            fn = classifier_free_guidance(lambda z, tt, c: self.student(z, tt, c), text, null, scale)
+        with torch.enable_grad():
+            loss = weight * (fn(z_t, t).float() - target.float()).pow(2).mean()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return float(torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None)))
 
     def training_step(self, batch: dict, batch_idx: int):
         loss, logs = self.distillation_loss(batch["latents"], batch["text_emb"])

@@ -303,9 +303,15 @@ def build_dashboard(out: Path, cfg) -> Path:
     for part, key, title, logy in (
         ("training", "share", "share of the weighted loss in training", False),
         ("profile", "x_mse", "final distillation error (x-space MSE)", True),
+        ("profile", "grad_share", "share of the weighted loss's gradient norm", False),
     ):
         series = [
-            (w, [(r.get("step", r.get("level", 0)) + 1, r[key], 0.0) for r in p.get(part, [])] if p else [])
+            (
+                w,
+                [(r.get("step", r.get("level", 0)) + 1, r[key], 0.0) for r in p.get(part, []) if key in r]
+                if p
+                else [],
+            )
             for w, p in chosen.items()
         ]
         parts.append(
