@@ -20,3 +20,19 @@ def audioldm_ddim(**kw) -> DDIMScheduler:
     )
     cfg.update(kw)
     return DDIMScheduler(**cfg)
+
+
+def bsa_cli(task: str, *args: str, timeout: int = 600, **kw):
+    """``python -m bsa.cli.<task> ARGS…`` from the repository root, output captured (text)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run(
+        [sys.executable, "-m", f"bsa.cli.{task}", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )

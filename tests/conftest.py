@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 import torch
+from _helpers import bsa_cli
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -30,9 +31,6 @@ def debug_env(tmp_path_factory):
     """A complete tiny embedded world built through the real CLIs on experiments/debug.yaml:
     data → VAE → latent cache → teacher → evaluator, under a temporary folder. Returns the
     ``key=value`` overrides that point a command at it (and ``root``)."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
     root = tmp_path_factory.mktemp("debug-env")
     overrides = [
@@ -46,20 +44,7 @@ def debug_env(tmp_path_factory):
         f"train.teacher.out={root}/teacher",
         f"train.evaluator.out={root}/evaluator",
     ]
-    repo = Path(__file__).resolve().parents[1]
-    for argv in (
-        ["bsa.cli.data"],
-        ["bsa.cli.train", "vae"],
-        ["bsa.cli.cache"],
-        ["bsa.cli.train", "teacher"],
-        ["bsa.cli.train", "evaluator"],
-    ):
-        out = subprocess.run(
-            [sys.executable, "-m", *argv, "experiments/debug.yaml", *overrides],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    for argv in (["data"], ["train", "vae"], ["cache"], ["train", "teacher"], ["train", "evaluator"]):
+        out = bsa_cli(*argv, "experiments/debug.yaml", *overrides, timeout=300)
         assert out.returncode == 0, f"{argv}: {out.stderr[-3000:]}"
     return {"root": root, "overrides": overrides}

@@ -4,21 +4,19 @@ results aggregated over the runs, and a dashboard that renders in a real browser
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _helpers import bsa_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def comparison(debug_env):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.compare",
+    out = bsa_cli(
+        "compare",
+        *[
             "experiments/debug.yaml",
             *debug_env["overrides"],
             "distill.target_steps=4",
@@ -28,9 +26,6 @@ def comparison(debug_env):
             "compare.audio_steps=[4]",
             "compare.id=cmp",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=900,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

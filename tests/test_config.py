@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import bsa_cli
 
 from bsa.config import BsaConfig, ConfigError, load_config, to_yaml
 
@@ -79,13 +80,7 @@ def test_typo_in_a_yaml_file_names_the_file(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "bsa.cli.distill", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return bsa_cli("distill", *args, timeout=120)
 
 
 def test_cli_prints_the_validated_plan():
@@ -106,8 +101,6 @@ def test_slurm_template_runs_a_valid_distill_command(tmp_path):
     python command run with --dry-run exits 0 and prints the plan for the requested steps."""
     import os
     import re
-    import subprocess
-    import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
@@ -229,19 +222,12 @@ def test_fresh_data_order_gives_each_stage_its_own_seed():
 
 
 def test_a_missing_model_folder_is_one_line_naming_it(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.generate",
-            "experiments/embedded-cpu.yaml",
-            f"eval.model={tmp_path / 'nothing'}",
-            "--caption",
-            "a dog barks",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = bsa_cli(
+        "generate",
+        "experiments/embedded-cpu.yaml",
+        f"eval.model={tmp_path / 'nothing'}",
+        "--caption",
+        "a dog barks",
         timeout=120,
     )
     assert out.returncode == 2

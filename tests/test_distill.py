@@ -5,6 +5,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from _helpers import bsa_cli
 from diffusers import UNet2DConditionModel
 
 from bsa.config import load_config
@@ -202,21 +203,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path):
 
 
 def run_distill(env, *extra):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.distill",
-            "experiments/debug.yaml",
-            *env["overrides"],
-            "distill.eval_clips=4",
-            *extra,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return bsa_cli("distill", "experiments/debug.yaml", *env["overrides"], "distill.eval_clips=4", *extra)
 
 
 def test_two_stage_run_through_the_cli(debug_env):
@@ -344,11 +331,9 @@ def test_two_stage_run_through_the_cli(debug_env):
         assert sum(r["examples"] for r in p["training"]) == 16
     summary = (run / "summary.md").read_text()
     assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa generate" in summary
-    gen = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.generate",
+    gen = bsa_cli(
+        "generate",
+        *[
             "experiments/debug.yaml",
             *debug_env["overrides"],
             f"eval.model={run / 'stage02_2steps'}",
@@ -359,9 +344,6 @@ def test_two_stage_run_through_the_cli(debug_env):
             "--out",
             str(debug_env["root"] / "gen"),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert gen.returncode == 0, gen.stderr[-2000:]
@@ -470,11 +452,9 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
     """`bsa evaluate` at 2 steps: FAD vs real and vs the 8-step CFG teacher, the protocol, a CSV row."""
     import json
 
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.evaluate",
+    out = bsa_cli(
+        "evaluate",
+        *[
             "experiments/debug.yaml",
             *debug_env["overrides"],
             "eval.steps=2",
@@ -483,9 +463,6 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
             f"eval.out={tmp_path}",
             f"distill.reference_teacher={debug_env['root'] / 'teacher'}",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]

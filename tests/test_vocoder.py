@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import bsa_cli
 
 from bsa.lit.vocoder import log_magnitude_distance, mel_l1, multi_resolution_stft_loss, spectral_convergence
 
@@ -42,20 +41,15 @@ def test_train_vocoder_writes_a_loadable_hifigan_that_learned(debug_env, tmp_pat
     from bsa.models.vocoder import load_vocoder
 
     out = tmp_path / "vocoder"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.train",
+    run = bsa_cli(
+        "train",
+        *[
             "vocoder",
             "experiments/debug.yaml",
             *debug_env["overrides"],
             f"train.vocoder.out={out}",
             f"paths.output_root={tmp_path / 'runs'}",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -96,11 +90,9 @@ def test_adversarial_vocoder_training_steps_both_networks_and_exports_the_genera
     from bsa.models.vocoder import load_vocoder
 
     out = tmp_path / "vocoder"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bsa.cli.train",
+    run = bsa_cli(
+        "train",
+        *[
             "vocoder",
             "experiments/debug.yaml",
             *debug_env["overrides"],
@@ -110,9 +102,6 @@ def test_adversarial_vocoder_training_steps_both_networks_and_exports_the_genera
             f"train.vocoder.out={out}",
             f"paths.output_root={tmp_path / 'runs'}",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -216,7 +216,12 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
 
     @torch.no_grad()
     def error_profile(
-        self, latents: torch.Tensor, text: torch.Tensor, seed: int = 0, points: int = 25
+        self,
+        latents: torch.Tensor,
+        text: torch.Tensor,
+        seed: int = 0,
+        points: int = 25,
+        grad_clips: int = 16,
     ) -> list[dict]:
         """The distillation error per noise level of the current student (its EMA when kept):
         for each student step (progressive) or each of ``points`` timesteps of the step grid
@@ -224,8 +229,9 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         its ε-space MSE (= SNR · x-MSE), the loss weight, the share of the weighted loss, and
         the norm of the weighted loss's gradient with respect to the trained student's parameters
         (``grad_norm``, the live student even when an EMA is kept: it is what the optimizer
-        moves) with its share of the steps' total (issue "A weighting study…", part 1). The
-        guidance scale is the evaluation scale."""
+        moves) with its share of the steps' total, on the first ``grad_clips`` items (a backward
+        pass per step) (issue "A weighting study…", part 1). The guidance scale is the evaluation
+        scale."""
         student = self.ema.module if self.ema is not None else self.student
         params = [q for q in self.student.parameters() if q.requires_grad]
         g = torch.Generator(device=self.device).manual_seed(seed)
@@ -256,7 +262,10 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             x_mse = float((student_fn(z_t, tb).float() - target.float()).pow(2).mean())
             snr = self.schedule.snr(t.view(1)).float()
             weight = float(self.weight_fn(snr))
-            grad_norm = self._weighted_grad_norm(params, text, scale, z_t, tb, target, weight)
+            k = grad_clips
+            grad_norm = self._weighted_grad_norm(
+                params, text[:k], scale[:k], z_t[:k], tb[:k], target[:k], weight
+            )
             rows.append(
                 {
                     "step": i,
