@@ -331,6 +331,9 @@ def test_two_stage_run_through_the_cli(debug_env):
         assert sum(r["examples"] for r in p["training"]) == 16
     summary = (run / "summary.md").read_text()
     assert "stage 2 student @ 2" in summary and "FAD vs teacher" in summary and "bsa generate" in summary
+    paired = summary[summary.index("Paired with the teacher") :]  # the students clip by clip, with intervals
+    assert "| Δ CLAP | Δ attribute acc |" in paired and "teacher @" not in paired.split("\n\n")[1]
+    assert all(f"| stage {k} student @ " in paired for k in (0, 1, 2))
     gen = bsa_cli(
         "generate",
         *[

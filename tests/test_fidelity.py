@@ -95,3 +95,23 @@ def test_fidelity_cli_writes_the_summary_and_names_a_missing_record(tmp_path, ca
     assert "| 200 guided | 200 | 0,1 | -0.1000 [-0.1000, -0.1000]" in (out / "summary.md").read_text()
     assert fidelity_main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().endswith("nowhere/eval.jsonl: no such file")
+
+
+def test_the_run_summary_shows_each_student_paired_with_the_teacher_with_intervals():
+    from bsa.report.tables import format_paired_rows
+
+    rows = [
+        {"row": "teacher @ 8 (CFG)", "steps": 8, "clap": 0.5},  # nothing paired: not a row
+        {
+            "row": "stage 1 student @ 4",
+            "steps": 4,
+            "paired_clap_difference": -0.01,
+            "paired_clap_difference_lo": -0.02,
+            "paired_clap_difference_hi": 0.0,
+            "fad_teacher_ratio": 1.5,
+        },
+    ]
+    lines = format_paired_rows(rows)
+    assert lines[2] == "| model | steps | Δ CLAP | FAD vs teacher / floor |"
+    assert lines[4] == "| stage 1 student @ 4 | 4 | -0.0100 [-0.0200, +0.0000] | 1.50 |"
+    assert len(lines) == 6 and format_paired_rows(rows[:1]) == []

@@ -168,6 +168,44 @@ SUMMARY_COLUMNS = ("nfe", "fad_real", "fad_teacher", "clap", "is", "acc_mean", "
 _SUMMARY_FORMAT = {"nfe": "{}", "fad_real": "{:.2f}", "fad_teacher": "{:.2f}", "is": "{:.2f}"}
 
 
+PAIRED_COLUMNS = (  # (key in the records, column head, format)
+    ("paired_clap_difference", "Δ CLAP", "{:+.4f}"),
+    ("paired_acc_difference", "Δ attribute acc", "{:+.4f}"),
+    ("paired_embedding_cosine", "embedding cosine", "{:.4f}"),
+    ("paired_attribute_agreement", "attribute agreement", "{:.4f}"),
+    ("paired_latent_rmse", "latent RMSE", "{:.4f}"),
+    ("fad_teacher_ratio", "FAD vs teacher / floor", "{:.2f}"),
+)
+
+
+def format_paired_rows(rows: list[dict]) -> list[str]:
+    """summary.md's table of each student against the teacher, clip by clip (same caption, noise
+    and guidance), every figure with its 95 % interval where the record has one."""
+    rows = [r for r in rows if any(k in r for k, _, _ in PAIRED_COLUMNS[:5])]
+    if not rows:
+        return []
+    cols = [c for c in PAIRED_COLUMNS if any(c[0] in r for r in rows)]
+    lines = [
+        "Paired with the teacher (same caption, initial noise and guidance; 95 % interval over the "
+        "captions — FAD's from half-samples, and only with at least as many clips as embedding dimensions):",
+        "",
+        "| model | steps | " + " | ".join(head for _, head, _ in cols) + " |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
+    for r in rows:
+        cells = []
+        for key, _, fmt in cols:
+            if key not in r:
+                cells.append("–")
+                continue
+            cell = fmt.format(r[key])
+            if f"{key}_lo" in r:
+                cell += f" [{fmt.format(r[f'{key}_lo'])}, {fmt.format(r[f'{key}_hi'])}]"
+            cells.append(cell)
+        lines.append(f"| {r['row']} | {r['steps']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def format_summary(cfg, run_dir: str | Path, stages: list, rows: list[dict], seconds: float) -> str:
     """A distillation run's summary.md: the evaluation rows, where each stage lies, how to generate.
     ``stages``: the run's stage results (``.stage`` a :class:`bsa.diffusion.Stage`, ``.folder``)."""
@@ -189,6 +227,7 @@ def format_summary(cfg, run_dir: str | Path, stages: list, rows: list[dict], sec
             ]
             lines.append(f"| {r['row']} | {r['steps']} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += format_paired_rows(rows)
     for st in stages:
         lines.append(
             f"- stage {st.stage.index} ({st.stage.mode}, {st.stage.student_steps} steps): {st.folder}"
