@@ -108,8 +108,8 @@ def test_dashboard_renders_in_headless_chromium(comparison):
         timeout=120,
     ).stdout
     check = json.loads(dom.split('<pre id="render-check">')[1].split("</pre>")[0])
-    assert check["plots"] == 10  # 5 metrics, weighting curves, 3 error profiles, loss curves
-    assert check["series"] >= 5 * 2 + 2 + 3 * 2 + 2  # …, the two weightings in each error profile
+    assert check["plots"] == 12  # 7 metrics, weighting curves, 3 error profiles, loss curves
+    assert check["series"] >= 7 * 2 + 2 + 3 * 2 + 2  # …, the two weightings in each error profile
     assert check["text_overlaps"] == 0, check["overlapping"]  # e.g. "teacher @ 200" over the legend
     assert check["images_ok"] == 12 and check["images_failed"] == 0
     assert check["audio_ok"] == 12 and check["audio_failed"] == 0

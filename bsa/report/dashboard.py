@@ -262,7 +262,7 @@ def build_dashboard(out: Path, cfg) -> Path:
         ]
         ref = (
             (f"teacher @ {teacher_steps}", teacher[metric][0])
-            if metric in teacher and metric != "fad_teacher"
+            if metric in teacher and metric not in ("fad_teacher", "fad_teacher_ratio")  # 0 by definition
             else None
         )
         parts.append(

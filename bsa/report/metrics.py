@@ -16,6 +16,10 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("fad_real", "FAD vs real test clips", "lower", "FAD vs real"),
     Metric("fad_teacher", "FAD vs the teacher's outputs", "lower", "FAD vs teacher"),
+    Metric(
+        "fad_teacher_ratio", "FAD vs the teacher over its floor (teacher vs itself)", "lower", "FAD / floor"
+    ),
+    Metric("paired_clap_difference", "Δ CLAP to the teacher, clip by clip", "higher", "Δ CLAP"),
     Metric("clap", "CLAP score", "higher", "CLAP"),
     Metric("is", "IS", "higher", "IS"),
     Metric("acc_mean", "attribute accuracy", "higher", "attribute acc"),
@@ -31,6 +35,6 @@ METRICS: tuple[Metric, ...] = (
 BY_KEY = {m.key: m for m in METRICS}
 
 # the quality metrics compared across weightings (results tables, dashboard plots), in their order
-QUALITY = ("fad_real", "fad_teacher", "clap", "acc_mean", "is")
+QUALITY = ("fad_real", "fad_teacher", "fad_teacher_ratio", "paired_clap_difference", "clap", "acc_mean", "is")
 # what is averaged over seeds in a comparison
-AGGREGATED = ("fad_real", "fad_teacher", "clap", "is", "acc_mean", "seconds_per_clip")
+AGGREGATED = (*QUALITY, "seconds_per_clip")
