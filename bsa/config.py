@@ -456,6 +456,9 @@ class EvalConfig:
     # with a reference teacher: also generate it with other initial noise, for the floor of "FAD vs
     # teacher" (no model is closer to the teacher in distribution than the teacher to itself)
     teacher_floor: bool = True
+    # distillation: each stage's error profile also measures the weighted loss's gradient norm per
+    # student step (a backward pass per step on ≤ 16 clips; issue "A weighting study…")
+    profile_gradients: bool = True
     out: str = "runs/eval"
     fad_backbone: str = "embedded"  # or a frechet-audio-distance model: vggish | pann | clap | encodec
     backbone_dir: str = (

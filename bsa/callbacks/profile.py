@@ -16,8 +16,11 @@ class ErrorProfile(pl.Callback):
     the first validation batch (at most ``clips`` items) with a fixed noise draw — the same latents
     and noise for every weighting and seed, so the profiles of a comparison are paired."""
 
-    def __init__(self, path: str | Path, identity: dict, clips: int = 64, seed: int = 0):
+    def __init__(
+        self, path: str | Path, identity: dict, clips: int = 64, seed: int = 0, gradients: bool = True
+    ):
         self.path, self.identity, self.clips, self.seed = Path(path), identity, clips, seed
+        self.gradients = gradients  # also the weighted loss's gradient norm per step
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.datamodule is None:
@@ -27,7 +30,7 @@ class ErrorProfile(pl.Callback):
         text = batch["text_emb"][: self.clips].to(pl_module.device)
         was_training = pl_module.training
         pl_module.eval()
-        rows = pl_module.error_profile(latents, text, self.seed)
+        rows = pl_module.error_profile(latents, text, self.seed, grad_clips=16 if self.gradients else 0)
         pl_module.train(was_training)
         append_jsonl(
             self.path,

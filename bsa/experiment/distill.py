@@ -299,7 +299,12 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
             showcase=cfg.eval.showcase,
             protocol=ctx.scorer.protocol,
         )
-    profile = ErrorProfile(ctx.run_dir / "profiles.jsonl", stage_identity(cfg, stage), seed=cfg.eval.seed)
+    profile = ErrorProfile(
+        ctx.run_dir / "profiles.jsonl",
+        stage_identity(cfg, stage),
+        seed=cfg.eval.seed,
+        gradients=cfg.eval.profile_gradients,
+    )
     return StageCallbacks(
         _checkpoint(ctx, stage),
         promotion,

@@ -263,9 +263,10 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             snr = self.schedule.snr(t.view(1)).float()
             weight = float(self.weight_fn(snr))
             k = grad_clips
-            grad_norm = self._weighted_grad_norm(
-                params, text[:k], scale[:k], z_t[:k], tb[:k], target[:k], weight
-            )
+            if k:
+                grad_norm = self._weighted_grad_norm(
+                    params, text[:k], scale[:k], z_t[:k], tb[:k], target[:k], weight
+                )
             rows.append(
                 {
                     "step": i,
@@ -275,14 +276,15 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
                     "x_mse": x_mse,
                     "eps_mse": float(snr) * x_mse,
                     "weighted": weight * x_mse,
-                    "grad_norm": grad_norm,
+                    **({"grad_norm": grad_norm} if k else {}),
                 }
             )
         total = sum(r["weighted"] for r in rows) or 1.0
-        total_grad = sum(r["grad_norm"] for r in rows) or 1.0
+        total_grad = sum(r.get("grad_norm", 0.0) for r in rows) or 1.0
         for r in rows:
             r["share"] = r["weighted"] / total
-            r["grad_share"] = r["grad_norm"] / total_grad
+            if "grad_norm" in r:
+                r["grad_share"] = r["grad_norm"] / total_grad
         return rows
 
     def _weighted_grad_norm(self, params, text, scale, z_t, t, target, weight: float) -> float:
