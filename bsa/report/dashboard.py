@@ -66,7 +66,14 @@ def svg_plot(
         y0, y1 = y0 - 0.05 * max(abs(y0), 1e-3), y1 + 0.05 * max(abs(y1), 1e-3)
     pad = 0.05 * (y1 - y0)
     y0, y1 = y0 - pad, y1 + pad
-    L, R, T, B = 60, 130, 28, 42
+    yticks, labels = [], set()
+    for t in _ticks(y0, y1):
+        label = f"{10**t:.3g}" if logy else f"{t:.3g}"
+        if label not in labels:  # ticks closer than the labels' precision
+            labels.add(label)
+            yticks.append((t, label))
+    # the left margin makes room for the widest tick label beside the rotated axis title
+    L, R, T, B = max(60, 30 + 7 * max((len(label) for _, label in yticks), default=0)), 130, 28, 42
     W, H = width - L - R, height - T - B
 
     def px(x):
@@ -87,13 +94,8 @@ def svg_plot(
             f'<line x1="{X:.1f}" y1="{T + H}" x2="{X:.1f}" y2="{T + H + 4}" stroke="#999"/>'
             f'<text x="{X:.1f}" y="{T + H + 15}" text-anchor="middle">{x:g}</text>'
         )
-    labels = set()
-    for t in _ticks(y0, y1):
+    for t, label in yticks:
         Y = py_t(t)
-        label = f"{10**t:.3g}" if logy else f"{t:.3g}"
-        if label in labels:  # ticks closer than the labels' precision
-            continue
-        labels.add(label)
         out.append(
             f'<line x1="{L - 4}" y1="{Y:.1f}" x2="{L + W}" y2="{Y:.1f}" stroke="#eee"/>'
             f'<text x="{L - 6}" y="{Y + 4:.1f}" text-anchor="end">{label}</text>'
