@@ -292,11 +292,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         the gradients are returned, not accumulated into ``.grad``)."""
         if not params:
             return 0.0
-        if self.student.takes_guidance:
-            fn = lambda z, tt: self.student(z, tt, text, scale)  # noqa: E731
-        else:
-            null = self.null_text_emb.to(text.dtype)
-            fn = classifier_free_guidance(lambda z, tt, c: self.student(z, tt, c), text, null, scale)
+        fn = self._with_guidance("student", text, scale)
         with torch.enable_grad():
             loss = weight * (fn(z_t, t).float() - target.float()).pow(2).mean()
             grads = torch.autograd.grad(loss, params, allow_unused=True)
