@@ -244,6 +244,10 @@ class TrainerConfig:
     compile_backend: str = "inductor"  # "aot_eager" traces without generating kernels (tests, debugging)
     # float32 matmuls: "highest" (exact fp32, torch's default), "high" (TF32 tensor cores), "medium"
     matmul_precision: str = "highest"
+    # CUDA graphs of the teacher's and the student's training calls without compiling
+    # (bsa.models.graphs): one launch per call instead of hundreds, for launch-bound small models;
+    # single-process runs (DDP steps eagerly), ignored when compile is on
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         _check(self.num_nodes >= 1, "trainer.num_nodes", "must be >= 1")
@@ -452,6 +456,9 @@ class EvalConfig:
     # torch.compile of the denoiser's calls when sampling (bsa generate, bsa evaluate, every
     # stage's evaluation): "reduce-overhead" = CUDA graphs; backend from trainer.compile_backend
     compile: str = "off"
+    # CUDA graphs of the denoiser's calls when sampling, without compiling (bsa.models.graphs):
+    # one graph per batch shape, captured in the first batch
+    cuda_graphs: bool = False
     baselines: bool = True  # also score the real clips (ceiling), their VAE+vocoder reconstruction, shuffled captions (floor)
     # with a reference teacher: also generate it with other initial noise, for the floor of "FAD vs
     # teacher" (no model is closer to the teacher in distribution than the teacher to itself)

@@ -15,6 +15,7 @@ def test_combinations_parse_and_typos_fail():
         "channels_last": True,
         "compile": True,
         "fused_adamw": True,
+        "cuda_graphs": False,
     }
     assert parse_combo("tf32+foreach") == {
         "bf16": False,
@@ -22,7 +23,9 @@ def test_combinations_parse_and_typos_fail():
         "channels_last": False,
         "compile": False,
         "fused_adamw": False,
+        "cuda_graphs": False,
     }
+    assert parse_combo("fp32+graphs")["cuda_graphs"] is True
     for bad in ("fp16", "bf16+compiled", "cl+bf16", "tf32+bf16"):
         with pytest.raises(ValueError, match="bad combination"):
             parse_combo(bad)

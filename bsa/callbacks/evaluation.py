@@ -208,6 +208,7 @@ class StageScorer:
         self.teacher_clips: dict[str, torch.Tensor] | None = None  # its per-clip outputs, the set's order
         self.fad_floor: float | None = None
         self.batch_size = 64  # clips per sampling batch (``eval.batch_size``)
+        self.cuda_graphs = False  # sampling calls replayed as CUDA graphs (``eval.cuda_graphs``)
 
     def generate(self, denoiser, steps: int, indices: list[int], seed_offset: int = 0):
         """Waveforms of the clips ``indices`` and the seconds it took (:meth:`generate_latents`)."""
@@ -220,9 +221,9 @@ class StageScorer:
         from bsa.models.pipeline import TextToAudio
 
         was_training = denoiser.training
-        pipe = TextToAudio(denoiser.eval(), self.vae, self.vocoder, None, self.null, self.base_steps).to(
-            self.device
-        )
+        pipe = TextToAudio(
+            denoiser.eval(), self.vae, self.vocoder, None, self.null, self.base_steps, cuda_graphs=self.cuda_graphs
+        ).to(self.device)
         if self.device == "cuda":
             torch.cuda.synchronize()
         start, waves, latents = time.time(), [], []

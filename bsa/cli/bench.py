@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--combos",
         default=",".join(COMBOS),
-        help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile] [+foreach] (default: %(default)s)",
+        help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile] [+foreach] [+graphs] (default: %(default)s)",
     )
     parser.add_argument(
         "--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated"
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sampling-compile",
         default="off",
-        help="sampling: comma-separated torch.compile modes side by side, e.g. off,reduce-overhead",
+        help="sampling: comma-separated modes side by side: off (eager), cuda-graphs, or a torch.compile "
+        "mode, e.g. off,cuda-graphs,reduce-overhead",
     )
     args = parser.parse_args(argv)
     combos = [c.strip() for c in args.combos.split(",") if c.strip()]
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if not models <= set(MODELS):
         parser.error(f"--models: unknown {sorted(models - set(MODELS))}; expected embedded, 185m")
     modes = tuple(m.strip() for m in args.sampling_compile.split(",") if m.strip())
+    from bsa.config import COMPILE_MODES
+
+    unknown = [m for m in modes if m not in (*COMPILE_MODES, "cuda-graphs")]
+    if unknown:
+        parser.error(f"--sampling-compile: unknown {unknown}; expected cuda-graphs or one of {', '.join(COMPILE_MODES)}")
     run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes)
     print(f"wrote {args.out}")
     return 0

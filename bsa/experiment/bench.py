@@ -63,14 +63,16 @@ def bench_sampling(
     teacher_steps=200,
 ) -> list[dict]:
     """Seconds per clip of the teacher (``teacher_steps`` + CFG) and its students, per model, batch and
-    ``compile_modes`` entry ("off" = eager; "reduce-overhead" = the denoiser calls replayed as
-    CUDA graphs, what ``eval.compile`` does), each row with its speed-up over the teacher of the
+    ``compile_modes`` entry ("off" = eager; "cuda-graphs" = the denoiser calls replayed from CUDA
+    graphs without compiling, ``eval.cuda_graphs``; "reduce-overhead" = compiled into CUDA graphs,
+    what ``eval.compile`` does), each row with its speed-up over the teacher of the
     same mode; compilation happens in the untimed warm-up."""
     import torch
     from diffusers import UNet2DConditionModel
 
     from bsa.diffusion import audioldm_schedule, sample, step_grid
     from bsa.models.denoiser import Denoiser
+    from bsa.models.graphs import GraphedCall
     from bsa.models.unet import with_guidance_input
 
     schedule, rows = audioldm_schedule(), []
@@ -82,6 +84,8 @@ def bench_sampling(
         for mode, b in ((m, b) for m in compile_modes for b in batches):
             if mode == "off":
                 teacher_call, student_call = teacher, student
+            elif mode == "cuda-graphs":
+                teacher_call, student_call = GraphedCall(teacher), GraphedCall(student)
             else:
                 torch._dynamo.reset()
                 opts = {"mode": None if mode == "default" else mode, "backend": compile_backend}
@@ -142,14 +146,15 @@ COMBOS = ("fp32", "tf32", "bf16", "bf16+cl", "fp32+compile", "bf16+compile")
 ``trainer.matmul_precision=high``; bf16 autocast), channels_last (cl) and torch.compile of the
 denoiser calls (``trainer.compile``: DistillationModule's compiled calls). AdamW is fused unless
 ``+foreach`` asks for the multi-tensor kernel (what ``bsa distill`` uses: Lightning refuses a fused
-AdamW with gradient clipping under mixed precision)."""
+AdamW with gradient clipping under mixed precision); ``+graphs`` replays the denoiser calls from
+CUDA graphs (``trainer.cuda_graphs``)."""
 
 
 def parse_combo(combo: str) -> dict:
     parts = combo.split("+")
-    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {"cl", "compile", "foreach"}:
+    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {"cl", "compile", "foreach", "graphs"}:
         raise ValueError(
-            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +foreach"
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +foreach, +graphs"
         )
     return {
         "bf16": parts[0] == "bf16",
@@ -157,6 +162,7 @@ def parse_combo(combo: str) -> dict:
         "channels_last": "cl" in parts,
         "compile": "compile" in parts,
         "fused_adamw": "foreach" not in parts,
+        "cuda_graphs": "graphs" in parts,
     }
 
 
@@ -200,6 +206,7 @@ def bench_training(
                 mode="progressive",
                 student_steps=50,
                 compile={"mode": None, "backend": compile_backend} if c["compile"] else None,
+                cuda_graphs=c["cuda_graphs"],
             ).to(device)
             fused = c["fused_adamw"] and device.type == "cuda"
             opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=fused or None, foreach=not fused)

@@ -234,6 +234,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
         seed=cfg.trainer.seed + 1000 * stage.index,
         compile=cfg.trainer.compile_kwargs(),
         teacher_float32=d.teacher_float32,
+        cuda_graphs=cfg.trainer.cuda_graphs,
     )
 
 
@@ -496,6 +497,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
         scorer.reference_cache = Path(cfg.eval.reference_cache)
     scorer.teacher_floor = cfg.eval.teacher_floor
     scorer.batch_size = cfg.eval.batch_size
+    scorer.cuda_graphs = cfg.eval.cuda_graphs
     scorer.protocol = {
         **suite.protocol(),
         "sample_rate": 16000,

@@ -60,6 +60,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
         base_steps,
         stage,
         compile=cfg.trainer.sampling_compile_kwargs(cfg.eval.compile),
+        cuda_graphs=cfg.eval.cuda_graphs,
     )
     return pipe.to(device), torch.device(device)
 

@@ -30,6 +30,7 @@ from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
 from bsa.models.denoiser import Denoiser
 from bsa.models.ema import EMA
+from bsa.models.graphs import GraphedCall
 
 
 def draw_seed(seed: int, global_step: int, rank: int) -> int:
@@ -64,6 +65,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         compile: dict | None = None,
         fused_adamw: bool | None = None,
         teacher_float32: bool = False,
+        cuda_graphs: bool = False,
     ):
         super().__init__()
         if mode not in ("guided", "progressive"):
@@ -84,6 +86,13 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self._calls = (
             {name: torch.compile(getattr(self, name).forward, **compile) for name in ("teacher", "student")}
             if compile
+            else {}
+        )
+        # CUDA graphs of the two denoisers' training calls (``bsa.models.graphs``; not with compile,
+        # whose "reduce-overhead" mode is the compiled way to the same graphs)
+        self._graphed = (
+            {name: GraphedCall(getattr(self, name)) for name in ("teacher", "student")}
+            if cuda_graphs and not compile
             else {}
         )
         self.register_buffer("null_text_emb", null_text_emb.float().clone())
@@ -121,13 +130,19 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
 
     def _with_guidance(self, name: str, text: torch.Tensor, scale: torch.Tensor):
         """x̂(z, t) of the ``name``d denoiser (teacher or student) at guidance ``scale`` [B]: one
-        call if w-conditioned, CFG otherwise; its compiled call when ``compile`` was given."""
+        call if w-conditioned, CFG otherwise; its compiled call when ``compile`` was given, its
+        graphed call in training when ``cuda_graphs`` was."""
         model = getattr(self, name)
         call = self._calls.get(name, model)
+        if name in self._graphed and self.training and self._single_process():
+            call = self._graphed[name]  # training only: evaluation runs other shapes
         if model.takes_guidance:
             return lambda z, t: call(z, t, text, scale)
         null = self.null_text_emb.to(text.dtype)
         return classifier_free_guidance(lambda z, t, c: call(z, t, c), text, null, scale)
+
+    def _single_process(self) -> bool:
+        return self._trainer is None or self.trainer.world_size == 1
 
     def teacher_target(self, teacher_fn, z_t: torch.Tensor, t: torch.Tensor, two_steps=None) -> torch.Tensor:
         """The x-space target: the (guided) teacher's x̂ at t (guided stage), or the x that takes

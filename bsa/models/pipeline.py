@@ -9,6 +9,7 @@ import torch
 from bsa.diffusion import NoiseSchedule, sample
 from bsa.models.autoencoder import decode_latents
 from bsa.models.denoiser import Denoiser
+from bsa.models.graphs import GraphedCall
 from bsa.models.stages import stage_grid
 
 
@@ -37,14 +38,22 @@ class TextToAudio:
     # replays each step as a CUDA graph (one per batch shape), without the per-kernel launches that
     # bound a small UNet at batch 1; None = eager
     compile: dict | None = None
+    # or, without compiling, the denoiser's calls replayed from CUDA graphs (bsa.models.graphs,
+    # eval.cuda_graphs): one graph per batch shape, captured in the first batch
+    cuda_graphs: bool = False
 
     def denoise_call(self):
-        """The denoiser's forward, compiled once per pipeline when ``compile`` is set."""
-        if not self.compile:
-            return self.denoiser
-        if getattr(self, "_compiled", None) is None:
-            self._compiled = torch.compile(self.denoiser.forward, **self.compile)
-        return self._compiled
+        """The denoiser's forward: compiled once per pipeline when ``compile`` is set, else
+        graphed when ``cuda_graphs`` is (and the denoiser is on a GPU), else eager."""
+        if self.compile:
+            if getattr(self, "_compiled", None) is None:
+                self._compiled = torch.compile(self.denoiser.forward, **self.compile)
+            return self._compiled
+        if self.cuda_graphs:
+            if getattr(self, "_graphed", None) is None:
+                self._graphed = GraphedCall(self.denoiser)
+            return self._graphed
+        return self.denoiser
 
     @property
     def schedule(self) -> NoiseSchedule:

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue "Speed at AudioLDM scale" on the device machine: the CUDA-graph tests, how K distillation
+# processes share the GPU (eager and graphed), and `bsa bench` rows side by side in one run.
+#   PARTS="tests probe training sampling" bash experiments/gpu/speed.sh
+# Everything lands in $OUT/speed.tar.gz.
+set -uo pipefail
+source "$(dirname "$0")/common.sh"
+L=runs/speed; mkdir -p $L
+log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
+{ nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
+for part in ${PARTS:-tests probe training sampling}; do
+  log "$part"
+  case $part in
+    tests) timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py > $L/pytest.log 2>&1 ;;
+    probe)
+      for graphs in "" --graphs; do
+        for K in ${PROBE_K:-1 8 16}; do
+          start=$(( $(date +%s) + 15 + 2 * K ))
+          for i in $(seq $K); do
+            timeout 150 python3 experiments/gpu/parallel_throughput.py --start-at $start --window ${WINDOW:-12} $graphs \
+              >> $L/probe_K${K}${graphs}.jsonl 2>> $L/probe.err &
+          done
+          wait
+          python3 -c "import json,sys; r=[json.loads(l) for l in open('$L/probe_K${K}${graphs}.jsonl')]; print('K=$K graphs=${graphs:-off}', len(r), 'procs', round(sum(x['samples_per_s'] for x in r)), 'samples/s in all')" | tee -a $L/phases.txt
+        done
+      done ;;
+    training) timeout 300 python3 -m bsa.cli.bench --what training --models embedded,185m --batch-185m 64 \
+        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs} --out $L/training.json > $L/training.log 2>&1 ;;
+    sampling) timeout 400 python3 -m bsa.cli.bench --what sampling --sampling-compile off,cuda-graphs \
+        --out $L/sampling.json > $L/sampling.log 2>&1 ;;
+  esac
+done
+log done
+tar czf $OUT/speed.tar.gz -C runs speed

@@ -1,0 +1,98 @@
+"""CUDA graphs of the denoiser calls (bsa.models.graphs): the CPU fallback here; the captures
+themselves need a GPU (the device job runs this file there: experiments/gpu/speed.sh)."""
+
+import pytest
+import torch
+from test_distill import batch, module, tiny_denoiser
+
+from bsa.models.graphs import GraphedCall
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (experiments/gpu/speed.sh)")
+
+
+def _inputs(device="cpu", n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 8, 8, 4, generator=g).to(device)
+    t = torch.randint(0, 1000, (n,), generator=g).to(device)
+    return z, t, torch.randn(n, 6, generator=g).to(device)
+
+
+def test_on_the_cpu_a_graphed_call_is_the_eager_call_and_captures_nothing():
+    d = tiny_denoiser().eval()
+    call = GraphedCall(d)
+    with torch.no_grad():
+        assert torch.equal(call(*_inputs()), d(*_inputs()))
+    assert call.captures == 0
+
+
+def test_a_distillation_module_with_graphs_trains_on_the_cpu_exactly_as_without():
+    results = []
+    for graphs in (False, True):
+        m = module(cuda_graphs=graphs)
+        opt = torch.optim.SGD(m.student.parameters(), lr=1e-2)
+        for k in range(3):
+            loss, _ = m.distillation_loss(**dict(zip(("latents", "text"), batch(k).values(), strict=True)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        results.append(torch.cat([p.detach().flatten() for p in m.student.parameters()]))
+        assert all(c.captures == 0 for c in m._graphed.values())
+    assert torch.equal(*results)
+
+
+def test_graphs_are_not_kept_beside_a_compiled_module():
+    assert module(cuda_graphs=True, compile={"backend": "eager"})._graphed == {}
+    assert set(module(cuda_graphs=True)._graphed) == {"teacher", "student"}
+
+
+@needs_gpu
+def test_graphed_sampling_calls_match_eager_ones_and_capture_once_per_shape():
+    d = tiny_denoiser().cuda().eval()
+    call = GraphedCall(d)
+    with torch.no_grad():
+        for seed in range(3):  # new inputs through the same graph
+            a, b = call(*_inputs("cuda", seed=seed)), d(*_inputs("cuda", seed=seed))
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert call.captures == 1
+        first = call(*_inputs("cuda", seed=0))
+        call(*_inputs("cuda", seed=1))
+        # the returned tensor is the caller's: the next replay does not overwrite it
+        torch.testing.assert_close(first, d(*_inputs("cuda", seed=0)), rtol=1e-5, atol=1e-5)
+        call(*_inputs("cuda", n=2))
+        assert call.captures == 2
+
+
+@needs_gpu
+def test_past_max_graphs_new_shapes_run_eagerly():
+    d = tiny_denoiser().cuda().eval()
+    call = GraphedCall(d, max_graphs=1)
+    with torch.no_grad():
+        call(*_inputs("cuda", n=4))
+        out = call(*_inputs("cuda", n=3))
+    assert call.captures == 1 and out.shape[0] == 3
+
+
+@needs_gpu
+@pytest.mark.parametrize("mode, guided", [("progressive", False), ("guided", True), ("progressive", True)])
+def test_graphed_distillation_steps_reach_the_weights_of_eager_ones(mode, guided):
+    """Forward and backward replayed from graphs: the same losses and, after Adam steps, the
+    same weights as eager training (fp32; tolerance for cuDNN's algorithm choice)."""
+    weights, losses = [], []
+    for graphs in (False, True):
+        m = module(mode=mode, guided_student=guided, cuda_graphs=graphs).cuda()
+        opt = torch.optim.Adam(m.student.parameters(), lr=1e-3)
+        run = []
+        for k in range(5):
+            b = {key: v.cuda() for key, v in batch(k).items()}
+            loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.append(loss.item())
+        losses.append(run)
+        weights.append(torch.cat([p.detach().flatten() for p in m.student.parameters()]))
+        if graphs:
+            assert m._graphed["student"].captures == 1
+            assert m._graphed["teacher"].captures == 1
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-5)
