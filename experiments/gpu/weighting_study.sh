@@ -31,7 +31,7 @@ for r in $C/compare/*/*/; do
   n=$(basename $r); [ "$n" = logs ] && continue; mkdir -p $P/$n
   cp $r/eval.jsonl $r/profiles.jsonl $r/summary.json $r/summary.md $r/config.yaml $P/$n/ 2>/dev/null
 done
-for f in $C/compare/*/results.json $C/compare/*/results.md $C/compare/*/dashboard.html $C/compare/*/logs; do
+for f in $C/compare/*/results.json $C/compare/*/results.md $C/compare/*/dashboard $C/compare/*/logs; do
   [ -e "$f" ] && cp -r $f $P/
 done
 tar czf $OUT/study.tar.gz -C $L .
