@@ -34,3 +34,23 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
             assert (
                 set(row[key]) == {"mean", "lo", "hi"} and row[key]["lo"] <= row[key]["mean"] <= row[key]["hi"]
             )
+
+
+def test_readme_weighting_study_table_is_the_one_generated_from_its_summary():
+    from bsa.report.records import comparison_profiles, comparison_records
+    from bsa.report.study import format_study, study_summary
+
+    summary = json.loads((REPO / "results/weighting-study/summary.json").read_text())
+    assert format_study(summary).strip() in (REPO / "README.md").read_text()
+    # the summary is what its records give (nothing edited by hand)
+    again = study_summary(
+        [r for c in summary["comparisons"] for r in comparison_records(REPO / c)],
+        summary["reference"],
+        profiles=[p for c in summary["comparisons"] for p in comparison_profiles(REPO / c)],
+    )
+    assert again["steps"] == summary["steps"]
+    assert {"seeds", "captions", "device", "date", "command"} <= set(summary)
+    for block in summary["steps"].values():
+        for w, row in block.items():
+            for key in ("clap", "attribute_acc", "fad_vs_teacher") + (("diff_to_bsa",) if w != "bsa" else ()):
+                assert row[key], (w, key)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bsa.diffusion import WEIGHTINGS, get_weighting
+from bsa.diffusion.weighting import family_point
 
 INF = math.inf
 SNR = torch.tensor([0.0, 1e-9, 0.3, 1.0, 2.5, 5.0, 7.0, 1e9, INF], dtype=torch.float64)
@@ -96,3 +97,16 @@ def test_the_bsa_family_nests_the_baselines():
     ]
     with pytest.raises(ValueError, match="gamma > 0"):
         get_weighting("bsa", floor=0.0, gamma=0.0)(snr)
+
+
+def test_family_points_of_the_named_weightings_give_their_weights():
+    """Each named weighting's (floor, γ) reproduces it through clip(SNR, floor, γ); SNR+1 and
+    smooth BSA are not on the map."""
+    snr = torch.tensor([0.0, 0.003, 0.5, 1.0, 3.0, 7.0, 300.0])
+    assert family_point("min_snr", gamma=20) == (0.0, 20.0)
+    assert family_point("bsa") == (1.0, 5.0)
+    assert family_point("bsa", floor=0.1, gamma=math.inf) == (0.1, math.inf)
+    for name in ("constant", "snr", "truncated_snr", "min_snr", "bsa"):
+        floor, gamma = family_point(name)
+        assert torch.equal(WEIGHTINGS["bsa"](snr, floor, gamma), WEIGHTINGS[name](snr)), name
+    assert family_point("snr_plus_one") is None and family_point("smooth_bsa") is None

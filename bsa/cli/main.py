@@ -16,6 +16,7 @@ TASKS = {
     "bench": "sampling speed-up and distillation throughput (GPU for absolute numbers)",
     "distill": "progressively distil the teacher down to distill.target_steps",
     "fidelity": "the fidelity summary of distillation runs: paired differences to the teacher, FAD over its floor",
+    "study": "the weighting study's summary of comparisons: scores and paired differences to bsa, per weighting",
     "text_embeddings": "precompute the captions' text embeddings (models.text_encoder=precomputed:FILE)",
 }
 

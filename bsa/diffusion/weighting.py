@@ -7,6 +7,7 @@ tensor of SNR values (any shape, SNR ≥ 0, +∞ allowed) and returns the weight
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -86,6 +87,18 @@ WEIGHTINGS: dict[str, Weighting] = {
 """Registry name → w(SNR), x-space. ``min_snr``/``bsa``/``smooth_bsa`` use their default γ/floor."""
 
 _HYPERPARAMETERS = {"min_snr": ("gamma",), "bsa": ("floor", "gamma"), "smooth_bsa": ("floor", "gamma")}
+
+
+def family_point(name: str, **hyperparameters: float) -> tuple[float, float] | None:
+    """Where a weighting sits on the BSA family's (floor, γ) map, w = clip(SNR, floor, γ), or None
+    outside it (SNR+1, smooth BSA): ``bsa`` at its (floor, γ), Min-SNR-γ at (0, γ), truncated SNR
+    at (1, ∞), constant at (1, 1), the ε-MSE weight SNR at (0, ∞). Unset hyper-parameters take
+    the functions' defaults."""
+    if name == "bsa":
+        return (hyperparameters.get("floor", 1.0), hyperparameters.get("gamma", 5.0))
+    if name == "min_snr":
+        return (0.0, hyperparameters.get("gamma", 5.0))
+    return {"truncated_snr": (1.0, math.inf), "constant": (1.0, 1.0), "snr": (0.0, math.inf)}.get(name)
 
 
 def get_weighting(name: str, **hyperparameters: float) -> Weighting:

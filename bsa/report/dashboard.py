@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from bsa.config import parse_weighting
+from bsa.diffusion.weighting import family_point
 from bsa.report.metrics import BY_KEY, QUALITY
 from bsa.report.records import (
     comparison_profiles,
@@ -143,15 +144,17 @@ def svg_plot(
 
 def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str:
     """The BSA family's (floor, γ) grid at ``steps`` as a table coloured by ``metric`` (mean ± std over
-    seeds; darker is better). Empty when the comparison has fewer than two BSA(floor, γ) labels."""
+    seeds; darker is better): the ``bsa(floor, γ)`` labels and the named baselines the family
+    nests (:func:`bsa.diffusion.weighting.family_point`). Empty below two points."""
     cells = {}
     for w in weightings:
         try:
             name, params = parse_weighting(w)
         except ValueError:
             continue
-        if name == "bsa" and set(params) == {"floor", "gamma"} and metric in table.get((w, steps), {}):
-            cells[params["floor"], params["gamma"]] = table[w, steps][metric]
+        point = family_point(name, **params)
+        if point is not None and metric in table.get((w, steps), {}):
+            cells[point] = table[w, steps][metric]
     if len(cells) < 2:
         return ""
     floors, gammas = sorted({f for f, _ in cells}), sorted({g for _, g in cells})

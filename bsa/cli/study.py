@@ -1,0 +1,58 @@
+"""``bsa study COMPARISON [COMPARISON ...] --out results/weighting-study``
+
+The weighting study's summary of one or more comparisons (``bsa compare`` folders, e.g. the
+25-step and the 4-step block): per student step count (25, 4) and weighting, CLAP, attribute
+accuracy and FAD vs teacher with their 95 % intervals, and each weighting's paired difference to
+bsa. Writes summary.json and summary.md; ``--command`` records the command that made the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser("bsa study", description=__doc__.strip().splitlines()[2])
+    parser.add_argument("comparisons", nargs="+", help="comparison folders (runs/compare/<id>)")
+    parser.add_argument("--out", default="results/weighting-study", help="folder for summary.json and summary.md")
+    parser.add_argument("--reference", default="bsa", help="the weighting the differences are taken to")
+    parser.add_argument("--command", default="", help="the command that produced the comparisons (recorded)")
+    args = parser.parse_args(argv)
+    from bsa.report.records import comparison_profiles, comparison_records
+    from bsa.report.study import format_study, study_summary
+
+    records, profiles = [], []
+    for folder in args.comparisons:
+        profiles += comparison_profiles(folder)
+        found = comparison_records(folder)
+        if not found:
+            print(f"bsa study: {folder}: no */eval.jsonl records (not a comparison folder?)", file=sys.stderr)
+            return 2
+        records += found
+    try:
+        summary = study_summary(records, args.reference, profiles=profiles)
+    except ValueError as e:
+        print(f"bsa study: {e}", file=sys.stderr)
+        return 2
+    summary.update(
+        date=time.strftime("%Y-%m-%d"),
+        command=args.command or "bsa study " + " ".join(argv if argv is not None else sys.argv[1:]),
+        comparisons=[str(c) for c in args.comparisons],
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = format_study(summary)
+    (out / "summary.md").write_text(text)
+    print(text, end="")
+    if summary["not_reached"]:
+        print(f"not reached by these comparisons: {summary['not_reached']} steps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

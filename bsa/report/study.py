@@ -1,0 +1,157 @@
+"""The weighting study's summary (issue "A weighting study that can tell weightings apart"): for
+the student step counts of the study and every weighting of one or more comparisons, the scores
+with their 95 % intervals and the paired difference to the reference weighting (``bsa``).
+
+Read from the comparisons' ``eval.jsonl`` records only: each student's final record keeps its
+per-clip CLAP and attribute accuracy (every weighting ran on the same seeds, captions and initial
+noise, so differences are paired clip by clip) and its FAD against the teacher with the
+half-sample standard error.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bsa.config import parse_weighting
+from bsa.diffusion.weighting import family_point
+from bsa.report.fidelity import pooled_estimate
+
+STUDY_STEPS = (25, 4)
+SCORES = {"clap": "clap", "acc_mean": "attribute_acc"}  # per-clip score in the records → summary key
+
+
+def _interval(triple) -> dict[str, float]:
+    mean, lo, hi = triple
+    return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def _family(label: str) -> dict | None:
+    try:
+        name, params = parse_weighting(label)
+    except ValueError:
+        return None
+    point = family_point(name, **params)
+    if point is None:
+        return None
+    return {k: ("inf" if math.isinf(v) else v) for k, v in zip(("floor", "gamma"), point, strict=True)}
+
+
+def low_noise_shares(profile: dict) -> dict | None:
+    """Of a stage's end-of-stage error profile (``profiles.jsonl``): the share of the weighted loss
+    and of its gradient norm that the student steps with SNR > 1 carry — where the weightings
+    differ most (issue "A weighting study…": with the ε-student it was 0.2 % of the loss)."""
+    rows = profile.get("profile") or []
+    if not rows:
+        return None
+    low = [r for r in rows if r["snr"] > 1]
+    out = {"steps": len(low), "of": len(rows), "loss": sum(r["share"] for r in low)}
+    if all("grad_share" in r for r in rows):
+        out["gradient"] = sum(r["grad_share"] for r in low)
+    return out
+
+
+def study_summary(
+    records: list[dict], reference: str = "bsa", steps=STUDY_STEPS, profiles: list[dict] | None = None
+) -> dict:
+    """``records``: the final records of the comparisons' runs (:func:`comparison_records`). Per
+    step count of ``steps`` that the records reach and per weighting label: ``clap`` and
+    ``attribute_acc`` (the mean per-clip score, 95 % bootstrap over seeds and captions),
+    ``fad_vs_teacher`` (normal 95 % interval from the half-sample standard errors and the spread
+    over seeds), the weighting's place on the BSA family's map (``family``: floor, γ; None off
+    the map), ``diff_to_<reference>``: the paired difference of each score to the reference, and
+    with ``profiles`` (:func:`comparison_profiles`) ``low_noise_share`` per seed
+    (:func:`low_noise_shares`)."""
+    import torch
+
+    from bsa.metrics.paired import two_level_bootstrap_ci
+    from bsa.report.tables import weighting_differences
+
+    students: dict[tuple[str, int], dict[int, dict]] = {}
+    for r in records:
+        if r.get("mode") == "progressive" and r.get("per_clip"):
+            students.setdefault((r["weighting"], r["steps"]), {})[r["seed"]] = r
+    if not students:
+        raise ValueError("no progressive student records with per-clip scores")
+    differences = weighting_differences(records, reference)
+    out: dict[str, dict] = {}
+    for n in steps:
+        labels = sorted({w for (w, m) in students if m == n}, key=lambda w: (w != reference, w))
+        if not labels:
+            continue
+        block = {}
+        for w in labels:
+            by_seed = students[w, n]
+            seeds = sorted(by_seed)
+            row: dict = {"seeds": seeds, "family": _family(w)}
+            for score, key in SCORES.items():
+                if all(score in by_seed[s]["per_clip"] for s in seeds):
+                    table = torch.tensor([by_seed[s]["per_clip"][score] for s in seeds])
+                    row[key] = _interval(two_level_bootstrap_ci(table))
+            m = [by_seed[s]["metrics"] for s in seeds]
+            if all("fad_teacher" in x for x in m):
+                row["fad_vs_teacher"] = pooled_estimate(
+                    [x["fad_teacher"] for x in m], [x.get("fad_teacher_se") for x in m]
+                )
+            if w != reference and (w, n) in differences:
+                d = differences[w, n]
+                row[f"diff_to_{reference}"] = {SCORES[k]: _interval(d[k]) for k in SCORES if k in d}
+                row["diff_seeds"] = d["seeds"]
+            shares = [
+                low_noise_shares(p)
+                for p in profiles or []
+                if p.get("weighting") == w and p.get("steps") == n and p.get("mode") == "progressive"
+            ]
+            if shares and all(shares):
+                row["low_noise_share"] = shares
+            block[w] = row
+        out[str(n)] = block
+    any_record = next(iter(next(iter(students.values())).values()))
+    protocol = any_record.get("protocol", {})
+    return {
+        "steps": out,
+        "not_reached": [n for n in steps if str(n) not in out],
+        "reference": reference,
+        "seeds": sorted({s for v in students.values() for s in v}),
+        "captions": protocol.get("num_clips"),
+        "device": protocol.get("device"),
+    }
+
+
+def format_study(summary: dict) -> str:
+    """The README's and summary.md's table: one row per (step count, weighting); ✓ marks a paired
+    difference whose interval excludes zero."""
+    ref = summary["reference"]
+
+    def cell(v, fmt="{:.4f}", mark=False):
+        if not v:
+            return "–"
+        text = f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]"
+        return text + (" ✓" if mark and (v["lo"] > 0 or v["hi"] < 0) else "")
+
+    def family(f):
+        return "–" if not f else f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
+
+    def share(row):
+        shares = row.get("low_noise_share")
+        if not shares:
+            return "–"
+        loss = sum(x["loss"] for x in shares) / len(shares)
+        grads = [x["gradient"] for x in shares if "gradient" in x]
+        return f"{loss:.3f}" + (f" / {sum(grads) / len(grads):.3f}" if grads else "")
+
+    lines = [
+        f"| steps | weighting | (floor, γ) | seeds | CLAP | attribute acc | FAD vs teacher | Δ CLAP vs {ref} | "
+        f"Δ attribute acc vs {ref} | SNR > 1: loss / gradient share |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, block in summary["steps"].items():
+        for w, row in block.items():
+            d = row.get(f"diff_to_{ref}", {})
+            lines.append(
+                f"| {n} | {w} | {family(row.get('family'))} | {','.join(map(str, row['seeds']))} | "
+                f"{cell(row.get('clap'))} | {cell(row.get('attribute_acc'))} | "
+                f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
+                f"{cell(d.get('clap'), '{:+.4f}', True) if w != ref else 'reference'} | "
+                f"{cell(d.get('attribute_acc'), '{:+.4f}', True) if w != ref else 'reference'} | {share(row)} |"
+            )
+    return "\n".join(lines) + "\n"

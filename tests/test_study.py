@@ -1,0 +1,97 @@
+"""The weighting study's summary (bsa.report.study, bsa study) on hand-built records."""
+
+import json
+
+import pytest
+from _helpers import bsa_cli
+
+from bsa.report.study import format_study, study_summary
+
+
+def record(weighting, seed, steps, clap, acc, fad=5.0, se=0.5, mode="progressive"):
+    return {
+        "run": f"{weighting}-seed{seed}",
+        "weighting": weighting,
+        "seed": seed,
+        "steps": steps,
+        "mode": mode,
+        "stage": 3,
+        "label": f"stage 3 student @ {steps}",
+        "final": True,
+        "per_clip": {"clap": clap, "acc_mean": acc},
+        "metrics": {"fad_teacher": fad, "fad_teacher_se": se},
+        "protocol": {"num_clips": len(clap), "device": "test"},
+    }
+
+
+def records():
+    out = []
+    for seed in (0, 1):
+        out.append(record("bsa", seed, 25, [0.5, 0.6, 0.7, 0.8], [1.0, 0.0, 1.0, 1.0], fad=4.0 + seed))
+        # min_snr: every clip 0.1 better in CLAP, the same accuracy
+        out.append(record("min_snr", seed, 25, [0.6, 0.7, 0.8, 0.9], [1.0, 0.0, 1.0, 1.0], fad=6.0))
+        out.append(record("snr_plus_one", seed, 25, [0.5, 0.6, 0.7, 0.8], [1.0, 1.0, 1.0, 1.0]))
+    out.append(record("bsa", 0, 100, [0.1] * 4, [0.0] * 4))  # not a study step count
+    out.append(record("guided", 0, 200, [0.1] * 4, [0.0] * 4, mode="guided"))
+    return out
+
+
+def test_scores_intervals_and_paired_differences_by_hand():
+    s = study_summary(records())
+    assert list(s["steps"]) == ["25"] and s["not_reached"] == [4]
+    block = s["steps"]["25"]
+    assert list(block) == ["bsa", "min_snr", "snr_plus_one"]  # the reference first
+    assert block["bsa"]["clap"]["mean"] == pytest.approx(0.65)
+    assert block["bsa"]["attribute_acc"]["mean"] == pytest.approx(0.75)
+    # a constant per-clip difference has a degenerate interval at that value
+    assert block["min_snr"]["diff_to_bsa"]["clap"] == pytest.approx({"mean": 0.1, "lo": 0.1, "hi": 0.1})
+    assert block["min_snr"]["diff_to_bsa"]["attribute_acc"]["mean"] == 0.0
+    assert block["snr_plus_one"]["diff_to_bsa"]["attribute_acc"]["mean"] == pytest.approx(0.25)
+    assert "diff_to_bsa" not in block["bsa"]
+    # FAD: the mean over seeds (4, 5) with the within-seed SE and the between-seed spread
+    fad = block["bsa"]["fad_vs_teacher"]
+    assert fad["mean"] == pytest.approx(4.5)
+    half = 1.959964 * (0.5**2 + 0.5 / 2) ** 0.5  # within 0.5², between var([4, 5]) / 2 seeds = 0.25
+    assert fad["hi"] - fad["mean"] == pytest.approx(half, rel=1e-4)
+    assert block["min_snr"]["family"] == {"floor": 0.0, "gamma": 5.0}
+    assert block["bsa"]["family"] == {"floor": 1.0, "gamma": 5.0} and block["snr_plus_one"]["family"] is None
+    assert s["seeds"] == [0, 1] and s["captions"] == 4
+    table = format_study(s)
+    assert "| 25 | min_snr | (0, 5) | 0,1 |" in table and "+0.1000 [+0.1000, +0.1000] ✓" in table
+
+
+def test_bsa_study_writes_the_summary_and_refuses_a_folder_without_records(tmp_path):
+    comparison = tmp_path / "cmp"
+    for r in records():
+        run = comparison / r["run"]
+        run.mkdir(parents=True, exist_ok=True)
+        with open(run / "eval.jsonl", "a") as f:
+            f.write(json.dumps(r) + "\n")
+    out = tmp_path / "study"
+    done = bsa_cli("study", str(comparison), "--out", str(out), "--command", "make it so", timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "make it so" and summary["steps"]["25"]["min_snr"]["diff_to_bsa"]
+    assert (out / "summary.md").read_text() == format_study(summary)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = bsa_cli("study", str(empty), timeout=120)
+    assert bad.returncode == 2 and "empty: no */eval.jsonl records" in bad.stderr
+
+
+def test_low_noise_shares_sum_the_steps_above_snr_one():
+    from bsa.report.study import low_noise_shares
+
+    profile = {
+        "profile": [
+            {"snr": 0.01, "share": 0.5, "grad_share": 0.25},
+            {"snr": 0.9, "share": 0.3, "grad_share": 0.25},
+            {"snr": 4.0, "share": 0.2, "grad_share": 0.5},
+        ]
+    }
+    assert low_noise_shares(profile) == {"steps": 1, "of": 3, "loss": 0.2, "gradient": 0.5}
+    prof = dict(profile, weighting="min_snr", steps=25, mode="progressive")
+    s = study_summary(records(), profiles=[prof])
+    assert s["steps"]["25"]["min_snr"]["low_noise_share"] == [low_noise_shares(profile)]
+    assert "low_noise_share" not in s["steps"]["25"]["bsa"]
+    assert "| 0.200 / 0.500 |" in format_study(s)
