@@ -1,6 +1,8 @@
 """The benchmark's code paths on a tiny model (no timing is asserted: speed is measured on the GPU
 by `make bench`, never in tests)."""
 
+import json
+
 import pytest
 import torch
 
@@ -66,3 +68,33 @@ def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch):
     ]
     assert all(r["speedup"] == 1.0 for r in rows if r["network_calls"] == 16)
     assert all(r["seconds_per_clip"] > 0 for r in rows)
+
+
+def test_bench_tables_by_hand(tmp_path):
+    from bsa.report.bench import probe_table, training_table
+
+    row = dict(model="m", batch=8, step_ms=10.0, warmup_s=0.5)
+    table = training_table(
+        {
+            "training": [
+                {**row, "combo": "fp32", "samples_per_s": 100.0, "mfu_bf16_peak": 0.01},
+                {**row, "combo": "fp32+graphs", "samples_per_s": 250.0},
+                {**row, "combo": "bf16", "error": "OOM"},  # a failed setting has no row
+            ]
+        }
+    )
+    assert table.splitlines()[2:] == [
+        "| m | 8 | fp32 | 100 | 10.0 | 1.00× | 0.5 | 1.0 % |",
+        "| m | 8 | fp32+graphs | 250 | 10.0 | 2.50× | 0.5 | – |",
+    ]
+    for name, rates in (("probe_K2.jsonl", [10, 30]), ("probe_K2--graphs.jsonl", [50, 50]), ("probe_K1.jsonl", [7])):
+        (tmp_path / name).write_text("".join(json.dumps({"samples_per_s": r}) + "\n" for r in rates))
+    assert probe_table(tmp_path).splitlines()[2:] == ["| 1 | 7 | – | – |", "| 2 | 40 | 100 | 2.50× |"]
+
+
+def test_sampling_modes_parse_and_typos_fail():
+    from bsa.experiment.bench import parse_sampling_modes
+
+    assert parse_sampling_modes("off, cuda-graphs,reduce-overhead") == ("off", "cuda-graphs", "reduce-overhead")
+    with pytest.raises(ValueError, match="unknown \\['cuda-graph'\\]"):
+        parse_sampling_modes("off,cuda-graph")

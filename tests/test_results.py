@@ -54,3 +54,12 @@ def test_readme_weighting_study_table_is_the_one_generated_from_its_summary():
         for w, row in block.items():
             for key in ("clap", "attribute_acc", "fad_vs_teacher") + (("diff_to_bsa",) if w != "bsa" else ()):
                 assert row[key], (w, key)
+
+
+def test_readme_graph_tables_are_the_ones_generated_from_their_records():
+    from bsa.report.bench import probe_table, training_table
+
+    folder = REPO / "results/bench/2026-11-27-graphs"
+    readme = (REPO / "README.md").read_text()
+    assert training_table(json.loads((folder / "training.json").read_text())) in readme
+    assert probe_table(folder) in readme

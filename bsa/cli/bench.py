@@ -10,7 +10,7 @@ MODELS = ("embedded", "185m")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bsa.experiment.bench import COMBOS, parse_combo, run_bench
+    from bsa.experiment.bench import COMBOS, parse_combo, parse_sampling_modes, run_bench
 
     parser = argparse.ArgumentParser(prog="bsa bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out", default="runs/bench.json")
@@ -46,12 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     models = {m.strip() for m in args.models.split(",")}
     if not models <= set(MODELS):
         parser.error(f"--models: unknown {sorted(models - set(MODELS))}; expected embedded, 185m")
-    modes = tuple(m.strip() for m in args.sampling_compile.split(",") if m.strip())
-    from bsa.config import COMPILE_MODES
-
-    unknown = [m for m in modes if m not in (*COMPILE_MODES, "cuda-graphs")]
-    if unknown:
-        parser.error(f"--sampling-compile: unknown {unknown}; expected cuda-graphs or one of {', '.join(COMPILE_MODES)}")
+    try:
+        modes = parse_sampling_modes(args.sampling_compile)
+    except ValueError as e:
+        parser.error(f"--sampling-compile: {e}")
     run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes)
     print(f"wrote {args.out}")
     return 0

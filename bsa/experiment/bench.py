@@ -166,6 +166,17 @@ def parse_combo(combo: str) -> dict:
     }
 
 
+def parse_sampling_modes(text: str) -> tuple[str, ...]:
+    """``--sampling-compile``: comma-separated modes, each off, cuda-graphs or a torch.compile mode."""
+    from bsa.config import COMPILE_MODES
+
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in (*COMPILE_MODES, "cuda-graphs")]
+    if unknown:
+        raise ValueError(f"unknown {unknown}; expected cuda-graphs or one of {', '.join(COMPILE_MODES)}")
+    return modes
+
+
 def bench_training(
     device,
     steps: int = 10,
