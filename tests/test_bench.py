@@ -98,3 +98,39 @@ def test_sampling_modes_parse_and_typos_fail():
     assert parse_sampling_modes("off, cuda-graphs,reduce-overhead") == ("off", "cuda-graphs", "reduce-overhead")
     with pytest.raises(ValueError, match="unknown \\['cuda-graph'\\]"):
         parse_sampling_modes("off,cuda-graph")
+
+
+def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
+    from bsa.report.bench import speed_summary
+
+    def sampling(model, batch, mode, sampler, s, speedup):
+        return dict(model=model, batch=batch, compile=mode, sampler=sampler, seconds_per_clip=s, speedup=speedup)
+
+    big, small = "AudioLDM-s-sized (185 M)", "embedded (3.2 M)"
+    result = {
+        "device": "GPU",
+        "date": "d",
+        "torch": "t",
+        "sampling": [
+            sampling(big, 1, "off", "student, 25 steps", 1.2, 8.0),
+            sampling(big, 1, "cuda-graphs", "student, 25 steps", 0.12, 9.5),
+            sampling(big, 1, "cuda-graphs", "student, 4 steps", 0.02, 60.0),  # not the 25-step row
+            sampling(big, 64, "off", "student, 25 steps", 0.027, 12.3),
+            sampling(small, 1, "cuda-graphs", "student, 25 steps", 0.01, 7.0),
+        ],
+        "training": [
+            dict(model=small, batch=128, combo="fp32", samples_per_s=1000.0),
+            dict(model=small, batch=128, combo="bf16+graphs", samples_per_s=2500.0, bf16=True),
+            dict(model=big, batch=64, combo="bf16", bf16=True, samples_per_s=240.0, mfu_bf16_peak=0.12, warmup_s=4),
+            dict(model=big, batch=64, combo="bf16+compile", bf16=True, compile=True, samples_per_s=300.0,
+                 mfu_bf16_peak=0.15, warmup_s=150.0),
+            dict(model=big, batch=64, combo="fp32", samples_per_s=999.0),  # not bf16: not the row
+        ],
+    }
+    s = speed_summary(result, ddp2_185m_scaling=1.9)
+    assert s["student25_185m_b1_s_per_clip"] == 0.12 and s["speedup_185m_b1"] == 9.5
+    assert s["speedup_185m_b64"] == 12.3 and s["student25_embedded_b1_s_per_clip"] == 0.01
+    assert s["train_185m_b64_samples_per_s"] == 300.0 and s["train_185m_b64_mfu"] == 0.15
+    assert s["compile_warmup_s"] == 150.0 and s["train_embedded_speedup"] == 2.5
+    assert s["ddp2_185m_scaling"] == 1.9 and s["settings"]["sampling_185m_b1"] == "cuda-graphs"
+    assert speed_summary({"device": "cpu"})["train_embedded_speedup"] is None

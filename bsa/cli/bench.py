@@ -20,9 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(COMBOS),
         help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile] [+foreach] [+graphs] (default: %(default)s)",
     )
-    parser.add_argument(
-        "--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated"
-    )
+    parser.add_argument("--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated")
     parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")
     parser.add_argument(
         "--config",
@@ -30,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         default=["experiments/embedded-gpu.yaml"],
         help="loading: the config (and overrides) whose latent cache is streamed",
     )
+    parser.add_argument("--summary", help="also write the speed issue's figures of this run (results/speed/summary.json)")
     parser.add_argument(
         "--sampling-compile",
         default="off",
@@ -50,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         modes = parse_sampling_modes(args.sampling_compile)
     except ValueError as e:
         parser.error(f"--sampling-compile: {e}")
-    run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes)
+    command = "bsa bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes, args.summary, command)
     print(f"wrote {args.out}")
     return 0
 

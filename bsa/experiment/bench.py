@@ -312,9 +312,13 @@ def run_bench(
     batch_185m: int,
     config: list[str],
     sampling_compile: tuple[str, ...] = ("off",),
+    summary: str | Path | None = None,
+    command: str = "",
 ) -> dict:
     """Run the benchmarks ``what`` asks for (all | sampling | training | loading), writing ``out``
-    after each part (device, torch version and date inside); returns the result."""
+    after each part (device, torch version and date inside); returns the result. With ``summary``
+    also the speed issue's figures of this run there (:func:`bsa.report.bench.speed_summary`),
+    ``command`` recorded."""
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -342,4 +346,10 @@ def run_bench(
         result["loading"] = bench_loading(config, batch=128)
         print(json.dumps(result["loading"]), flush=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
+    if summary:
+        from bsa.report.bench import speed_summary
+
+        Path(summary).parent.mkdir(parents=True, exist_ok=True)
+        figures = speed_summary(result) | {"command": command, "bench": str(out)}
+        Path(summary).write_text(json.dumps(figures, indent=1) + "\n")
     return result

@@ -50,3 +50,62 @@ def probe_table(folder: str | Path) -> str:
             f"| {k} | {f'{e[1]:.0f}' if e else '–'} | {f'{g[1]:.0f}' if g else '–'} | {ratio} |"
         )
     return "\n".join(out)
+
+
+def _best(rows: list[dict], key: str, lowest: bool) -> dict | None:
+    rows = [r for r in rows if key in r]
+    if not rows:
+        return None
+    return (min if lowest else max)(rows, key=lambda r: r[key])
+
+
+def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
+    """The figures of issue "Speed at AudioLDM scale" from one ``bsa bench`` result (sampling and
+    training rows of one run): for each, the best setting the run measured, named beside it; a
+    speed-up is against the teacher sampled in the same mode (eager, graphed or compiled).
+    Figures the run did not measure are None."""
+
+    def student25(model: str, batch: int) -> dict | None:
+        return _best(
+            [
+                r
+                for r in result.get("sampling", [])
+                if model in r["model"] and r["batch"] == batch and r["sampler"] == "student, 25 steps"
+            ],
+            "seconds_per_clip",
+            lowest=True,
+        )
+
+    def mode(row):
+        return None if row is None else row.get("compile", "off")
+
+    s185_1, s185_64, s3_1 = student25("185 M", 1), student25("185 M", 64), student25("3.2 M", 1)
+    training = [r for r in result.get("training", []) if "samples_per_s" in r]
+    t185 = _best([r for r in training if "185 M" in r["model"] and r["batch"] == 64 and r.get("bf16")], "samples_per_s", False)
+    compiled = [r for r in training if "185 M" in r["model"] and r.get("compile")]
+    embedded = [r for r in training if "3.2 M" in r["model"]]
+    eager = next((r for r in embedded if r["combo"] == "fp32"), None)
+    best_embedded = _best(embedded, "samples_per_s", lowest=False)
+    return {
+        "student25_185m_b1_s_per_clip": s185_1 and s185_1["seconds_per_clip"],
+        "speedup_185m_b1": s185_1 and s185_1["speedup"],
+        "speedup_185m_b64": s185_64 and s185_64["speedup"],
+        "student25_embedded_b1_s_per_clip": s3_1 and s3_1["seconds_per_clip"],
+        "train_185m_b64_samples_per_s": t185 and t185["samples_per_s"],
+        "train_185m_b64_mfu": t185 and t185.get("mfu_bf16_peak"),
+        "compile_warmup_s": min(r["warmup_s"] for r in compiled) if compiled else None,
+        "train_embedded_speedup": best_embedded["samples_per_s"] / eager["samples_per_s"]
+        if eager and best_embedded
+        else None,
+        "ddp2_185m_scaling": ddp2_185m_scaling,
+        "settings": {
+            "sampling_185m_b1": mode(s185_1),
+            "sampling_185m_b64": mode(s185_64),
+            "sampling_embedded_b1": mode(s3_1),
+            "train_185m_b64": t185 and t185["combo"],
+            "train_embedded": best_embedded and best_embedded["combo"],
+        },
+        "device": result.get("device"),
+        "date": result.get("date"),
+        "torch": result.get("torch"),
+    }
