@@ -16,6 +16,7 @@ def test_combinations_parse_and_typos_fail():
         "tf32": False,
         "channels_last": True,
         "compile": True,
+        "compile_mode": None,
         "fused_adamw": True,
         "cuda_graphs": False,
     }
@@ -24,9 +25,11 @@ def test_combinations_parse_and_typos_fail():
         "tf32": True,
         "channels_last": False,
         "compile": False,
+        "compile_mode": None,
         "fused_adamw": False,
         "cuda_graphs": False,
     }
+    assert parse_combo("fp32+ro")["compile_mode"] == "reduce-overhead" and parse_combo("fp32+ro")["compile"]
     assert parse_combo("fp32+graphs")["cuda_graphs"] is True
     for bad in ("fp16", "bf16+compiled", "cl+bf16", "tf32+bf16"):
         with pytest.raises(ValueError, match="bad combination"):

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--combos",
         default=",".join(COMBOS),
-        help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile] [+foreach] [+graphs] (default: %(default)s)",
+        help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile|+ro] [+foreach] [+graphs] (default: %(default)s)",
     )
     parser.add_argument("--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated")
     parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")

@@ -147,20 +147,29 @@ COMBOS = ("fp32", "tf32", "bf16", "bf16+cl", "fp32+compile", "bf16+compile")
 denoiser calls (``trainer.compile``: DistillationModule's compiled calls). AdamW is fused unless
 ``+foreach`` asks for the multi-tensor kernel (what ``bsa distill`` uses: Lightning refuses a fused
 AdamW with gradient clipping under mixed precision); ``+graphs`` replays the denoiser calls from
-CUDA graphs (``trainer.cuda_graphs``)."""
+CUDA graphs (``trainer.cuda_graphs``); ``+ro`` compiles them in "reduce-overhead" mode
+(``trainer.compile=reduce-overhead``: fused kernels, replayed from CUDA graphs)."""
 
 
 def parse_combo(combo: str) -> dict:
     parts = combo.split("+")
-    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {"cl", "compile", "foreach", "graphs"}:
+    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {
+        "cl",
+        "compile",
+        "ro",
+        "foreach",
+        "graphs",
+    }:
         raise ValueError(
-            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +foreach, +graphs"
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +foreach, +graphs"
         )
     return {
         "bf16": parts[0] == "bf16",
         "tf32": parts[0] == "tf32",
         "channels_last": "cl" in parts,
-        "compile": "compile" in parts,
+        "compile": "compile" in parts or "ro" in parts,
+        # torch.compile's "reduce-overhead" mode: fused kernels replayed from CUDA graphs
+        "compile_mode": "reduce-overhead" if "ro" in parts else None,
         "fused_adamw": "foreach" not in parts,
         "cuda_graphs": "graphs" in parts,
     }
@@ -216,7 +225,7 @@ def bench_training(
                 torch.zeros(cfg["projection_class_embeddings_input_dim"]),
                 mode="progressive",
                 student_steps=50,
-                compile={"mode": None, "backend": compile_backend} if c["compile"] else None,
+                compile={"mode": c["compile_mode"], "backend": compile_backend} if c["compile"] else None,
                 cuda_graphs=c["cuda_graphs"],
             ).to(device)
             fused = c["fused_adamw"] and device.type == "cuda"
