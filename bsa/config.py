@@ -466,6 +466,9 @@ class EvalConfig:
     # distillation: each stage's error profile also measures the weighted loss's gradient norm per
     # student step (a backward pass per step on ≤ 16 clips; issue "A weighting study…")
     profile_gradients: bool = True
+    # each final record's per-clip evaluation embedding beside it (<run>/embeddings/, N × 256 floats
+    # = 1 MB at 1000 clips): what paired FAD differences between runs need (bsa study)
+    keep_embeddings: bool = True
     out: str = "runs/eval"
     fad_backbone: str = "embedded"  # or a frechet-audio-distance model: vggish | pann | clap | encodec
     backbone_dir: str = (

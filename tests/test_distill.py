@@ -270,6 +270,19 @@ def test_two_stage_run_through_the_cli(debug_env):
             assert info.format == "OGG" and info.samplerate == 16000 and info.frames == 20480
             assert (run / sample["spectrogram"]).read_bytes()[:4] == b"\x89PNG"
     assert records[0]["metrics"]["fad_teacher"] == pytest.approx(0.0, abs=1e-6)  # the teacher against itself
+    # final records keep their clips' embeddings (paired FAD differences between runs): the
+    # teacher's, and each stage's, whose Fréchet distance to the teacher's is the record's FAD
+    from safetensors.torch import load_file
+
+    from bsa.metrics.frechet import embedding_frechet
+
+    assert [r.get("embedding_file") is not None for r in records] == [r["final"] for r in records]
+    teacher_emb = load_file(str(run / records[0]["embedding_file"]))["embedding"]
+    assert teacher_emb.shape[0] == 4
+    for r in records[1:]:
+        if r["final"]:
+            emb = load_file(str(run / r["embedding_file"]))["embedding"]
+            assert embedding_frechet(emb, teacher_emb) == pytest.approx(r["metrics"]["fad_teacher"], rel=1e-4)
     from bsa.cli.fidelity import main as fidelity_main  # the fidelity summary reads these records
 
     assert fidelity_main([str(run), "--out", str(run / "fidelity")]) == 0

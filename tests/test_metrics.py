@@ -118,3 +118,22 @@ def test_half_sample_replicates_are_the_frechet_distance_of_each_half():
 def test_normal_interval_hand_values():
     assert normal_interval(1.0, 0.5) == pytest.approx((1.0 - 1.959964 * 0.5, 1.0 + 1.959964 * 0.5))
     assert normal_interval(2.0, 0.0) == (2.0, 2.0)
+
+
+def test_a_paired_frechet_difference_has_a_smaller_error_than_the_two_distances_apart():
+    """Two models whose clips share most of their deviation from the reference (the same captions
+    and noise): the difference of their FDs is estimated on shared half-samples, so the clip draw
+    cancels and its standard error is well below that of either distance."""
+    from bsa.metrics.frechet import embedding_frechet, paired_frechet_difference, paired_frechet_half_samples
+
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    common = 0.8 * torch.randn(400, 8, generator=g, dtype=torch.float64)
+    a = reference + common + 0.1 * torch.randn(400, 8, generator=g, dtype=torch.float64)
+    b = reference + common + 0.3 * torch.randn(400, 8, generator=g, dtype=torch.float64)
+    diff, se = paired_frechet_difference(a, b, reference, seed=3)
+    assert diff == pytest.approx(embedding_frechet(a, reference) - embedding_frechet(b, reference))
+    assert diff < 0  # a is the closer one
+    reps = paired_frechet_half_samples({"a": (a, reference), "b": (b, reference)}, seed=3)
+    assert se < 0.5 * min(float(reps["a"].std()), float(reps["b"].std()))
+    assert paired_frechet_difference(a, a, reference) == (0.0, 0.0)  # a model against itself

@@ -95,3 +95,38 @@ def test_low_noise_shares_sum_the_steps_above_snr_one():
     assert s["steps"]["25"]["min_snr"]["low_noise_share"] == [low_noise_shares(profile)]
     assert "low_noise_share" not in s["steps"]["25"]["bsa"]
     assert "| 0.200 / 0.500 |" in format_study(s)
+
+
+def test_paired_fad_differences_come_from_the_kept_embeddings(tmp_path):
+    """A comparison folder whose final records name their embedding files: the FAD difference to
+    bsa is FD(w, teacher) − FD(bsa, teacher) per seed, pooled over seeds; a weighting without
+    embeddings gets none."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bsa.metrics.frechet import embedding_frechet
+    from bsa.report.study import paired_fad_differences
+
+    g = torch.Generator().manual_seed(1)
+    teacher = torch.randn(300, 4, generator=g)
+    embeddings = {("teacher", 0): teacher}
+    recs = [dict(record("bsa", 0, 25, [0.5], [1.0]), mode="teacher", stage=-1, run="bsa-seed0")]
+    for w, scale in (("bsa", 0.5), ("min_snr", 0.2), ("constant", 0.2)):
+        embeddings[w] = teacher + scale * torch.randn(300, 4, generator=g)
+        recs.append(record(w, 0, 25, [0.5], [1.0]))
+    for r in recs:
+        folder = tmp_path / r["run"]
+        (folder / "embeddings").mkdir(parents=True, exist_ok=True)
+        if r["weighting"] == "constant":
+            continue  # no embedding kept
+        name = "teacher" if r["mode"] == "teacher" else r["weighting"]
+        save_file({"embedding": embeddings[("teacher", 0) if name == "teacher" else name]}, str(folder / "embeddings" / f"{name}.safetensors"))
+        r["embedding_file"] = f"embeddings/{name}.safetensors"
+    fad = paired_fad_differences([tmp_path], recs)
+    assert set(fad) == {("min_snr", 25)}
+    expected = embedding_frechet(embeddings["min_snr"], teacher) - embedding_frechet(embeddings["bsa"], teacher)
+    assert fad["min_snr", 25]["mean"] == pytest.approx(expected)
+    assert fad["min_snr", 25]["lo"] < expected < fad["min_snr", 25]["hi"] < 0  # resolved: min_snr closer
+    s = study_summary(recs, fad_differences=fad)
+    assert s["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] == fad["min_snr", 25]
+    assert "fad_vs_teacher" not in s["steps"]["25"]["constant"]["diff_to_bsa"]

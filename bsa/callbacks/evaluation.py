@@ -159,6 +159,24 @@ def save_references(
     replace_durably(tmp, path)
 
 
+EMBEDDINGS = "embeddings"  # a run's folder of per-clip evaluation embeddings, one file per final record
+
+
+def save_embedding(run_dir: Path, name: str, embedding: torch.Tensor) -> str:
+    """A final record's per-clip evaluation embedding [N, D] (the set's order), atomically to
+    ``<run_dir>/embeddings/<name>.safetensors``; returns the path relative to the run folder (what
+    the record keeps). Paired FAD differences between runs need the clips, not only their
+    statistics (``bsa.report.study.paired_fad_differences``)."""
+    from safetensors.torch import save_file
+
+    path = run_dir / EMBEDDINGS / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file({"embedding": embedding.detach().float().cpu().contiguous()}, str(tmp))
+    replace_durably(tmp, path)
+    return str(path.relative_to(run_dir))
+
+
 def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict, dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
@@ -356,9 +374,12 @@ class StageScorer:
         )
         return summarise_paired({k: gather_rows(v) for k, v in per_clip.items()}, seed=self.set.seeds[0])
 
-    def evaluate(self, denoiser, steps: int) -> tuple[dict[str, float], torch.Tensor, dict[str, list]]:
-        """Scores of ``denoiser`` at ``steps``, the waveforms of this rank's clips and the per-clip
-        scores of the whole set (CLAP, attribute correctness: for paired comparisons of models)."""
+    def evaluate(
+        self, denoiser, steps: int
+    ) -> tuple[dict[str, float], torch.Tensor, dict[str, list], torch.Tensor]:
+        """Scores of ``denoiser`` at ``steps``, the waveforms of this rank's clips, the per-clip
+        scores of the whole set (CLAP, attribute correctness: for paired comparisons of models)
+        and its per-clip evaluation embedding [N, D] (for paired FAD differences)."""
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
         waves, latents, seconds = self.generate_latents(denoiser, steps, mine)
@@ -383,7 +404,7 @@ class StageScorer:
             k: [round(float(x), 6) for x in gather_rows(v)]
             for k, v in per_clip_scores(local, self.text_joint[idx], targets).items()
         }
-        return metrics, waves, per_clip
+        return metrics, waves, per_clip, features.embedding
 
 
 class StageEvaluation(pl.Callback):
@@ -403,11 +424,13 @@ class StageEvaluation(pl.Callback):
         every_n_steps: int = 0,
         showcase: int = 4,
         protocol: dict | None = None,
+        keep_embeddings: bool = True,
     ):
         self.scorer, self.teacher, self.teacher_steps = scorer, teacher, teacher_steps
         self.student_steps, self.promotion, self.run_dir = student_steps, promotion, Path(run_dir)
         self.record, self.every_n_steps, self.showcase = record, every_n_steps, showcase
         self.protocol = protocol or {}
+        self.keep_embeddings = keep_embeddings  # each final record's per-clip embedding beside it
         self.results: list[dict] = []
 
     @property
@@ -472,6 +495,12 @@ class StageEvaluation(pl.Callback):
                     step=trainer.global_step,
                 )
 
+    def _embedding_file(self, name: str, embedding: torch.Tensor | None) -> dict:
+        """{"embedding_file": …} for a record whose embedding was saved (rank 0 writes records)."""
+        if embedding is None or not self.keep_embeddings:
+            return {}
+        return {"embedding_file": save_embedding(self.run_dir, name, embedding)}
+
     def _evaluate(self, trainer: pl.Trainer, denoiser, final: bool) -> None:
         step = trainer.global_step
         teacher_metrics = self.scorer.ensure_references(self.teacher, self.teacher_steps)
@@ -487,12 +516,13 @@ class StageEvaluation(pl.Callback):
                     "global_step": 0,
                     "final": True,
                     "per_clip": self.scorer.teacher_per_clip(),
+                    **self._embedding_file("teacher", (self.scorer.teacher_clips or {}).get("embedding")),
                 },
                 self.teacher,
                 self.teacher_steps,
                 "teacher",
             )
-        metrics, _, per_clip = self.scorer.evaluate(denoiser, self.student_steps)
+        metrics, _, per_clip, embedding = self.scorer.evaluate(denoiser, self.student_steps)
         for logger in trainer.loggers:  # rank-zero-only loggers: the others drop it
             logger.log_metrics({f"eval/{k}": float(v) for k, v in metrics.items()}, step=step)
         if trainer.is_global_zero:
@@ -500,7 +530,12 @@ class StageEvaluation(pl.Callback):
             self._write(
                 trainer,
                 metrics,
-                {"global_step": step, "final": final, "per_clip": per_clip},
+                {
+                    "global_step": step,
+                    "final": final,
+                    "per_clip": per_clip,
+                    **(self._embedding_file(folder, embedding) if final else {}),
+                },
                 denoiser,
                 self.student_steps,
                 folder,

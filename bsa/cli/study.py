@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", default="", help="the command that produced the comparisons (recorded)")
     args = parser.parse_args(argv)
     from bsa.report.records import comparison_profiles, comparison_records
-    from bsa.report.study import format_study, study_summary
+    from bsa.report.study import format_study, paired_fad_differences, study_summary
 
     records, profiles = [], []
     for folder in args.comparisons:
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         records += found
     try:
-        summary = study_summary(records, args.reference, profiles=profiles)
+        fad = paired_fad_differences(args.comparisons, records, args.reference)
+        summary = study_summary(records, args.reference, profiles=profiles, fad_differences=fad)
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)
         return 2

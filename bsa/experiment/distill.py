@@ -299,6 +299,7 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
             every_n_steps=cfg.eval.every_n_steps,
             showcase=cfg.eval.showcase,
             protocol=ctx.scorer.protocol,
+            keep_embeddings=cfg.eval.keep_embeddings,
         )
     profile = ErrorProfile(
         ctx.run_dir / "profiles.jsonl",

@@ -143,3 +143,25 @@ def normal_interval(estimate: float, standard_error: float, level: float = 0.95)
     """estimate ± z·SE, z the normal quantile of ``level`` (1.96 at 95 %)."""
     z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
     return estimate - z * standard_error, estimate + z * standard_error
+
+
+def embedding_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Fréchet distance between two sets of embeddings [N, D] (as the evaluation computes it)."""
+    stats = []
+    for e in (a, b):
+        s = GaussianStats.empty(e.shape[1])
+        s.update(e)
+        stats.append(s)
+    return frechet_from_stats(*stats)
+
+
+def paired_frechet_difference(
+    a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, seed: int = 0, num_replicates: int = 200
+) -> tuple[float, float]:
+    """FD(a, reference) − FD(b, reference) and its standard error, for two models scored on the
+    same clips (row i: the same caption and noise in all three sets): the half-sample replicates
+    of :func:`paired_frechet_half_samples` keep the same clips for both distances, so the error
+    common to both (which clips happened to be drawn) cancels in the difference — much as a paired
+    per-clip difference has a smaller interval than either mean."""
+    reps = paired_frechet_half_samples({"a": (a, reference), "b": (b, reference)}, num_replicates, seed)
+    return embedding_frechet(a, reference) - embedding_frechet(b, reference), float((reps["a"] - reps["b"]).std())

@@ -11,6 +11,7 @@ half-sample standard error.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from bsa.config import parse_weighting
 from bsa.diffusion.weighting import family_point
@@ -50,8 +51,53 @@ def low_noise_shares(profile: dict) -> dict | None:
     return out
 
 
+def _embedding(folder: Path, record: dict) -> torch.Tensor | None:
+    from safetensors.torch import load_file
+
+    name = record.get("embedding_file")
+    path = folder / record["run"] / name if name else None
+    return load_file(str(path))["embedding"] if path is not None and path.is_file() else None
+
+
+def paired_fad_differences(folders: list, records: list[dict], reference: str = "bsa") -> dict:
+    """(weighting, steps) → the paired difference of FAD vs teacher to ``reference`` as
+    {mean, lo, hi}, from the per-clip embeddings the runs kept (``eval.keep_embeddings``): per
+    seed FD(w, teacher) − FD(reference, teacher) on shared half-samples
+    (:func:`bsa.metrics.frechet.paired_frechet_difference`), pooled over seeds as
+    :func:`pooled_estimate` does. ``folders``: the comparison folders the records came from
+    (each run under ``<folder>/<run>``). Pairs without embeddings are left out."""
+    from bsa.metrics.frechet import paired_frechet_difference
+
+    found: dict[tuple, torch.Tensor] = {}  # (weighting, steps, seed) → embedding; ("teacher", seed)
+    for r in records:
+        for folder in map(Path, folders):
+            if not (folder / r["run"]).is_dir():
+                continue
+            e = _embedding(folder, r)
+            if e is None:
+                continue
+            if r.get("mode") == "teacher":
+                found["teacher", r["seed"]] = e
+            elif r.get("mode") == "progressive":
+                found[r["weighting"], r["steps"], r["seed"]] = e
+    out = {}
+    pairs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for w, n, seed in sorted(k for k in found if len(k) == 3 and k[0] != reference):
+        ref, teacher = found.get((reference, n, seed)), found.get(("teacher", seed))
+        if ref is None or teacher is None:
+            continue
+        pairs.setdefault((w, n), []).append(paired_frechet_difference(found[w, n, seed], ref, teacher, seed=seed))
+    for key, values in pairs.items():
+        out[key] = pooled_estimate([m for m, _ in values], [se for _, se in values])
+    return out
+
+
 def study_summary(
-    records: list[dict], reference: str = "bsa", steps=STUDY_STEPS, profiles: list[dict] | None = None
+    records: list[dict],
+    reference: str = "bsa",
+    steps=STUDY_STEPS,
+    profiles: list[dict] | None = None,
+    fad_differences: dict | None = None,
 ) -> dict:
     """``records``: the final records of the comparisons' runs (:func:`comparison_records`). Per
     step count of ``steps`` that the records reach and per weighting label: ``clap`` and
@@ -60,7 +106,8 @@ def study_summary(
     over seeds), the weighting's place on the BSA family's map (``family``: floor, γ; None off
     the map), ``diff_to_<reference>``: the paired difference of each score to the reference, and
     with ``profiles`` (:func:`comparison_profiles`) ``low_noise_share`` per seed
-    (:func:`low_noise_shares`)."""
+    (:func:`low_noise_shares`); ``fad_differences`` (:func:`paired_fad_differences`) add
+    ``fad_vs_teacher`` to the paired differences."""
     import torch
 
     from bsa.metrics.paired import two_level_bootstrap_ci
@@ -96,6 +143,8 @@ def study_summary(
                 d = differences[w, n]
                 row[f"diff_to_{reference}"] = {SCORES[k]: _interval(d[k]) for k in SCORES if k in d}
                 row["diff_seeds"] = d["seeds"]
+                if (fad_differences or {}).get((w, n)):
+                    row[f"diff_to_{reference}"]["fad_vs_teacher"] = fad_differences[w, n]
             shares = [
                 low_noise_shares(p)
                 for p in profiles or []
@@ -141,8 +190,8 @@ def format_study(summary: dict) -> str:
 
     lines = [
         f"| steps | weighting | (floor, γ) | seeds | CLAP | attribute acc | FAD vs teacher | Δ CLAP vs {ref} | "
-        f"Δ attribute acc vs {ref} | SNR > 1: loss / gradient share |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"Δ attribute acc vs {ref} | Δ FAD vs teacher vs {ref} | SNR > 1: loss / gradient share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, block in summary["steps"].items():
         for w, row in block.items():
@@ -152,6 +201,7 @@ def format_study(summary: dict) -> str:
                 f"{cell(row.get('clap'))} | {cell(row.get('attribute_acc'))} | "
                 f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
                 f"{cell(d.get('clap'), '{:+.4f}', True) if w != ref else 'reference'} | "
-                f"{cell(d.get('attribute_acc'), '{:+.4f}', True) if w != ref else 'reference'} | {share(row)} |"
+                f"{cell(d.get('attribute_acc'), '{:+.4f}', True) if w != ref else 'reference'} | "
+                f"{cell(d.get('fad_vs_teacher'), '{:+.2f}', True) if w != ref else 'reference'} | {share(row)} |"
             )
     return "\n".join(lines) + "\n"
