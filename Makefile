@@ -40,7 +40,7 @@ chromium:
 	  || echo "note: chromium could not be installed; the dashboard rendering test will be skipped"; }
 
 test: install chromium  ## Run the CPU test suite (what CI runs)
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -m "not slow and not gpu" --durations=15
 
 lint: install  ## ruff check + format check
 	$(VENV)/bin/ruff check bsa tests && $(VENV)/bin/ruff format --check bsa tests
