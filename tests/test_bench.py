@@ -90,7 +90,11 @@ def test_bench_tables_by_hand(tmp_path):
         "| m | 8 | fp32 | 100 | 10.0 | 1.00× | 0.5 | 1.0 % |",
         "| m | 8 | fp32+graphs | 250 | 10.0 | 2.50× | 0.5 | – |",
     ]
-    for name, rates in (("probe_K2.jsonl", [10, 30]), ("probe_K2--graphs.jsonl", [50, 50]), ("probe_K1.jsonl", [7])):
+    for name, rates in (
+        ("probe_K2.jsonl", [10, 30]),
+        ("probe_K2--graphs.jsonl", [50, 50]),
+        ("probe_K1.jsonl", [7]),
+    ):
         (tmp_path / name).write_text("".join(json.dumps({"samples_per_s": r}) + "\n" for r in rates))
     assert probe_table(tmp_path).splitlines()[2:] == ["| 1 | 7 | – | – |", "| 2 | 40 | 100 | 2.50× |"]
 
@@ -98,7 +102,11 @@ def test_bench_tables_by_hand(tmp_path):
 def test_sampling_modes_parse_and_typos_fail():
     from bsa.experiment.bench import parse_sampling_modes
 
-    assert parse_sampling_modes("off, cuda-graphs,reduce-overhead") == ("off", "cuda-graphs", "reduce-overhead")
+    assert parse_sampling_modes("off, cuda-graphs,reduce-overhead") == (
+        "off",
+        "cuda-graphs",
+        "reduce-overhead",
+    )
     with pytest.raises(ValueError, match="unknown \\['cuda-graph'\\]"):
         parse_sampling_modes("off,cuda-graph")
 
@@ -107,7 +115,9 @@ def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
     from bsa.report.bench import speed_summary
 
     def sampling(model, batch, mode, sampler, s, speedup):
-        return dict(model=model, batch=batch, compile=mode, sampler=sampler, seconds_per_clip=s, speedup=speedup)
+        return dict(
+            model=model, batch=batch, compile=mode, sampler=sampler, seconds_per_clip=s, speedup=speedup
+        )
 
     big, small = "AudioLDM-s-sized (185 M)", "embedded (3.2 M)"
     result = {
@@ -124,9 +134,25 @@ def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
         "training": [
             dict(model=small, batch=128, combo="fp32", samples_per_s=1000.0),
             dict(model=small, batch=128, combo="bf16+graphs", samples_per_s=2500.0, bf16=True),
-            dict(model=big, batch=64, combo="bf16", bf16=True, samples_per_s=240.0, mfu_bf16_peak=0.12, warmup_s=4),
-            dict(model=big, batch=64, combo="bf16+compile", bf16=True, compile=True, samples_per_s=300.0,
-                 mfu_bf16_peak=0.15, warmup_s=150.0),
+            dict(
+                model=big,
+                batch=64,
+                combo="bf16",
+                bf16=True,
+                samples_per_s=240.0,
+                mfu_bf16_peak=0.12,
+                warmup_s=4,
+            ),
+            dict(
+                model=big,
+                batch=64,
+                combo="bf16+compile",
+                bf16=True,
+                compile=True,
+                samples_per_s=300.0,
+                mfu_bf16_peak=0.15,
+                warmup_s=150.0,
+            ),
             dict(model=big, batch=64, combo="fp32", samples_per_s=999.0),  # not bf16: not the row
         ],
     }

@@ -168,6 +168,9 @@ def test_the_bsa_map_is_a_floor_by_gamma_table_shaded_by_quality():
     assert reds["0.500 ± 0.010"] < reds["0.700 ± 0.020"]  # lower FAD: darker
     assert heat_map(table, ["bsa(floor=0,gamma=5)"], 4, "clap") == ""
     # the named baselines sit on the map at their (floor, γ): Min-SNR-5 at (0, 5), truncated SNR at (1, ∞)
-    named = {("min_snr", 4): table["bsa(floor=0,gamma=5)", 4], ("truncated_snr", 4): table["bsa(floor=1,gamma=inf)", 4],
-             ("bsa", 4): table["bsa(floor=1,gamma=5)", 4]}
+    named = {
+        ("min_snr", 4): table["bsa(floor=0,gamma=5)", 4],
+        ("truncated_snr", 4): table["bsa(floor=1,gamma=inf)", 4],
+        ("bsa", 4): table["bsa(floor=1,gamma=5)", 4],
+    }
     assert heat_map(named, [w for w, _ in named], 4, "clap") == html

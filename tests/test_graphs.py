@@ -7,6 +7,7 @@ from test_distill import batch, module, tiny_denoiser
 
 from bsa.models.graphs import GraphedCall
 
+
 # `make test` deselects the gpu marker (CI has no GPU); experiments/gpu/speed.sh runs this file there
 def needs_gpu(test):
     no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")

@@ -120,11 +120,16 @@ def test_paired_fad_differences_come_from_the_kept_embeddings(tmp_path):
         if r["weighting"] == "constant":
             continue  # no embedding kept
         name = "teacher" if r["mode"] == "teacher" else r["weighting"]
-        save_file({"embedding": embeddings[("teacher", 0) if name == "teacher" else name]}, str(folder / "embeddings" / f"{name}.safetensors"))
+        save_file(
+            {"embedding": embeddings[("teacher", 0) if name == "teacher" else name]},
+            str(folder / "embeddings" / f"{name}.safetensors"),
+        )
         r["embedding_file"] = f"embeddings/{name}.safetensors"
     fad = paired_fad_differences([tmp_path], recs)
     assert set(fad) == {("min_snr", 25)}
-    expected = embedding_frechet(embeddings["min_snr"], teacher) - embedding_frechet(embeddings["bsa"], teacher)
+    expected = embedding_frechet(embeddings["min_snr"], teacher) - embedding_frechet(
+        embeddings["bsa"], teacher
+    )
     assert fad["min_snr", 25]["mean"] == pytest.approx(expected)
     assert fad["min_snr", 25]["lo"] < expected < fad["min_snr", 25]["hi"] < 0  # resolved: min_snr closer
     s = study_summary(recs, fad_differences=fad)

@@ -240,7 +240,13 @@ class StageScorer:
 
         was_training = denoiser.training
         pipe = TextToAudio(
-            denoiser.eval(), self.vae, self.vocoder, None, self.null, self.base_steps, cuda_graphs=self.cuda_graphs
+            denoiser.eval(),
+            self.vae,
+            self.vocoder,
+            None,
+            self.null,
+            self.base_steps,
+            cuda_graphs=self.cuda_graphs,
         ).to(self.device)
         if self.device == "cuda":
             torch.cuda.synchronize()

@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(COMBOS),
         help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile|+ro] [+foreach] [+graphs] (default: %(default)s)",
     )
-    parser.add_argument("--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated")
+    parser.add_argument(
+        "--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated"
+    )
     parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")
     parser.add_argument(
         "--config",
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         default=["experiments/embedded-gpu.yaml"],
         help="loading: the config (and overrides) whose latent cache is streamed",
     )
-    parser.add_argument("--summary", help="also write the speed issue's figures of this run (results/speed/summary.json)")
+    parser.add_argument(
+        "--summary", help="also the speed issue's figures of the run (results/speed/summary.json)"
+    )
     parser.add_argument(
         "--sampling-compile",
         default="off",
@@ -37,18 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     combos = [c.strip() for c in args.combos.split(",") if c.strip()]
-    for c in combos:  # a typo fails before any model is built
-        try:
-            parse_combo(c)
-        except ValueError as e:
-            parser.error(f"--combos: {e}")
     models = {m.strip() for m in args.models.split(",")}
     if not models <= set(MODELS):
         parser.error(f"--models: unknown {sorted(models - set(MODELS))}; expected embedded, 185m")
     try:
         modes = parse_sampling_modes(args.sampling_compile)
-    except ValueError as e:
-        parser.error(f"--sampling-compile: {e}")
+        combos = [parse_combo(c) and c for c in combos]
+    except ValueError as e:  # a typo fails before any model is built
+        parser.error(str(e))
     command = "bsa bench " + " ".join(argv if argv is not None else sys.argv[1:])
     run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes, args.summary, command)
     print(f"wrote {args.out}")

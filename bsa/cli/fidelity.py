@@ -9,10 +9,10 @@ summary.json and summary.md; ``--command`` records the command that made the run
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
+
+from bsa.report.records import write_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,16 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"bsa fidelity: {e}", file=sys.stderr)
         return 2
-    summary.update(
-        date=time.strftime("%Y-%m-%d"),
+    text = write_summary(
+        args.out,
+        summary,
+        format_fidelity,
         command=args.command or "bsa fidelity " + " ".join(argv if argv is not None else sys.argv[1:]),
-        runs=[str(r) for r in args.runs],
+        runs=[str(x) for x in args.runs],
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    text = format_fidelity(summary)
-    (out / "summary.md").write_text(text)
     print(text, end="")
     return 0
 

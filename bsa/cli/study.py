@@ -9,16 +9,17 @@ bsa. Writes summary.json and summary.md; ``--command`` records the command that 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
+
+from bsa.report.records import write_summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("bsa study", description=__doc__.strip().splitlines()[2])
     parser.add_argument("comparisons", nargs="+", help="comparison folders (runs/compare/<id>)")
-    parser.add_argument("--out", default="results/weighting-study", help="folder for summary.json and summary.md")
+    parser.add_argument(
+        "--out", default="results/weighting-study", help="folder for summary.json and summary.md"
+    )
     parser.add_argument("--reference", default="bsa", help="the weighting the differences are taken to")
     parser.add_argument("--command", default="", help="the command that produced the comparisons (recorded)")
     args = parser.parse_args(argv)
@@ -39,16 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)
         return 2
-    summary.update(
-        date=time.strftime("%Y-%m-%d"),
+    text = write_summary(
+        args.out,
+        summary,
+        format_study,
         command=args.command or "bsa study " + " ".join(argv if argv is not None else sys.argv[1:]),
-        comparisons=[str(c) for c in args.comparisons],
+        comparisons=[str(x) for x in args.comparisons],
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    text = format_study(summary)
-    (out / "summary.md").write_text(text)
     print(text, end="")
     if summary["not_reached"]:
         print(f"not reached by these comparisons: {summary['not_reached']} steps")

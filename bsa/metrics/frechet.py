@@ -164,4 +164,6 @@ def paired_frechet_difference(
     common to both (which clips happened to be drawn) cancels in the difference — much as a paired
     per-clip difference has a smaller interval than either mean."""
     reps = paired_frechet_half_samples({"a": (a, reference), "b": (b, reference)}, num_replicates, seed)
-    return embedding_frechet(a, reference) - embedding_frechet(b, reference), float((reps["a"] - reps["b"]).std())
+    return embedding_frechet(a, reference) - embedding_frechet(b, reference), float(
+        (reps["a"] - reps["b"]).std()
+    )

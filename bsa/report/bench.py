@@ -46,9 +46,7 @@ def probe_table(folder: str | Path) -> str:
     for k in sorted(found):
         e, g = found[k].get("eager"), found[k].get("graphs")
         ratio = f"{g[1] / e[1]:.2f}×" if e and g else "–"
-        out.append(
-            f"| {k} | {f'{e[1]:.0f}' if e else '–'} | {f'{g[1]:.0f}' if g else '–'} | {ratio} |"
-        )
+        out.append(f"| {k} | {f'{e[1]:.0f}' if e else '–'} | {f'{g[1]:.0f}' if g else '–'} | {ratio} |")
     return "\n".join(out)
 
 
@@ -81,7 +79,11 @@ def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
 
     s185_1, s185_64, s3_1 = student25("185 M", 1), student25("185 M", 64), student25("3.2 M", 1)
     training = [r for r in result.get("training", []) if "samples_per_s" in r]
-    t185 = _best([r for r in training if "185 M" in r["model"] and r["batch"] == 64 and r.get("bf16")], "samples_per_s", False)
+    t185 = _best(
+        [r for r in training if "185 M" in r["model"] and r["batch"] == 64 and r.get("bf16")],
+        "samples_per_s",
+        False,
+    )
     compiled = [r for r in training if "185 M" in r["model"] and r.get("compile")]
     embedded = [r for r in training if "3.2 M" in r["model"]]
     eager = next((r for r in embedded if r["combo"] == "fp32"), None)

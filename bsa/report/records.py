@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from bsa.durable import read_jsonl
+from bsa.durable import read_jsonl, replace_durably
 
 EVAL_LOG = "eval.jsonl"
 
@@ -86,3 +86,21 @@ def run_config(run_dir: str | Path):
     from bsa.config import load_config
 
     return load_config([Path(run_dir) / "config.yaml"], [])
+
+
+def write_summary(out: str, summary: dict, format_summary, **provenance) -> str:
+    """A summary command's output: ``summary`` with the date and ``provenance`` (its command, its
+    inputs) to ``<out>/summary.json``, its table (``format_summary``) to ``<out>/summary.md``;
+    returns the table. Each file is replaced whole (a kill leaves the old one or the new one)."""
+    import json
+    import time
+
+    summary.update(date=time.strftime("%Y-%m-%d"), **provenance)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = format_summary(summary)
+    for name, content in (("summary.json", json.dumps(summary, indent=1) + "\n"), ("summary.md", text)):
+        tmp = folder / f"{name}.tmp"
+        tmp.write_text(content)
+        replace_durably(tmp, folder / name)
+    return text

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bsa.config import parse_weighting
 from bsa.diffusion.weighting import family_point
 from bsa.report.fidelity import pooled_estimate
+
+if TYPE_CHECKING:
+    import torch
 
 STUDY_STEPS = (25, 4)
 SCORES = {"clap": "clap", "acc_mean": "attribute_acc"}  # per-clip score in the records → summary key
@@ -86,7 +90,9 @@ def paired_fad_differences(folders: list, records: list[dict], reference: str = 
         ref, teacher = found.get((reference, n, seed)), found.get(("teacher", seed))
         if ref is None or teacher is None:
             continue
-        pairs.setdefault((w, n), []).append(paired_frechet_difference(found[w, n, seed], ref, teacher, seed=seed))
+        pairs.setdefault((w, n), []).append(
+            paired_frechet_difference(found[w, n, seed], ref, teacher, seed=seed)
+        )
     for key, values in pairs.items():
         out[key] = pooled_estimate([m for m, _ in values], [se for _, se in values])
     return out
@@ -178,7 +184,9 @@ def format_study(summary: dict) -> str:
         return text + (" ✓" if mark and (v["lo"] > 0 or v["hi"] < 0) else "")
 
     def family(f):
-        return "–" if not f else f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
+        return (
+            "–" if not f else f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
+        )
 
     def share(row):
         shares = row.get("low_noise_share")

@@ -60,4 +60,6 @@ while time.time() - start < a.window:
     n += 1
 torch.cuda.synchronize()
 elapsed = time.time() - start
-print(json.dumps({"graphs": a.graphs, "steps": n, "seconds": elapsed, "samples_per_s": n * a.batch / elapsed}))
+print(
+    json.dumps({"graphs": a.graphs, "steps": n, "seconds": elapsed, "samples_per_s": n * a.batch / elapsed})
+)
