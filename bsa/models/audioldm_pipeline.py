@@ -16,6 +16,7 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 
 from bsa.diffusion import audioldm_schedule, sample
 from bsa.models.denoiser import Denoiser
+from bsa.models.graphs import GraphedCall
 from bsa.models.stages import stage_grid
 
 
@@ -39,6 +40,14 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
         c = self.scheduler.config
         return audioldm_schedule(c.beta_start, c.beta_end, c.num_train_timesteps, c.beta_schedule)
 
+    def _denoiser(self) -> Denoiser:
+        """The UNet as a bsa denoiser, and its graphed call, built once per UNet (graphs are
+        captured once and replayed by every later call of the pipeline)."""
+        if getattr(self, "_bsa_denoiser", None) is None or self._bsa_denoiser.unet is not self.unet:
+            self._bsa_denoiser = Denoiser(self.unet, self._schedule(), self.scheduler.config.prediction_type)
+            self._graphed = GraphedCall(self._bsa_denoiser)
+        return self._bsa_denoiser
+
     @torch.no_grad()
     def __call__(
         self,
@@ -50,7 +59,11 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
         generator: torch.Generator | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        cuda_graphs: bool = False,
     ):
+        """Text → audio with the student's sampler. ``cuda_graphs``: replay the UNet's calls from
+        CUDA graphs (``bsa.models.graphs``), captured in the first call per batch shape and kept
+        for later calls; on the CPU the calls run eagerly either way."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         steps = num_inference_steps or self.num_sample_steps or 0
         if steps < 1:
@@ -70,16 +83,17 @@ class DistilledAudioLDMPipeline(AudioLDMPipeline):
         )
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu").to(device)
-        denoiser = Denoiser(self.unet, self._schedule(), self.scheduler.config.prediction_type)
+        denoiser = self._denoiser()
+        call = self._graphed if cuda_graphs else denoiser
         grid = stage_grid(self.stage, steps, self.scheduler.config.num_train_timesteps).to(device)
         cond = self._encode_prompt(prompts, device, 1, False)
         if denoiser.takes_guidance:
             scale = torch.full((len(prompts),), float(guidance_scale), device=device)
-            z = sample(lambda x, t: denoiser(x, t, cond, scale), latents.to(device), grid, denoiser.schedule)
+            z = sample(lambda x, t: call(x, t, cond, scale), latents.to(device), grid, denoiser.schedule)
         else:
             null = self._encode_prompt([""], device, 1, False)[0]
             z = sample(
-                denoiser,
+                call,
                 latents.to(device),
                 grid,
                 denoiser.schedule,
