@@ -135,3 +135,16 @@ def test_paired_fad_differences_come_from_the_kept_embeddings(tmp_path):
     s = study_summary(recs, fad_differences=fad)
     assert s["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] == fad["min_snr", 25]
     assert "fad_vs_teacher" not in s["steps"]["25"]["constant"]["diff_to_bsa"]
+
+
+def test_metric_intervals_per_weighting_and_steps():
+    from bsa.report.study import metric_intervals
+
+    ci = metric_intervals(records())
+    assert set(ci) == {("bsa", 25), ("min_snr", 25), ("snr_plus_one", 25), ("bsa", 100)}
+    clap = ci["bsa", 25]["clap"]
+    assert clap["mean"] == pytest.approx(0.65) and clap["lo"] < 0.65 < clap["hi"]
+    assert ci["bsa", 100]["clap"] == pytest.approx({"mean": 0.1, "lo": 0.1, "hi": 0.1})  # all clips equal
+    fad = ci["bsa", 25]["fad_teacher"]  # seeds 4 and 5, SE 0.5 each: as in the study's summary
+    assert fad == study_summary(records())["steps"]["25"]["bsa"]["fad_vs_teacher"]
+    assert "fad_teacher_ratio" not in ci["bsa", 25]  # not in these records

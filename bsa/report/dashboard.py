@@ -24,6 +24,7 @@ from bsa.report.records import (
     loss_curve,
     run_config,
 )
+from bsa.report.study import metric_intervals
 from bsa.report.tables import aggregate
 
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -240,6 +241,7 @@ def build_dashboard(out: Path, cfg) -> Path:
     table = aggregate(rows)
     weightings = [w for w in cfg.compare.weightings if any(k[0] == w for k in table)]
     records = comparison_records(out)
+    intervals = metric_intervals(records)
     teacher_rec = next((r for r in records if r["mode"] == "teacher"), None)
     teacher_steps = teacher_rec["steps"] if teacher_rec else cfg.distill.teacher_steps
     seed0 = min(r["seed"] for r in rows)
@@ -261,8 +263,13 @@ def build_dashboard(out: Path, cfg) -> Path:
         label = {"fad_real": "FAD vs real clips", "fad_teacher": "FAD vs teacher outputs"}.get(
             metric, BY_KEY[metric].title
         )
+
+        def point(w, n, v, metric=metric):  # 95 % interval where the records give one, else ± std
+            ci = intervals.get((w, n), {}).get(metric)
+            return (n, v[metric][0], (ci["hi"] - ci["lo"]) / 2 if ci else v[metric][1])
+
         series = [
-            (w, [(n, v[metric][0], v[metric][1]) for (ww, n), v in table.items() if ww == w and metric in v])
+            (w, [point(ww, n, v) for (ww, n), v in table.items() if ww == w and metric in v])
             for w in weightings
         ]
         ref = (
@@ -402,7 +409,9 @@ table.audio audio {{ width: 200px; }}
 </style></head><body>
 <h1>Loss weightings compared — {html.escape(out.name)}</h1>
 <p>{html.escape(cfg.distill.plan.describe())} from the {teacher_steps}-step CFG teacher; seeds {sorted({r["seed"] for r in rows})};
-{cfg.distill.steps_per_stage} optimizer steps per stage. Error bars: std over seeds.
+{cfg.distill.steps_per_stage} optimizer steps per stage. Error bars: 95 % intervals (CLAP and attribute accuracy: bootstrap over seeds and
+captions; FAD vs teacher and its ratio to the floor: half-sample standard errors and the spread over seeds); std over
+seeds for the other metrics.
 Protocol: {html.escape(", ".join(f"{k}={v}" for k, v in protocol.items()))}.</p>
 <div class="plots">{"".join(parts)}</div>
 {f"<h2>The BSA(floor, γ) map</h2><div class='maps'>{maps}</div>" if maps else ""}

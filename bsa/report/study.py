@@ -98,6 +98,38 @@ def paired_fad_differences(folders: list, records: list[dict], reference: str = 
     return out
 
 
+def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dict[str, float]]]:
+    """(weighting, steps) → {metric: {mean, lo, hi}} of every student's final records: CLAP and
+    mean attribute accuracy from the per-clip scores (95 % bootstrap over seeds and captions),
+    FAD vs teacher and its ratio to the floor from their half-sample standard errors pooled over
+    seeds — the intervals the dashboard draws (they exist from one seed on, unlike a std over
+    seeds)."""
+    import torch
+
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in records:
+        if r.get("mode") == "progressive":
+            groups.setdefault((r["weighting"], r["steps"]), []).append(r)
+    out = {}
+    for key, recs in groups.items():
+        row = {}
+        for score in SCORES:
+            if all(score in (r.get("per_clip") or {}) for r in recs):
+                row[score] = _interval(
+                    two_level_bootstrap_ci(torch.tensor([r["per_clip"][score] for r in recs]))
+                )
+        for metric in ("fad_teacher", "fad_teacher_ratio"):
+            m = [r["metrics"] for r in recs]
+            if all(metric in x for x in m):
+                estimate = pooled_estimate([x[metric] for x in m], [x.get(f"{metric}_se") for x in m])
+                if estimate:
+                    row[metric] = estimate
+        out[key] = row
+    return out
+
+
 def study_summary(
     records: list[dict],
     reference: str = "bsa",
