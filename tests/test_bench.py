@@ -163,3 +163,13 @@ def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
     assert s["compile_warmup_s"] == 150.0 and s["train_embedded_speedup"] == 2.5
     assert s["ddp2_185m_scaling"] == 1.9 and s["settings"]["sampling_185m_b1"] == "cuda-graphs"
     assert speed_summary({"device": "cpu"})["train_embedded_speedup"] is None
+
+
+def test_bench_parts_parse_and_typos_fail():
+    from bsa.experiment.bench import bench_parts
+
+    assert bench_parts("all") == {"sampling", "training", "loading"}
+    assert bench_parts("sampling, training") == {"sampling", "training"}
+    for bad in ("", "samples", "sampling,loadng"):
+        with pytest.raises(ValueError, match="--what"):
+            bench_parts(bad)

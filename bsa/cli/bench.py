@@ -10,11 +10,11 @@ MODELS = ("embedded", "185m")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bsa.experiment.bench import COMBOS, parse_combo, parse_sampling_modes, run_bench
+    from bsa.experiment.bench import COMBOS, bench_parts, parse_combo, parse_sampling_modes, run_bench
 
     parser = argparse.ArgumentParser(prog="bsa bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out", default="runs/bench.json")
-    parser.add_argument("--what", choices=("all", "sampling", "training", "loading"), default="all")
+    parser.add_argument("--what", default="all", help="all, or sampling,training,loading (comma-separated)")
     parser.add_argument(
         "--combos",
         default=",".join(COMBOS),
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not models <= set(MODELS):
         parser.error(f"--models: unknown {sorted(models - set(MODELS))}; expected embedded, 185m")
     try:
-        modes = parse_sampling_modes(args.sampling_compile)
+        modes, _ = parse_sampling_modes(args.sampling_compile), bench_parts(args.what)
         combos = [parse_combo(c) and c for c in combos]
     except ValueError as e:  # a typo fails before any model is built
         parser.error(str(e))

@@ -313,6 +313,17 @@ def bench_loading(cfg_items: list[str], batch: int, batches: int = 200) -> dict:
     }
 
 
+BENCH_PARTS = ("sampling", "training", "loading")
+
+
+def bench_parts(what: str) -> set[str]:
+    """``--what``: all, or some of sampling, training, loading, comma-separated."""
+    parts = set(BENCH_PARTS) if what == "all" else {p.strip() for p in what.split(",") if p.strip()}
+    if not parts or not parts <= set(BENCH_PARTS):
+        raise ValueError(f"--what {what!r}: all, or some of {', '.join(BENCH_PARTS)} (comma-separated)")
+    return parts
+
+
 def run_bench(
     out: str | Path,
     what: str,
@@ -324,7 +335,8 @@ def run_bench(
     summary: str | Path | None = None,
     command: str = "",
 ) -> dict:
-    """Run the benchmarks ``what`` asks for (all | sampling | training | loading), writing ``out``
+    """Run the benchmarks ``what`` asks for (all, or some of sampling, training, loading joined by
+    commas), writing ``out``
     after each part (device, torch version and date inside); returns the result. With ``summary``
     also the speed issue's figures of this run there (:func:`bsa.report.bench.speed_summary`),
     ``command`` recorded."""
@@ -338,10 +350,11 @@ def run_bench(
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if what in ("all", "sampling"):
+    parts = bench_parts(what)
+    if "sampling" in parts:
         result["sampling"] = bench_sampling(device, compile_modes=sampling_compile)
         out.write_text(json.dumps(result, indent=1) + "\n")
-    if what in ("all", "training"):
+    if "training" in parts:
         chosen, batches = [], []
         for (name, cfg), batch, key in zip(
             _models().items(), (128, batch_185m), ("embedded", "185m"), strict=True
@@ -351,7 +364,7 @@ def run_bench(
                 batches.append(batch)
         result["training"] = bench_training(device, models=dict(chosen), batches=batches, combos=combos)
         out.write_text(json.dumps(result, indent=1) + "\n")
-    if what in ("all", "loading"):
+    if "loading" in parts:
         result["loading"] = bench_loading(config, batch=128)
         print(json.dumps(result["loading"]), flush=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -2,6 +2,7 @@
 # Issue "Speed at AudioLDM scale" on the device machine: the CUDA-graph tests, how K distillation
 # processes share the GPU (eager and graphed), and `bsa bench` rows side by side in one run.
 #   PARTS="tests probe training sampling" bash experiments/gpu/speed.sh
+# PARTS=issue: one bench run of sampling and training with the issue's figures (bsa bench --summary).
 # Everything lands in $OUT/speed.tar.gz.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -26,6 +27,9 @@ for part in ${PARTS:-tests probe training sampling}; do
       done ;;
     training) timeout 300 python3 -m bsa.cli.bench --what training --models embedded,185m --batch-185m 64 \
         --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs} --out $L/training.json > $L/training.log 2>&1 ;;
+    issue) timeout 560 python3 -m bsa.cli.bench --what sampling,training --models embedded,185m --batch-185m 64 \
+        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+compile} --sampling-compile off,cuda-graphs \
+        --out $L/issue.json --summary $L/summary.json > $L/issue.log 2>&1 ;;
     sampling) timeout 400 python3 -m bsa.cli.bench --what sampling --sampling-compile off,cuda-graphs \
         --out $L/sampling.json > $L/sampling.log 2>&1 ;;
   esac
