@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models: unknown {sorted(models - set(MODELS))}; expected embedded, 185m")
     try:
         modes, _ = parse_sampling_modes(args.sampling_compile), bench_parts(args.what)
-        combos = [parse_combo(c) and c for c in combos]
+        for c in combos:
+            parse_combo(c)
     except ValueError as e:  # a typo fails before any model is built
         parser.error(str(e))
     command = "bsa bench " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -24,6 +24,13 @@ class GaussianStats:
         z = torch.zeros
         return cls(z((), dtype=torch.float64), z(dim, dtype=torch.float64), z(dim, dim, dtype=torch.float64))
 
+    @classmethod
+    def of(cls, embedding: torch.Tensor) -> GaussianStats:
+        """The statistics of one set of embeddings [N, D]."""
+        stats = cls.empty(embedding.shape[1])
+        stats.update(embedding)
+        return stats
+
     def update(self, emb: torch.Tensor) -> None:
         e = emb.detach().to(torch.float64).cpu()
         self.count += e.shape[0]
@@ -147,12 +154,7 @@ def normal_interval(estimate: float, standard_error: float, level: float = 0.95)
 
 def embedding_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
     """The Fréchet distance between two sets of embeddings [N, D] (as the evaluation computes it)."""
-    stats = []
-    for e in (a, b):
-        s = GaussianStats.empty(e.shape[1])
-        s.update(e)
-        stats.append(s)
-    return frechet_from_stats(*stats)
+    return frechet_from_stats(GaussianStats.of(a), GaussianStats.of(b))
 
 
 def paired_frechet_difference(

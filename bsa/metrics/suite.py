@@ -18,9 +18,7 @@ from bsa.metrics.scores import attribute_accuracy, clap_score, inception_score
 
 
 def stats_of(features: AudioFeatures) -> GaussianStats:
-    s = GaussianStats.empty(features.embedding.shape[1])
-    s.update(features.embedding)
-    return s
+    return GaussianStats.of(features.embedding)
 
 
 @dataclass
