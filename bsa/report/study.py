@@ -108,12 +108,13 @@ def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dic
 
     from bsa.metrics.paired import two_level_bootstrap_ci
 
-    groups: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, int], dict[int, dict]] = {}  # the latest record of each seed
     for r in records:
         if r.get("mode") == "progressive":
-            groups.setdefault((r["weighting"], r["steps"]), []).append(r)
+            groups.setdefault((r["weighting"], r["steps"]), {})[r["seed"]] = r
     out = {}
-    for key, recs in groups.items():
+    for key, by_seed in groups.items():
+        recs = [by_seed[seed] for seed in sorted(by_seed)]
         row = {}
         for score in SCORES:
             if all(score in (r.get("per_clip") or {}) for r in recs):
@@ -122,10 +123,8 @@ def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dic
                 )
         for metric in ("fad_teacher", "fad_teacher_ratio"):
             m = [r["metrics"] for r in recs]
-            if all(metric in x for x in m):
-                estimate = pooled_estimate([x[metric] for x in m], [x.get(f"{metric}_se") for x in m])
-                if estimate:
-                    row[metric] = estimate
+            if all(metric in x for x in m):  # None where a seed has no standard error
+                row[metric] = pooled_estimate([x[metric] for x in m], [x.get(f"{metric}_se") for x in m])
         out[key] = row
     return out
 
@@ -146,17 +145,15 @@ def study_summary(
     with ``profiles`` (:func:`comparison_profiles`) ``low_noise_share`` per seed
     (:func:`low_noise_shares`); ``fad_differences`` (:func:`paired_fad_differences`) add
     ``fad_vs_teacher`` to the paired differences."""
-    import torch
-
-    from bsa.metrics.paired import two_level_bootstrap_ci
     from bsa.report.tables import weighting_differences
 
+    scored = [r for r in records if r.get("mode") == "progressive" and r.get("per_clip")]
     students: dict[tuple[str, int], dict[int, dict]] = {}
-    for r in records:
-        if r.get("mode") == "progressive" and r.get("per_clip"):
-            students.setdefault((r["weighting"], r["steps"]), {})[r["seed"]] = r
+    for r in scored:
+        students.setdefault((r["weighting"], r["steps"]), {})[r["seed"]] = r
     if not students:
         raise ValueError("no progressive student records with per-clip scores")
+    intervals = metric_intervals(scored)
     differences = weighting_differences(records, reference)
     out: dict[str, dict] = {}
     for n in steps:
@@ -165,18 +162,11 @@ def study_summary(
             continue
         block = {}
         for w in labels:
-            by_seed = students[w, n]
-            seeds = sorted(by_seed)
-            row: dict = {"seeds": seeds, "family": _family(w)}
-            for score, key in SCORES.items():
-                if all(score in by_seed[s]["per_clip"] for s in seeds):
-                    table = torch.tensor([by_seed[s]["per_clip"][score] for s in seeds])
-                    row[key] = _interval(two_level_bootstrap_ci(table))
-            m = [by_seed[s]["metrics"] for s in seeds]
-            if all("fad_teacher" in x for x in m):
-                row["fad_vs_teacher"] = pooled_estimate(
-                    [x["fad_teacher"] for x in m], [x.get("fad_teacher_se") for x in m]
-                )
+            row: dict = {"seeds": sorted(students[w, n]), "family": _family(w)}
+            ci = intervals[w, n]
+            row.update({key: ci[score] for score, key in SCORES.items() if score in ci})
+            if "fad_teacher" in ci:
+                row["fad_vs_teacher"] = ci["fad_teacher"]
             if w != reference and (w, n) in differences:
                 d = differences[w, n]
                 row[f"diff_to_{reference}"] = {SCORES[k]: _interval(d[k]) for k in SCORES if k in d}
