@@ -126,7 +126,7 @@ def test_paired_fad_differences_come_from_the_kept_embeddings(tmp_path):
             str(folder / "embeddings" / f"{name}.safetensors"),
         )
         r["embedding_file"] = f"embeddings/{name}.safetensors"
-    fad = paired_fad_differences([tmp_path], recs)
+    fad = paired_fad_differences({tmp_path: recs})
     assert set(fad) == {("min_snr", 25)}
     expected = embedding_frechet(embeddings["min_snr"], teacher) - embedding_frechet(
         embeddings["bsa"], teacher
@@ -149,3 +149,38 @@ def test_metric_intervals_per_weighting_and_steps():
     fad = ci["bsa", 25]["fad_teacher"]  # seeds 4 and 5, SE 0.5 each: as in the study's summary
     assert fad == study_summary(records())["steps"]["25"]["bsa"]["fad_vs_teacher"]
     assert "fad_teacher_ratio" not in ci["bsa", 25]  # not in these records
+
+
+def test_paired_fad_differences_read_each_record_from_its_own_comparison(tmp_path):
+    """Two comparisons (say the 25-step and the 4-step block) hold runs of the same names and
+    embedding files of the same names: each record's embedding comes from its own folder."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bsa.metrics.frechet import embedding_frechet
+    from bsa.report.study import paired_fad_differences
+
+    g = torch.Generator().manual_seed(2)
+    teacher = torch.randn(200, 4, generator=g)
+    comparisons, embeddings = {}, {}
+    for folder, steps in ((tmp_path / "a", 25), (tmp_path / "b", 4)):
+        recs = [dict(record("bsa", 0, steps, [0.5], [1.0]), mode="teacher", stage=-1)]
+        recs += [record(w, 0, steps, [0.5], [1.0]) for w in ("bsa", "min_snr")]
+        for r in recs:
+            name = "teacher" if r["mode"] == "teacher" else r["weighting"]
+            e = (
+                teacher
+                if name == "teacher"
+                else teacher + float(torch.rand((), generator=g)) * torch.randn(200, 4, generator=g)
+            )
+            embeddings[folder, name] = e
+            (folder / r["run"] / "embeddings").mkdir(parents=True, exist_ok=True)
+            save_file({"embedding": e}, str(folder / r["run"] / "embeddings" / f"{name}.safetensors"))
+            r["embedding_file"] = f"embeddings/{name}.safetensors"
+        comparisons[folder] = recs
+    fad = paired_fad_differences(comparisons)
+    for folder, steps in ((tmp_path / "a", 25), (tmp_path / "b", 4)):
+        expected = embedding_frechet(embeddings[folder, "min_snr"], teacher) - embedding_frechet(
+            embeddings[folder, "bsa"], teacher
+        )
+        assert fad["min_snr", steps]["mean"] == pytest.approx(expected)

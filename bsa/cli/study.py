@@ -26,16 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     from bsa.report.records import comparison_profiles, comparison_records
     from bsa.report.study import format_study, paired_fad_differences, study_summary
 
-    records, profiles = [], []
+    by_folder, profiles = {}, []
     for folder in args.comparisons:
         profiles += comparison_profiles(folder)
-        found = comparison_records(folder)
-        if not found:
+        by_folder[folder] = comparison_records(folder)
+        if not by_folder[folder]:
             print(f"bsa study: {folder}: no */eval.jsonl records (not a comparison folder?)", file=sys.stderr)
             return 2
-        records += found
+    records = [r for found in by_folder.values() for r in found]
     try:
-        fad = paired_fad_differences(args.comparisons, records, args.reference)
+        fad = paired_fad_differences(by_folder, args.reference)
         summary = study_summary(records, args.reference, profiles=profiles, fad_differences=fad)
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)

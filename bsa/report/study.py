@@ -63,21 +63,20 @@ def _embedding(folder: Path, record: dict) -> torch.Tensor | None:
     return load_file(str(path))["embedding"] if path is not None and path.is_file() else None
 
 
-def paired_fad_differences(folders: list, records: list[dict], reference: str = "bsa") -> dict:
+def paired_fad_differences(comparisons: dict, reference: str = "bsa") -> dict:
     """(weighting, steps) → the paired difference of FAD vs teacher to ``reference`` as
     {mean, lo, hi}, from the per-clip embeddings the runs kept (``eval.keep_embeddings``): per
     seed FD(w, teacher) − FD(reference, teacher) on shared half-samples
     (:func:`bsa.metrics.frechet.paired_frechet_difference`), pooled over seeds as
-    :func:`pooled_estimate` does. ``folders``: the comparison folders the records came from
-    (each run under ``<folder>/<run>``). Pairs without embeddings are left out."""
+    :func:`pooled_estimate` does. ``comparisons``: comparison folder → its records (each run
+    under ``<folder>/<run>``: two comparisons may hold runs of the same name). Pairs without
+    embeddings are left out."""
     from bsa.metrics.frechet import paired_frechet_difference
 
     found: dict[tuple, torch.Tensor] = {}  # (weighting, steps, seed) → embedding; ("teacher", seed)
-    for r in records:
-        for folder in map(Path, folders):
-            if not (folder / r["run"]).is_dir():
-                continue
-            e = _embedding(folder, r)
+    for folder, records in comparisons.items():
+        for r in records:
+            e = _embedding(Path(folder), r)
             if e is None:
                 continue
             if r.get("mode") == "teacher":
