@@ -4,7 +4,8 @@
 # 200 → TARGET steps on the embedded-gpu preset with the paired metrics on EVAL_CLIPS captions.
 #   VARIANTS="base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction" \
 #     TARGET=25 bash experiments/gpu/fidelity_ablation.sh
-# Each variant is name:overrides (overrides space-separated). Everything comes back in one tar.
+# Each variant is name:overrides (overrides space-separated). Everything comes back in one tar
+# (PACK_EMBEDDINGS=1: the final records' per-clip embeddings too, float16, in embeddings.tgz).
 # SEEDS_SUMMARY="<command>": the variants are seeds of one recipe (e.g. trainer.seed=0|1|2), summarised
 # together into fidelity/summary.json with that command recorded.
 # Runs resume: a second call on the warm machine with the same VARIANTS continues them (RUN_S caps
@@ -39,4 +40,18 @@ if [ -n "${SEEDS_SUMMARY:-}" ]; then  # the variants are seeds of one recipe: on
     --command "$SEEDS_SUMMARY" > $L/fidelity.log 2>&1
 fi
 tar czf "$OUT/ablation.tgz" -C $L . 2>/dev/null
+if [ -n "${PACK_EMBEDDINGS:-}" ]; then  # the final records' per-clip embeddings, float16, for paired differences between variants
+  timeout 120 python3 - "$A" "$L/embeddings" "${VS[@]}" <<'PY'
+import sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+for v in sys.argv[3:]:
+    name = v.split(":", 1)[0]
+    for f in sorted((root / name / "embeddings").glob("*.safetensors")):
+        (out / name).mkdir(parents=True, exist_ok=True)
+        save_file({k: t.half() for k, t in load_file(f).items()}, out / name / f.name)
+PY
+  tar czf "$OUT/embeddings.tgz" -C $L embeddings
+fi
 ls -la "$OUT"
