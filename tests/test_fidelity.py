@@ -115,3 +115,53 @@ def test_the_run_summary_shows_each_student_paired_with_the_teacher_with_interva
     assert lines[2] == "| model | steps | Δ CLAP | FAD vs teacher / floor |"
     assert lines[4] == "| stage 1 student @ 4 | 4 | -0.0100 [-0.0200, +0.0000] | 1.50 |"
     assert len(lines) == 6 and format_paired_rows(rows[:1]) == []
+
+
+def _recipe_run(folder, clap, embedding, teacher_embedding, seed=0):
+    """A run folder of one seed: the teacher and a 4-step student, both with kept embeddings."""
+    from bsa.callbacks.evaluation import save_embedding
+
+    teacher = _teacher([0.5, 0.5, 0.5, 0.5]) | {"embedding_file": save_embedding(folder, "teacher", teacher_embedding)}
+    student = _student(1, "progressive", 4, seed, clap, [1.0] * 4, 3.0, 0.5)
+    student["embedding_file"] = save_embedding(folder, "stage01_4steps", embedding)
+    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (teacher, student)))
+    return [teacher, student]
+
+
+def test_recipe_differences_are_paired_clip_by_clip_and_on_shared_half_samples(tmp_path):
+    import torch
+
+    from bsa.report.fidelity import recipe_differences
+
+    teacher = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    a, b = tmp_path / "a", tmp_path / "b"
+    runs_a = [(a, _recipe_run(a, [0.6, 0.5, 0.5, 0.5], teacher.clone(), teacher))]
+    runs_b = [(b, _recipe_run(b, [0.5, 0.5, 0.5, 0.3], teacher + 0.5, teacher))]  # the mean moved by 0.5
+    row = recipe_differences(runs_a, runs_b)["4"]
+    assert row["seeds"] == [0] and row["clap_delta"]["mean"] == pytest.approx(0.075)  # (0.1 + 0.2) / 4
+    # FD(a, teacher) = 0 and FD(b, teacher) = |shift|² = 4 · 0.25 on every half-sample too: no spread
+    assert row["fad_vs_teacher_delta"] == pytest.approx({"mean": -1.0, "lo": -1.0, "hi": -1.0}, abs=1e-4)
+    # without kept embeddings the FAD difference is left out, the per-clip ones stay
+    (b / "embeddings" / "stage01_4steps.safetensors").unlink()
+    assert "fad_vs_teacher_delta" not in recipe_differences(runs_a, runs_b)["4"]
+    # runs that scored other captions or noise are not paired
+    runs_b[0][1][0]["per_clip"]["clap"] = [0.4] * 4
+    with pytest.raises(ValueError, match="did not score the same captions"):
+        recipe_differences(runs_a, runs_b)
+
+
+def test_fidelity_cli_against_another_recipe_writes_the_differences(tmp_path):
+    import torch
+
+    teacher = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    for name, shift in (("a", 0.0), ("b", 0.5)):
+        (tmp_path / name).mkdir()
+        _recipe_run(tmp_path / name, [0.5] * 4, teacher + shift, teacher)
+    out = tmp_path / "out"
+    assert fidelity_main([str(tmp_path / "a"), "--against", str(tmp_path / "b"), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["differences"]["against"] == [str(tmp_path / "b")]
+    assert summary["differences"]["steps"]["4"]["fad_vs_teacher_delta"]["mean"] == pytest.approx(-1.0, abs=1e-4)
+    assert "| 4 | 0 | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] | -1.00 [-1.00, -1.00] |" in (
+        out / "summary.md"
+    ).read_text()

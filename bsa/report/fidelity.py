@@ -101,6 +101,85 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
     }
 
 
+def recipe_differences(variant: list[tuple[str, list[dict]]], reference: list[tuple[str, list[dict]]]) -> dict:
+    """How one recipe's students differ from another's, per student step count both reached: each
+    list holds (run folder, final records) per seed, and the runs of one seed must have scored the
+    same captions with the same initial noise (equal teacher records). ``clap_delta`` and
+    ``attribute_acc_delta``: variant − reference per clip (95 % bootstrap over seeds and captions);
+    ``fad_vs_teacher_delta``: FD(variant, teacher) − FD(reference, teacher) on shared half-samples
+    of the clips' kept embeddings (``eval.keep_embeddings``;
+    :func:`bsa.metrics.frechet.paired_frechet_difference`), pooled over seeds as
+    :func:`pooled_estimate` does — absent where a run kept no embeddings."""
+    import torch
+
+    from bsa.metrics.frechet import paired_frechet_difference
+    from bsa.metrics.paired import two_level_bootstrap_ci
+    from bsa.report.records import record_embedding
+
+    def by_seed(runs):
+        out = {}
+        for folder, records in runs:
+            teacher = next((r for r in records if r.get("mode") == "teacher"), None)
+            students = {step_key(r): r for r in records if r.get("mode") in ("guided", "progressive")}
+            seeds = {r.get("seed") for r in students.values()}
+            if teacher is None or len(seeds) != 1:
+                raise ValueError(f"{folder}: expected a teacher record and the students of one seed")
+            out[seeds.pop()] = (folder, teacher, students)
+        return out
+
+    a, b = by_seed(variant), by_seed(reference)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError("the two recipes share no seed: nothing is paired")
+    for seed in seeds:
+        if a[seed][1].get("per_clip") != b[seed][1].get("per_clip"):
+            raise ValueError(
+                f"seed {seed}: {a[seed][0]} and {b[seed][0]} did not score the same captions with the same noise"
+                " (their teacher records differ)"
+            )
+    keys = set.intersection(*(set(a[s][2]) & set(b[s][2]) for s in seeds))
+    rows = {}
+    for key in sorted(keys, key=lambda k: -int(k.split()[0])):
+        row: dict = {"seeds": seeds}
+        for score, name in DELTAS.items():
+            diffs = torch.tensor(
+                [
+                    [x - y for x, y in zip(a[s][2][key]["per_clip"][score], b[s][2][key]["per_clip"][score], strict=True)]
+                    for s in seeds
+                ]
+            )
+            row[name] = _interval(*two_level_bootstrap_ci(diffs))
+        paired = []
+        for s in seeds:
+            (fa, ta, sa), (fb, _, sb) = a[s], b[s]
+            ea, eb, et = record_embedding(fa, sa[key]), record_embedding(fb, sb[key]), record_embedding(fa, ta)
+            if ea is None or eb is None or et is None:
+                break
+            paired.append(paired_frechet_difference(ea, eb, et, seed=s))
+        else:
+            row["fad_vs_teacher_delta"] = pooled_estimate([m for m, _ in paired], [se for _, se in paired])
+        rows[key] = row
+    return rows
+
+
+def format_recipe_differences(rows: dict) -> str:
+    """One row per step count of :func:`recipe_differences`, each difference with its interval."""
+
+    def cell(v, fmt="{:+.4f}"):
+        return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]" if v else "–"
+
+    lines = [
+        "| steps | seeds | Δ CLAP | Δ attribute acc | Δ FAD vs teacher |",
+        "|---|---|---|---|---|",
+    ]
+    for key, row in rows.items():
+        lines.append(
+            f"| {key} | {','.join(str(s) for s in row['seeds'])} | {cell(row.get('clap_delta'))} | "
+            f"{cell(row.get('attribute_acc_delta'))} | {cell(row.get('fad_vs_teacher_delta'), '{:+.2f}')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def format_fidelity(summary: dict) -> str:
     """summary.md: one row per step count, each figure with its 95 % interval."""
 
@@ -125,6 +204,10 @@ def format_fidelity(summary: dict) -> str:
         )
     if summary.get("fad_note"):
         lines += ["", summary["fad_note"]]
+    if summary.get("differences"):
+        d = summary["differences"]
+        lines += ["", f"Paired differences to {', '.join(d['against'])} (same seeds, captions and noise):", ""]
+        lines += format_recipe_differences(d["steps"]).splitlines()
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,18 @@ def has_final_record(run_dir: str | Path, stage: int, repair: bool = True) -> bo
     )
 
 
+def record_embedding(run_dir: str | Path, record: dict):
+    """The per-clip evaluation embedding [N, D] (float32) a final record kept beside it
+    (``eval.keep_embeddings``: ``<run_dir>/<record["embedding_file"]>``), or None."""
+    name = record.get("embedding_file")
+    path = Path(run_dir) / name if name else None
+    if path is None or not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["embedding"].float()
+
+
 def row_of(record: dict) -> dict:
     """A record as a flat row: label, stage, steps and the metrics."""
     return {"row": record["label"], "stage": record["stage"], **record["metrics"]}

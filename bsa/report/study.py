@@ -56,11 +56,9 @@ def low_noise_shares(profile: dict) -> dict | None:
 
 
 def _embedding(folder: Path, record: dict) -> torch.Tensor | None:
-    from safetensors.torch import load_file
+    from bsa.report.records import record_embedding
 
-    name = record.get("embedding_file")
-    path = folder / record["run"] / name if name else None
-    return load_file(str(path))["embedding"] if path is not None and path.is_file() else None
+    return record_embedding(folder / record["run"], record)
 
 
 def paired_fad_differences(comparisons: dict, reference: str = "bsa") -> dict:
