@@ -165,6 +165,63 @@ def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
     assert speed_summary({"device": "cpu"})["train_embedded_speedup"] is None
 
 
+def test_bench_from_earlier_runs_takes_each_part_from_the_run_that_measured_it(tmp_path, capsys):
+    from bsa.cli.bench import main
+
+    small = "embedded (3.2 M)"
+    sampling_run = {
+        "device": "H200",
+        "date": "2026-11-28",
+        "torch": "2.11",
+        "sampling": [
+            dict(
+                model=small,
+                batch=1,
+                compile="cuda-graphs",
+                sampler="student, 25 steps",
+                seconds_per_clip=0.05,
+                speedup=9.0,
+            )
+        ],
+    }
+    training_run = {
+        "device": "H200",
+        "date": "2026-11-27",
+        "torch": "2.11",
+        "training": [
+            dict(model=small, batch=128, combo="fp32", samples_per_s=1000.0),
+            dict(model=small, batch=128, combo="fp32+graphs", samples_per_s=1500.0),
+        ],
+        "sampling": [  # an older sampling part: the later run's replaces it
+            dict(
+                model=small,
+                batch=1,
+                compile="off",
+                sampler="student, 25 steps",
+                seconds_per_clip=0.3,
+                speedup=8.0,
+            )
+        ],
+    }
+    paths = []
+    for name, run in (("training", training_run), ("sampling", sampling_run)):
+        paths.append(str(tmp_path / f"{name}.json"))
+        (tmp_path / f"{name}.json").write_text(json.dumps(run))
+    out = tmp_path / "speed" / "summary.json"
+    assert main(["--from", *paths, "--summary", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["student25_embedded_b1_s_per_clip"] == 0.05 and s["train_embedded_speedup"] == 1.5
+    assert s["date"] == "2026-11-27 / 2026-11-28" and s["device"] == "H200"
+    assert [(r["file"], r["parts"]) for r in s["runs"]] == [
+        (paths[0], ["sampling", "training"]),
+        (paths[1], ["sampling"]),
+    ]
+    assert s["command"].startswith("bsa bench --from")
+    with pytest.raises(SystemExit):  # --from without --summary: a usage error, nothing written
+        main(["--from", *paths])
+    assert "--from needs --summary" in capsys.readouterr().err
+
+
 def test_bench_parts_parse_and_typos_fail():
     from bsa.experiment.bench import bench_parts
 

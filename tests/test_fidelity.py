@@ -121,7 +121,9 @@ def _recipe_run(folder, clap, embedding, teacher_embedding, seed=0):
     """A run folder of one seed: the teacher and a 4-step student, both with kept embeddings."""
     from bsa.callbacks.evaluation import save_embedding
 
-    teacher = _teacher([0.5, 0.5, 0.5, 0.5]) | {"embedding_file": save_embedding(folder, "teacher", teacher_embedding)}
+    teacher = _teacher([0.5, 0.5, 0.5, 0.5]) | {
+        "embedding_file": save_embedding(folder, "teacher", teacher_embedding)
+    }
     student = _student(1, "progressive", 4, seed, clap, [1.0] * 4, 3.0, 0.5)
     student["embedding_file"] = save_embedding(folder, "stage01_4steps", embedding)
     (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (teacher, student)))
@@ -161,7 +163,10 @@ def test_fidelity_cli_against_another_recipe_writes_the_differences(tmp_path):
     assert fidelity_main([str(tmp_path / "a"), "--against", str(tmp_path / "b"), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["differences"]["against"] == [str(tmp_path / "b")]
-    assert summary["differences"]["steps"]["4"]["fad_vs_teacher_delta"]["mean"] == pytest.approx(-1.0, abs=1e-4)
-    assert "| 4 | 0 | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] | -1.00 [-1.00, -1.00] |" in (
-        out / "summary.md"
-    ).read_text()
+    assert summary["differences"]["steps"]["4"]["fad_vs_teacher_delta"]["mean"] == pytest.approx(
+        -1.0, abs=1e-4
+    )
+    assert (
+        "| 4 | 0 | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] | -1.00 [-1.00, -1.00] |"
+        in (out / "summary.md").read_text()
+    )

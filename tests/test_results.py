@@ -57,9 +57,19 @@ def test_readme_weighting_study_table_is_the_one_generated_from_its_summary():
 
 
 def test_readme_graph_tables_are_the_ones_generated_from_their_records():
-    from bsa.report.bench import probe_table, training_table
+    from bsa.report.bench import probe_table, sampling_table, training_table
 
     folder = REPO / "results/bench/2026-11-27-graphs"
     readme = (REPO / "README.md").read_text()
     assert training_table(json.loads((folder / "training.json").read_text())) in readme
     assert probe_table(folder) in readme
+    sampling = json.loads((REPO / "results/bench/2026-11-28-sampling/sampling.json").read_text())
+    assert sampling_table(sampling) in readme
+    # the speed issue's figures are the ones its command derives from those two runs
+    from bsa.report.bench import merge_bench_runs, speed_summary
+
+    speed = json.loads((REPO / "results/speed/summary.json").read_text())
+    runs = [json.loads((REPO / p).read_text()) for p in speed["bench"]]
+    assert {k: v for k, v in speed_summary(merge_bench_runs(runs)).items()} == {
+        k: v for k, v in speed.items() if k not in ("command", "bench", "runs")
+    }

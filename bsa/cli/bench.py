@@ -20,19 +20,13 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(COMBOS),
         help="training: comma-separated settings, each fp32|tf32|bf16 [+cl] [+compile|+ro] [+foreach] [+graphs] (default: %(default)s)",
     )
-    parser.add_argument(
-        "--models", default="embedded,185m", help="training: embedded and/or 185m, comma-separated"
-    )
+    parser.add_argument("--models", default="embedded,185m", help="training: embedded and/or 185m")
     parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")
     parser.add_argument(
-        "--config",
-        nargs="*",
-        default=["experiments/embedded-gpu.yaml"],
-        help="loading: the config (and overrides) whose latent cache is streamed",
+        "--config", nargs="*", default=["experiments/embedded-gpu.yaml"], help="loading: its cache"
     )
-    parser.add_argument(
-        "--summary", help="also the speed issue's figures of the run (results/speed/summary.json)"
-    )
+    parser.add_argument("--summary", help="also the speed issue's figures (results/speed/summary.json)")
+    parser.add_argument("--from", dest="runs", nargs="+", help="no run: --summary of these bench JSON files")
     parser.add_argument(
         "--sampling-compile",
         default="off",
@@ -40,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         "mode, e.g. off,cuda-graphs,reduce-overhead",
     )
     args = parser.parse_args(argv)
+    command = "bsa bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.runs:  # the figures of earlier runs, each ratio within its own run
+        from bsa.report.bench import write_speed_summary
+
+        return write_speed_summary(args.runs, args.summary or parser.error("--from needs --summary"), command)
     combos = [c.strip() for c in args.combos.split(",") if c.strip()]
     models = {m.strip() for m in args.models.split(",")}
     if not models <= set(MODELS):
@@ -50,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
             parse_combo(c)
     except ValueError as e:  # a typo fails before any model is built
         parser.error(str(e))
-    command = "bsa bench " + " ".join(argv if argv is not None else sys.argv[1:])
     run_bench(args.out, args.what, combos, models, args.batch_185m, args.config, modes, args.summary, command)
     print(f"wrote {args.out}")
     return 0

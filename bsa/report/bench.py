@@ -26,6 +26,26 @@ def training_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
+def sampling_table(bench: dict, students=(25, 4)) -> str:
+    """One row per (model, batch, mode) of a ``bsa bench --what sampling`` result: the teacher's
+    seconds per clip and each of ``students``' with its speed-up over the teacher of that row's
+    mode (eager or graph-replayed: the ratio stays within one mode of one run)."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in bench.get("sampling", []):
+        groups.setdefault((r["model"], r["batch"], r.get("compile", "off")), {})[r["sampler"]] = r
+    head = "| model | batch | mode | teacher 200 + CFG (s/clip) |"
+    head += "".join(f" student {n} (s/clip) | speed-up {n} |" for n in students)
+    lines = [head, "|---|---|---|---|" + "---|---|" * len(students)]
+    for (model, batch, mode), rows in groups.items():
+        teacher = next((r for k, r in rows.items() if k.startswith("teacher")), None)
+        cells = [model, str(batch), mode, f"{teacher['seconds_per_clip']:.4f}" if teacher else "–"]
+        for n in students:
+            r = rows.get(f"student, {n} steps")
+            cells += [f"{r['seconds_per_clip']:.4f}", f"{r['speedup']:.1f}×"] if r else ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def probe_table(folder: str | Path) -> str:
     """The probe's aggregate samples/s per number of processes K, eager and graphed, from its
     ``probe_K<K>[--graphs].jsonl`` files (one line per process)."""
@@ -111,3 +131,36 @@ def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
         "date": result.get("date"),
         "torch": result.get("torch"),
     }
+
+
+def merge_bench_runs(results: list[dict]) -> dict:
+    """One result of several ``bsa bench`` runs' rows, for :func:`speed_summary`: each part
+    (sampling, training) from the last run that measured it, so that every ratio stays within one
+    run. ``device``, ``date`` and ``torch`` are each run's, joined where they differ; ``runs`` says
+    which part came from which run."""
+    merged: dict = {"runs": []}
+    for i, result in enumerate(results):
+        parts = [p for p in ("sampling", "training") if result.get(p)]
+        merged.update({p: result[p] for p in parts})
+        merged["runs"].append(
+            {k: result.get(k) for k in ("device", "date", "torch")} | {"parts": parts, "index": i}
+        )
+    for key in ("device", "date", "torch"):
+        values = list(dict.fromkeys(str(r.get(key)) for r in results))
+        merged[key] = " / ".join(values)
+    return merged
+
+
+def write_speed_summary(paths: list[str], out: str, command: str) -> int:
+    """``bsa bench --from RUN.json ... --summary OUT``: the speed issue's figures of earlier runs
+    (:func:`merge_bench_runs`, :func:`speed_summary`) to ``out``, the runs and ``command`` inside."""
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    merged = merge_bench_runs(results)
+    figures = speed_summary(merged) | {"command": command, "bench": list(paths)}
+    figures["runs"] = [run | {"file": str(paths[run.pop("index")])} for run in merged["runs"]]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    tmp.replace(out)
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("runs", "bench")}, indent=1))
+    return 0

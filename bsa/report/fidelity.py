@@ -101,7 +101,9 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
     }
 
 
-def recipe_differences(variant: list[tuple[str, list[dict]]], reference: list[tuple[str, list[dict]]]) -> dict:
+def recipe_differences(
+    variant: list[tuple[str, list[dict]]], reference: list[tuple[str, list[dict]]]
+) -> dict:
     """How one recipe's students differ from another's, per student step count both reached: each
     list holds (run folder, final records) per seed, and the runs of one seed must have scored the
     same captions with the same initial noise (equal teacher records). ``clap_delta`` and
@@ -144,7 +146,12 @@ def recipe_differences(variant: list[tuple[str, list[dict]]], reference: list[tu
         for score, name in DELTAS.items():
             diffs = torch.tensor(
                 [
-                    [x - y for x, y in zip(a[s][2][key]["per_clip"][score], b[s][2][key]["per_clip"][score], strict=True)]
+                    [
+                        x - y
+                        for x, y in zip(
+                            a[s][2][key]["per_clip"][score], b[s][2][key]["per_clip"][score], strict=True
+                        )
+                    ]
                     for s in seeds
                 ]
             )
@@ -152,7 +159,11 @@ def recipe_differences(variant: list[tuple[str, list[dict]]], reference: list[tu
         paired = []
         for s in seeds:
             (fa, ta, sa), (fb, _, sb) = a[s], b[s]
-            ea, eb, et = record_embedding(fa, sa[key]), record_embedding(fb, sb[key]), record_embedding(fa, ta)
+            ea, eb, et = (
+                record_embedding(fa, sa[key]),
+                record_embedding(fb, sb[key]),
+                record_embedding(fa, ta),
+            )
             if ea is None or eb is None or et is None:
                 break
             paired.append(paired_frechet_difference(ea, eb, et, seed=s))
@@ -206,7 +217,11 @@ def format_fidelity(summary: dict) -> str:
         lines += ["", summary["fad_note"]]
     if summary.get("differences"):
         d = summary["differences"]
-        lines += ["", f"Paired differences to {', '.join(d['against'])} (same seeds, captions and noise):", ""]
+        lines += [
+            "",
+            f"Paired differences to {', '.join(d['against'])} (same seeds, captions and noise):",
+            "",
+        ]
         lines += format_recipe_differences(d["steps"]).splitlines()
     return "\n".join(lines) + "\n"
 
