@@ -137,3 +137,20 @@ def test_a_paired_frechet_difference_has_a_smaller_error_than_the_two_distances_
     reps = paired_frechet_half_samples({"a": (a, reference), "b": (b, reference)}, seed=3)
     assert se < 0.5 * min(float(reps["a"].std()), float(reps["b"].std()))
     assert paired_frechet_difference(a, a, reference) == (0.0, 0.0)  # a model against itself
+
+
+def test_frechet_distance_says_nothing_on_the_console(recwarn):
+    """scipy 1.16+ warns that sqrtm's ``disp`` is deprecated on every FAD: nothing a user can act
+    on, so it must not reach a run's console (README "what a user installs and sees")."""
+    import warnings
+
+    import numpy as np
+
+    from bsa.metrics.frechet import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 4)), rng.normal(size=(50, 4)) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert d > 3.0 and not recwarn.list

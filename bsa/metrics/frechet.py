@@ -57,9 +57,15 @@ class GaussianStats:
 
 
 def _sqrtm(linalg, m: np.ndarray) -> np.ndarray:
-    """scipy's sqrtm; newer scipy removed ``disp`` (and with it the (matrix, error) return)."""
+    """scipy's sqrtm as frechet-audio-distance calls it (``disp=False``: no console message for a
+    singular product); scipy 1.16–1.17 deprecate ``disp`` (silenced here: nothing for a user to
+    act on) and 1.18 removes it, and with it the (matrix, error) return."""
+    import warnings
+
     try:
-        root = linalg.sqrtm(m, disp=False)[0]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The `disp` argument is deprecated", DeprecationWarning)
+            root = linalg.sqrtm(m, disp=False)[0]
     except TypeError:
         root = linalg.sqrtm(m)
     return np.atleast_2d(root)
