@@ -8,9 +8,12 @@
 # (PACK_EMBEDDINGS=1: the final records' per-clip embeddings too, float16, in embeddings.tgz).
 # SEEDS_SUMMARY="<command>": the variants are seeds of one recipe (e.g. trainer.seed=0|1|2), summarised
 # together into fidelity/summary.json with that command recorded.
-# Runs resume: a second call on the warm machine with the same VARIANTS continues them (RUN_S caps
-# each call's training; the teacher's reference outputs are computed once, in reference.safetensors).
+# Runs resume: a second call on the warm machine with the same VARIANTS continues them (the teacher's
+# reference outputs are computed once, in reference.safetensors). DEADLINE_S (default 560) bounds the
+# whole call: training gets what is left after set-up minus the time to stop, summarise and pack
+# (RUN_S caps it further). A stopped run ends its current evaluation first: -k hard-kills it 20 s on.
 set -uo pipefail
+T0=$(date +%s)
 source "$(dirname "$0")/common.sh"
 A=runs/ablation; L=$A/logs; mkdir -p $L
 EXP=experiments/embedded-gpu.yaml
@@ -20,10 +23,12 @@ log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 log data;  timeout 200 python3 -m bsa.cli.data $EXP $D > $L/data.log 2>&1 || { tail $L/data.log; exit 1; }
 log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
 IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:trainer.precision=32-true|fp32+v:trainer.precision=32-true distill.student_prediction=v_prediction|fp32+x:trainer.precision=32-true distill.student_prediction=sample}"
+left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 30 - 60 ))  # stop, summaries, pack
+run_s=$(( ${RUN_S:-$left} < left ? ${RUN_S:-$left} : left ))
 for v in "${VS[@]}"; do
   name=${v%%:*}; extra=${v#*:}
-  log "start $name ($extra)"
-  timeout ${RUN_S:-420} python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
+  log "start $name for $run_s s ($extra)"
+  timeout -k 20 $run_s python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
     distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$A distill.run_name=$name \
     eval.reference_cache=$A/reference.safetensors \
     ${COMMON:-} $extra > $L/$name.log 2>&1 &
@@ -33,7 +38,7 @@ log done
 for v in "${VS[@]}"; do
   name=${v%%:*}; mkdir -p $L/$name
   cp $A/$name/eval.jsonl $A/$name/profiles.jsonl $A/$name/summary.json $A/$name/config.yaml $L/$name/ 2>/dev/null
-  timeout 60 python3 -m bsa.cli.fidelity $A/$name --out $L/$name/fidelity > $L/$name/fidelity.log 2>&1
+  timeout -k 5 25 python3 -m bsa.cli.fidelity $A/$name --out $L/$name/fidelity > $L/$name/fidelity.log 2>&1
 done
 if [ -n "${SEEDS_SUMMARY:-}" ]; then  # the variants are seeds of one recipe: one summary over them
   timeout 120 python3 -m bsa.cli.fidelity $(for v in "${VS[@]}"; do echo $A/${v%%:*}; done) --out $L/fidelity \
