@@ -242,6 +242,9 @@ class TrainerConfig:
     # mode; the parameters and checkpoints are those of the eager modules either way
     compile: str = "off"
     compile_backend: str = "inductor"  # "aot_eager" traces without generating kernels (tests, debugging)
+    # with compile on: compile only the UNets' repeated transformer and resnet blocks, in place
+    # (regional compilation: each block type compiles once, a fraction of the whole graph's warm-up)
+    compile_regions: bool = False
     # float32 matmuls: "highest" (exact fp32, torch's default), "high" (TF32 tensor cores), "medium"
     matmul_precision: str = "highest"
     # CUDA graphs of the teacher's and the student's training calls without compiling

@@ -464,6 +464,36 @@ def test_compiled_calls_train_like_eager_calls_and_leave_the_modules_eager():
     torch.testing.assert_close(exported.unet.conv_in.weight, compiled.student.unet.conv_in.weight)
 
 
+def test_regional_compilation_compiles_the_repeated_blocks_in_place_and_trains_like_eager():
+    """trainer.compile_regions: the UNets' transformer and resnet blocks are compiled in place and
+    nothing else (no compiled whole calls); the loss and the student's gradients equal the eager
+    ones; the state dict keeps its keys, and the exported teacher is an eager copy."""
+    import torch._dynamo
+
+    from bsa.models.unet import REPEATED_BLOCKS
+
+    b = batch(3)
+    eager = module()
+    torch._dynamo.reset()
+    regional = module(compile={"backend": "eager"}, compile_regions=True)
+    assert regional._calls == {}
+    for denoiser in (regional.teacher, regional.student):
+        blocks = [m for m in denoiser.unet.modules() if type(m).__name__ in REPEATED_BLOCKS]
+        assert blocks and all(m._compiled_call_impl is not None for m in blocks)
+        assert denoiser.unet._compiled_call_impl is None  # the UNet around them stays eager
+    results = []
+    for m in (eager, regional):
+        loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in m.student.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for g_regional, g_eager in zip(results[1][1], results[0][1], strict=True):
+        torch.testing.assert_close(g_regional, g_eager, rtol=1e-4, atol=1e-6)
+    assert list(regional.state_dict()) == list(eager.state_dict())
+    exported = regional.export_teacher()
+    assert all(m._compiled_call_impl is None for m in exported.unet.modules())
+
+
 def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_env, tmp_path):
     """`bsa evaluate` at 2 steps: FAD vs real and vs the 8-step CFG teacher, the protocol, a CSV row."""
     import json

@@ -148,7 +148,8 @@ denoiser calls (``trainer.compile``: DistillationModule's compiled calls). AdamW
 ``+foreach`` asks for the multi-tensor kernel (what ``bsa distill`` uses: Lightning refuses a fused
 AdamW with gradient clipping under mixed precision); ``+graphs`` replays the denoiser calls from
 CUDA graphs (``trainer.cuda_graphs``); ``+ro`` compiles them in "reduce-overhead" mode
-(``trainer.compile=reduce-overhead``: fused kernels, replayed from CUDA graphs)."""
+(``trainer.compile=reduce-overhead``: fused kernels, replayed from CUDA graphs); ``+regional``
+compiles only the UNets' repeated transformer and resnet blocks (``trainer.compile_regions``)."""
 
 
 def parse_combo(combo: str) -> dict:
@@ -159,15 +160,18 @@ def parse_combo(combo: str) -> dict:
         "ro",
         "foreach",
         "graphs",
+        "regional",
     }:
         raise ValueError(
-            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +foreach, +graphs"
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, +foreach, +graphs"
         )
     return {
         "bf16": parts[0] == "bf16",
         "tf32": parts[0] == "tf32",
         "channels_last": "cl" in parts,
-        "compile": "compile" in parts or "ro" in parts,
+        "compile": "compile" in parts or "ro" in parts or "regional" in parts,
+        # regional compilation: only the UNets' repeated blocks (trainer.compile_regions)
+        "compile_regions": "regional" in parts,
         # torch.compile's "reduce-overhead" mode: fused kernels replayed from CUDA graphs
         "compile_mode": "reduce-overhead" if "ro" in parts else None,
         "fused_adamw": "foreach" not in parts,
@@ -227,6 +231,7 @@ def bench_training(
                 student_steps=50,
                 compile={"mode": c["compile_mode"], "backend": compile_backend} if c["compile"] else None,
                 cuda_graphs=c["cuda_graphs"],
+                compile_regions=c["compile_regions"],
             ).to(device)
             fused = c["fused_adamw"] and device.type == "cuda"
             opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=fused or None, foreach=not fused)

@@ -87,6 +87,7 @@ def describe(cfg: BsaConfig) -> str:
         f"per stage   {d.steps_per_stage} optimizer steps (guided stage {d.guided_steps}), batch {d.batch_size}, lr {d.lr}",
         f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
         + (f", torch.compile {t.compile} ({t.compile_backend})" if t.compile != "off" else "")
+        + (" of the repeated blocks" if t.compile != "off" and t.compile_regions else "")
         + (f", float32 matmul precision {t.matmul_precision}" if t.matmul_precision != "highest" else ""),
         f"logging     {logging_line(cfg)}",
     ]
@@ -233,6 +234,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
         warmup_steps=min(100, steps // 10),
         seed=cfg.trainer.seed + 1000 * stage.index,
         compile=cfg.trainer.compile_kwargs(),
+        compile_regions=cfg.trainer.compile_regions,
         teacher_float32=d.teacher_float32,
         cuda_graphs=cfg.trainer.cuda_graphs,
     )

@@ -31,6 +31,7 @@ from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
 from bsa.models.denoiser import Denoiser
 from bsa.models.ema import EMA
 from bsa.models.graphs import GraphedCall
+from bsa.models.unet import compile_repeated_blocks
 
 
 def draw_seed(seed: int, global_step: int, rank: int) -> int:
@@ -66,6 +67,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         fused_adamw: bool | None = None,
         teacher_float32: bool = False,
         cuda_graphs: bool = False,
+        compile_regions: bool = False,
     ):
         super().__init__()
         if mode not in ("guided", "progressive"):
@@ -85,9 +87,12 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         # be copied along by ``deepcopy`` and keep calling the original)
         self._calls = (
             {name: torch.compile(getattr(self, name).forward, **compile) for name in ("teacher", "student")}
-            if compile
+            if compile and not compile_regions
             else {}
         )
+        if compile and compile_regions:  # only the UNets' repeated blocks, in place, after the EMA copy
+            for denoiser in (self.teacher, self.student):
+                compile_repeated_blocks(denoiser.unet, **compile)
         # CUDA graphs of the two denoisers' training calls (``bsa.models.graphs``; not with compile,
         # whose "reduce-overhead" mode is the compiled way to the same graphs)
         self._graphed = (

@@ -28,7 +28,7 @@ for part in ${PARTS:-tests probe training sampling}; do
     training) timeout 300 python3 -m bsa.cli.bench --what training --models embedded,185m --batch-185m 64 \
         --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs} --out $L/training.json > $L/training.log 2>&1 ;;
     issue) timeout 560 python3 -m bsa.cli.bench --what sampling,training --models embedded,185m --batch-185m 64 \
-        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+compile} --sampling-compile off,cuda-graphs \
+        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+regional} --sampling-compile off,cuda-graphs \
         --out $L/issue.json --summary $L/summary.json > $L/issue.log 2>&1 ;;
     sampling) timeout 400 python3 -m bsa.cli.bench --what sampling --sampling-compile off,cuda-graphs \
         --out $L/sampling.json > $L/sampling.log 2>&1 ;;
