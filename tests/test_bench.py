@@ -19,6 +19,7 @@ def test_combinations_parse_and_typos_fail():
         "compile_mode": None,
         "fused_adamw": True,
         "cuda_graphs": False,
+        "compile_regions": False,
     }
     assert parse_combo("tf32+foreach") == {
         "bf16": False,
@@ -28,7 +29,10 @@ def test_combinations_parse_and_typos_fail():
         "compile_mode": None,
         "fused_adamw": False,
         "cuda_graphs": False,
+        "compile_regions": False,
     }
+    regional = parse_combo("bf16+regional")  # only the repeated blocks, compiled in the default mode
+    assert regional["compile"] and regional["compile_regions"] and regional["compile_mode"] is None
     assert parse_combo("fp32+ro")["compile_mode"] == "reduce-overhead" and parse_combo("fp32+ro")["compile"]
     assert parse_combo("fp32+graphs")["cuda_graphs"] is True
     for bad in ("fp16", "bf16+compiled", "cl+bf16", "tf32+bf16"):
