@@ -23,6 +23,11 @@ def step_key(record: dict) -> str:
     return f"{record['steps']} guided" if record.get("mode") == "guided" else str(record["steps"])
 
 
+def interval_cell(v: dict | None, fmt: str = "{:+.4f}") -> str:
+    """A table cell "mean [lo, hi]" of a {mean, lo, hi} figure, "–" where there is none."""
+    return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]" if v else "–"
+
+
 def _interval(mean: float, lo: float, hi: float) -> dict[str, float]:
     return {"mean": mean, "lo": lo, "hi": hi}
 
@@ -176,28 +181,20 @@ def recipe_differences(
 def format_recipe_differences(rows: dict) -> str:
     """One row per step count of :func:`recipe_differences`, each difference with its interval."""
 
-    def cell(v, fmt="{:+.4f}"):
-        return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]" if v else "–"
-
     lines = [
         "| steps | seeds | Δ CLAP | Δ attribute acc | Δ FAD vs teacher |",
         "|---|---|---|---|---|",
     ]
     for key, row in rows.items():
         lines.append(
-            f"| {key} | {','.join(str(s) for s in row['seeds'])} | {cell(row.get('clap_delta'))} | "
-            f"{cell(row.get('attribute_acc_delta'))} | {cell(row.get('fad_vs_teacher_delta'), '{:+.2f}')} |"
+            f"| {key} | {','.join(str(s) for s in row['seeds'])} | {interval_cell(row.get('clap_delta'))} | "
+            f"{interval_cell(row.get('attribute_acc_delta'))} | {interval_cell(row.get('fad_vs_teacher_delta'), '{:+.2f}')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def format_fidelity(summary: dict) -> str:
     """summary.md: one row per step count, each figure with its 95 % interval."""
-
-    def cell(v, fmt="{:+.4f}"):
-        if not v:
-            return "–"
-        return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]"
 
     lines = [
         f"Fidelity to the teacher: {summary['captions']} captions, seeds {summary['seeds']}, "
@@ -209,9 +206,9 @@ def format_fidelity(summary: dict) -> str:
     for key, row in summary["steps"].items():
         seeds = ",".join(str(s) for s in row.get("seeds", []))
         lines.append(
-            f"| {key} | {row.get('nfe', '–')} | {seeds} | {cell(row.get('clap_delta'))} | "
-            f"{cell(row.get('attribute_acc_delta'))} | {cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
-            f"{cell(row.get('fad_floor'), '{:.2f}')} | {cell(row.get('fad_ratio'), '{:.2f}')} |"
+            f"| {key} | {row.get('nfe', '–')} | {seeds} | {interval_cell(row.get('clap_delta'))} | "
+            f"{interval_cell(row.get('attribute_acc_delta'))} | {interval_cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
+            f"{interval_cell(row.get('fad_floor'), '{:.2f}')} | {interval_cell(row.get('fad_ratio'), '{:.2f}')} |"
         )
     if summary.get("fad_note"):
         lines += ["", summary["fad_note"]]
@@ -230,9 +227,6 @@ def format_ablation(variants: list[tuple[str, dict]], steps=("200 guided", "50",
     """The README's recipe ablation: one row per (variant, step count) that the variant reached,
     from each variant's fidelity summary (:func:`fidelity_summary`)."""
 
-    def cell(v, fmt):
-        return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]" if v else "–"
-
     lines = [
         "| recipe | steps | Δ CLAP | Δ attribute acc | FAD vs teacher | FAD / floor |",
         "|---|---|---|---|---|---|",
@@ -243,9 +237,9 @@ def format_ablation(variants: list[tuple[str, dict]], steps=("200 guided", "50",
             if row is None:
                 continue
             lines.append(
-                f"| {label} | {key} | {cell(row.get('clap_delta'), '{:+.4f}')} | "
-                f"{cell(row.get('attribute_acc_delta'), '{:+.4f}')} | "
-                f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | {cell(row.get('fad_ratio'), '{:.2f}')} |"
+                f"| {label} | {key} | {interval_cell(row.get('clap_delta'), '{:+.4f}')} | "
+                f"{interval_cell(row.get('attribute_acc_delta'), '{:+.4f}')} | "
+                f"{interval_cell(row.get('fad_vs_teacher'), '{:.2f}')} | {interval_cell(row.get('fad_ratio'), '{:.2f}')} |"
             )
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from bsa.config import parse_weighting
 from bsa.diffusion.weighting import family_point
-from bsa.report.fidelity import pooled_estimate
+from bsa.report.fidelity import interval_cell, pooled_estimate
 
 if TYPE_CHECKING:
     import torch
@@ -197,10 +197,8 @@ def format_study(summary: dict) -> str:
     ref = summary["reference"]
 
     def cell(v, fmt="{:.4f}", mark=False):
-        if not v:
-            return "–"
-        text = f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]"
-        return text + (" ✓" if mark and (v["lo"] > 0 or v["hi"] < 0) else "")
+        resolved = mark and v and (v["lo"] > 0 or v["hi"] < 0)
+        return interval_cell(v, fmt) + (" ✓" if resolved else "")
 
     def family(f):
         return (
