@@ -3,6 +3,8 @@
 # shipped teacher @200 (CFG) on the test captions with Griffin-Lim and with it (baselines: real
 # clips, their reconstruction, shuffled captions), then probe where a teacher training step's time
 # goes (experiments/gpu/teacher_throughput.py). Carried: .whl and .carry (see teacher_recipe.sh).
+# VOC_ARGS: more overrides of the vocoder's training, e.g. VOC_ARGS=train.vocoder.adversarial=true
+# (HiFi-GAN's discriminators and losses) with MINUTES=6 SKIP_PROBE=1.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 L=/tmp/vocoder-logs; mkdir -p $L
@@ -18,7 +20,7 @@ fi
 log vocoder
 timeout 330 python3 -m bsa.cli.train vocoder $EXP $TE paths.output_root=$A/ck train.vocoder.out=$A/vocoder \
   train.vocoder.max_clips=${VOC_CLIPS:-6000} train.vocoder.max_minutes=${MINUTES:-3.5} train.vocoder.steps=100000 \
-  train.vocoder.batch_size=64 trainer.log_every_n_steps=100 > "$L/vocoder.log" 2>&1
+  train.vocoder.batch_size=64 trainer.log_every_n_steps=100 ${VOC_ARGS:-} > "$L/vocoder.log" 2>&1
 grep -v '^\s*$' "$L/vocoder.log" | tail -n 2
 log "evaluate the shipped teacher @200 with Griffin-Lim and with the vocoder"
 E="eval.num_clips=1000 eval.batch_size=250 eval.steps=200 eval.baselines=true"
