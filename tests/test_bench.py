@@ -234,3 +234,35 @@ def test_bench_parts_parse_and_typos_fail():
     for bad in ("", "samples", "sampling,loadng"):
         with pytest.raises(ValueError, match="--what"):
             bench_parts(bad)
+
+
+def test_ddp_bench_runs_lightning_ddp_and_only_rank_0_writes(tmp_path):
+    """`bsa bench --what ddp`: two CPU processes (gloo) through Lightning's launcher, which starts
+    the command again for rank 1; one row, written once, for a world of 2."""
+    from _helpers import bsa_cli
+
+    out = tmp_path / "ddp2.json"
+    args = ["--what", "ddp", "--models", "embedded", "--devices", "2", "--ddp-batch", "2", "--ddp-steps", "2"]
+    run = bsa_cli("bench", *args, "--bucket-mb", "1", "--out", str(out), timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("wrote ") == 1  # rank 1 runs the same command and writes nothing
+    (row,) = json.loads(out.read_text())["ddp"]
+    assert (row["devices"], row["batch_per_device"], row["steps"], row["bucket_cap_mb"]) == (2, 2, 2, 1.0)
+    assert row["samples_per_s"] == pytest.approx(4 / (row["step_ms"] / 1000))
+    bad = bsa_cli("bench", "--what", "ddp", "--models", "embedded,185m", "--out", str(out))
+    assert bad.returncode == 2 and "--what ddp measures one model" in bad.stderr
+
+
+def test_ddp_scaling_is_two_gpus_over_one_at_the_same_per_gpu_batch():
+    from bsa.report.bench import ddp_scaling, merge_bench_runs
+
+    big = "AudioLDM-s-sized (185 M)"
+
+    def row(devices, batch, rate):
+        return {"model": big, "devices": devices, "batch_per_device": batch, "samples_per_s": rate}
+
+    one, two = {"ddp": [row(1, 64, 270.0), row(1, 32, 250.0)]}, {"ddp": [row(2, 64, 500.0)]}
+    merged = merge_bench_runs([one, two])  # one run per device count: their rows together
+    assert ddp_scaling(merged) == pytest.approx(500 / 270)
+    assert ddp_scaling(merge_bench_runs([{"ddp": [row(1, 32, 250.0)]}, two])) is None  # no 1-GPU row at 64
+    assert ddp_scaling({"ddp": [row(2, 64, 500.0)]}) is None

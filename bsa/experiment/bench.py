@@ -279,6 +279,89 @@ def bench_training(
     return rows
 
 
+def bench_ddp(
+    devices: int,
+    model: str = "AudioLDM-s-sized (185 M)",
+    batch: int = 64,
+    steps: int = 20,
+    warmup: int = 5,
+    bucket_cap_mb: float = 25.0,
+    precision: str | None = None,
+    accelerator: str = "auto",
+) -> dict | None:
+    """Lightning DDP throughput of one progressive distillation step of ``model`` (random weights)
+    on ``devices`` GPUs (CPU processes on the CPU), ``batch`` per device: samples/s of the whole
+    world over ``steps`` timed steps after ``warmup``, each step synchronised. DDP as ``bsa distill``
+    runs it (Lightning's subprocess launcher: the command is started again for each other rank),
+    with ``bucket_cap_mb`` gradient buckets and the gradients as views of the buckets (no copy);
+    bf16 autocast on GPUs (``precision``), fp32 on the CPU.
+    ``devices=1`` is the one-device reference (no DDP). The row on global rank 0, None elsewhere."""
+    import lightning.pytorch as pl
+    import torch
+    from diffusers import UNet2DConditionModel
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from bsa.callbacks.timing import StepTimer
+    from bsa.diffusion import audioldm_schedule
+    from bsa.experiment.build import quiet_lightning
+    from bsa.lit.distill import DistillationModule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.unet import with_guidance_input
+
+    quiet_lightning()
+    cfg = _models()[model]
+    precision = precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    torch.manual_seed(0)
+    schedule = audioldm_schedule()
+    unets = [with_guidance_input(UNet2DConditionModel(**cfg)) for _ in range(2)]
+    module = DistillationModule(
+        Denoiser(unets[0], schedule),
+        Denoiser(unets[1], schedule),
+        torch.zeros(cfg["projection_class_embeddings_input_dim"]),
+        mode="progressive",
+        student_steps=50,
+    )
+    n = batch * devices * (steps + warmup)
+    g = torch.Generator().manual_seed(0)
+    data = [
+        {"latents": z, "text_emb": c}
+        for z, c in zip(
+            torch.randn(n, cfg["in_channels"], *cfg["sample_size"], generator=g),
+            torch.randn(n, cfg["projection_class_embeddings_input_dim"], generator=g),
+            strict=True,
+        )
+    ]
+    timer = StepTimer(warmup)
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=DDPStrategy(bucket_cap_mb=bucket_cap_mb, gradient_as_bucket_view=True)
+        if devices > 1
+        else "auto",
+        precision=precision,
+        max_steps=steps + warmup,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=batch, shuffle=False))
+    if trainer.global_rank != 0:
+        return None
+    step = sum(timer.seconds) / len(timer.seconds)
+    return {
+        "model": model,
+        "devices": trainer.world_size,
+        "batch_per_device": batch,
+        "precision": precision,
+        "bucket_cap_mb": bucket_cap_mb,
+        "steps": len(timer.seconds),
+        "step_ms": 1000 * step,
+        "samples_per_s": batch * trainer.world_size / step,
+    }
+
+
 def peak_flops(device) -> float:
     """Dense bf16 tensor-core peak of the GPU (the MFU denominator): H100/H200 SXM 989 TFLOP/s."""
     import torch
@@ -322,11 +405,35 @@ BENCH_PARTS = ("sampling", "training", "loading")
 
 
 def bench_parts(what: str) -> set[str]:
-    """``--what``: all, or some of sampling, training, loading, comma-separated."""
+    """``--what``: all, or some of sampling, training, loading, comma-separated; or ddp alone (its
+    other ranks start the command again, so nothing else may run in it)."""
+    if what == "ddp":
+        return {"ddp"}
     parts = set(BENCH_PARTS) if what == "all" else {p.strip() for p in what.split(",") if p.strip()}
     if not parts or not parts <= set(BENCH_PARTS):
-        raise ValueError(f"--what {what!r}: all, or some of {', '.join(BENCH_PARTS)} (comma-separated)")
+        raise ValueError(
+            f"--what {what!r}: all, or some of {', '.join(BENCH_PARTS)} (comma-separated), or ddp alone"
+        )
     return parts
+
+
+BENCH_MODELS = ("embedded", "185m")
+
+
+def parse_bench_request(what: str, combos: str, models: str, sampling_compile: str):
+    """``bsa bench``'s --what, --combos, --models and --sampling-compile checked and parsed:
+    (combos, models, sampling modes); a ValueError names the bad one."""
+    combo_list = [c.strip() for c in combos.split(",") if c.strip()]
+    model_set = {m.strip() for m in models.split(",") if m.strip()}
+    if not model_set or not model_set <= set(BENCH_MODELS):
+        raise ValueError(
+            f"--models: unknown {sorted(model_set - set(BENCH_MODELS))}; expected embedded, 185m"
+        )
+    if bench_parts(what) == {"ddp"} and len(model_set) != 1:
+        raise ValueError("--what ddp measures one model: --models embedded or --models 185m")
+    for c in combo_list:
+        parse_combo(c)
+    return combo_list, model_set, parse_sampling_modes(sampling_compile)
 
 
 def run_bench(
@@ -339,7 +446,8 @@ def run_bench(
     sampling_compile: tuple[str, ...] = ("off",),
     summary: str | Path | None = None,
     command: str = "",
-) -> dict:
+    ddp: dict | None = None,
+) -> dict | None:
     """Run the benchmarks ``what`` asks for (all, or some of sampling, training, loading joined by
     commas), writing ``out``
     after each part (device, torch version and date inside); returns the result. With ``summary``
@@ -356,14 +464,18 @@ def run_bench(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = bench_parts(what)
+    if "ddp" in parts:  # one model, its per-GPU batch; only global rank 0 writes
+        model = next(name for name, key in zip(_models(), BENCH_MODELS, strict=True) if key in models)
+        row = bench_ddp(model=model, **(ddp or {}))
+        if row is None:
+            return None
+        result["ddp"] = [row]
     if "sampling" in parts:
         result["sampling"] = bench_sampling(device, compile_modes=sampling_compile)
         out.write_text(json.dumps(result, indent=1) + "\n")
     if "training" in parts:
         chosen, batches = [], []
-        for (name, cfg), batch, key in zip(
-            _models().items(), (128, batch_185m), ("embedded", "185m"), strict=True
-        ):
+        for (name, cfg), batch, key in zip(_models().items(), (128, batch_185m), BENCH_MODELS, strict=True):
             if key in models:
                 chosen.append((name, cfg))
                 batches.append(batch)

@@ -77,6 +77,19 @@ def _best(rows: list[dict], key: str, lowest: bool) -> dict | None:
     return (min if lowest else max)(rows, key=lambda r: r[key])
 
 
+def ddp_scaling(result: dict, model: str = "185 M", devices: int = 2) -> float | None:
+    """samples/s of the 185 M model's DDP rows on ``devices`` GPUs over its one-GPU row at the
+    same per-GPU batch (``bsa bench --what ddp``, one run per device count), or None."""
+    rows = [r for r in result.get("ddp", []) if model in r["model"]]
+    for r in sorted(rows, key=lambda r: -r["samples_per_s"]):
+        if r["devices"] != devices:
+            continue
+        one = [x for x in rows if x["devices"] == 1 and x["batch_per_device"] == r["batch_per_device"]]
+        if one:
+            return r["samples_per_s"] / max(x["samples_per_s"] for x in one)
+    return None
+
+
 def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
     """The figures of issue "Speed at AudioLDM scale" from one ``bsa bench`` result (sampling and
     training rows of one run): for each, the best setting the run measured, named beside it; a
@@ -119,7 +132,7 @@ def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
         "train_embedded_speedup": best_embedded["samples_per_s"] / eager["samples_per_s"]
         if eager and best_embedded
         else None,
-        "ddp2_185m_scaling": ddp2_185m_scaling,
+        "ddp2_185m_scaling": ddp2_185m_scaling if ddp2_185m_scaling is not None else ddp_scaling(result),
         "settings": {
             "sampling_185m_b1": mode(s185_1),
             "sampling_185m_b64": mode(s185_64),
@@ -136,12 +149,13 @@ def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
 def merge_bench_runs(results: list[dict]) -> dict:
     """One result of several ``bsa bench`` runs' rows, for :func:`speed_summary`: each part
     (sampling, training) from the last run that measured it, so that every ratio stays within one
-    run. ``device``, ``date`` and ``torch`` are each run's, joined where they differ; ``runs`` says
+    run; the DDP rows of every run (each run measures one device count). ``device``, ``date`` and ``torch`` are each run's, joined where they differ; ``runs`` says
     which part came from which run."""
     merged: dict = {"runs": []}
     for i, result in enumerate(results):
-        parts = [p for p in ("sampling", "training") if result.get(p)]
-        merged.update({p: result[p] for p in parts})
+        parts = [p for p in ("sampling", "training", "ddp") if result.get(p)]
+        merged.update({p: result[p] for p in parts if p != "ddp"})
+        merged["ddp"] = merged.get("ddp", []) + result.get("ddp", [])  # one run per device count
         merged["runs"].append(
             {k: result.get(k) for k in ("device", "date", "torch")} | {"parts": parts, "index": i}
         )
