@@ -115,13 +115,13 @@ def test_sampling_modes_parse_and_typos_fail():
         parse_sampling_modes("off,cuda-graph")
 
 
+def _sampling_row(model, batch, mode, sampler, s, speedup):
+    """A ``bsa bench --what sampling`` row."""
+    return dict(model=model, batch=batch, compile=mode, sampler=sampler, seconds_per_clip=s, speedup=speedup)
+
+
 def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
     from bsa.report.bench import speed_summary
-
-    def sampling(model, batch, mode, sampler, s, speedup):
-        return dict(
-            model=model, batch=batch, compile=mode, sampler=sampler, seconds_per_clip=s, speedup=speedup
-        )
 
     big, small = "AudioLDM-s-sized (185 M)", "embedded (3.2 M)"
     result = {
@@ -129,11 +129,11 @@ def test_speed_summary_takes_each_figure_from_the_best_setting_of_the_run():
         "date": "d",
         "torch": "t",
         "sampling": [
-            sampling(big, 1, "off", "student, 25 steps", 1.2, 8.0),
-            sampling(big, 1, "cuda-graphs", "student, 25 steps", 0.12, 9.5),
-            sampling(big, 1, "cuda-graphs", "student, 4 steps", 0.02, 60.0),  # not the 25-step row
-            sampling(big, 64, "off", "student, 25 steps", 0.027, 12.3),
-            sampling(small, 1, "cuda-graphs", "student, 25 steps", 0.01, 7.0),
+            _sampling_row(big, 1, "off", "student, 25 steps", 1.2, 8.0),
+            _sampling_row(big, 1, "cuda-graphs", "student, 25 steps", 0.12, 9.5),
+            _sampling_row(big, 1, "cuda-graphs", "student, 4 steps", 0.02, 60.0),  # not the 25-step row
+            _sampling_row(big, 64, "off", "student, 25 steps", 0.027, 12.3),
+            _sampling_row(small, 1, "cuda-graphs", "student, 25 steps", 0.01, 7.0),
         ],
         "training": [
             dict(model=small, batch=128, combo="fp32", samples_per_s=1000.0),
@@ -177,16 +177,7 @@ def test_bench_from_earlier_runs_takes_each_part_from_the_run_that_measured_it(t
         "device": "H200",
         "date": "2026-11-28",
         "torch": "2.11",
-        "sampling": [
-            dict(
-                model=small,
-                batch=1,
-                compile="cuda-graphs",
-                sampler="student, 25 steps",
-                seconds_per_clip=0.05,
-                speedup=9.0,
-            )
-        ],
+        "sampling": [_sampling_row(small, 1, "cuda-graphs", "student, 25 steps", 0.05, 9.0)],
     }
     training_run = {
         "device": "H200",
@@ -196,16 +187,8 @@ def test_bench_from_earlier_runs_takes_each_part_from_the_run_that_measured_it(t
             dict(model=small, batch=128, combo="fp32", samples_per_s=1000.0),
             dict(model=small, batch=128, combo="fp32+graphs", samples_per_s=1500.0),
         ],
-        "sampling": [  # an older sampling part: the later run's replaces it
-            dict(
-                model=small,
-                batch=1,
-                compile="off",
-                sampler="student, 25 steps",
-                seconds_per_clip=0.3,
-                speedup=8.0,
-            )
-        ],
+        # an older sampling part: the later run's replaces it
+        "sampling": [_sampling_row(small, 1, "off", "student, 25 steps", 0.3, 8.0)],
     }
     paths = []
     for name, run in (("training", training_run), ("sampling", sampling_run)):

@@ -439,6 +439,18 @@ def test_two_node_run_ranks_globally_and_writes_once(debug_env):
     assert [st["world_size"] for st in summary["stages"]] == [2, 2]
 
 
+def assert_trains_like(m, reference, b):
+    """``m``'s distillation loss on batch ``b`` and its student's gradients equal ``reference``'s."""
+    results = []
+    for module_ in (m, reference):
+        loss, _ = module_.distillation_loss(b["latents"], b["text_emb"])
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in module_.student.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for g, g_reference in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(g, g_reference, rtol=1e-4, atol=1e-6)
+
+
 def test_compiled_calls_train_like_eager_calls_and_leave_the_modules_eager():
     """trainer.compile: the loss and the student's gradients equal the eager ones, each denoiser is
     captured as one graph (no graph breaks: the schedule lookup stays on the device), and the
@@ -451,14 +463,7 @@ def test_compiled_calls_train_like_eager_calls_and_leave_the_modules_eager():
     torch._dynamo.reset()
     counters.clear()
     compiled = module(compile={"backend": "aot_eager"})
-    results = []
-    for m in (eager, compiled):
-        loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
-        loss.backward()
-        results.append((loss.detach(), [p.grad for p in m.student.parameters()]))
-    torch.testing.assert_close(results[1][0], results[0][0])
-    for g_compiled, g_eager in zip(results[1][1], results[0][1], strict=True):
-        torch.testing.assert_close(g_compiled, g_eager, rtol=1e-4, atol=1e-6)
+    assert_trains_like(compiled, eager, b)
     assert counters["stats"]["unique_graphs"] == 2  # the teacher's (no grad) and the student's
     assert list(compiled.state_dict()) == list(eager.state_dict())
     assert not any("_orig_mod" in k for k in compiled.state_dict())
@@ -484,14 +489,7 @@ def test_regional_compilation_compiles_the_repeated_blocks_in_place_and_trains_l
         blocks = [m for m in denoiser.unet.modules() if type(m).__name__ in REPEATED_BLOCKS]
         assert blocks and all(m._compiled_call_impl is not None for m in blocks)
         assert denoiser.unet._compiled_call_impl is None  # the UNet around them stays eager
-    results = []
-    for m in (eager, regional):
-        loss, _ = m.distillation_loss(b["latents"], b["text_emb"])
-        loss.backward()
-        results.append((loss.detach(), [p.grad for p in m.student.parameters()]))
-    torch.testing.assert_close(results[1][0], results[0][0])
-    for g_regional, g_eager in zip(results[1][1], results[0][1], strict=True):
-        torch.testing.assert_close(g_regional, g_eager, rtol=1e-4, atol=1e-6)
+    assert_trains_like(regional, eager, b)
     assert list(regional.state_dict()) == list(eager.state_dict())
     exported = regional.export_teacher()
     assert all(m._compiled_call_impl is None for m in exported.unet.modules())

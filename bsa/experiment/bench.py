@@ -202,37 +202,21 @@ def bench_training(
     + student forward/backward + AdamW, for each combination (``COMBOS``). ``warmup_s`` is the
     time of the first 3 steps: torch.compile's compilation is paid there, once per stage."""
     import torch
-    from diffusers import UNet2DConditionModel
 
-    from bsa.diffusion import audioldm_schedule
-    from bsa.lit.distill import DistillationModule
-    from bsa.models.denoiser import Denoiser
-    from bsa.models.unet import with_guidance_input
-
-    schedule, rows, flops = audioldm_schedule(), [], {}
+    rows, flops = [], {}
     for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
         for combo_name in combos:
             c = parse_combo(combo_name)
             torch.set_float32_matmul_precision("high" if c["tf32"] else "highest")
-            torch.manual_seed(0)
-            unet = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
-            student = with_guidance_input(UNet2DConditionModel(**cfg)).to(device)
-            if c["channels_last"]:
-                unet, student = (
-                    unet.to(memory_format=torch.channels_last),
-                    student.to(memory_format=torch.channels_last),
-                )
             torch._dynamo.reset()  # each combination compiles from scratch, as a fresh stage would
-            m = DistillationModule(
-                Denoiser(unet, schedule),
-                Denoiser(student, schedule),
-                torch.zeros(cfg["projection_class_embeddings_input_dim"]),
-                mode="progressive",
-                student_steps=50,
+            m = _progressive_module(
+                cfg,
                 compile={"mode": c["compile_mode"], "backend": compile_backend} if c["compile"] else None,
                 cuda_graphs=c["cuda_graphs"],
                 compile_regions=c["compile_regions"],
             ).to(device)
+            if c["channels_last"]:  # both UNets' weights (compilation and graph capture come later)
+                m.to(memory_format=torch.channels_last)
             fused = c["fused_adamw"] and device.type == "cuda"
             opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=fused or None, foreach=not fused)
             shape = (batch, cfg["in_channels"], *cfg["sample_size"])
@@ -272,11 +256,37 @@ def bench_training(
             except Exception as e:  # a failing combination is reported, not hidden
                 rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
             print(json.dumps(rows[-1]), flush=True)
-            del m, unet, student, opt
+            del m, opt
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     torch.set_float32_matmul_precision("highest")
     return rows
+
+
+def _progressive_module(cfg: dict, **module_kwargs):
+    """What the training benchmarks step: a progressive DistillationModule (50 student steps) on
+    two w-conditioned UNets of ``cfg`` with random weights drawn from seed 0, on the CPU."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from bsa.diffusion import audioldm_schedule
+    from bsa.lit.distill import DistillationModule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.unet import with_guidance_input
+
+    torch.manual_seed(0)
+    schedule = audioldm_schedule()
+    teacher, student = (
+        Denoiser(with_guidance_input(UNet2DConditionModel(**cfg)), schedule) for _ in range(2)
+    )
+    return DistillationModule(
+        teacher,
+        student,
+        torch.zeros(cfg["projection_class_embeddings_input_dim"]),
+        mode="progressive",
+        student_steps=50,
+        **module_kwargs,
+    )
 
 
 def bench_ddp(
@@ -298,29 +308,15 @@ def bench_ddp(
     ``devices=1`` is the one-device reference (no DDP). The row on global rank 0, None elsewhere."""
     import lightning.pytorch as pl
     import torch
-    from diffusers import UNet2DConditionModel
     from lightning.pytorch.strategies import DDPStrategy
 
     from bsa.callbacks.timing import StepTimer
-    from bsa.diffusion import audioldm_schedule
     from bsa.experiment.build import quiet_lightning
-    from bsa.lit.distill import DistillationModule
-    from bsa.models.denoiser import Denoiser
-    from bsa.models.unet import with_guidance_input
 
     quiet_lightning()
     cfg = _models()[model]
     precision = precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
-    torch.manual_seed(0)
-    schedule = audioldm_schedule()
-    unets = [with_guidance_input(UNet2DConditionModel(**cfg)) for _ in range(2)]
-    module = DistillationModule(
-        Denoiser(unets[0], schedule),
-        Denoiser(unets[1], schedule),
-        torch.zeros(cfg["projection_class_embeddings_input_dim"]),
-        mode="progressive",
-        student_steps=50,
-    )
+    module = _progressive_module(cfg)
     n = batch * devices * (steps + warmup)
     g = torch.Generator().manual_seed(0)
     data = [
@@ -486,9 +482,7 @@ def run_bench(
         print(json.dumps(result["loading"]), flush=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if summary:
-        from bsa.report.bench import speed_summary
+        from bsa.report.bench import save_speed_summary
 
-        Path(summary).parent.mkdir(parents=True, exist_ok=True)
-        figures = speed_summary(result) | {"command": command, "bench": str(out)}
-        Path(summary).write_text(json.dumps(figures, indent=1) + "\n")
+        save_speed_summary(result, summary, command=command, bench=str(out))
     return result

@@ -80,14 +80,12 @@ def with_guidance_input(unet: UNet2DConditionModel, embed_dim: int = 256) -> UNe
 REPEATED_BLOCKS = ("BasicTransformerBlock", "ResnetBlock2D")
 
 
-def compile_repeated_blocks(unet: UNet2DConditionModel, **compile_kwargs) -> int:
+def compile_repeated_blocks(unet: UNet2DConditionModel, **compile_kwargs) -> None:
     """Regional compilation (the PyTorch recipe "Reducing torch.compile cold start compilation time
     with regional compilation"; diffusers' ``ModelMixin.compile_repeated_blocks``): each
     transformer and resnet block is compiled in place (``nn.Module.compile``), the rest of the
     UNet stays eager. Blocks of one class share their compiled code (dynamo inlines the modules
     and guards on shapes, not on the instance), so the warm-up compiles each block type once per
-    shape instead of the whole graph. Parameters and state-dict keys are unchanged. Returns the
-    number of blocks compiled."""
+    shape instead of the whole graph. Parameters and state-dict keys are unchanged."""
     unet._repeated_blocks = list(REPEATED_BLOCKS)  # instance attribute: the class keeps its own
     unet.compile_repeated_blocks(**compile_kwargs)
-    return sum(type(m).__name__ in REPEATED_BLOCKS for m in unet.modules())

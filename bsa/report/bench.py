@@ -149,8 +149,9 @@ def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
 def merge_bench_runs(results: list[dict]) -> dict:
     """One result of several ``bsa bench`` runs' rows, for :func:`speed_summary`: each part
     (sampling, training) from the last run that measured it, so that every ratio stays within one
-    run; the DDP rows of every run (each run measures one device count). ``device``, ``date`` and ``torch`` are each run's, joined where they differ; ``runs`` says
-    which part came from which run."""
+    run; the DDP rows of every run (each run measures one device count). ``device``, ``date`` and
+    ``torch`` are each run's, joined where they differ; ``runs`` says which part came from which
+    run."""
     merged: dict = {"runs": []}
     for i, result in enumerate(results):
         parts = [p for p in ("sampling", "training", "ddp") if result.get(p)]
@@ -165,16 +166,25 @@ def merge_bench_runs(results: list[dict]) -> dict:
     return merged
 
 
+def save_speed_summary(result: dict, out: str | Path, **provenance) -> dict:
+    """The speed issue's figures of ``result`` (:func:`speed_summary`) with ``provenance`` (the
+    command, the bench files) written whole to ``out`` (a kill leaves the old file or the new)."""
+    from bsa.durable import replace_durably
+
+    figures = speed_summary(result) | provenance
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp")
+    tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    replace_durably(tmp, out)
+    return figures
+
+
 def write_speed_summary(paths: list[str], out: str, command: str) -> int:
     """``bsa bench --from RUN.json ... --summary OUT``: the speed issue's figures of earlier runs
-    (:func:`merge_bench_runs`, :func:`speed_summary`) to ``out``, the runs and ``command`` inside."""
-    results = [json.loads(Path(p).read_text()) for p in paths]
-    merged = merge_bench_runs(results)
-    figures = speed_summary(merged) | {"command": command, "bench": list(paths)}
-    figures["runs"] = [run | {"file": str(paths[run.pop("index")])} for run in merged["runs"]]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(figures, indent=1) + "\n")
-    tmp.replace(out)
+    (:func:`merge_bench_runs`) to ``out``, the runs and ``command`` inside."""
+    merged = merge_bench_runs([json.loads(Path(p).read_text()) for p in paths])
+    runs = [run | {"file": str(paths[run.pop("index")])} for run in merged["runs"]]
+    figures = save_speed_summary(merged, out, command=command, bench=list(paths), runs=runs)
     print(json.dumps({k: v for k, v in figures.items() if k not in ("runs", "bench")}, indent=1))
     return 0
