@@ -12,6 +12,8 @@
 # reference outputs are computed once, in reference.safetensors). DEADLINE_S (default 560) bounds the
 # whole call: training gets what is left after set-up minus the time to stop, summarise and pack
 # (RUN_S caps it further). A stopped run ends its current evaluation first: -k hard-kills it 20 s on.
+# On a machine with several GPUs the variants are spread over them, one GPU each in turn (a chain
+# alone on its GPU is timed as it would run alone).
 set -uo pipefail
 T0=$(date +%s)
 source "$(dirname "$0")/common.sh"
@@ -25,10 +27,11 @@ log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || {
 IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:trainer.precision=32-true|fp32+v:trainer.precision=32-true distill.student_prediction=v_prediction|fp32+x:trainer.precision=32-true distill.student_prediction=sample}"
 left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 30 - 60 ))  # stop, summaries, pack
 run_s=$(( ${RUN_S:-$left} < left ? ${RUN_S:-$left} : left ))
+ngpu=$(nvidia-smi -L | grep -c '^GPU'); i=0
 for v in "${VS[@]}"; do
-  name=${v%%:*}; extra=${v#*:}
-  log "start $name for $run_s s ($extra)"
-  timeout -k 20 $run_s python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
+  name=${v%%:*}; extra=${v#*:}; gpu=$(( i++ % (ngpu > 0 ? ngpu : 1) ))
+  log "start $name on GPU $gpu for $run_s s ($extra)"
+  CUDA_VISIBLE_DEVICES=$gpu timeout -k 20 $run_s python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
     distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$A distill.run_name=$name \
     eval.reference_cache=$A/reference.safetensors \
     ${COMMON:-} $extra > $L/$name.log 2>&1 &
