@@ -236,16 +236,38 @@ def test_ddp_bench_runs_lightning_ddp_and_only_rank_0_writes(tmp_path):
     assert bad.returncode == 2 and "--what ddp measures one model" in bad.stderr
 
 
-def test_ddp_scaling_is_two_gpus_over_one_at_the_same_per_gpu_batch():
-    from bsa.report.bench import ddp_scaling, merge_bench_runs
+def test_ddp_scaling_is_the_fastest_two_gpu_row_over_its_one_gpu_twin():
+    """Two GPUs over one at the same per-GPU batch and bucket size (the pair one speed.sh call
+    measures side by side), for the bucket size whose two-GPU row is fastest; the table shows every
+    pair."""
+    from bsa.report.bench import ddp_scaling, ddp_table, merge_bench_runs
 
     big = "AudioLDM-s-sized (185 M)"
 
-    def row(devices, batch, rate):
-        return {"model": big, "devices": devices, "batch_per_device": batch, "samples_per_s": rate}
+    def row(devices, batch, rate, bucket=25.0):
+        return {
+            "model": big,
+            "devices": devices,
+            "batch_per_device": batch,
+            "samples_per_s": rate,
+            "bucket_cap_mb": bucket,
+            "step_ms": 1000 * batch * devices / rate,
+        }
 
     one, two = {"ddp": [row(1, 64, 270.0), row(1, 32, 250.0)]}, {"ddp": [row(2, 64, 500.0)]}
     merged = merge_bench_runs([one, two])  # one run per device count: their rows together
     assert ddp_scaling(merged) == pytest.approx(500 / 270)
     assert ddp_scaling(merge_bench_runs([{"ddp": [row(1, 32, 250.0)]}, two])) is None  # no 1-GPU row at 64
     assert ddp_scaling({"ddp": [row(2, 64, 500.0)]}) is None
+    # bucket 100's 2-GPU row is fastest: it is divided by its own 1-GPU row (280), not by the
+    # fastest 1-GPU row of another run (300, bucket 5) nor by bucket 25's (270)
+    runs = [
+        one,
+        two,
+        {"ddp": [row(1, 64, 280.0, 100.0), row(2, 64, 532.0, 100.0)]},
+        {"ddp": [row(1, 64, 300.0, 5.0), row(2, 64, 420.0, 5.0)]},
+    ]
+    assert ddp_scaling(merge_bench_runs(runs)) == pytest.approx(532 / 280)
+    table = ddp_table(runs).splitlines()
+    assert [line.split(" | ")[2] for line in table[2:]] == ["5", "25", "100"]
+    assert table[-1].endswith("| 280 | 532 | 241 | 1.90× |")

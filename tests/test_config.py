@@ -61,6 +61,7 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
         (["trainer.compile=fast"], r"trainer.compile: unknown 'fast'; expected one of off, default"),
         (["trainer.compile_backend=tvm"], r"trainer.compile_backend: unknown 'tvm'"),
         (["trainer.matmul_precision=tf32"], r"trainer.matmul_precision: unknown 'tf32'"),
+        (["trainer.ddp_bucket_mb=0"], r"trainer.ddp_bucket_mb: must be > 0"),
     ],
 )
 def test_bad_configs_fail_at_load_naming_the_key(overrides, message):
@@ -234,3 +235,20 @@ def test_a_missing_model_folder_is_one_line_naming_it(tmp_path):
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith(f"bsa: {tmp_path / 'nothing'}: no UNet here")
     assert "Traceback" not in out.stderr
+
+
+def test_the_trainer_of_several_ranks_uses_ddp_with_the_configured_buckets_as_gradient_views():
+    """`bsa distill`/`train` on more than one rank: Lightning DDP with trainer.ddp_bucket_mb buckets
+    (not torch's 25 MB default) and the gradients as bucket views; one rank: no DDP wrapper."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from bsa.experiment.build import lightning_trainer
+
+    base = [ROOT / "experiments/embedded-cpu.yaml"]
+    two = lightning_trainer(
+        load_config(base, ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.ddp_bucket_mb=40"])
+    )
+    assert isinstance(two.strategy, DDPStrategy)
+    assert two.strategy._ddp_kwargs == {"bucket_cap_mb": 40.0, "gradient_as_bucket_view": True}
+    one = lightning_trainer(load_config(base, ["trainer.accelerator=cpu"]))
+    assert not isinstance(one.strategy, DDPStrategy)

@@ -65,6 +65,10 @@ def test_readme_graph_tables_are_the_ones_generated_from_their_records():
     assert probe_table(folder) in readme
     sampling = json.loads((REPO / "results/bench/2026-11-28-sampling/sampling.json").read_text())
     assert sampling_table(sampling) in readme
+    from bsa.report.bench import ddp_table
+
+    ddp = sorted((REPO / "results/bench/2026-11-28-ddp").glob("bucket*/ddp*.json"))
+    assert len(ddp) == 6 and ddp_table([json.loads(f.read_text()) for f in ddp]) in readme
     # the speed issue's figures are the ones its command derives from those two runs
     from bsa.report.bench import merge_bench_runs, speed_summary
 

@@ -295,7 +295,7 @@ def bench_ddp(
     batch: int = 64,
     steps: int = 20,
     warmup: int = 5,
-    bucket_cap_mb: float = 25.0,
+    bucket_cap_mb: float = 100.0,
     precision: str | None = None,
     accelerator: str = "auto",
 ) -> dict | None:
@@ -308,10 +308,9 @@ def bench_ddp(
     ``devices=1`` is the one-device reference (no DDP). The row on global rank 0, None elsewhere."""
     import lightning.pytorch as pl
     import torch
-    from lightning.pytorch.strategies import DDPStrategy
 
     from bsa.callbacks.timing import StepTimer
-    from bsa.experiment.build import quiet_lightning
+    from bsa.experiment.build import ddp_strategy, quiet_lightning
 
     quiet_lightning()
     cfg = _models()[model]
@@ -331,9 +330,7 @@ def bench_ddp(
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
-        strategy=DDPStrategy(bucket_cap_mb=bucket_cap_mb, gradient_as_bucket_view=True)
-        if devices > 1
-        else "auto",
+        strategy=ddp_strategy(devices, bucket_cap_mb),
         precision=precision,
         max_steps=steps + warmup,
         logger=False,

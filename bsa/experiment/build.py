@@ -47,9 +47,18 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+def ddp_strategy(ranks: int, bucket_mb: float):
+    """The training strategy of ``ranks`` processes: "auto" for one, else Lightning DDP with
+    ``bucket_mb`` gradient buckets whose views the gradients are (no copy between them)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(bucket_cap_mb=bucket_mb, gradient_as_bucket_view=True) if ranks > 1 else "auto"
+
+
 def lightning_trainer(cfg: BsaConfig, **kwargs):
-    """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision and
-    logging interval (plus ``kwargs``); sets the process's float32 matmul precision first."""
+    """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision,
+    DDP buckets and logging interval (plus ``kwargs``); sets the process's float32 matmul precision
+    first."""
     import lightning.pytorch as pl
     import torch
 
@@ -60,6 +69,7 @@ def lightning_trainer(cfg: BsaConfig, **kwargs):
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
+        strategy=ddp_strategy(world_size(cfg), t.ddp_bucket_mb),
         precision=t.precision,
         log_every_n_steps=t.log_every_n_steps,
         **kwargs,

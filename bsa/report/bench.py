@@ -46,6 +46,31 @@ def sampling_table(bench: dict, students=(25, 4)) -> str:
     return "\n".join(lines)
 
 
+def _ddp_pairs(rows: list[dict], model: str = "", devices: int = 2) -> list[tuple[dict, dict]]:
+    """(one-GPU row, ``devices``-GPU row) of ``model`` with the same per-GPU batch and bucket size:
+    the two runs of one ``speed.sh PARTS=ddp`` call, measured side by side."""
+    rows = [r for r in rows if model in r["model"]]
+    key = lambda r: (r["batch_per_device"], r["bucket_cap_mb"])  # noqa: E731
+    ones = {key(r): r for r in rows if r["devices"] == 1}
+    return [(ones[key(r)], r) for r in rows if r["devices"] == devices and key(r) in ones]
+
+
+def ddp_table(results: list[dict]) -> str:
+    """One row per gradient-bucket size of ``bsa bench --what ddp`` results (each run one device
+    count): one GPU's and two GPUs' samples/s at that bucket size and their ratio."""
+    lines = [
+        "| model | batch per GPU | bucket (MB) | 1 GPU samples/s | 2 GPUs samples/s | step on 2 GPUs (ms) | scaling |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    pairs = _ddp_pairs([r for result in results for r in result.get("ddp", [])])
+    for one, two in sorted(pairs, key=lambda p: (p[1]["model"], p[1]["bucket_cap_mb"])):
+        lines.append(
+            f"| {two['model']} | {two['batch_per_device']} | {two['bucket_cap_mb']:g} | {one['samples_per_s']:.0f} | "
+            f"{two['samples_per_s']:.0f} | {two['step_ms']:.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
 def probe_table(folder: str | Path) -> str:
     """The probe's aggregate samples/s per number of processes K, eager and graphed, from its
     ``probe_K<K>[--graphs].jsonl`` files (one line per process)."""
@@ -78,16 +103,14 @@ def _best(rows: list[dict], key: str, lowest: bool) -> dict | None:
 
 
 def ddp_scaling(result: dict, model: str = "185 M", devices: int = 2) -> float | None:
-    """samples/s of the 185 M model's DDP rows on ``devices`` GPUs over its one-GPU row at the
-    same per-GPU batch (``bsa bench --what ddp``, one run per device count), or None."""
-    rows = [r for r in result.get("ddp", []) if model in r["model"]]
-    for r in sorted(rows, key=lambda r: -r["samples_per_s"]):
-        if r["devices"] != devices:
-            continue
-        one = [x for x in rows if x["devices"] == 1 and x["batch_per_device"] == r["batch_per_device"]]
-        if one:
-            return r["samples_per_s"] / max(x["samples_per_s"] for x in one)
-    return None
+    """samples/s of ``model``'s fastest DDP row on ``devices`` GPUs over the one-GPU row of the same
+    per-GPU batch and bucket size (measured beside it: ``bsa bench --what ddp``, one run per device
+    count), or None."""
+    pairs = _ddp_pairs(result.get("ddp", []), model, devices)
+    if not pairs:
+        return None
+    one, two = max(pairs, key=lambda p: p[1]["samples_per_s"])
+    return two["samples_per_s"] / one["samples_per_s"]
 
 
 def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:

@@ -33,8 +33,8 @@ for part in ${PARTS:-tests probe training sampling}; do
         --out $L/issue.json --summary $L/summary.json > $L/issue.log 2>&1 ;;
     ddp)  # the 185 M distillation step on 1 GPU, then Lightning DDP on 2 (the x2 kinds), same per-GPU batch
       for n in 1 2; do
-        timeout 280 python3 -m bsa.cli.bench --what ddp --models 185m --devices $n --ddp-batch ${DDP_BATCH:-64} \
-          --bucket-mb ${BUCKET_MB:-25} --out $L/ddp$n.json > $L/ddp$n.log 2>&1
+        timeout ${DDP_S:-280} python3 -m bsa.cli.bench --what ddp --models 185m --devices $n --ddp-batch ${DDP_BATCH:-64} \
+          --bucket-mb ${BUCKET_MB:-100} --out $L/ddp$n.json > $L/ddp$n.log 2>&1
       done
       timeout 60 python3 -m bsa.cli.bench --from $L/ddp1.json $L/ddp2.json --summary $L/ddp_summary.json >> $L/ddp2.log 2>&1 ;;
     sampling) timeout 400 python3 -m bsa.cli.bench --what sampling --sampling-compile off,cuda-graphs \
