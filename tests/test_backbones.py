@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bsa.config import ConfigError, load_config
-from bsa.metrics.backbones import FAD_MODELS, BackboneUnavailable, FadLibraryBackbone, LaionClap
+from bsa.metrics.backbones import FAD_MODELS, BackboneUnavailable, FadLibraryBackbone, LaionClap, offline_hub
 
-os.environ["HF_HUB_OFFLINE"] = "1"
+offline_hub()  # before the tests below import the libraries themselves
 
 
 @pytest.fixture
@@ -22,6 +22,20 @@ def no_network(monkeypatch):
         raise AssertionError("a backbone tried to use the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_offline_hub_holds_when_huggingface_hub_was_imported_before(monkeypatch):
+    """diffusers (imported by every bsa process, and by these tests) loads huggingface_hub, which
+    reads HF_HUB_OFFLINE once: setting the variable afterwards alone leaves the hub online, and
+    laion-clap's import then retried a tokenizer download for minutes."""
+    import diffusers  # noqa: F401
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    offline_hub()
+    assert huggingface_hub.is_offline_mode() and os.environ["HF_HUB_OFFLINE"] == "1"
 
 
 @pytest.mark.parametrize("name", sorted(FAD_MODELS))

@@ -33,9 +33,19 @@ class BackboneUnavailable(FileNotFoundError):
     """A backbone's weights are not on disk (and bsa never downloads them)."""
 
 
-def _offline() -> None:
+def offline_hub() -> None:
+    """Hugging Face Hub offline for this process, before laion-clap or frechet-audio-distance is
+    imported: the environment variables, and the hub's own flag where ``huggingface_hub`` is loaded
+    already — it reads ``HF_HUB_OFFLINE`` once at import, and diffusers imports it first in every
+    bsa process, after which the variable alone is ignored and a tokenizer lookup retries the
+    network for minutes."""
+    import sys
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
 
 
 def _require(folder: Path, names: list[str], what: str, how: str) -> None:
@@ -79,7 +89,7 @@ class FadLibraryBackbone:
             f"FAD backbone {name!r}",
             f"Put frechet-audio-distance's {name} checkpoint there (eval.backbone_dir={folder}).",
         )
-        _offline()
+        offline_hub()
         from frechet_audio_distance import FrechetAudioDistance
 
         self.name, self.sample_rate = name, spec["rate"]
@@ -141,7 +151,7 @@ class LaionClap:
             "laion-clap CLAP score",
             "Set eval.clap_checkpoint to a laion-clap .pt file on disk (e.g. 630k-audioset-best.pt).",
         )
-        _offline()
+        offline_hub()
         import laion_clap
 
         try:
