@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=2, help="ddp: GPUs (1: the one-GPU reference)")
     parser.add_argument("--ddp-batch", type=int, default=64, help="ddp: batch per GPU")
     parser.add_argument("--ddp-steps", type=int, default=20, help="ddp: timed steps (after 5 of warm-up)")
-    parser.add_argument("--bucket-mb", type=float, default=100.0, help="ddp: gradient bucket size (MB)")
+    parser.add_argument(
+        "--bucket-mb", type=float, help="ddp: gradient bucket size (MB; trainer.ddp_bucket_mb's default)"
+    )
     parser.add_argument("--config", nargs="*", default=["experiments/embedded-gpu.yaml"], help="loading")
     parser.add_argument("--summary", help="also the speed issue's figures (results/speed/summary.json)")
     parser.add_argument("--from", dest="runs", nargs="+", help="no run: --summary of these bench JSON files")

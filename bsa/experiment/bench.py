@@ -295,7 +295,7 @@ def bench_ddp(
     batch: int = 64,
     steps: int = 20,
     warmup: int = 5,
-    bucket_cap_mb: float = 100.0,
+    bucket_cap_mb: float | None = None,
     precision: str | None = None,
     accelerator: str = "auto",
 ) -> dict | None:
@@ -303,16 +303,19 @@ def bench_ddp(
     on ``devices`` GPUs (CPU processes on the CPU), ``batch`` per device: samples/s of the whole
     world over ``steps`` timed steps after ``warmup``, each step synchronised. DDP as ``bsa distill``
     runs it (Lightning's subprocess launcher: the command is started again for each other rank),
-    with ``bucket_cap_mb`` gradient buckets and the gradients as views of the buckets (no copy);
+    with ``bucket_cap_mb`` gradient buckets (None: ``trainer.ddp_bucket_mb``'s default) and the
+    gradients as views of the buckets (no copy);
     bf16 autocast on GPUs (``precision``), fp32 on the CPU.
     ``devices=1`` is the one-device reference (no DDP). The row on global rank 0, None elsewhere."""
     import lightning.pytorch as pl
     import torch
 
     from bsa.callbacks.timing import StepTimer
+    from bsa.config import TrainerConfig
     from bsa.experiment.build import ddp_strategy, quiet_lightning
 
     quiet_lightning()
+    bucket_cap_mb = TrainerConfig.ddp_bucket_mb if bucket_cap_mb is None else bucket_cap_mb
     cfg = _models()[model]
     precision = precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
     module = _progressive_module(cfg)
