@@ -174,3 +174,34 @@ def test_the_bsa_map_is_a_floor_by_gamma_table_shaded_by_quality():
         ("bsa", 4): table["bsa(floor=1,gamma=5)", 4],
     }
     assert heat_map(named, [w for w, _ in named], 4, "clap") == html
+
+
+def test_runs_are_spread_over_the_visible_gpus_least_loaded_first(monkeypatch, tmp_path):
+    """Each run gets one GPU (CUDA_VISIBLE_DEVICES in its environment); a freed GPU takes the next."""
+    from bsa.config import load_config
+    from bsa.experiment import compare
+
+    cfg = load_config([], ["preset=t", "trainer.accelerator=gpu"])
+    assert compare.run_devices(cfg, {"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert compare.run_devices(cfg, {"CUDA_VISIBLE_DEVICES": "1"}) == []  # one GPU: nothing to spread
+    assert compare.run_devices(load_config([], ["preset=t", "trainer.devices=2"]), {"CUDA_VISIBLE_DEVICES": "0,1"}) == []
+    assert compare.run_devices(load_config([], ["preset=t", "trainer.accelerator=cpu"]), {"CUDA_VISIBLE_DEVICES": "0,1"}) == []
+
+    started = []
+
+    class Finished:  # a run that ends at its first poll, except the first two (three polls)
+        def __init__(self, argv, stdout, stderr, env):
+            started.append(env["CUDA_VISIBLE_DEVICES"])
+            self.returncode, self.polls = 0, 0
+            self.long = len(started) <= 2
+
+        def poll(self):
+            self.polls += 1
+            return None if self.long and self.polls < 3 else 0
+
+    monkeypatch.setattr(compare.subprocess, "Popen", Finished)
+    monkeypatch.setattr(compare.time, "sleep", lambda s: None)
+    runs = [{"name": f"r{i}", "overrides": []} for i in range(5)]
+    assert compare._run_wave(runs, [], [], 3, tmp_path, ["0", "1", "2"]) == []
+    # three at once over three GPUs; the third ends first, so GPU 2 takes the next two
+    assert started == ["0", "1", "2", "2", "2"]

@@ -5,13 +5,15 @@ one progressive distillation per weighting from it — same teacher, same data o
 each stage scored by the evaluation callback against the real clips and the CFG teacher. W&B
 groups every stage run under the comparison id. Finally results.json / results.md (mean ± std
 over seeds per weighting and step count) and the dashboard (``bsa.report.dashboard``).
-Runs are separate processes (``compare.parallel`` at once); running the same command again
-skips finished runs and resumes interrupted ones.
+Runs are separate processes (``compare.parallel`` at once), spread over the visible GPUs when
+each run takes one (each started on the GPU with the fewest runs); running the same command
+again skips finished runs and resumes interrupted ones.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -84,10 +86,33 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
     return [wave for wave in (first, second) if wave]
 
 
+def run_devices(cfg: BsaConfig, env: dict[str, str] | None = None) -> list[str]:
+    """The GPUs that a comparison's runs are spread over (CUDA_VISIBLE_DEVICES values), one per run:
+    the visible GPUs when each run uses one GPU (``trainer.devices`` 1) and more than one is
+    visible; else [] (every run sees what the command sees: CPU, one GPU, or DDP over all)."""
+    env = os.environ if env is None else env
+    if str(cfg.trainer.devices) != "1" or cfg.trainer.accelerator == "cpu":
+        return []
+    if env.get("CUDA_VISIBLE_DEVICES") is not None:
+        visible = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    else:
+        import torch
+
+        visible = [str(i) for i in range(torch.cuda.device_count())]
+    return visible if len(visible) > 1 else []
+
+
+def least_loaded(devices: list[str], busy: list[str]) -> str:
+    """The device with the fewest runs in ``busy`` (the first such in ``devices`` order)."""
+    return min(devices, key=lambda d: (busy.count(d), devices.index(d)))
+
+
 def _run_wave(
-    runs: list[dict], files: list[str], overrides: list[str], parallel: int, out: Path
+    runs: list[dict], files: list[str], overrides: list[str], parallel: int, out: Path,
+    devices: list[str] | None = None,
 ) -> list[str]:
-    """Run ``bsa.cli.distill`` for each run, ``parallel`` at a time; returns the names that failed."""
+    """Run ``bsa.cli.distill`` for each run, ``parallel`` at a time, each on the least loaded of
+    ``devices`` (if any); returns the names that failed."""
     pending, active, failed = list(runs), [], []
     (out / "logs").mkdir(parents=True, exist_ok=True)
     while pending or active:
@@ -95,11 +120,16 @@ def _run_wave(
             run = pending.pop(0)
             log = open(out / "logs" / f"{run['name']}.log", "a")
             argv = [sys.executable, "-m", "bsa.cli.distill", *files, *overrides, *run["overrides"]]
-            print(f"[compare] start {run['name']} (log: {log.name})", flush=True)
-            active.append((run, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log))
+            env, where = None, ""
+            if devices:
+                gpu = least_loaded(devices, [d for *_, d in active])
+                env, where = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}, f" on GPU {gpu}"
+            print(f"[compare] start {run['name']}{where} (log: {log.name})", flush=True)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            active.append((run, proc, log, env and env["CUDA_VISIBLE_DEVICES"]))
         time.sleep(1.0)
         for item in list(active):
-            run, proc, log = item
+            run, proc, log, _ = item
             if proc.poll() is not None:
                 active.remove(item)
                 log.close()
@@ -126,8 +156,9 @@ def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tu
     out = compare_dir(cfg)
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
+    devices = run_devices(cfg)
     for wave in planned_runs(cfg, overrides):
-        failed = _run_wave(wave, files, overrides, cfg.compare.parallel, out)
+        failed = _run_wave(wave, files, overrides, cfg.compare.parallel, out, devices)
         if failed:
             return out, failed
     rows = comparison_rows(out)

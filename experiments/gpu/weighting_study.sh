@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue "A weighting study that can tell weightings apart" on the device machine: `bsa compare` on
-# the embedded-gpu preset (the fidelity recipe: v-student, fp32, 1600-step guided stage) with the
+# the embedded-gpu preset (the fidelity recipe: v-student, fp32, 4800-step guided stage) with the
 # denoiser calls graph-replayed, the paired metrics on EVAL_CLIPS captions.
 #   WEIGHTINGS='[bsa,min_snr,truncated_snr,constant,snr_plus_one]' SEEDS=0 STEPS=25 bash experiments/gpu/weighting_study.sh
+# The (floor, γ) map: OVERLAY=experiments/weighting-sweep.yaml PARALLEL=17 (its weightings; on a
+# machine with several GPUs bsa compare spreads the runs over them).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
 # DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
 # comparison's results and dashboard come back in $OUT/study.tar.gz.
@@ -12,9 +14,10 @@ source "$(dirname "$0")/common.sh"
 C=runs/study; L=$C/logs; mkdir -p $L
 log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
-EXP=experiments/embedded-gpu.yaml
+EXP="experiments/embedded-gpu.yaml ${OVERLAY:-}"
+W=${WEIGHTINGS:-}; [ -z "${OVERLAY:-}" ] && W=${W:-[bsa,min_snr,truncated_snr,constant,snr_plus_one]}
 D="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
-ARGS="distill.target_steps=${STEPS:-25} compare.seeds=[${SEEDS:-0}] compare.weightings=${WEIGHTINGS:-[bsa,min_snr,truncated_snr,constant,snr_plus_one]} compare.parallel=${PARALLEL:-6} distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$C trainer.cuda_graphs=true eval.cuda_graphs=true ${EXTRA:-}"
+ARGS="distill.target_steps=${STEPS:-25} compare.seeds=[${SEEDS:-0}] ${W:+compare.weightings=$W} compare.parallel=${PARALLEL:-6} distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$C trainer.cuda_graphs=true eval.cuda_graphs=true ${EXTRA:-}"
 if [ ! -f $C/data.done ]; then
   log data;  timeout 200 python3 -m bsa.cli.data $EXP $D > $L/data.log 2>&1 || { tail $L/data.log; exit 1; }
   log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
