@@ -187,11 +187,12 @@ def test_runs_are_spread_over_the_visible_gpus_least_loaded_first(monkeypatch, t
     assert compare.run_devices(load_config([], ["preset=t", "trainer.devices=2"]), {"CUDA_VISIBLE_DEVICES": "0,1"}) == []
     assert compare.run_devices(load_config([], ["preset=t", "trainer.accelerator=cpu"]), {"CUDA_VISIBLE_DEVICES": "0,1"}) == []
 
-    started = []
+    started, threads = [], []
 
     class Finished:  # a run that ends at its first poll, except the first two (three polls)
         def __init__(self, argv, stdout, stderr, env):
             started.append(env["CUDA_VISIBLE_DEVICES"])
+            threads.append(env["OMP_NUM_THREADS"])
             self.returncode, self.polls = 0, 0
             self.long = len(started) <= 2
 
@@ -201,7 +202,18 @@ def test_runs_are_spread_over_the_visible_gpus_least_loaded_first(monkeypatch, t
 
     monkeypatch.setattr(compare.subprocess, "Popen", Finished)
     monkeypatch.setattr(compare.time, "sleep", lambda s: None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(compare.os, "cpu_count", lambda: 64)
     runs = [{"name": f"r{i}", "overrides": []} for i in range(5)]
     assert compare._run_wave(runs, [], [], 3, tmp_path, ["0", "1", "2"]) == []
     # three at once over three GPUs; the third ends first, so GPU 2 takes the next two
     assert started == ["0", "1", "2", "2", "2"]
+    assert threads == ["21"] * 5  # 64 cores shared by the 3 runs at once
+
+
+def test_runs_share_the_cores_unless_the_user_set_the_threads():
+    from bsa.experiment.compare import run_threads
+
+    assert run_threads(17, 17, {}) == str(max(1, (__import__("os").cpu_count() or 1) // 17))
+    assert run_threads(6, 2, {}) == str(max(1, (__import__("os").cpu_count() or 1) // 2))  # 2 runs, not 6
+    assert run_threads(6, 6, {"OMP_NUM_THREADS": "3"}) == "3"

@@ -86,6 +86,10 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
     return [wave for wave in (first, second) if wave]
 
 
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
 def run_devices(cfg: BsaConfig, env: dict[str, str] | None = None) -> list[str]:
     """The GPUs that a comparison's runs are spread over (CUDA_VISIBLE_DEVICES values), one per run:
     the visible GPUs when each run uses one GPU (``trainer.devices`` 1) and more than one is
@@ -107,6 +111,16 @@ def least_loaded(devices: list[str], busy: list[str]) -> str:
     return min(devices, key=lambda d: (busy.count(d), devices.index(d)))
 
 
+def run_threads(parallel: int, runs: int, env: dict[str, str] | None = None) -> str:
+    """OMP_NUM_THREADS of each run: the machine's cores shared by the runs at once (at least 1), or
+    the user's own setting. Without it every run starts a thread per core, and a few dozen runs'
+    spinning thread pools starve each other's launching threads (a 3 M model's step is launch-bound)."""
+    env = os.environ if env is None else env
+    if env.get("OMP_NUM_THREADS"):
+        return env["OMP_NUM_THREADS"]
+    return str(max(1, (os.cpu_count() or 1) // max(1, min(parallel, runs))))
+
+
 def _run_wave(
     runs: list[dict], files: list[str], overrides: list[str], parallel: int, out: Path,
     devices: list[str] | None = None,
@@ -115,18 +129,19 @@ def _run_wave(
     ``devices`` (if any); returns the names that failed."""
     pending, active, failed = list(runs), [], []
     (out / "logs").mkdir(parents=True, exist_ok=True)
+    threads = run_threads(parallel, len(runs))
     while pending or active:
         while pending and len(active) < parallel:
             run = pending.pop(0)
             log = open(out / "logs" / f"{run['name']}.log", "a")
             argv = [sys.executable, "-m", "bsa.cli.distill", *files, *overrides, *run["overrides"]]
-            env, where = None, ""
+            env, where = {**os.environ, "OMP_NUM_THREADS": threads}, ""
             if devices:
-                gpu = least_loaded(devices, [d for *_, d in active])
-                env, where = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}, f" on GPU {gpu}"
-            print(f"[compare] start {run['name']}{where} (log: {log.name})", flush=True)
+                env["CUDA_VISIBLE_DEVICES"] = least_loaded(devices, [d for *_, d in active])
+                where = f" on GPU {env['CUDA_VISIBLE_DEVICES']}"
+            print(f"[compare] {_clock()} start {run['name']}{where}, {threads} thread(s) (log: {log.name})", flush=True)
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-            active.append((run, proc, log, env and env["CUDA_VISIBLE_DEVICES"]))
+            active.append((run, proc, log, env.get("CUDA_VISIBLE_DEVICES") if devices else None))
         time.sleep(1.0)
         for item in list(active):
             run, proc, log, _ = item
@@ -140,7 +155,7 @@ def _run_wave(
                     if proc.returncode == EXIT_UNFINISHED
                     else f"FAILED (exit {proc.returncode}, see {log.name})"
                 )
-                print(f"[compare] {run['name']}: {status}", flush=True)
+                print(f"[compare] {_clock()} {run['name']}: {status}", flush=True)
                 if proc.returncode:
                     failed.append(run["name"])
     return failed

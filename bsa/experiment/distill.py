@@ -82,7 +82,8 @@ def describe(cfg: BsaConfig) -> str:
         + (
             f"; stage 0 folds it into a w-conditioned student, w ∈ [{d.guidance_min}, {d.guidance_max}]"
             if d.guided_stage
-            else "; students run CFG themselves (2 network calls per step)"
+            else "; no guided stage: students take models.teacher's guidance input if it has one"
+            " (a guided stage's folder), else run CFG themselves (2 network calls per step)"
         ),
         f"per stage   {d.steps_per_stage} optimizer steps (guided stage {d.guided_steps}), batch {d.batch_size}, lr {d.lr}",
         f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
@@ -126,7 +127,10 @@ def prepare_run(cfg: BsaConfig):
 
 def run_distillation(cfg: BsaConfig) -> DistillationResult:
     """Run (or resume) every stage of the plan; each finished stage's student is the next teacher."""
+    start = time.time()
     ctx, teacher = prepare_run(cfg)
+    if ctx.global_zero:  # where a slow start goes shows in the log (e.g. many runs on one machine)
+        print(f"set-up      {time.time() - start:.1f} s (data module, teachers, scorer)", flush=True)
     result = DistillationResult(ctx.run_dir, finished=False)
     steps_done = 0  # optimizer steps of this invocation (distill.stop_after)
     for stage in cfg.distill.plan.stages:
