@@ -625,3 +625,17 @@ def test_progress_updates_every_step_on_a_terminal_and_about_twenty_times_a_stag
     assert refresh_rate_for(800, interactive=True) == 1
     assert refresh_rate_for(800, interactive=False) == 40
     assert refresh_rate_for(4, interactive=False) == 1  # short stages still show every step
+
+
+def test_lightnings_matmul_advice_is_filtered_but_its_warnings_are_not():
+    """trainer.matmul_precision is set on purpose; Lightning's advice about it is chatter."""
+    import logging
+
+    from bsa.experiment.build import _NoChatter
+
+    def record(msg):
+        return logging.LogRecord("lightning.fabric", logging.INFO, __file__, 1, msg, None, None)
+
+    advice = "You are using a CUDA device ('NVIDIA H200') that has Tensor Cores. To properly utilize them, …"
+    assert not _NoChatter().filter(record(advice))
+    assert _NoChatter().filter(record("Restored all states from the checkpoint at x.ckpt"))

@@ -5,6 +5,7 @@ Each test here failed on the code before the fix it covers (issue "Correctness a
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -431,3 +432,29 @@ def test_exports_and_checkpoints_are_fsynced_before_their_rename(tmp_path, monke
     f.write_bytes(b"ckpt")
     durable.replace_durably(f, tmp_path / "last.ckpt")
     assert synced[-1] == f and renamed[-1] == f  # synced, then renamed
+
+
+def test_a_resumed_stage_keeps_its_earlier_training_curve(tmp_path, recwarn):
+    """Lightning's CSVLogger deleted metrics.csv when its folder was not empty: a stage resumed
+    after a kill lost every logged step before the resume. Now the earlier rows stay, except those
+    of the steps the resumed run logs again (after its checkpoint), and nothing warns."""
+    from types import SimpleNamespace
+
+    from bsa.diffusion.plan import Stage
+    from bsa.experiment.distill import stage_loggers
+
+    stage = Stage(index=1, mode="progressive", teacher_steps=8, student_steps=4)
+    ctx = SimpleNamespace(run_dir=tmp_path, cfg=SimpleNamespace(logging=SimpleNamespace(wandb=False)))
+    first = stage_loggers(ctx, stage)[0]
+    for step in range(10):
+        first.log_metrics({"train/loss": 1.0 + step}, step=step)
+    first.save()
+    resumed = stage_loggers(ctx, stage)[0]  # the process was killed; its checkpoint is at step 6
+    for step in range(6, 8):
+        resumed.log_metrics({"train/loss": 100.0 + step, "lr": 0.1}, step=step)
+    resumed.save()
+    with open(tmp_path / "logs" / stage.folder_name / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(8))
+    assert [float(r["train/loss"]) for r in rows] == [1, 2, 3, 4, 5, 6, 106, 107]
+    assert not [w for w in recwarn if "will be deleted" in str(w.message)]

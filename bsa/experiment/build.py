@@ -23,7 +23,16 @@ def world_size(cfg: BsaConfig) -> int:
 
 # what Lightning says at every stage that a user cannot act on: advertisements, the hardware it
 # found (the run's own header says what it uses), the loop's own reason to stop (max_steps)
-_CHATTER = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:", "`Trainer.fit` stopped:")
+# and its advice on float32 matmuls, which trainer.matmul_precision sets on purpose ("highest": the
+# fidelity recipe's exact fp32 targets)
+_CHATTER = (
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+    "LOCAL_RANK:",
+    "`Trainer.fit` stopped:",
+    "You are using a CUDA device",
+)
 
 
 class _NoChatter(logging.Filter):

@@ -343,11 +343,10 @@ def stage_identity(cfg: BsaConfig, stage: Stage) -> dict:
 
 
 def stage_loggers(ctx: RunContext, stage: Stage) -> list:
-    from lightning.pytorch.loggers import CSVLogger
-
     from bsa.experiment.build import wandb_installed, wandb_logger
+    from bsa.lit.csv_logger import ResumableCSVLogger
 
-    loggers = [CSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)]
+    loggers = [ResumableCSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)]
     if ctx.cfg.logging.wandb and wandb_installed():
         loggers.append(wandb_logger(ctx.cfg, run_name(ctx.cfg), ctx.run_dir, stage))
     return loggers
