@@ -41,8 +41,11 @@ chromium:
 
 # one intra-op thread per process (inherited by the runs the tests start): the tests' tiny models
 # run faster without thread hand-offs (the kill test: 131 s against 170 s with torch's 2 on 2 cores)
+# and one test process per core, each test file whole on one (its module fixtures built once): most of
+# a test's time is the commands it starts, one core each (the serial suite kept one of CI's two
+# cores busy on average: 766 s serial, 477 s on two workers, 2026-11-28 on this 2-core machine)
 test: install chromium  ## Run the CPU test suite (what CI runs)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow and not gpu" --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow and not gpu" -n auto --dist loadfile --durations=15
 
 lint: install  ## ruff check + format check
 	$(VENV)/bin/ruff check bsa tests && $(VENV)/bin/ruff format --check bsa tests

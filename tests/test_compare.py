@@ -184,8 +184,18 @@ def test_runs_are_spread_over_the_visible_gpus_least_loaded_first(monkeypatch, t
     cfg = load_config([], ["preset=t", "trainer.accelerator=gpu"])
     assert compare.run_devices(cfg, {"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
     assert compare.run_devices(cfg, {"CUDA_VISIBLE_DEVICES": "1"}) == []  # one GPU: nothing to spread
-    assert compare.run_devices(load_config([], ["preset=t", "trainer.devices=2"]), {"CUDA_VISIBLE_DEVICES": "0,1"}) == []
-    assert compare.run_devices(load_config([], ["preset=t", "trainer.accelerator=cpu"]), {"CUDA_VISIBLE_DEVICES": "0,1"}) == []
+    assert (
+        compare.run_devices(
+            load_config([], ["preset=t", "trainer.devices=2"]), {"CUDA_VISIBLE_DEVICES": "0,1"}
+        )
+        == []
+    )
+    assert (
+        compare.run_devices(
+            load_config([], ["preset=t", "trainer.accelerator=cpu"]), {"CUDA_VISIBLE_DEVICES": "0,1"}
+        )
+        == []
+    )
 
     started, threads = [], []
 

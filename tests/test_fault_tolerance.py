@@ -128,11 +128,12 @@ def test_two_ranks_draw_different_noise_timesteps_and_scales(tmp_path):
 def test_sigkilled_run_resumes_to_the_uninterrupted_student(debug_env, tmp_path):
     """kill -9 mid-stage-1 (the moment the stage's first checkpoint exists), with EMA on; run the
     same command again: the students equal those of an uninterrupted run (the EMA and the weights
-    of every checkpoint agree). The killed run is torch.compile'd (aot_eager: traced, no kernels
-    generated), the resumed and the straight one are not: the compiled calls train the same
-    weights and write checkpoints an eager run resumes from."""
+    of every checkpoint agree). The killed run is torch.compile'd (the "eager" backend: the
+    modules wrapped and traced by dynamo, no kernels generated — aot_eager's backward tracing took
+    34 s more on 2 cores; test_distill checks that compiled calls train like eager ones), the
+    resumed and the straight one are not: a compiled run writes checkpoints an eager run resumes from."""
     common = ("distill.checkpoint_every=1", "distill.eval_clips=0", "distill.ema_decay=0.9")
-    compiled = ("trainer.compile=default", "trainer.compile_backend=aot_eager")
+    compiled = ("trainer.compile=default", "trainer.compile_backend=eager")
     run = debug_env["root"] / "runs" / "resumed"
     log = tmp_path / "killed.log"
     kill_when(
@@ -140,7 +141,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_student(debug_env, tmp_path)
         run / "checkpoints" / "stage01_4steps" / "last.ckpt",
         log=log,
     )
-    assert "torch.compile default (aot_eager)" in log.read_text()
+    assert "torch.compile default (eager)" in log.read_text()
     assert (run / "stage00_guided_8steps").is_dir() and not (run / "stage02_2steps").exists()
     again = run_distill(debug_env, "distill.run_name=resumed", *common)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -122,7 +122,11 @@ def run_threads(parallel: int, runs: int, env: dict[str, str] | None = None) -> 
 
 
 def _run_wave(
-    runs: list[dict], files: list[str], overrides: list[str], parallel: int, out: Path,
+    runs: list[dict],
+    files: list[str],
+    overrides: list[str],
+    parallel: int,
+    out: Path,
     devices: list[str] | None = None,
 ) -> list[str]:
     """Run ``bsa.cli.distill`` for each run, ``parallel`` at a time, each on the least loaded of
@@ -139,7 +143,10 @@ def _run_wave(
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = least_loaded(devices, [d for *_, d in active])
                 where = f" on GPU {env['CUDA_VISIBLE_DEVICES']}"
-            print(f"[compare] {_clock()} start {run['name']}{where}, {threads} thread(s) (log: {log.name})", flush=True)
+            print(
+                f"[compare] {_clock()} start {run['name']}{where}, {threads} thread(s) (log: {log.name})",
+                flush=True,
+            )
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
             active.append((run, proc, log, env.get("CUDA_VISIBLE_DEVICES") if devices else None))
         time.sleep(1.0)
