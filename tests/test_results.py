@@ -103,3 +103,23 @@ def test_readme_rerun_differences_are_those_of_the_committed_records():
         f"most {biggest['clap']:.4f} CLAP, {biggest['acc_mean']:.4f} attribute accuracy and "
         f"{biggest['fad_teacher']:.2f} FAD vs teacher" in " ".join(readme.split())
     )
+
+
+def test_no_result_record_is_ignored_by_git():
+    """.gitignore's `runs/` matched every folder of that name, results/fidelity/runs/ included: the
+    records behind results/fidelity/summary.json were never committed, and a fresh clone could not
+    check the README against them. Nothing under results/ may be ignored."""
+    import subprocess
+
+    if not (REPO / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "results"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert ignored == []
