@@ -135,7 +135,9 @@ def write_wav(path: str | Path, wave: np.ndarray | torch.Tensor, sample_rate: in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
-    tmp = path.with_name(path.name + ".tmp")
+    from bsa.durable import temporary_path
+
+    tmp = temporary_path(path)  # its own: two generators writing the same clip at once
     fmt, subtype = ("OGG", "VORBIS") if path.suffix == ".ogg" else ("WAV", "PCM_16")
     sf.write(str(tmp), np.clip(data, -1.0, 1.0).astype(np.float32), sample_rate, subtype=subtype, format=fmt)
     tmp.replace(path)

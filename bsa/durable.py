@@ -21,6 +21,16 @@ from pathlib import Path
 TMP_MARK = ".tmp"
 
 
+def temporary_path(dst: str | Path) -> Path:
+    """A temporary beside ``dst`` that no other writer uses: writers of one file at once (two
+    commands sharing a latent cache, the cache's workers finishing together) each rename their own,
+    where one shared name let a writer rename another's half-written bytes or find its own gone."""
+    import uuid
+
+    dst = Path(dst)
+    return dst.with_name(f"{dst.name}{TMP_MARK}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
 def fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -459,3 +459,33 @@ def test_a_resumed_stage_keeps_its_earlier_training_curve(tmp_path, recwarn):
     assert [int(r["step"]) for r in rows] == list(range(8))
     assert [float(r["train/loss"]) for r in rows] == [1, 2, 3, 4, 5, 6, 106, 107]
     assert not [w for w in recwarn if "will be deleted" in str(w.message)]
+
+
+def test_two_writers_of_one_cache_file_each_rename_their_own_temporary(tmp_path, monkeypatch):
+    """Two commands building one latent cache (or its workers finishing together) write the same
+    files. With one shared temporary name, the second writer's rename took the first one's file
+    away (FileNotFoundError), or a rename published the other's half-written bytes. Here a second
+    writer writes and renames the same shard between the first one's write and its rename."""
+    import torch
+
+    from bsa.data import encode
+
+    target = tmp_path / "train" / "shard_00000.pt"
+    target.parent.mkdir()
+    real_save, interleaved = torch.save, []
+
+    def save_then_the_other_writer(obj, f):
+        real_save(obj, f)
+        if not interleaved:
+            interleaved.append(True)
+            encode._atomic_save({"writer": "B"}, target)
+
+    monkeypatch.setattr(encode.torch, "save", save_then_the_other_writer)
+    encode._atomic_save({"writer": "A"}, target)  # raised FileNotFoundError with the shared name
+    assert torch.load(target) == {"writer": "A"}  # the last rename wins, whole
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary left
+
+    # the manifest, identity, report and caption files take their temporaries from the same place
+    from bsa.durable import temporary_path
+
+    assert temporary_path(target) != temporary_path(target)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bsa.audio import num_samples_for, write_wav
+from bsa.durable import temporary_path
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -315,7 +316,7 @@ def generate_dataset(
     for split in SPLITS:
         split_rows = [r for r in rows if r["youtube_id"][3] == "tvs"[_split_code(split)]]
         csv_path = root / f"{split}.csv"
-        tmp = csv_path.with_suffix(".csv.tmp")
+        tmp = temporary_path(csv_path)
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(AUDIOCAPS_COLUMNS + ATTRIBUTE_COLUMNS))
             w.writeheader()

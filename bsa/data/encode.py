@@ -19,6 +19,7 @@ import torch
 from bsa.audio import AudioError, MelParams, load_clip, log_mel, num_samples_for
 from bsa.data.audiocaps import CaptionRow, RowProblem, read_caption_csv, resolve_audio
 from bsa.data.manifest import CacheIdentity, CacheManifest, CacheMismatchError, SplitEntry
+from bsa.durable import replace_durably, temporary_path
 
 IDENTITY_FILE = "identity.json"
 REPORT_FILE = "report.csv"
@@ -51,9 +52,9 @@ class CacheBuildResult:
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_path(path)
     torch.save(obj, tmp)
-    tmp.replace(path)
+    replace_durably(tmp, path)
 
 
 def _check_identity(cache_dir: Path, identity: CacheIdentity) -> None:
@@ -69,9 +70,9 @@ def _check_identity(cache_dir: Path, identity: CacheIdentity) -> None:
             )
     else:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
+        tmp = temporary_path(path)
         tmp.write_text(json.dumps(asdict(identity), indent=2) + "\n")
-        tmp.replace(path)
+        replace_durably(tmp, path)
 
 
 def shard_name(index: int) -> str:
@@ -211,13 +212,13 @@ def build_cache(
     if not complete:
         return CacheBuildResult(None, encoded, problems, None)
     report_path = cache_dir / REPORT_FILE
-    tmp = report_path.with_suffix(".csv.tmp")
+    tmp = temporary_path(report_path)
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(RowProblem.__dataclass_fields__))
         w.writeheader()
         for p in sorted(problems, key=lambda p: (p.csv, p.line)):
             w.writerow(asdict(p))
-    tmp.replace(report_path)
+    replace_durably(tmp, report_path)
     with torch.inference_mode():
         _atomic_save(embed_text([""]).float().cpu()[0], cache_dir / "null_text_embedding.pt")
     manifest = CacheManifest(identity=identity, splits=entries, dataset=dataset_info or {})

@@ -71,9 +71,11 @@ class CacheManifest:
 
     def write(self, cache_dir: Path) -> None:
         path = Path(cache_dir) / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
+        from bsa.durable import replace_durably, temporary_path
+
+        tmp = temporary_path(path)
         tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        replace_durably(tmp, path)
 
     @classmethod
     def read(cls, cache_dir: str | Path) -> CacheManifest:
