@@ -489,3 +489,27 @@ def test_two_writers_of_one_cache_file_each_rename_their_own_temporary(tmp_path,
     from bsa.durable import temporary_path
 
     assert temporary_path(target) != temporary_path(target)
+
+
+def test_the_real_clips_of_the_evaluation_set_are_read_only_when_needed(tmp_path, monkeypatch):
+    """A comparison's runs take the real clips' statistics from its reference cache: the set must
+    not read them at set-up (each of 17 runs starting at once read 1000 clips for nothing)."""
+    import numpy as np
+    import torch
+
+    import bsa.audio
+    from bsa.audio import write_wav
+    from bsa.callbacks.evaluation import EvaluationSet
+
+    files = []
+    for k in range(2):
+        files.append(tmp_path / f"clip{k}.wav")
+        write_wav(files[-1], np.full(16000, 0.1 * (k + 1), dtype=np.float32), 16000)
+    reads = []
+    real_load = bsa.audio.load_clip
+    monkeypatch.setattr(bsa.audio, "load_clip", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    eval_set = EvaluationSet(["a", "b"], ["x", "y"], torch.zeros(2, 4), None, files, [0, 1], num_samples=16000)
+    assert reads == []
+    assert eval_set.real.shape == (2, 16000) and eval_set.real[1, 0] == pytest.approx(0.2, abs=1e-4)
+    assert reads == files  # once: the second access uses what the first read
+    assert EvaluationSet(["a"], ["x"], torch.zeros(1, 4), None, None, [0]).real is None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -87,12 +87,27 @@ class EvaluationSet:
     captions: list[str]
     text_emb: torch.Tensor  # [N, D]
     targets: dict[str, torch.Tensor] | None  # ground-truth attributes (embedded data)
-    real: torch.Tensor | None  # [N, L] the real clips at 16 kHz, when the audio is on disk
+    real_files: list[Path] | None  # the real clips' audio, when it is on disk (read on first use)
     seeds: list[int]
+    num_samples: int = 0  # samples per real clip at 16 kHz
+    _real: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def real(self) -> torch.Tensor | None:
+        """[N, L] the real clips at 16 kHz, read the first time they are needed: the runs of a
+        comparison take the real clips' statistics from its reference cache and never read them
+        (17 runs starting at once each read 1000 clips before, for nothing)."""
+        if self.real_files is None:
+            return None
+        if self._real is None:
+            from bsa.audio import load_clip
+
+            self._real = torch.stack([load_clip(f, 16000, self.num_samples).wave for f in self.real_files])
+        return self._real
 
     @classmethod
     def from_config(cls, cfg, num_clips: int) -> EvaluationSet:
-        from bsa.audio import load_clip, num_samples_for
+        from bsa.audio import num_samples_for
         from bsa.data.audiocaps import DatasetError, read_caption_csv, resolve_audio
         from bsa.data.datamodule import LatentShardStream
         from bsa.data.embedded import LABELS
@@ -113,17 +128,11 @@ class EvaluationSet:
             if meta and all(k in meta[0] for k in LABELS)
             else None
         )
-        real = None
+        real_files = None
         root = Path(cfg.data.root)
         try:
             rows = {r.audiocap_id: r for r in read_caption_csv(root / f"{split}.csv")[0]}
-            n = num_samples_for(cfg.data.clip_seconds)
-            real = torch.stack(
-                [
-                    load_clip(resolve_audio(root / "audio" / split, rows[i["id"]]), 16000, n).wave
-                    for i in items
-                ]
-            )
+            real_files = [resolve_audio(root / "audio" / split, rows[i["id"]]) for i in items]
         except (DatasetError, KeyError, FileNotFoundError) as e:
             print(f"evaluation: no FAD against real clips ({e})")
         return cls(
@@ -131,8 +140,9 @@ class EvaluationSet:
             [i["caption"] for i in items],
             torch.stack([i["text_emb"] for i in items]),
             targets,
-            real,
+            real_files,
             [cfg.eval.seed + k for k in range(len(items))],
+            num_samples_for(cfg.data.clip_seconds),
         )
 
 

@@ -511,7 +511,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
         "split": "test",
         "seeds": [eval_set.seeds[0], eval_set.seeds[-1]],
         "guidance_scale": cfg.distill.guidance_scale,
-        "real_reference": eval_set.real is not None,
+        "real_reference": eval_set.real_files is not None,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "world_size": cfg.trainer.devices * cfg.trainer.num_nodes
         if isinstance(cfg.trainer.devices, int)
