@@ -508,7 +508,9 @@ def test_the_real_clips_of_the_evaluation_set_are_read_only_when_needed(tmp_path
     reads = []
     real_load = bsa.audio.load_clip
     monkeypatch.setattr(bsa.audio, "load_clip", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
-    eval_set = EvaluationSet(["a", "b"], ["x", "y"], torch.zeros(2, 4), None, files, [0, 1], num_samples=16000)
+    eval_set = EvaluationSet(
+        ["a", "b"], ["x", "y"], torch.zeros(2, 4), None, files, [0, 1], num_samples=16000
+    )
     assert reads == []
     assert eval_set.real.shape == (2, 16000) and eval_set.real[1, 0] == pytest.approx(0.2, abs=1e-4)
     assert reads == files  # once: the second access uses what the first read

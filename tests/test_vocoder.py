@@ -60,6 +60,23 @@ def test_train_vocoder_writes_a_loadable_hifigan_that_learned(debug_env, tmp_pat
         if r["kind"] == "train"
     ]
     assert len(curve) == 30 and sum(curve[-5:]) < sum(curve[:5]), curve
+    # from trainer.seed: the same command trains the same model (its weights, crops and curve were
+    # drawn unseeded, and this test failed on a fresh clone when a run's noisy curve went up)
+    from bsa.config import load_config
+    from bsa.experiment.train import train_embedded
+
+    again = tmp_path / "again"
+    cfg = load_config(
+        [Path(__file__).resolve().parents[1] / "experiments" / "debug.yaml"],
+        [
+            *debug_env["overrides"],
+            f"train.vocoder.out={again}",
+            f"paths.output_root={tmp_path / 'runs-again'}",
+        ],
+    )
+    train_embedded(cfg, "vocoder")
+    rows = json.loads((again / "training.json").read_text())["curve"]
+    assert [r["train/loss"] for r in rows if r["kind"] == "train"] == curve
     vocoder = load_vocoder(str(out))
     assert {p.dtype for p in vocoder.parameters()} == {torch.float32}, "float16 on disk, float32 loaded"
     with torch.no_grad():

@@ -20,13 +20,13 @@ MODELS = ("vae", "teacher", "evaluator", "vocoder")
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     from bsa.experiment.distill import EXIT_UNFINISHED
-    from bsa.experiment.train import TRAINERS, TrainingUnfinished
+    from bsa.experiment.train import TrainingUnfinished, train_embedded
 
     print(f"training the embedded {args.model} → {getattr(cfg.train, args.model).out}")
     if args.dry_run:
         return 0
     try:
-        print(f"wrote {TRAINERS[args.model](cfg)}")
+        print(f"wrote {train_embedded(cfg, args.model)}")
     except TrainingUnfinished as stop:
         print(stop)
         return EXIT_UNFINISHED

@@ -353,3 +353,13 @@ TRAINERS = {
     "evaluator": train_evaluator,
     "vocoder": train_vocoder,
 }
+
+
+def train_embedded(cfg: BsaConfig, what: str) -> Path:
+    """Train the embedded ``what`` (a key of :data:`TRAINERS`) from ``trainer.seed``: its
+    initial weights, data order, crops and dropout are the same on every run (they were drawn from
+    an unseeded generator: two runs of one command trained different models)."""
+    import lightning.pytorch as pl
+
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    return TRAINERS[what](cfg)
