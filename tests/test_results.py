@@ -83,9 +83,10 @@ def test_readme_rerun_differences_are_those_of_the_committed_records():
     """The README's "a rerun of a seed is not bit-identical" figures: the largest per-seed
     difference between the rerun records and the first runs' records, over the stages both reached."""
 
+    from bsa.report.records import final_records
+
     def final(path):
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        return {r["stage"]: r["metrics"] for r in rows if r.get("final", True) and r["stage"] >= 0}
+        return {r["stage"]: r["metrics"] for r in final_records(path) if r["stage"] >= 0}
 
     first = {"s0": "g4800-minsnr", "s1": "s1", "s2": "s2"}
     biggest = {"clap": 0.0, "acc_mean": 0.0, "fad_teacher": 0.0}

@@ -9,11 +9,12 @@ checkpoint): they are dropped when the first new rows are saved, so each step ha
 from __future__ import annotations
 
 import csv
-import os
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from bsa.durable import replace_durably, temporary_path
 
 
 class ResumedExperimentWriter(ExperimentWriter):
@@ -31,12 +32,12 @@ class ResumedExperimentWriter(ExperimentWriter):
         if self._earlier is not None and self.metrics:
             first = min(int(m["step"]) for m in self.metrics)
             kept = [row for row in self._earlier if int(row["step"]) < first]
-            tmp = f"{self.metrics_file_path}.tmp{os.getpid()}"
-            with self._fs.open(tmp, "w", newline="") as f:
+            tmp = temporary_path(self.metrics_file_path)
+            with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
                 writer.writeheader()
                 writer.writerows(kept)
-            os.replace(tmp, self.metrics_file_path)
+            replace_durably(tmp, self.metrics_file_path)
             self._earlier = None
         super().save()
 
