@@ -229,7 +229,9 @@ def test_ddp_bench_runs_lightning_ddp_and_only_rank_0_writes(tmp_path):
     run = bsa_cli("bench", *args, "--bucket-mb", "1", "--out", str(out), timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("wrote ") == 1  # rank 1 runs the same command and writes nothing
-    (row,) = json.loads(out.read_text())["ddp"]
+    written = json.loads(out.read_text())
+    assert written["command"] == "bsa bench " + " ".join([*args, "--bucket-mb", "1", "--out", str(out)])
+    (row,) = written["ddp"]
     assert (row["devices"], row["batch_per_device"], row["steps"], row["bucket_cap_mb"]) == (2, 2, 2, 1.0)
     assert row["samples_per_s"] == pytest.approx(4 / (row["step_ms"] / 1000))
     bad = bsa_cli("bench", "--what", "ddp", "--models", "embedded,185m", "--out", str(out))

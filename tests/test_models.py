@@ -152,3 +152,53 @@ def test_ema_hand_values_with_warm_up():
     ema.update(model)
     torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 2 / 11 * 0.9 + 9 / 11))
     assert int(ema.num_updates) == 2
+
+
+def test_regional_compilation_compiles_every_block_shape_past_dynamos_recompile_limit():
+    """A UNet's resnet blocks come in more input shapes than dynamo's default recompile limit (8
+    per code object): on the 185 M UNet the ninth shape hit the limit and every block of a later
+    shape ran eager (bench on the H200, bf16+regional: 220 against 241 samples/s eager). Every
+    shape the blocks see must be compiled."""
+    import torch
+    import torch._dynamo
+    from diffusers import UNet2DConditionModel
+
+    from bsa.models.unet import compile_repeated_blocks
+
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D",) * 4,
+        up_block_types=("UpBlock2D",) * 4,
+        mid_block_type=None,
+        block_out_channels=(8, 16, 24, 32),
+        layers_per_block=2,
+        norm_num_groups=8,
+        cross_attention_dim=8,
+    ).eval()
+    shapes = set()
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: shapes.add(tuple(args[0].shape)))
+        for m in unet.modules()
+        if type(m).__name__ == "ResnetBlock2D"
+    ]
+    x, t, text = torch.randn(1, 4, 16, 16), torch.tensor([10]), torch.randn(1, 3, 8)
+    with torch.no_grad():
+        unet(x, t, text)
+    for h in hooks:
+        h.remove()
+    assert len(shapes) > 8  # the case: more shapes than the default limit
+
+    compiled = []
+
+    def counting_backend(gm, example_inputs):
+        compiled.append(tuple(example_inputs[0].shape) if example_inputs else ())
+        return gm.forward
+
+    torch._dynamo.reset()
+    compile_repeated_blocks(unet, backend=counting_backend)
+    with torch.no_grad():
+        unet(x, t, text)
+    assert len(compiled) >= len(shapes)
+    torch._dynamo.reset()

@@ -63,6 +63,8 @@ def test_readme_graph_tables_are_the_ones_generated_from_their_records():
     readme = (REPO / "README.md").read_text()
     assert training_table(json.loads((folder / "training.json").read_text())) in readme
     assert probe_table(folder) in readme
+    regional = json.loads((REPO / "results/bench/2026-11-28-regional/regional.json").read_text())
+    assert "\n".join("  " + line for line in training_table(regional).splitlines()) in readme
     sampling = json.loads((REPO / "results/bench/2026-11-28-sampling/sampling.json").read_text())
     assert sampling_table(sampling) in readme
     from bsa.report.bench import ddp_table

@@ -456,6 +456,7 @@ def run_bench(
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
+        "command": command,
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

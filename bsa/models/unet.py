@@ -87,5 +87,15 @@ def compile_repeated_blocks(unet: UNet2DConditionModel, **compile_kwargs) -> Non
     UNet stays eager. Blocks of one class share their compiled code (dynamo inlines the modules
     and guards on shapes, not on the instance), so the warm-up compiles each block type once per
     shape instead of the whole graph. Parameters and state-dict keys are unchanged."""
+    import torch._dynamo
+
+    # Each block may see its own input shape (channels, resolution) at a few batch sizes (training,
+    # the teacher's guidance pair, evaluation), and the blocks of a class share one code object:
+    # dynamo's default of 8 compilations per code object ran every later shape eager, silently
+    # (the 185 M UNet's resnets have more than 8 shapes).
+    blocks = sum(type(m).__name__ in REPEATED_BLOCKS for m in unet.modules())
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, 4 * blocks)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 8 * blocks)
     unet._repeated_blocks = list(REPEATED_BLOCKS)  # instance attribute: the class keeps its own
     unet.compile_repeated_blocks(**compile_kwargs)
