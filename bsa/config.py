@@ -150,6 +150,10 @@ class DistillConfig:
     label: str = ""
     # each stage draws its own data order (seed + 1000 · stage) instead of the same order every stage
     fresh_data_order: bool = False
+    # spacing ρ of the students' grids: the base grid t_i = round(T·(i/N)^ρ) − 1 of teacher_steps
+    # points, thinned per halving; 1 = diffusers' trailing spacing; ρ > 1 puts more student steps
+    # at SNR > 1 (issue "A weighting study…", part 4). The teacher's reference stays on its own grid.
+    grid_power: float = 1.0
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
@@ -172,6 +176,12 @@ class DistillConfig:
             "need 0 <= bsa_floor <= bsa_gamma, bsa_gamma > 0 (inf allowed: no cap)",
         )
         _check(self.min_snr_gamma > 0, "distill.min_snr_gamma", "must be > 0")
+        try:
+            from bsa.diffusion.schedules import step_grid
+
+            step_grid(self.teacher_steps, 1000, self.grid_power)
+        except ValueError as e:
+            raise ConfigError(f"distill.grid_power: {e}") from None
         _check(
             self.guidance_scale >= 1.0,
             "distill.guidance_scale",

@@ -515,3 +515,65 @@ def test_the_real_clips_of_the_evaluation_set_are_read_only_when_needed(tmp_path
     assert eval_set.real.shape == (2, 16000) and eval_set.real[1, 0] == pytest.approx(0.2, abs=1e-4)
     assert reads == files  # once: the second access uses what the first read
     assert EvaluationSet(["a"], ["x"], torch.zeros(1, 4), None, None, [0]).real is None
+
+
+def test_power_spaced_grids_travel_with_the_stage_and_the_teacher_keeps_its_own(monkeypatch):
+    """distill.grid_power: a stage samples on its own (ρ-spaced) grid at its step count and on its
+    base's ρ-spaced grids at others; a pipeline that is not a stage takes ``grid_power``; the
+    scorer samples students on the ρ grids and the teacher (reference and floor) on its own."""
+    import types
+
+    from test_distill import module
+
+    from bsa.callbacks.evaluation import StageScorer
+    from bsa.diffusion import sampling_grid, step_grid
+    from bsa.models.export import stage_grid
+
+    stage = {"stage": 3, "mode": "progressive", "num_sample_steps": 25, "base_steps": 200, "grid_power": 2.0}
+    stage["timesteps"] = sampling_grid(25, 200, power=2.0).tolist()
+    assert stage_grid(stage, 25).tolist() == stage["timesteps"] != sampling_grid(25, 200).tolist()
+    with pytest.warns(UserWarning):
+        assert stage_grid(stage, 50).tolist() == sampling_grid(50, 200, power=2.0).tolist()
+    guided = {"stage": 0, "mode": "guided", "num_sample_steps": 200, "base_steps": 200, "grid_power": 2.0}
+    assert stage_grid(guided, 200).tolist() == step_grid(200, 1000, 2.0).tolist()
+    assert stage_grid(None, 25, 1000, 200, 2.0).tolist() == sampling_grid(25, 200, power=2.0).tolist()
+    # the module's student steps are the thinned ρ grid
+    m = module(student_steps=4, grid_power=2.0)
+    assert m.step_t.tolist() == step_grid(8, 1000, 2.0)[0::2].tolist()
+
+    # the scorer: which spacing each generation asks for
+    made = []
+
+    class Pipe:
+        def __init__(self, *args, grid_power, **kw):
+            made.append(grid_power)
+
+        def to(self, device):
+            return self
+
+    monkeypatch.setattr("bsa.models.pipeline.TextToAudio", Pipe)
+    fake = types.SimpleNamespace(
+        vae=None,
+        vocoder=None,
+        null=None,
+        base_steps=200,
+        cuda_graphs=False,
+        device="cpu",
+        batch_size=4,
+        grid_power=2.0,
+        set=types.SimpleNamespace(captions=[], real=None),
+    )
+    student = types.SimpleNamespace(training=False, eval=lambda: None, train=lambda mode: None)
+    StageScorer.generate_latents(fake, student, 25, [])
+    assert made == [2.0]
+
+    class Asked(Exception):
+        pass
+
+    def generate_latents(denoiser, steps, indices, seed_offset=0, grid_power=None):
+        raise Asked(grid_power)
+
+    fake.references, fake.reference_cache, fake.generate_latents = {}, None, generate_latents
+    with pytest.raises(Asked) as asked:
+        StageScorer.ensure_references(fake, student, 200)
+    assert asked.value.args == (1.0,)

@@ -93,7 +93,11 @@ def test_readme_rerun_differences_are_those_of_the_committed_records():
         return {r["stage"]: r["metrics"] for r in final_records(path) if r["stage"] >= 0}
 
     fidelity = REPO / "results/fidelity"
-    runs = {"s0": [fidelity / "runs/g4800-minsnr"], "s1": [fidelity / "runs/s1"], "s2": [fidelity / "runs/s2"]}
+    runs = {
+        "s0": [fidelity / "runs/g4800-minsnr"],
+        "s1": [fidelity / "runs/s1"],
+        "s2": [fidelity / "runs/s2"],
+    }
     for rerun in sorted((fidelity / "reruns").iterdir()):
         if rerun.is_dir():
             runs[rerun.name.split("-")[0]].append(rerun)

@@ -87,3 +87,29 @@ def test_midpoint_and_next_timestep():
     assert teacher_midpoint(grid, i).tolist() == [874, 624, 124]
     assert next_timestep(grid, i).tolist() == [749, 499, CLEAN]
     assert step_pairs(step_grid(2)) == [(999, 499), (499, CLEAN)]
+
+
+def test_power_spaced_grid_hand_values_and_low_noise_share():
+    """distill.grid_power ρ: t_i = round(T·(i/N)^ρ) − 1, half to even, distinct, from T − 1.
+    By hand for N = 4, ρ = 2: 1000·(1, 9/16, 1/4, 1/16) = 1000, 562.5, 250, 62.5 → 999, 561, 249, 61."""
+    from bsa.diffusion import audioldm_schedule, sampling_grid
+
+    assert step_grid(4, 1000, 2.0).tolist() == [999, 561, 249, 61]
+    assert step_grid(200, 1000, 1.0).tolist() == step_grid(200).tolist()  # ρ = 1 is the trailing grid
+    # ρ = 3 at 200 points: the cleanest ones would round together; they are pushed apart
+    dense = step_grid(200, 1000, 3.0)
+    assert dense[0] == 999 and dense[-12:].tolist() == list(range(11, -1, -1))
+    assert bool((dense[1:] < dense[:-1]).all())
+    # the students' grids are the thinned base grid, so nesting holds whatever the spacing
+    assert (
+        sampling_grid(4, 200, power=2.0).tolist()
+        == step_grid(200, 1000, 2.0)[::2][::2][::2][::2][::2][::2].tolist()
+    )
+    # the point of it: more student steps at SNR > 1 on AudioLDM's schedule (6 of 25 trailing)
+    snr = audioldm_schedule().snr
+    assert int((snr(sampling_grid(25, 200)) > 1).sum()) == 6
+    assert int((snr(sampling_grid(25, 200, power=2.0)) > 1).sum()) == 12
+    with pytest.raises(ValueError, match="power must be positive"):
+        step_grid(4, 1000, 0.0)
+    with pytest.raises(ValueError, match="do not fit"):
+        step_grid(200, 1000, 0.05)

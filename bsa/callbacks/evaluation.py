@@ -237,15 +237,22 @@ class StageScorer:
         self.fad_floor: float | None = None
         self.batch_size = 64  # clips per sampling batch (``eval.batch_size``)
         self.cuda_graphs = False  # sampling calls replayed as CUDA graphs (``eval.cuda_graphs``)
+        # the students' base grid spacing (``distill.grid_power``); the teacher samples on its own
+        self.grid_power = 1.0
 
-    def generate(self, denoiser, steps: int, indices: list[int], seed_offset: int = 0):
+    def generate(
+        self, denoiser, steps: int, indices: list[int], seed_offset: int = 0, grid_power: float | None = None
+    ):
         """Waveforms of the clips ``indices`` and the seconds it took (:meth:`generate_latents`)."""
-        waves, _, seconds = self.generate_latents(denoiser, steps, indices, seed_offset)
+        waves, _, seconds = self.generate_latents(denoiser, steps, indices, seed_offset, grid_power)
         return waves, seconds
 
-    def generate_latents(self, denoiser, steps: int, indices: list[int], seed_offset: int = 0):
+    def generate_latents(
+        self, denoiser, steps: int, indices: list[int], seed_offset: int = 0, grid_power: float | None = None
+    ):
         """(waveforms, final latents on the CPU, seconds) of the clips ``indices``, from the
-        noise seeds of the set (plus ``seed_offset``)."""
+        noise seeds of the set (plus ``seed_offset``), on the students' grids (``grid_power``:
+        another spacing, 1.0 for the teacher)."""
         from bsa.models.pipeline import TextToAudio
 
         was_training = denoiser.training
@@ -256,6 +263,7 @@ class StageScorer:
             None,
             self.null,
             self.base_steps,
+            grid_power=self.grid_power if grid_power is None else grid_power,
             cuda_graphs=self.cuda_graphs,
         ).to(self.device)
         if self.device == "cuda":
@@ -296,7 +304,8 @@ class StageScorer:
         mine = list(range(rank, len(self.set.captions), world))
         if self.set.real is not None:
             _, self.references["real"] = self._features(self.set.real[mine])
-        waves, latents, seconds = self.generate_latents(teacher, teacher_steps, mine)
+        # the teacher on its own grid, whatever spacing the students are distilled on
+        waves, latents, seconds = self.generate_latents(teacher, teacher_steps, mine, grid_power=1.0)
         local = self.suite.features(waves)
         features, stats = gather_features(local), reduced_stats(local)
         self.references["teacher"] = stats
@@ -315,7 +324,7 @@ class StageScorer:
             "seconds_per_clip": seconds / max(len(mine), 1),
         }
         if self.teacher_floor:  # the teacher against itself with other initial noise
-            other, _ = self.generate(teacher, teacher_steps, mine, seed_offset=OTHER_NOISE)
+            other, _ = self.generate(teacher, teacher_steps, mine, seed_offset=OTHER_NOISE, grid_power=1.0)
             other_features, other_stats = self._features(other)
             self.teacher_clips["embedding_other"] = other_features.embedding
             self.fad_floor = frechet_from_stats(other_stats, stats)

@@ -102,7 +102,7 @@ def audioldm_schedule(
     return NoiseSchedule(torch.cumprod(1.0 - betas, dim=0))
 
 
-def step_grid(num_steps: int, num_train_timesteps: int = 1000) -> torch.Tensor:
+def step_grid(num_steps: int, num_train_timesteps: int = 1000, power: float = 1.0) -> torch.Tensor:
     """Descending timesteps of an N-step sampler: t_i = round(T·i/N) − 1 for i = N, …, 1.
 
     This is diffusers' ``timestep_spacing="trailing"`` (Lin et al. 2024, "Common Diffusion Noise
@@ -114,13 +114,32 @@ def step_grid(num_steps: int, num_train_timesteps: int = 1000) -> torch.Tensor:
     * nesting: ``step_grid(N)`` is every other point of ``step_grid(2N)`` for *every* N, because
       T·i/N = T·(2i)/(2N) exactly, so any halving plan (200 → … → 25, 256 → … → 1) is valid.
     The sampler steps from each grid point to the next and from the last one to ``CLEAN``.
+
+    ``power`` ρ ≠ 1 spaces the grid as t_i = round(T·(i/N)^ρ) − 1 (the polynomial spacing of
+    Karras et al. 2022, eq. 5, in timesteps): ρ > 1 puts more steps at low noise, where SNR > 1
+    (issue "A weighting study…", part 4: on AudioLDM's schedule 6 of the 25 trailing steps have
+    SNR > 1, 12 with ρ = 2). It still starts at T − 1; points that would round together are pushed
+    apart to keep N distinct timesteps. ρ = 1 is the trailing grid above, exactly.
     Returns a LongTensor of shape [N].
     """
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     if num_steps > num_train_timesteps:
         raise ValueError(f"num_steps={num_steps} exceeds num_train_timesteps={num_train_timesteps}")
+    if not power > 0:
+        raise ValueError(f"power must be positive, got {power!r}")
     i = torch.arange(num_steps, 0, -1, dtype=torch.int64)
+    if power != 1.0:
+        points = torch.round(num_train_timesteps * (i.double() / num_steps) ** power).long() - 1
+        # ascending from the cleanest point: each at least one above the one before
+        ascending = points.flip(0).clamp(min=0)
+        floor = torch.arange(num_steps, dtype=torch.int64)
+        ascending = torch.cummax(ascending - floor, dim=0).values + floor
+        if ascending[-1] > num_train_timesteps - 1:
+            raise ValueError(
+                f"{num_steps} distinct steps do not fit below t = {num_train_timesteps} with power {power}"
+            )
+        return ascending.flip(0)
     # T·i/N rounded half to even (numpy's rule, as diffusers uses), in exact integer arithmetic
     q, r = (
         torch.div(num_train_timesteps * i, num_steps, rounding_mode="floor"),
@@ -165,7 +184,7 @@ def halving_chain(teacher_steps: int) -> list[int]:
 
 
 def sampling_grid(
-    num_steps: int, teacher_steps: int | None = None, num_train_timesteps: int = 1000
+    num_steps: int, teacher_steps: int | None = None, num_train_timesteps: int = 1000, power: float = 1.0
 ) -> torch.Tensor:
     """The timestep grid an N-step model samples on: the one place that decides it.
 
@@ -174,10 +193,11 @@ def sampling_grid(
     teacher's ``step_grid(teacher_steps)`` thinned to every other point (starting at T − 1) once
     per stage. Where every halving was even this *is* ``step_grid(N)`` (the nesting property);
     after an odd stage (25 → 13) it is the nested grid, e.g. 200 → … → 4 gives [999, 679, 359, 39].
+    ``power``: the spacing of the base grid (:func:`step_grid`; ``distill.grid_power``).
     """
     if teacher_steps is None or num_steps not in halving_chain(teacher_steps):
-        return step_grid(num_steps, num_train_timesteps)
-    grid = step_grid(teacher_steps, num_train_timesteps)
+        return step_grid(num_steps, num_train_timesteps, power)
+    grid = step_grid(teacher_steps, num_train_timesteps, power)
     while grid.shape[0] > num_steps:
         grid = grid[0::2]
     return grid

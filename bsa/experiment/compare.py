@@ -24,7 +24,11 @@ from bsa.experiment.distill import EXIT_UNFINISHED
 
 
 def compare_id(cfg: BsaConfig) -> str:
-    return cfg.compare.id or f"{cfg.preset}-{cfg.distill.target_steps}steps"
+    """``compare.id``, else ``<preset>-<N>steps`` (``-grid<ρ>`` on a grid of another spacing)."""
+    rho = cfg.distill.grid_power
+    return cfg.compare.id or f"{cfg.preset}-{cfg.distill.target_steps}steps" + (
+        f"-grid{rho:g}" if rho != 1 else ""
+    )
 
 
 def compare_dir(cfg: BsaConfig) -> Path:

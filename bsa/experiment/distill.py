@@ -85,6 +85,13 @@ def describe(cfg: BsaConfig) -> str:
             else "; no guided stage: students take models.teacher's guidance input if it has one"
             " (a guided stage's folder), else run CFG themselves (2 network calls per step)"
         ),
+        *(
+            [
+                f"grid        spaced t_i = round(T·(i/N)^{d.grid_power:g}) − 1 (distill.grid_power; the teacher keeps its own)"
+            ]
+            if d.grid_power != 1
+            else []
+        ),
         f"per stage   {d.steps_per_stage} optimizer steps (guided stage {d.guided_steps}), batch {d.batch_size}, lr {d.lr}",
         f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
         + (f", torch.compile {t.compile} ({t.compile_backend})" if t.compile != "off" else "")
@@ -195,7 +202,8 @@ def stage_metadata(ctx: RunContext, stage: Stage, w_conditioned: bool) -> dict:
         "num_sample_steps": stage.student_steps,
         "teacher_steps": stage.teacher_steps,
         "base_steps": d.teacher_steps,
-        "timesteps": sampling_grid(stage.student_steps, d.teacher_steps).tolist(),
+        "timesteps": sampling_grid(stage.student_steps, d.teacher_steps, power=d.grid_power).tolist(),
+        "grid_power": d.grid_power,
         "guidance_scale": d.guidance_scale,
         "guidance_range": [d.guidance_min, d.guidance_max],
         "w_conditioned": w_conditioned,
@@ -227,6 +235,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
         student_steps=stage.student_steps,
         teacher_steps=stage.teacher_steps,
         base_steps=d.teacher_steps,
+        grid_power=d.grid_power,
         weighting=d.weighting,
         weighting_kwargs=d.weighting_kwargs,
         guidance_scale=d.guidance_scale,
@@ -504,6 +513,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
     scorer.teacher_floor = cfg.eval.teacher_floor
     scorer.batch_size = cfg.eval.batch_size
     scorer.cuda_graphs = cfg.eval.cuda_graphs
+    scorer.grid_power = cfg.distill.grid_power
     scorer.protocol = {
         **suite.protocol(),
         "sample_rate": 16000,

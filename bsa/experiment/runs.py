@@ -48,6 +48,7 @@ LATER_KEYS = {
     "distill.teacher_float32": False,
     "distill.student_prediction": "",
     "distill.fresh_data_order": False,
+    "distill.grid_power": 1.0,
 }
 
 

@@ -53,6 +53,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         student_steps: int,
         teacher_steps: int | None = None,
         base_steps: int | None = None,
+        grid_power: float = 1.0,
         weighting: str = "bsa",
         weighting_kwargs: dict | None = None,
         guidance_scale: float = 2.5,
@@ -105,7 +106,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             # the student's steps (t → t'' through the teacher's t') on the nested grids of the plan
             steps = teacher_steps or 2 * student_steps
             triples = student_step_triples(
-                sampling_grid(steps, base_steps, teacher.schedule.num_train_timesteps)
+                sampling_grid(steps, base_steps, teacher.schedule.num_train_timesteps, grid_power)
             )
             if triples[0].shape[0] != student_steps:
                 raise ValueError(

@@ -34,6 +34,7 @@ class TextToAudio:
         None  # the original teacher's sampling steps: students sample on its nested grids
     )
     stage: dict | None = None  # bsa_stage.json of an exported stage: it samples on the grid it was trained on
+    grid_power: float = 1.0  # spacing of the base grid for a model that is not a stage (distill.grid_power)
     # torch.compile keyword arguments for the denoiser's calls (eval.compile): "reduce-overhead"
     # replays each step as a CUDA graph (one per batch shape), without the per-kernel launches that
     # bound a small UNet at batch 1; None = eager
@@ -74,9 +75,9 @@ class TextToAudio:
         device = next(self.denoiser.parameters()).device
         text_emb = text_emb.to(device)
         noise = seeded_noise(seeds, self.latent_shape, device)
-        grid = stage_grid(self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps).to(
-            device
-        )
+        grid = stage_grid(
+            self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps, self.grid_power
+        ).to(device)
         denoise = self.denoise_call()
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)

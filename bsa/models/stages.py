@@ -27,17 +27,25 @@ def prediction_type_of(path: str | Path, default: str) -> str:
     return read_stage(path).get("prediction_type", default) if is_stage_folder(path) else default
 
 
-def stage_grid(stage: dict | None, num_steps: int, num_train_timesteps: int = 1000, base_steps=None):
+def stage_grid(
+    stage: dict | None,
+    num_steps: int,
+    num_train_timesteps: int = 1000,
+    base_steps=None,
+    grid_power: float = 1.0,
+):
     """The timestep grid to sample an N-step model on: for an exported stage at its own step count,
     the grid it was distilled on (``timesteps`` of ``bsa_stage.json``: below 25 steps of a 200-step
     base it is not ``step_grid(N)``); at another step count, ``sampling_grid`` of its base — with a
     warning, since the stage was not trained on that grid. ``base_steps`` is the fallback base for
-    models that are not stages (a teacher)."""
+    models that are not stages (a teacher); ``grid_power`` their base grid's spacing (a stage's
+    own ``grid_power`` wins)."""
     from bsa.diffusion import sampling_grid
 
     if stage is None:
-        return sampling_grid(num_steps, base_steps, num_train_timesteps)
-    grid = sampling_grid(num_steps, stage.get("base_steps", base_steps), num_train_timesteps)
+        return sampling_grid(num_steps, base_steps, num_train_timesteps, grid_power)
+    base = stage.get("base_steps", base_steps)
+    grid = sampling_grid(num_steps, base, num_train_timesteps, stage.get("grid_power", 1.0))
     if stage.get("mode") == "guided":  # trained at every t: any grid of its base is its own
         return grid
     trained = stage.get("timesteps")

@@ -4,7 +4,8 @@
 # denoiser calls graph-replayed, the paired metrics on EVAL_CLIPS captions.
 #   WEIGHTINGS='[bsa,min_snr,truncated_snr,constant,snr_plus_one]' SEEDS=0 STEPS=25 bash experiments/gpu/weighting_study.sh
 # The (floor, γ) map: OVERLAY=experiments/weighting-sweep.yaml PARALLEL=17 (its weightings; on a
-# machine with several GPUs bsa compare spreads the runs over them).
+# machine with several GPUs bsa compare spreads the runs over them). The grid with more steps at
+# low noise (the part 4): EXTRA=distill.grid_power=2 (the comparison's folder gets -grid2).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
 # DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
 # comparison's results and dashboard come back in $OUT/study.tar.gz.
