@@ -1,0 +1,109 @@
+"""A population of K UNets of one architecture evaluated as one batched network (``torch.func``).
+
+The weighting study trains K students side by side on the same data, noise and teacher steps; on a
+GPU a 3 M UNet leaves most of it idle, and K processes only time-slice it (README, "Loss
+weightings…": five runs sharing an H200 made ~1.2× the steps of one). Stacking the K members'
+parameters and calling the UNet under ``vmap`` turns every layer into one kernel for all K
+(convolutions become grouped ones), so a step costs about one member's launches.
+
+``torch.group_norm`` cannot run under ``vmap`` (it queries memory formats: "NYI: querying
+is_contiguous inside of vmap"), so the batched skeleton's GroupNorms compute the same normalisation
+from reshapes and reductions (:func:`group_norm`). Members keep diffusers' parameter names:
+:meth:`Population.member` gives back an ordinary ``UNet2DConditionModel``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+def group_norm(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> torch.Tensor:
+    """GroupNorm (Wu & He 2018, eq. 1–3 with per-channel affine) from reshapes and reductions,
+    which ``vmap`` can batch: (x − μ_g) / √(σ²_g + ε) · γ_c + β_c over each group's channels and
+    positions, biased variance as ``torch.nn.GroupNorm``."""
+    n, c = x.shape[:2]
+    g = x.reshape(n, num_groups, -1)
+    mean = g.mean(-1, keepdim=True)
+    var = g.var(-1, unbiased=False, keepdim=True)
+    y = ((g - mean) * torch.rsqrt(var + eps)).reshape(x.shape)
+    if weight is None:
+        return y
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    return y * weight.reshape(shape) + bias.reshape(shape)
+
+
+class BatchableGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` with the same parameters, computed by :func:`group_norm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return group_norm(x, self.num_groups, self.weight if self.affine else None, self.bias, self.eps)
+
+
+def batchable(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose GroupNorms are :class:`BatchableGroupNorm` (same names) and
+    whose attention (a diffusers model's) is computed by matmuls (``AttnProcessor``): torch has no
+    ``vmap`` rule for the fused attention kernels and would loop over the members there."""
+    module = copy.deepcopy(module)
+    for m in module.modules():
+        if type(m) is nn.GroupNorm:
+            m.__class__ = BatchableGroupNorm
+    if hasattr(module, "set_attn_processor"):
+        from diffusers.models.attention_processor import AttnProcessor
+
+        module.set_attn_processor(AttnProcessor())
+    return module
+
+
+class Population(nn.Module):
+    """K members of one architecture: their parameters stacked along a leading dimension K (one
+    ``nn.Parameter`` per tensor, so one optimizer updates all members, each by its own gradient),
+    called together by ``vmap`` over a batchable skeleton of the architecture."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("a population needs at least one member")
+        params, buffers = stack_module_state(members)
+        self.size = len(members)
+        self.names = list(params)
+        # "." is not allowed in parameter names: keep diffusers' names in a mapping
+        self.stacked = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.names])
+        self.buffer_names = list(buffers)
+        for i, n in enumerate(self.buffer_names):
+            self.register_buffer(f"buffer{i}", buffers[n].clone())
+        skeleton = batchable(members[0])
+        self._skeleton = [skeleton.to("meta")]  # a list: not a submodule (no parameters of its own)
+
+    def _state(self):
+        params = dict(zip(self.names, self.stacked, strict=True))
+        buffers = {n: getattr(self, f"buffer{i}") for i, n in enumerate(self.buffer_names)}
+        return params, buffers
+
+    def forward(self, *args, in_dims=None, **kwargs):
+        """Every member called on ``args``: outputs stacked [K, ...]. ``in_dims``: per positional
+        argument, 0 where it holds one input per member (leading K), None where all share it."""
+        skeleton = self._skeleton[0]
+        in_dims = tuple(in_dims) if in_dims is not None else (None,) * len(args)
+        keys = list(kwargs)
+
+        def call(params, buffers, *inputs):
+            positional, named = inputs[: len(args)], dict(zip(keys, inputs[len(args) :], strict=True))
+            return functional_call(skeleton, (params, buffers), positional, named)
+
+        params, buffers = self._state()
+        return vmap(call, in_dims=(0, 0, *in_dims, *(None,) * len(keys)))(
+            params, buffers, *args, *kwargs.values()
+        )
+
+    def member(self, k: int, template: nn.Module) -> nn.Module:
+        """Member ``k`` as an ordinary module: a copy of ``template`` with its parameters."""
+        module = copy.deepcopy(template)
+        params, buffers = self._state()
+        module.load_state_dict(
+            {**{n: p[k].detach() for n, p in params.items()}, **{n: b[k] for n, b in buffers.items()}}
+        )
+        return module
