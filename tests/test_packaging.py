@@ -102,3 +102,22 @@ def test_a_non_editable_install_generates_a_clip_with_the_bsa_command(wheel, tmp
     (clip,) = out.glob("*.wav")
     info = sf.info(str(clip))
     assert info.samplerate == 16000 and info.frames == 40960
+
+
+def test_torch_and_torchaudio_are_one_release():
+    """torchaudio's compiled library is built against one torch release: a fresh install on
+    2026-11-28 resolved torchaudio 2.11.1 beside torch 2.11.0 (the pins allowed 2.11.*), and every
+    test that touched torchaudio failed with "undefined symbol" in libtorchaudio.so. The pins are
+    exact and equal, and the installed pair is one release whose library loads."""
+    import tomllib
+
+    import torch
+    import torchaudio
+    from packaging.version import Version
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {d.split("==")[0]: d.split("==")[1] for d in deps if d.startswith(("torch==", "torchaudio=="))}
+    assert pins["torch"] == pins["torchaudio"] and "*" not in pins["torch"]
+    assert Version(torchaudio.__version__).base_version == Version(torch.__version__).base_version
+    spec = torchaudio.functional.spectrogram  # a call into the compiled library's ops
+    assert spec(torch.ones(64), 0, torch.hann_window(16), 16, 8, 16, 2.0, False).shape[-2] == 9
