@@ -67,14 +67,13 @@ class Population(nn.Module):
         super().__init__()
         if not members:
             raise ValueError("a population needs at least one member")
-        params, buffers = stack_module_state(members)
-        self.size = len(members)
+        params, buffers = stack_module_state(members)  # new stacked tensors: no copy needed
         self.names = list(params)
         # "." is not allowed in parameter names: keep diffusers' names in a mapping
-        self.stacked = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.names])
+        self.stacked = nn.ParameterList([nn.Parameter(params[n].detach()) for n in self.names])
         self.buffer_names = list(buffers)
         for i, n in enumerate(self.buffer_names):
-            self.register_buffer(f"buffer{i}", buffers[n].clone())
+            self.register_buffer(f"buffer{i}", buffers[n])
         skeleton = batchable(members[0])
         self._skeleton = [skeleton.to("meta")]  # a list: not a submodule (no parameters of its own)
 
