@@ -57,7 +57,9 @@ def test_training_rows_count_flops_once_and_time_every_combination():
     assert counts[0] > 0 and counts == pytest.approx([counts[0]] * 3, rel=1e-9)
 
 
-def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch):
+def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch, capsys):
+    """…and each row is printed as soon as it is measured: a bench stopped by its time limit on the
+    GPU had printed only the last student of each setting, and its 25-step rows were lost."""
     from bsa.experiment import bench
 
     monkeypatch.setattr(bench, "_models", lambda: {"tiny": audioldm_unet_config("tiny", 6, 8, (8, 4))})
@@ -75,6 +77,8 @@ def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch):
     ]
     assert all(r["speedup"] == 1.0 for r in rows if r["network_calls"] == 16)
     assert all(r["seconds_per_clip"] > 0 for r in rows)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert printed == rows
 
 
 def test_bench_tables_by_hand(tmp_path):

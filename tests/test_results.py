@@ -151,3 +151,18 @@ def test_no_result_record_is_ignored_by_git():
         check=True,
     ).stdout.split()
     assert ignored == []
+
+
+def test_readme_population_figures_are_those_of_the_probe():
+    """The weighting study's population probe: the README's step times and ratios are the rows of
+    results/bench/2026-11-28-probes/population.jsonl."""
+    rows = [json.loads(line) for line in (REPO / "results/bench/2026-11-28-probes/population.jsonl").open()]
+    ms = {(r["members"], r["mode"], r["bf16"]): r["step_ms"] for r in rows}
+    pop, seq, one = ms[17, "population", False], ms[17, "sequential", False], ms[1, "sequential", False]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert (
+        f"17 members take {pop:.1f} ms a step in fp32 as a population against {seq:.1f} ms stepped one after "
+        f"another ({seq / pop:.1f}×), and against {17 * one:.1f} ms for 17 steps of one member alone "
+        f"({one:.1f} ms each: {17 * one / pop:.1f}×); {ms[17, 'population', True]:.1f} ms in bf16. One member alone "
+        f"as a population takes {ms[1, 'population', False]:.1f} ms"
+    ) in readme
