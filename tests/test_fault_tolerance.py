@@ -280,6 +280,47 @@ def test_killed_teacher_training_resumes_and_never_leaves_a_half_written_model(d
     assert not ckpt.parent.exists(), "the training checkpoints go once the model is in place"
 
 
+def test_sigterm_saves_the_step_reached_and_exits_non_zero(debug_env):
+    """`timeout`, a batch system's time limit or `kill` send SIGTERM, to the whole process group.
+    Lightning then stops at the end of the step under way with a SystemExit whose status is 0: the
+    run said it had succeeded and lost every step since its last periodic checkpoint (a vocoder
+    lost 5 minutes of GPU training this way). Now the step reached is saved, the status is 143,
+    and the rerun continues from there."""
+    out_dir = debug_env["root"] / "teacher-sigterm"
+    ckpt_dir = debug_env["root"] / "sigterm-runs" / "train-teacher"
+    argv = [
+        sys.executable,
+        "-m",
+        "bsa.cli.train",
+        "teacher",
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        f"train.teacher.out={out_dir}",
+        "train.teacher.steps=40",
+        "train.checkpoint_every=2",
+        f"paths.output_root={debug_env['root'] / 'sigterm-runs'}",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while not (ckpt_dir / "last.ckpt").exists():  # training is under way (its first periodic save)
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGTERM)  # as `timeout` does: the process and its data workers
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "run the same command again to continue" in stderr
+    reached = int(stdout.split("SIGTERM: stopped at step ")[1].split(",")[0])
+    saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert saved == reached >= 2
+    assert not out_dir.exists()
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((out_dir / "training.json").read_text())
+    assert [r["step"] for r in record["curve"] if r["kind"] == "train"] == list(range(1, 41))
+
+
 # -- 10. the latent cache's identity is content, not location --------------------------------------
 
 

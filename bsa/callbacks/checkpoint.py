@@ -1,6 +1,6 @@
-"""Atomic, resumable checkpoints: ``last.ckpt`` every N optimizer steps, written to a temporary
-file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint intact; weights
-that are not finite are never written over a finite checkpoint."""
+"""Atomic, resumable checkpoints: ``last.ckpt`` every N optimizer steps and at a SIGTERM, written to
+a temporary file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint
+intact; weights that are not finite are never written over a finite checkpoint."""
 
 from __future__ import annotations
 
@@ -50,6 +50,21 @@ class AtomicLastCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """A SIGTERM (``timeout``, a batch system's time limit or pre-emption) ends the step under way
+        and stops the loop with Lightning's SIGTERMException, at a step boundary: the step reached
+        is saved, so the rerun loses nothing (the data workers are out of reach of the SIGTERM that ``timeout``
+        sends to the whole process group: :class:`bsa.data.datamodule.GroupSignalSafeDataLoader`)."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException):
+            return  # anywhere else mid-step the state is not a resumable point: keep the last one
+        self.save(trainer)
+        if trainer.is_global_zero:
+            print(f"\nSIGTERM: stopped at step {trainer.global_step}, checkpointed to {self.path}", flush=True)
 
 
 class StopAfterSteps(pl.Callback):

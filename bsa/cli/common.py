@@ -4,6 +4,7 @@ BsaConfig. (What turns a config into work lives in ``bsa.experiment``.)"""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
@@ -57,3 +58,8 @@ def run_with_config(args: argparse.Namespace, body: Callable[[BsaConfig, argpars
     except FileNotFoundError as e:
         print(f"bsa: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # Lightning's SIGTERMException is a SystemExit without a code: status 0
+        if type(e).__name__ != "SIGTERMException":
+            raise
+        print("bsa: stopped by SIGTERM; run the same command again to continue", file=sys.stderr)
+        return 128 + signal.SIGTERM

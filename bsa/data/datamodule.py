@@ -28,6 +28,47 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def worker_in_own_process_group(worker_id: int) -> None:
+    """The ``worker_init_fn`` of :class:`GroupSignalSafeDataLoader`: the worker leaves its parent's
+    process group, then takes SIGTERM again (blocked since the fork), dropping one that was sent to
+    the old group meanwhile."""
+    import os
+    import signal
+
+    os.setpgid(0, 0)
+    if signal.SIGTERM in signal.sigpending():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # discard it as it is unblocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+class GroupSignalSafeDataLoader(DataLoader):
+    """A DataLoader whose worker processes a SIGTERM to the process group does not reach.
+
+    ``timeout`` (and a terminal) signal the whole group: a worker killed by that SIGTERM fails the
+    main process's next fetch mid-step, before Lightning can stop at the step's end and the
+    checkpoint callback save it. Each worker is forked with SIGTERM blocked and moves to a group of
+    its own before unblocking it; the main process stops its workers as usual (and they end within
+    seconds of its death, which they watch). Ignoring SIGTERM in the workers instead would hang the
+    exit: multiprocessing stops leftover workers with SIGTERM and then waits for them."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("worker_init_fn", worker_in_own_process_group)
+        super().__init__(*args, **kwargs)
+
+    def _get_iterator(self):
+        import signal
+
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the forks
+        try:
+            return super()._get_iterator()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a SIGTERM meanwhile arrives now
+
+
 class LatentShardStream(IterableDataset):
     """Streams one split of the cache, shard by shard, each rank × dataloader-worker taking a
     disjoint stride of the (optionally shuffled) item order. Latents are scaled by the VAE's
@@ -280,7 +321,7 @@ class LatentDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
         )
-        return DataLoader(
+        return GroupSignalSafeDataLoader(
             RepeatingStream(stream, self.batch_size, self._consumed_batches()) if repeat else stream,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

@@ -303,6 +303,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
     from torch.utils.data import DataLoader, TensorDataset
 
     from bsa.data.clips import load_wave_split
+    from bsa.data.datamodule import GroupSignalSafeDataLoader
     from bsa.lit.vocoder import VocoderModule
     from bsa.models.vocoder import DISCRIMINATOR_WIDTHS, hifigan_config
 
@@ -326,7 +327,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
         cfg,
         "vocoder",
         module,
-        DataLoader(
+        GroupSignalSafeDataLoader(
             RandomCrops(train, length, c.steps * c.batch_size),
             batch_size=c.batch_size,
             num_workers=min(4, cfg.data.num_workers),

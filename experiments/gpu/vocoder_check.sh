@@ -18,7 +18,7 @@ if [ -z "${SKIP_PROBE:-}" ]; then  # the probe streams the latent cache
   log cache; timeout 120 python3 -m bsa.cli.cache $EXP $TE > "$L/cache.log" 2>&1 || { tail "$L/cache.log"; exit 1; }
 fi
 log vocoder
-timeout 330 python3 -m bsa.cli.train vocoder $EXP $TE paths.output_root=$A/ck train.vocoder.out=$A/vocoder \
+timeout $(python3 -c "print(int(60 * ${MINUTES:-3.5}) + 120)") python3 -m bsa.cli.train vocoder $EXP $TE paths.output_root=$A/ck train.vocoder.out=$A/vocoder \
   train.vocoder.max_clips=${VOC_CLIPS:-6000} train.vocoder.max_minutes=${MINUTES:-3.5} train.vocoder.steps=100000 \
   train.vocoder.batch_size=64 trainer.log_every_n_steps=100 ${VOC_ARGS:-} > "$L/vocoder.log" 2>&1
 grep -v '^\s*$' "$L/vocoder.log" | tail -n 2
