@@ -610,6 +610,19 @@ def _explain(e: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"{source}: {message}")
 
 
+def split_items(items: list[str]) -> tuple[list[str], list[str]]:
+    """A command line's items: YAML files, then ``key=value`` overrides (files must come first)."""
+    files, overrides = [], []
+    for item in items:
+        if "=" in item:
+            overrides.append(item)
+        elif overrides:
+            raise ConfigError(f"command line: config file {item!r} given after overrides; put files first")
+        else:
+            files.append(item)
+    return files, overrides
+
+
 def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> BsaConfig:
     """Schema defaults ← each YAML in ``files`` ← ``overrides`` (``key=value``), validated."""
     schema = OmegaConf.structured(BsaConfig)

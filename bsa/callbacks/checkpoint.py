@@ -64,7 +64,9 @@ class AtomicLastCheckpoint(pl.Callback):
             return  # anywhere else mid-step the state is not a resumable point: keep the last one
         self.save(trainer)
         if trainer.is_global_zero:
-            print(f"\nSIGTERM: stopped at step {trainer.global_step}, checkpointed to {self.path}", flush=True)
+            print(
+                f"\nSIGTERM: stopped at step {trainer.global_step}, checkpointed to {self.path}", flush=True
+            )
 
 
 class StopAfterSteps(pl.Callback):

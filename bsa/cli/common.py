@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from bsa.config import BsaConfig, ConfigError, load_config
+from bsa.config import BsaConfig, ConfigError, load_config, split_items
 
 
 def config_parser(
@@ -29,19 +29,6 @@ def config_parser(
         "--dry-run", action="store_true", help="validate the config, print the plan, and stop"
     )
     return parser
-
-
-def split_items(items: list[str]) -> tuple[list[str], list[str]]:
-    """Separate YAML files from ``key=value`` overrides (files must come first)."""
-    files, overrides = [], []
-    for item in items:
-        if "=" in item:
-            overrides.append(item)
-        elif overrides:
-            raise ConfigError(f"command line: config file {item!r} given after overrides; put files first")
-        else:
-            files.append(item)
-    return files, overrides
 
 
 def run_with_config(args: argparse.Namespace, body: Callable[[BsaConfig, argparse.Namespace], int]) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bsa.cli.common import config_parser, run_with_config, split_items
-from bsa.config import BsaConfig
+from bsa.cli.common import config_parser, run_with_config
+from bsa.config import BsaConfig, split_items
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
