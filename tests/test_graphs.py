@@ -5,7 +5,8 @@ import pytest
 import torch
 from test_distill import batch, module, tiny_denoiser
 
-from bsa.models.graphs import GraphedCall
+from bsa.diffusion import sample, step_grid
+from bsa.models.graphs import GraphedCall, GraphedLoop
 
 
 # `make test` deselects the gpu marker (CI has no GPU); experiments/gpu/speed.sh runs this file there
@@ -27,6 +28,24 @@ def test_on_the_cpu_a_graphed_call_is_the_eager_call_and_captures_nothing():
     with torch.no_grad():
         assert torch.equal(call(*_inputs()), d(*_inputs()))
     assert call.captures == 0
+
+
+def _student_loop(d, steps=4):
+    """A guided student's whole sampling loop, the grid on the CPU (read without a device sync)."""
+    grid = step_grid(steps)
+    return lambda z, c, w: sample(lambda z_, t_: d(z_, t_, c, w), z, grid, d.schedule)
+
+
+def _loop_inputs(device="cpu", n=4, seed=0):
+    z, _, c = _inputs(device, n, seed)
+    return z, c, torch.full((n,), 2.5, device=device)
+
+
+def test_on_the_cpu_a_graphed_loop_is_the_eager_loop_and_captures_nothing():
+    d = tiny_denoiser(guided=True).eval()
+    loop = GraphedLoop(_student_loop(d))
+    assert torch.equal(loop(*_loop_inputs()), _student_loop(d)(*_loop_inputs()))
+    assert loop.captures == 0
 
 
 def test_a_distillation_module_with_graphs_trains_on_the_cpu_exactly_as_without():
@@ -100,3 +119,18 @@ def test_graphed_distillation_steps_reach_the_weights_of_eager_ones(mode, guided
             assert m._graphed["teacher"].captures == 1
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-5)
+
+
+@needs_gpu
+def test_a_graphed_sampling_loop_matches_the_eager_loop_for_new_inputs():
+    """The whole 4-step loop as one graph: each replay takes the new inputs (copied into the
+    graph's buffers) and returns the caller's own tensor."""
+    d = tiny_denoiser(guided=True).cuda().eval()
+    loop, eager = GraphedLoop(_student_loop(d)), _student_loop(d)
+    with torch.no_grad():
+        outs = [loop(*_loop_inputs("cuda", seed=seed)) for seed in range(3)]
+        for seed, out in enumerate(outs):
+            torch.testing.assert_close(out, eager(*_loop_inputs("cuda", seed=seed)), rtol=1e-5, atol=1e-5)
+        assert loop.captures == 1
+        loop(*_loop_inputs("cuda", n=2))
+        assert loop.captures == 2

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", help="also the speed issue's figures (results/speed/summary.json)")
     parser.add_argument("--from", dest="runs", nargs="+", help="no run: --summary of these bench JSON files")
     parser.add_argument(
-        "--sampling-compile", default="off", help="sampling: off,cuda-graphs,<torch.compile mode>"
+        "--sampling-compile", default="off", help="sampling: off,cuda-graphs,loop-graphs,<torch.compile mode>"
     )
     args = parser.parse_args(argv)
     command = "bsa bench " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -18,8 +18,11 @@ def ddim_step(
     ``z_t``, ``x_hat``: [B, ...]; ``t``, ``s``: integer timesteps, scalar or [B]; ``s = CLEAN`` (−1)
     gives z_s = x̂ exactly. Computed in the dtype of ``z_t``.
     """
-    t = torch.as_tensor(t, device=z_t.device)
-    s = torch.as_tensor(s, device=z_t.device)
+    # Python timesteps are filled on the device (a kernel; a host copy could not be graph-captured)
+    t, s = (
+        u.to(z_t.device) if torch.is_tensor(u) else torch.full((), u, dtype=torch.long, device=z_t.device)
+        for u in (t, s)
+    )
     alpha_t, sigma_t = schedule.alpha_sigma(t)
     alpha_s, sigma_s = schedule.alpha_sigma(s)
     a_t, a_s = broadcast_like(alpha_t, z_t), broadcast_like(alpha_s, z_t)

@@ -64,7 +64,8 @@ def bench_sampling(
 ) -> list[dict]:
     """Seconds per clip of the teacher (``teacher_steps`` + CFG) and its students, per model, batch and
     ``compile_modes`` entry ("off" = eager; "cuda-graphs" = the denoiser calls replayed from CUDA
-    graphs without compiling, ``eval.cuda_graphs``; "reduce-overhead" = compiled into CUDA graphs,
+    graphs without compiling, ``eval.cuda_graphs``; "loop-graphs" = the whole sampling loop replayed
+    as one graph, ``GraphedLoop``; "reduce-overhead" = compiled into CUDA graphs,
     what ``eval.compile`` does), each row with its speed-up over the teacher of the
     same mode; compilation happens in the untimed warm-up."""
     import torch
@@ -72,7 +73,7 @@ def bench_sampling(
 
     from bsa.diffusion import audioldm_schedule, sample, step_grid
     from bsa.models.denoiser import Denoiser
-    from bsa.models.graphs import GraphedCall
+    from bsa.models.graphs import GraphedCall, GraphedLoop
     from bsa.models.unet import with_guidance_input
 
     schedule, rows = audioldm_schedule(), []
@@ -82,7 +83,7 @@ def bench_sampling(
         student = Denoiser(with_guidance_input(teacher_unet).to(device).eval(), schedule)
         dim, shape = cfg["projection_class_embeddings_input_dim"], (cfg["in_channels"], *cfg["sample_size"])
         for mode, b in ((m, b) for m in compile_modes for b in batches):
-            if mode == "off":
+            if mode in ("off", "loop-graphs"):
                 teacher_call, student_call = teacher, student
             elif mode == "cuda-graphs":
                 teacher_call, student_call = GraphedCall(teacher), GraphedCall(student)
@@ -94,8 +95,28 @@ def bench_sampling(
             text, null = torch.randn(b, dim, device=device), torch.zeros(dim, device=device)
             w = torch.full((b,), 2.5, device=device)
 
-            def run(model, steps, guided, noise=noise, text=text, null=null, w=w):
+            def run(model, steps, guided, noise=noise, text=text, null=null, w=w, mode=mode):
                 grid = step_grid(steps).to(device)
+                if mode == "loop-graphs":  # the grid stays on the CPU: the loop reads it without a sync
+                    grid = step_grid(steps)
+                    loop = GraphedLoop(
+                        (
+                            lambda z0, c: sample(
+                                model, z0, grid, schedule, cond=c, null_cond=null, guidance_scale=2.5
+                            )
+                        )
+                        if guided
+                        else (
+                            lambda z0, c, w_: sample(lambda z_, t_: model(z_, t_, c, w_), z0, grid, schedule)
+                        )
+                    )
+                    inputs = (noise, text) if guided else (noise, text, w)
+
+                    def go_loop():
+                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                            loop(*inputs)
+
+                    return go_loop
 
                 def go():
                     with (
@@ -181,13 +202,15 @@ def parse_combo(combo: str) -> dict:
 
 
 def parse_sampling_modes(text: str) -> tuple[str, ...]:
-    """``--sampling-compile``: comma-separated modes, each off, cuda-graphs or a torch.compile mode."""
+    """``--sampling-compile``: comma-separated modes, each off, cuda-graphs, loop-graphs or a torch.compile mode."""
     from bsa.config import COMPILE_MODES
 
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in modes if m not in (*COMPILE_MODES, "cuda-graphs")]
+    unknown = [m for m in modes if m not in (*COMPILE_MODES, "cuda-graphs", "loop-graphs")]
     if unknown:
-        raise ValueError(f"unknown {unknown}; expected cuda-graphs or one of {', '.join(COMPILE_MODES)}")
+        raise ValueError(
+            f"unknown {unknown}; expected cuda-graphs, loop-graphs or one of {', '.join(COMPILE_MODES)}"
+        )
     return modes
 
 

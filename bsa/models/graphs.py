@@ -37,6 +37,18 @@ def graphs_available(*tensors: torch.Tensor) -> bool:
     return all(t.is_cuda for t in tensors) and not torch.cuda.is_current_stream_capturing()
 
 
+def signature(args: tuple[torch.Tensor, ...], grad: bool) -> tuple:
+    """What a captured graph is specific to: the inputs' shapes, dtypes and devices, whether a
+    gradient is wanted, and autocast."""
+    autocast = torch.is_autocast_enabled("cuda")
+    return (
+        tuple((tuple(a.shape), a.dtype, a.device) for a in args),
+        grad,
+        autocast,
+        torch.get_autocast_dtype("cuda") if autocast else None,
+    )
+
+
 class GraphedCall:
     """``call(*tensors) → tensor``: ``module(*tensors)`` replayed from a CUDA graph per input
     signature; eager on the CPU. The output is a fresh tensor (a replay overwrites the graph's
@@ -48,20 +60,11 @@ class GraphedCall:
         self._graphs: dict[tuple, object] = {}
         self.captures = 0  # graphs captured so far (tests, logs)
 
-    def _key(self, args: tuple[torch.Tensor, ...], grad: bool) -> tuple:
-        autocast = torch.is_autocast_enabled("cuda")
-        return (
-            tuple((tuple(a.shape), a.dtype, a.device) for a in args),
-            grad,
-            autocast,
-            torch.get_autocast_dtype("cuda") if autocast else None,
-        )
-
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         if not graphs_available(*args):
             return self.module(*args)
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.module.parameters())
-        key = self._key(args, grad)
+        key = signature(args, grad)
         call = self._graphs.get(key)
         if call is None:
             if len(self._graphs) >= self.max_graphs:
@@ -89,3 +92,53 @@ class GraphedCall:
         torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False)
         self.captures += 1
         return graphed
+
+
+class GraphedLoop:
+    """``loop(*tensors) → tensor`` — a whole sampling loop (``bsa.diffusion.sample`` with its grid,
+    guidance and denoiser bound) — replayed as one CUDA graph per input signature: one launch for
+    all its steps, where :class:`GraphedCall` still pays the sampler's own per-step work between
+    replays (a few element-wise kernels and the Python around them), which at batch 1 is as long as
+    the embedded model's call itself. Inference only; eager on the CPU and inside another capture.
+    The loop may not synchronise with the host: its grid comes on the CPU (the sampler reads it as
+    Python integers), every timestep tensor is filled on the device."""
+
+    def __init__(self, loop, max_graphs: int = 8, warmup: int = 2):
+        self.loop, self.max_graphs, self.warmup = loop, max_graphs, warmup
+        self._graphs: dict[tuple, tuple] = {}
+        self.captures = 0
+
+    @torch.no_grad()
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        if not graphs_available(*args):
+            return self.loop(*args)
+        key = signature(args, False)
+        entry = self._graphs.get(key)
+        if entry is None:
+            if len(self._graphs) >= self.max_graphs:
+                return self.loop(*args)
+            entry = self._graphs[key] = self._capture(args)
+        graph, inputs, output = entry
+        for buffer, a in zip(inputs, args, strict=True):
+            buffer.copy_(a)
+        graph.replay()
+        return output.clone()
+
+    def _capture(self, args: tuple[torch.Tensor, ...]) -> tuple:
+        inputs = tuple(a.detach().clone() for a in args)
+        autocast = (  # autocast's weight cache would hold casts made outside the graph's pool
+            torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
+            if torch.is_autocast_enabled("cuda")
+            else torch.autocast("cuda", enabled=False)
+        )
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), autocast:  # warm-up: lazy state (tables, workspaces) first
+            for _ in range(self.warmup):
+                self.loop(*inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), autocast:
+            output = self.loop(*inputs)
+        self.captures += 1
+        return graph, inputs, output
