@@ -51,12 +51,15 @@ class NoiseSchedule:
             raise TypeError(f"timesteps must be integers, got {t.dtype}")
         valid = ((t >= CLEAN) & (t < self.num_train_timesteps)).all()
         message = f"timesteps must lie in [-1, {self.num_train_timesteps - 1}]"
-        if t.device.type == "cpu" and not torch.compiler.is_compiling():
+        compiling = torch.compiler.is_compiling()
+        if t.device.type == "cpu" and not compiling:
             if not bool(valid):
                 raise ValueError(f"{message}, got {t.tolist()}")
-        else:  # checked on the device: no host synchronisation in the training step
-            torch._assert_async(valid, message)
-        return self._table(t.device)[t.long() + 1]
+        elif compiling or not (t.is_cuda and torch.cuda.is_current_stream_capturing()):
+            torch._assert_async(valid, message)  # on the device: no host synchronisation
+        # (a graph capture cannot assert: its warm-up checked the same timesteps)
+        # take, not [ ]: indexing with a 0-d tensor reads it on the host (a sync no graph can capture)
+        return self._table(t.device).take(t.long() + 1)
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(α_t, σ_t) = (√ᾱ_t, √(1 − ᾱ_t)) for integer timesteps ``t`` (any shape; −1 = clean). float64."""
