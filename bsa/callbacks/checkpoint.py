@@ -54,10 +54,11 @@ class AtomicLastCheckpoint(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        """A SIGTERM (``timeout``, a batch system's time limit or pre-emption) ends the step under way
-        and stops the loop with Lightning's SIGTERMException, at a step boundary: the step reached
-        is saved, so the rerun loses nothing (the data workers are out of reach of the SIGTERM that ``timeout``
-        sends to the whole process group: :class:`bsa.data.datamodule.GroupSignalSafeDataLoader`)."""
+        """A SIGTERM (``timeout``, a batch system's time limit or pre-emption) ends the step under
+        way and stops the loop with Lightning's SIGTERMException, at a step boundary: the step
+        reached is saved, so the rerun loses nothing. (The data workers are out of reach of the
+        SIGTERM that ``timeout`` sends to the whole process group:
+        :class:`bsa.data.datamodule.GroupSignalSafeDataLoader`.)"""
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if not isinstance(exception, SIGTERMException):

@@ -35,6 +35,8 @@ def worker_in_own_process_group(worker_id: int) -> None:
     import os
     import signal
 
+    if not hasattr(signal, "pthread_sigmask"):
+        return
     os.setpgid(0, 0)
     if signal.SIGTERM in signal.sigpending():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # discard it as it is unblocked
@@ -60,7 +62,7 @@ class GroupSignalSafeDataLoader(DataLoader):
     def _get_iterator(self):
         import signal
 
-        if self.num_workers == 0:
+        if self.num_workers == 0 or not hasattr(signal, "pthread_sigmask"):  # (Windows: no groups)
             return super()._get_iterator()
         before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the forks
         try:
