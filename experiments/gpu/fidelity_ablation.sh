@@ -13,7 +13,8 @@
 # whole call: training gets what is left after set-up minus the time to stop, summarise and pack
 # (RUN_S caps it further). A stopped run ends its current evaluation first: -k hard-kills it 20 s on.
 # On a machine with several GPUs the variants are spread over them, one GPU each in turn (a chain
-# alone on its GPU is timed as it would run alone).
+# alone on its GPU is timed as it would run alone); GPUS="1" (space-separated ids) keeps them to
+# those GPUs, leaving the others to another job of the same call.
 set -uo pipefail
 T0=$(date +%s)
 source "$(dirname "$0")/common.sh"
@@ -28,8 +29,9 @@ IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:trainer.precision=32-true|fp32+v
 left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 30 - 60 ))  # stop, summaries, pack
 run_s=$(( ${RUN_S:-$left} < left ? ${RUN_S:-$left} : left ))
 ngpu=$(nvidia-smi -L | grep -c '^GPU'); i=0
+read -ra GPU_IDS <<< "${GPUS:-$(seq -s ' ' 0 $(( (ngpu > 0 ? ngpu : 1) - 1 )))}"
 for v in "${VS[@]}"; do
-  name=${v%%:*}; extra=${v#*:}; gpu=$(( i++ % (ngpu > 0 ? ngpu : 1) ))
+  name=${v%%:*}; extra=${v#*:}; gpu=${GPU_IDS[$(( i++ % ${#GPU_IDS[@]} ))]}
   log "start $name on GPU $gpu for $run_s s ($extra)"
   CUDA_VISIBLE_DEVICES=$gpu timeout -k 20 $run_s python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
     distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$A distill.run_name=$name \
