@@ -253,20 +253,25 @@ def test_resume_takes_the_newer_slurm_preemption_checkpoint(debug_env):
 # -- 8. make vae|teacher|evaluator: checkpointed, resumed, and the shipped folder written atomically -
 
 
-def test_killed_teacher_training_resumes_and_never_leaves_a_half_written_model(debug_env):
-    out_dir = debug_env["root"] / "teacher-retrained"
-    argv = [
+def teacher_training_argv(env, out_dir: Path, runs: Path, checkpoint_every: int) -> list[str]:
+    """`bsa train teacher` on the debug set: 40 steps into ``out_dir``, checkpoints under ``runs``."""
+    return [
         sys.executable,
         "-m",
         "bsa.cli.train",
         "teacher",
         "experiments/debug.yaml",
-        *debug_env["overrides"],
+        *env["overrides"],
         f"train.teacher.out={out_dir}",
         "train.teacher.steps=40",
-        "train.checkpoint_every=1",
-        f"paths.output_root={debug_env['root'] / 'train-runs'}",
+        f"train.checkpoint_every={checkpoint_every}",
+        f"paths.output_root={runs}",
     ]
+
+
+def test_killed_teacher_training_resumes_and_never_leaves_a_half_written_model(debug_env):
+    out_dir = debug_env["root"] / "teacher-retrained"
+    argv = teacher_training_argv(debug_env, out_dir, debug_env["root"] / "train-runs", checkpoint_every=1)
     ckpt = debug_env["root"] / "train-runs" / "train-teacher" / "last.ckpt"
     kill_when(argv, ckpt)
     assert not out_dir.exists() and not out_dir.with_name(out_dir.name + ".tmp").exists()
@@ -288,18 +293,7 @@ def test_sigterm_saves_the_step_reached_and_exits_non_zero(debug_env):
     and the rerun continues from there."""
     out_dir = debug_env["root"] / "teacher-sigterm"
     ckpt_dir = debug_env["root"] / "sigterm-runs" / "train-teacher"
-    argv = [
-        sys.executable,
-        "-m",
-        "bsa.cli.train",
-        "teacher",
-        "experiments/debug.yaml",
-        *debug_env["overrides"],
-        f"train.teacher.out={out_dir}",
-        "train.teacher.steps=40",
-        "train.checkpoint_every=2",
-        f"paths.output_root={debug_env['root'] / 'sigterm-runs'}",
-    ]
+    argv = teacher_training_argv(debug_env, out_dir, debug_env["root"] / "sigterm-runs", checkpoint_every=2)
     proc = subprocess.Popen(
         argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

@@ -38,11 +38,12 @@ def worker_in_own_process_group(worker_id: int) -> None:
     if not hasattr(signal, "pthread_sigmask"):
         return
     os.setpgid(0, 0)
-    if signal.SIGTERM in signal.sigpending():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # discard it as it is unblocked
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    discard = signal.SIGTERM in signal.sigpending()
+    if discard:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it is dropped as it is unblocked
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    if discard:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class GroupSignalSafeDataLoader(DataLoader):

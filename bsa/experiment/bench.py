@@ -96,18 +96,20 @@ def bench_sampling(
             w = torch.full((b,), 2.5, device=device)
 
             def run(model, steps, guided, noise=noise, text=text, null=null, w=w, mode=mode):
-                grid = step_grid(steps).to(device)
-                if mode == "loop-graphs":  # the grid stays on the CPU: the loop reads it without a sync
-                    grid = step_grid(steps)
+                cpu_grid = step_grid(steps)  # a captured loop reads its grid without a device sync
+                grid = cpu_grid.to(device)  # the others' as the pipeline's
+                if mode == "loop-graphs":
                     loop = GraphedLoop(
                         (
                             lambda z0, c: sample(
-                                model, z0, grid, schedule, cond=c, null_cond=null, guidance_scale=2.5
+                                model, z0, cpu_grid, schedule, cond=c, null_cond=null, guidance_scale=2.5
                             )
                         )
                         if guided
                         else (
-                            lambda z0, c, w_: sample(lambda z_, t_: model(z_, t_, c, w_), z0, grid, schedule)
+                            lambda z0, c, w_: sample(
+                                lambda z_, t_: model(z_, t_, c, w_), z0, cpu_grid, schedule
+                            )
                         )
                     )
                     inputs = (noise, text) if guided else (noise, text, w)

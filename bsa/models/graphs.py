@@ -49,6 +49,14 @@ def signature(args: tuple[torch.Tensor, ...], grad: bool) -> tuple:
     )
 
 
+def autocast_for_capture() -> torch.autocast:
+    """The autocast now in effect, without its weight cache: a cast cached during a capture would be
+    a tensor from outside the graph's memory pool (make_graphed_callables refuses it)."""
+    if torch.is_autocast_enabled("cuda"):
+        return torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
+    return torch.autocast("cuda", enabled=False)
+
+
 class GraphedCall:
     """``call(*tensors) → tensor``: ``module(*tensors)`` replayed from a CUDA graph per input
     signature; eager on the CPU. The output is a fresh tensor (a replay overwrites the graph's
@@ -75,14 +83,7 @@ class GraphedCall:
     def _capture(self, args: tuple[torch.Tensor, ...], grad: bool):
         holder = _Forward(self.module)
         samples = tuple(a.detach().clone() for a in args)
-        # make_graphed_callables refuses autocast's weight cache (a cached cast would be a tensor
-        # captured from outside the graph's memory pool); the same autocast without the cache
-        autocast = (
-            torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
-            if torch.is_autocast_enabled("cuda")
-            else torch.autocast("cuda", enabled=False)
-        )
-        with torch.set_grad_enabled(grad), autocast:
+        with torch.set_grad_enabled(grad), autocast_for_capture():
             graphed = torch.cuda.make_graphed_callables(
                 holder, samples, num_warmup_iters=self.warmup, allow_unused_input=True
             )
@@ -126,11 +127,7 @@ class GraphedLoop:
 
     def _capture(self, args: tuple[torch.Tensor, ...]) -> tuple:
         inputs = tuple(a.detach().clone() for a in args)
-        autocast = (  # autocast's weight cache would hold casts made outside the graph's pool
-            torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)
-            if torch.is_autocast_enabled("cuda")
-            else torch.autocast("cuda", enabled=False)
-        )
+        autocast = autocast_for_capture()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), autocast:  # warm-up: lazy state (tables, workspaces) first
