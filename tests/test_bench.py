@@ -277,3 +277,51 @@ def test_ddp_scaling_is_the_fastest_two_gpu_row_over_its_one_gpu_twin():
     table = ddp_table(runs).splitlines()
     assert [line.split(" | ")[2] for line in table[2:]] == ["5", "25", "100"]
     assert table[-1].endswith("| 280 | 532 | 241 | 1.90× |")
+
+
+KILLED_BENCH = """
+import sys, time
+from bsa.experiment import bench
+from bsa.models.unet import audioldm_unet_config
+
+bench._models = lambda: {"tiny": audioldm_unet_config("tiny", 6, 8, (8, 4))}
+timed, calls = bench._timed, []
+def slow_after_three(fn, device, repeats):
+    calls.append(1)
+    if len(calls) > 3:  # the fourth row never ends: the kill comes here
+        time.sleep(120)
+    return timed(fn, device, 1)
+bench._timed = slow_after_three
+bench.run_bench(sys.argv[1], "sampling", [], set(), 1, [], ("off",), command="killed bench")
+"""
+
+
+def test_a_bench_killed_by_its_time_limit_keeps_every_row_measured_in_its_file(tmp_path):
+    """`timeout` ended a GPU bench inside its last setting: the rows were in the log, but --out was
+    written only at the end of the part, so `bsa bench --from` had nothing to read. Every row now
+    lands in the file as it is measured (one rename), so a kill leaves valid JSON with those rows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BENCH, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and len(json.loads(out.read_text())["sampling"]) == 3:
+                break
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    result = json.loads(out.read_text())
+    assert proc.returncode != 0
+    assert [r["network_calls"] for r in result["sampling"]] == [400, 100, 50]
+    assert result["command"] == "killed bench" and result["device"] and result["torch"]
+    printed = [json.loads(line) for line in proc.stdout.read().splitlines() if line.startswith("{")]
+    assert printed == result["sampling"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no temporary left beside it

@@ -65,8 +65,9 @@ def test_readme_graph_tables_are_the_ones_generated_from_their_records():
     assert probe_table(folder) in readme
     regional = json.loads((REPO / "results/bench/2026-11-28-regional/regional.json").read_text())
     assert "\n".join("  " + line for line in training_table(regional).splitlines()) in readme
-    sampling = json.loads((REPO / "results/bench/2026-11-28-sampling/sampling.json").read_text())
-    assert sampling_table(sampling) in readme
+    for run in ("2026-11-28-sampling", "2026-11-28-loop-graphs"):
+        sampling = json.loads((REPO / f"results/bench/{run}/sampling.json").read_text())
+        assert sampling_table(sampling) in readme, run
     from bsa.report.bench import ddp_table
 
     ddp = sorted((REPO / "results/bench/2026-11-28-ddp").glob("bucket*/ddp*.json"))

@@ -53,6 +53,22 @@ def _timed(fn, device, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _report(rows: list[dict], on_row) -> None:
+    """The row just measured: printed, and handed on (``on_row(rows)``) while the run goes on."""
+    print(json.dumps(rows[-1]), flush=True)
+    if on_row is not None:
+        on_row(rows)
+
+
+def write_bench(out: Path, result: dict) -> None:
+    """``out`` replaced in one rename: a reader (or a kill) sees the previous rows or the new ones."""
+    from bsa.durable import replace_durably, temporary_path
+
+    tmp = temporary_path(out)
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    replace_durably(tmp, out)
+
+
 def bench_sampling(
     device,
     batches=(1, 64),
@@ -61,13 +77,15 @@ def bench_sampling(
     compile_modes=("off",),
     compile_backend="inductor",
     teacher_steps=200,
+    on_row=None,
 ) -> list[dict]:
     """Seconds per clip of the teacher (``teacher_steps`` + CFG) and its students, per model, batch and
     ``compile_modes`` entry ("off" = eager; "cuda-graphs" = the denoiser calls replayed from CUDA
     graphs without compiling, ``eval.cuda_graphs``; "loop-graphs" = the whole sampling loop replayed
     as one graph, ``GraphedLoop``; "reduce-overhead" = compiled into CUDA graphs,
     what ``eval.compile`` does), each row with its speed-up over the teacher of the
-    same mode; compilation happens in the untimed warm-up."""
+    same mode; compilation happens in the untimed warm-up. Each row is printed as it is measured
+    and ``on_row(rows)`` called (``run_bench`` writes its file there): a time limit loses none."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -146,7 +164,7 @@ def bench_sampling(
                     "speedup": 1.0,
                 }
             )
-            print(json.dumps(rows[-1]), flush=True)  # each row as it is measured: a time limit loses none
+            _report(rows, on_row)
             for n in students:
                 t = _timed(run(student_call, n, False), device, repeats)
                 rows.append(
@@ -160,7 +178,7 @@ def bench_sampling(
                         "speedup": t_teacher / t,
                     }
                 )
-                print(json.dumps(rows[-1]), flush=True)
+                _report(rows, on_row)
         del teacher_unet, teacher, student
     return rows
 
@@ -223,6 +241,7 @@ def bench_training(
     batches=(128, 16),
     combos=COMBOS,
     compile_backend: str = "inductor",
+    on_row=None,
 ) -> list[dict]:
     """Distillation-step throughput (samples/s): one progressive step = 2 teacher calls (w-conditioned)
     + student forward/backward + AdamW, for each combination (``COMBOS``). ``warmup_s`` is the
@@ -281,7 +300,7 @@ def bench_training(
                 rows.append(row)
             except Exception as e:  # a failing combination is reported, not hidden
                 rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-            print(json.dumps(rows[-1]), flush=True)
+            _report(rows, on_row)
             del m, opt
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -471,8 +490,8 @@ def run_bench(
     ddp: dict | None = None,
 ) -> dict | None:
     """Run the benchmarks ``what`` asks for (all, or some of sampling, training, loading joined by
-    commas), writing ``out``
-    after each part (device, torch version and date inside); returns the result. With ``summary``
+    commas), writing ``out`` after each row (device, torch version and date inside, one rename a
+    time); returns the result. With ``summary``
     also the speed issue's figures of this run there (:func:`bsa.report.bench.speed_summary`),
     ``command`` recorded."""
     import torch
@@ -493,21 +512,30 @@ def run_bench(
         if row is None:
             return None
         result["ddp"] = [row]
+        write_bench(out, result)
+
+    def partial(key):  # the part's rows so far written after each one: a time limit keeps them
+        return lambda rows: write_bench(out, {**result, key: rows})
+
     if "sampling" in parts:
-        result["sampling"] = bench_sampling(device, compile_modes=sampling_compile)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        result["sampling"] = bench_sampling(
+            device, compile_modes=sampling_compile, on_row=partial("sampling")
+        )
+        write_bench(out, result)
     if "training" in parts:
         chosen, batches = [], []
         for (name, cfg), batch, key in zip(_models().items(), (128, batch_185m), BENCH_MODELS, strict=True):
             if key in models:
                 chosen.append((name, cfg))
                 batches.append(batch)
-        result["training"] = bench_training(device, models=dict(chosen), batches=batches, combos=combos)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        result["training"] = bench_training(
+            device, models=dict(chosen), batches=batches, combos=combos, on_row=partial("training")
+        )
+        write_bench(out, result)
     if "loading" in parts:
         result["loading"] = bench_loading(config, batch=128)
         print(json.dumps(result["loading"]), flush=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_bench(out, result)
     if summary:
         from bsa.report.bench import save_speed_summary
 
