@@ -64,3 +64,149 @@ def test_population_gives_each_member_its_outputs_and_gradients():
     torch.testing.assert_close(_call(back, z[1], t, text), _call(members[1], z[1], t, text))
     with pytest.raises(ValueError, match="at least one member"):
         Population([])
+
+
+# -- PopulationDistillationModule: K weightings trained as one network -------------------------------
+
+WEIGHTINGS = [
+    {"weighting": "bsa", "weighting_kwargs": {"floor": 1.0, "gamma": 5.0}},
+    {"weighting": "min_snr", "weighting_kwargs": {"gamma": 5.0}},
+    {"weighting": "bsa", "weighting_kwargs": {"floor": 0.1, "gamma": float("inf")}},
+]
+
+
+def _stage_modules(teachers_of_their_own: bool):
+    """The population of three students and the three ordinary modules of the same start."""
+    from bsa.diffusion import audioldm_schedule
+    from bsa.lit.distill import DistillationModule
+    from bsa.lit.population import PopulationDistillationModule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.population import PopulationUNet
+    from bsa.models.unet import with_guidance_input
+
+    schedule = audioldm_schedule()
+    unets = [with_guidance_input(m).float() for m in _members(3)]
+    teachers = unets if teachers_of_their_own else [unets[0]] * 3
+    kw = dict(
+        mode="progressive", student_steps=2, teacher_steps=4, lr=1e-3, ema_decay=0.9, total_steps=10, seed=3
+    )
+    null = torch.zeros(6)
+    singles = [
+        DistillationModule(
+            Denoiser(copy.deepcopy(t), schedule, "epsilon"),
+            Denoiser(copy.deepcopy(u), schedule, "v_prediction"),
+            null,
+            weighting=w["weighting"],
+            weighting_kwargs=w["weighting_kwargs"],
+            **kw,
+        )
+        for t, u, w in zip(teachers, unets, WEIGHTINGS, strict=True)
+    ]
+    teacher = (
+        PopulationUNet([copy.deepcopy(t) for t in teachers])
+        if teachers_of_their_own
+        else copy.deepcopy(unets[0])
+    )
+    population = PopulationDistillationModule(
+        Denoiser(teacher, schedule, "epsilon"),
+        Denoiser(PopulationUNet([copy.deepcopy(u) for u in unets]), schedule, "v_prediction"),
+        null,
+        weightings=WEIGHTINGS,
+        **kw,
+    )
+    return population, singles
+
+
+def _train(module, steps: int, latents, text, clip: float):
+    """What Lightning does per step (automatic optimisation), the gradient clipping included."""
+    from bsa.lit.population import PopulationDistillationModule
+
+    config = module.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    module.train()
+    for _ in range(steps):
+        loss, _ = module.distillation_loss(latents, text)
+        opt.zero_grad()
+        loss.backward()
+        if isinstance(module, PopulationDistillationModule):
+            module.configure_gradient_clipping(opt, clip, "norm")
+        else:  # what Lightning's clipping does for one model
+            torch.nn.utils.clip_grad_norm_(list(module.student.parameters()), clip)
+        opt.step()
+        sched.step()
+        module.ema.update(module.student)
+
+
+def _grads(module) -> dict:
+    return {n: p.grad.clone() for n, p in module.student.unet.named_parameters()}
+
+
+@pytest.mark.parametrize("teachers_of_their_own", [False, True])
+def test_a_population_trains_each_member_as_its_own_run_would(teachers_of_their_own):
+    """Member k of a population (same batches and draws) trains as a DistillationModule alone with
+    member k's weighting would — with one shared teacher (the first progressive stage) and with a
+    teacher per member (the later ones): after one step its clipped gradient is that module's (the
+    clip, 0.05, binds: a global norm over the population would scale every member alike); after
+    three, its student, EMA, teacher and per-level loss sums are that module's. Adam turns the last
+    float-level differences of near-zero gradients into up to a few % of a step, hence the looser
+    tolerance on the weights (one step of lr 1e-3 moves each weight by up to 1e-3)."""
+    population, singles = _stage_modules(teachers_of_their_own)
+    g = torch.Generator().manual_seed(1)
+    latents, text = torch.randn(4, 4, 8, 4, generator=g), torch.randn(4, 6, generator=g)
+    _train(population, 1, latents, text, clip=0.05)
+    stacked = _grads(population)
+    for k, single in enumerate(singles):
+        _train(single, 1, latents, text, clip=0.05)
+        for name, grad in _grads(single).items():
+            key = f"population.stacked.{population.student.unet.population.names.index(name)}"
+            torch.testing.assert_close(stacked[key][k], grad, atol=1e-6, rtol=1e-4, msg=f"{k} {name}")
+    _train(population, 2, latents, text, clip=0.05)
+    for k, single in enumerate(singles):
+        _train(single, 2, latents, text, clip=0.05)
+        member = population.member(k)
+        for ours, theirs in (
+            (member.student.unet.state_dict(), single.student.unet.state_dict()),
+            (member.ema.module.unet.state_dict(), single.ema.module.unet.state_dict()),
+            (member.teacher.unet.state_dict(), single.teacher.unet.state_dict()),
+        ):
+            assert ours.keys() == theirs.keys()
+            for name in ours:
+                torch.testing.assert_close(ours[name], theirs[name], atol=5e-4, rtol=0, msg=f"{k} {name}")
+        assert [r["weighted_loss"] for r in member.training_profile()] == pytest.approx(
+            [r["weighted_loss"] for r in single.training_profile()], rel=1e-3
+        )
+    # the members did train apart: their weightings moved them differently
+    a, b = (population.member(k).student.unet.state_dict() for k in (0, 1))
+    assert max(float((a[n] - b[n]).abs().max()) for n in a) > 1e-3
+
+
+def test_a_population_refuses_what_it_cannot_train():
+    from bsa.diffusion import audioldm_schedule
+    from bsa.lit.population import PopulationDistillationModule, clip_grad_norm_per_member
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.population import PopulationUNet
+    from bsa.models.unet import with_guidance_input
+
+    schedule = audioldm_schedule()
+    unets = [with_guidance_input(m).float() for m in _members(2)]
+    student = Denoiser(PopulationUNet(unets), schedule)
+    kw = dict(mode="progressive", student_steps=2, teacher_steps=4)
+    with pytest.raises(ValueError, match="1 weightings for a population of 2"):
+        PopulationDistillationModule(
+            Denoiser(unets[0], schedule), student, torch.zeros(6), weightings=WEIGHTINGS[:1], **kw
+        )
+    with pytest.raises(ValueError, match="progressive stages"):
+        PopulationDistillationModule(
+            Denoiser(unets[0], schedule),
+            student,
+            torch.zeros(6),
+            weightings=WEIGHTINGS[:2],
+            mode="guided",
+            student_steps=2,
+        )
+    # per-member clipping by hand: member norms 5 and 0.5, max 1 → the first scaled by 1/5, the second kept
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    p.grad = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    norms = clip_grad_norm_per_member([p], 1.0)
+    assert norms.tolist() == pytest.approx([5.0, 0.5])
+    assert p.grad.flatten().tolist() == pytest.approx([0.6, 0.8, 0.3, 0.4], rel=1e-5)

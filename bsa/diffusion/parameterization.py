@@ -14,11 +14,14 @@ PARAMETERIZATIONS = ("epsilon", "v_prediction", "sample")
 
 
 def broadcast_like(coef: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-example coefficient [B] (or scalar) to broadcast over ``x`` [B, ...], in x's dtype."""
+    """Reshape a per-example coefficient [B] (or scalar) to broadcast over ``x`` [B, ...], in x's dtype.
+    A population's latents [K, B, C, T', F'] (K students' outputs for one batch,
+    ``bsa.lit.population``) take the same [B] coefficient per example, aligned with B."""
     coef = torch.as_tensor(coef, device=x.device).to(x.dtype)
     if coef.ndim == 0:
         return coef
-    return coef.reshape(coef.shape + (1,) * (x.ndim - coef.ndim))
+    pad = x.ndim - coef.ndim - (1 if x.ndim == 5 and coef.ndim == 1 else 0)
+    return coef.reshape(coef.shape + (1,) * pad)
 
 
 def x_from_eps(z: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

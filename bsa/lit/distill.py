@@ -182,12 +182,17 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         z_t = alpha * latents + sigma * eps
         target = self.teacher_target(teacher_fn, z_t, t, None if hp.mode == "guided" else (t_mid, s))
         x_student = self._with_guidance("student", text, scale)(z_t, t)
-        per_example = (x_student.float() - target.float()).pow(2).flatten(1).mean(1)
-        weight = self.weight_fn(self.schedule.snr(t).float())
+        # [B], or [K, B] for a population of K students (bsa.lit.population): per member, its mean
+        per_example = (x_student.float() - target.float()).pow(2).flatten(-3).mean(-1)
+        weight = self.loss_weight(self.schedule.snr(t).float())
         if self.training:  # where the weighted loss sits, per noise level, over the stage's training
             level = i if hp.mode == "progressive" else self._guided_level(t)
             self._accumulate(level, (weight * per_example).detach())
-        return (weight * per_example).mean(), {"train/x_mse": per_example.mean().detach()}
+        return (weight * per_example).mean(-1).sum(), {"train/x_mse": per_example.mean().detach()}
+
+    def loss_weight(self, snr: torch.Tensor) -> torch.Tensor:
+        """w(SNR) of the loss, per example [B] (a population: per member and example, [K, B])."""
+        return self.weight_fn(snr)
 
     # -- the weighted loss per noise level during training (issue "A weighting study…", part 1)
     LEVELS_GUIDED = 25  # the guided stage's t ∈ [0, T) in equal bins, highest noise first
@@ -201,13 +206,14 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
 
     def _accumulate(self, level: torch.Tensor, weighted: torch.Tensor) -> None:
         sums = getattr(self, "_level_sums", None)
-        if sums is None or sums.device != weighted.device:
-            sums = torch.zeros(2, self._levels(), dtype=torch.float64, device=weighted.device)
+        if sums is None or sums.device != weighted.device:  # [2, levels] ([2, K, levels]: a population)
+            shape = (2, *weighted.shape[:-1], self._levels())
+            sums = torch.zeros(shape, dtype=torch.float64, device=weighted.device)
             if getattr(self, "_level_sums_restored", None) is not None:  # from a resumed checkpoint
                 sums += self._level_sums_restored.to(sums.device)
                 self._level_sums_restored = None
-        sums[0].index_add_(0, level, weighted.double())
-        sums[1].index_add_(0, level, torch.ones_like(weighted, dtype=torch.float64))
+        sums[0].index_add_(-1, level, weighted.double())
+        sums[1].index_add_(-1, level, torch.ones_like(weighted, dtype=torch.float64))
         self._level_sums = sums
 
     def training_profile(self) -> list[dict]:
@@ -339,6 +345,8 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             self.ema.update(self.student)
 
     def _gradient_scaler_in_use(self) -> bool:
+        if self._trainer is None:  # stepped by hand (tests, probes): no precision plugin
+            return False
         return getattr(self.trainer.precision_plugin, "scaler", None) is not None
 
     def configure_optimizers(self):

@@ -44,7 +44,8 @@ class Denoiser(torch.nn.Module):
         if guidance is not None:
             if not self.takes_guidance:
                 raise ValueError("this denoiser has no guidance input (it was not guidance-distilled)")
-            cond = guidance_embedding(guidance.expand(z_t.shape[0]), self.unet.config.time_cond_proj_dim).to(
+            # z_t [B, C, T', F'], or [K, B, …] for a population's per-member inputs: one scale per example
+            cond = guidance_embedding(guidance.expand(z_t.shape[-4]), self.unet.config.time_cond_proj_dim).to(
                 z_t.dtype
             )
         elif self.takes_guidance:

@@ -106,3 +106,31 @@ class Population(nn.Module):
             {**{n: p[k].detach() for n, p in params.items()}, **{n: b[k] for n, b in buffers.items()}}
         )
         return module
+
+
+class PopulationUNet(nn.Module):
+    """K diffusers UNets of one architecture called like one: ``unet(z, t, **conditioning).sample``
+    is [K, B, …], member k's output in row k. ``z`` [B, …] is shared by every member (a stage's
+    noised latents); ``z`` [K, B, …] gives each member its own (the second of a population of
+    teachers' two DDIM steps). Everything else is shared. What :class:`bsa.models.denoiser.Denoiser`
+    needs of a UNet (``config``, the call) is here, so a population of K students or teachers is a
+    ``Denoiser(PopulationUNet(unets), …)`` and the distillation code runs on it unchanged."""
+
+    def __init__(self, unets: list[nn.Module]):
+        super().__init__()
+        self.population = Population(unets)
+        self.config = unets[0].config
+        self._template = [copy.deepcopy(unets[0]).cpu()]  # a list: not a submodule (member's skeleton)
+
+    @property
+    def members(self) -> int:
+        return int(self.population.stacked[0].shape[0])
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, **conditioning):
+        per_member = sample.dim() == 5
+        return self.population(sample, timestep, in_dims=(0 if per_member else None, None), **conditioning)
+
+    def member(self, k: int) -> nn.Module:
+        """Member ``k`` as an ordinary UNet (its own copy of the parameters, on their device)."""
+        device = self.population.stacked[0].device
+        return self.population.member(k, self._template[0]).to(device)
