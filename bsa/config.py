@@ -159,6 +159,10 @@ class DistillConfig:
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
     run_name: str = ""  # default: <preset>-<weighting>-seed<seed>; the same name resumes
     reference_teacher: str = ""  # whose outputs "FAD vs teacher" uses (default models.teacher, with CFG)
+    # weighting specs (compare.weightings' syntax) trained at once as one population in this process,
+    # each in its own run folder <weighting slug>-seed<seed> (bsa.experiment.population); progressive
+    # stages from a guided teacher (distill.guided_stage=false). Empty: one run, distill.weighting.
+    population: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(
@@ -210,6 +214,17 @@ class DistillConfig:
         )
         _check(self.stop_after >= 0, "distill.stop_after", "must be >= 0")
         _check(self.eval_clips == 0 or self.eval_clips >= 2, "distill.eval_clips", "0 (off) or >= 2")
+        for w in self.population:
+            try:
+                parse_weighting(w)
+            except ConfigError as e:
+                raise ConfigError(f"distill.population: {e}") from None
+        _check(
+            not self.population or not self.guided_stage,
+            "distill.population",
+            "trains progressive stages from a guided teacher: set distill.guided_stage=false and "
+            "models.teacher to the guided stage's folder (bsa compare does)",
+        )
 
     @property
     def plan(self) -> DistillationPlan:
@@ -534,6 +549,9 @@ class CompareConfig:
     seeds: list = field(default_factory=lambda: [0])
     id: str = ""  # default: <preset>-<target_steps>steps; runs go to paths.output_root/compare/<id>/
     parallel: int = 1  # runs at once (processes sharing the machine)
+    # > 0: the weightings of a seed train as populations of up to this many students, one process
+    # each (distill.population): the members share the GPU's work instead of time-slicing it
+    population: int = 0
     audio_steps: list = field(default_factory=lambda: [25, 4, 1])  # dashboard: students whose clips are shown
 
     def __post_init__(self) -> None:
@@ -548,6 +566,7 @@ class CompareConfig:
             "must not be empty",
         )
         _check(self.parallel >= 1, "compare.parallel", "must be >= 1")
+        _check(self.population >= 0, "compare.population", "must be >= 0 (0: one process per run)")
 
 
 @dataclass
@@ -625,8 +644,16 @@ def split_items(items: list[str]) -> tuple[list[str], list[str]]:
 
 def load_config(files: list[str | Path] = (), overrides: list[str] = ()) -> BsaConfig:
     """Schema defaults ← each YAML in ``files`` ← ``overrides`` (``key=value``), validated."""
-    schema = OmegaConf.structured(BsaConfig)
-    cfg = schema.copy()
+    return _resolved(OmegaConf.structured(BsaConfig).copy(), files, overrides)
+
+
+def load_config_from(cfg: BsaConfig, overrides: list[str]) -> BsaConfig:
+    """``cfg`` ← ``overrides``, validated: a run's config derived from another's (a population's
+    members)."""
+    return _resolved(OmegaConf.structured(cfg), (), overrides)
+
+
+def _resolved(cfg, files, overrides) -> BsaConfig:
     for f in files:
         path = Path(f)
         if not path.is_file():

@@ -80,6 +80,51 @@ def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
     assert "Paired difference to bsa" in results
 
 
+def test_a_population_comparison_trains_the_same_runs_in_one_process_and_resumes(comparison, debug_env):
+    """compare.population=2: the two weightings train as one population (one process, the same
+    batches and draws). Each member is a run of its own on disk — the folders, records, profiles and
+    exports of the comparison above — and scores what its separate run scored, up to the float-level
+    differences that Adam amplifies. Stopped inside its first stage (distill.stop_after), the same
+    command resumes it: one final record per stage and member."""
+    argv = [
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        "distill.target_steps=2",  # two progressive stages: a shared teacher, then the members' own
+        "distill.eval_clips=4",
+        "compare.weightings=[bsa,'bsa(floor=0,gamma=5)']",
+        "compare.population=2",
+        "compare.audio_steps=[2]",
+        "compare.id=cmp-population",
+    ]
+    stopped = bsa_cli("compare", *argv, "distill.stop_after=2", timeout=900)
+    assert stopped.returncode == 1 and "unfinished" in stopped.stdout, stopped.stdout[-3000:]
+    out = bsa_cli("compare", *argv, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    folder = debug_env["root"] / "runs" / "compare" / "cmp-population"
+    (population,) = folder.glob("population-seed0-*")
+    assert (population / "checkpoints" / "stage01_4steps" / "last.ckpt").is_file()
+    for run, floor in (("bsa-seed0", 1.0), ("bsa-floor0-gamma5-seed0", 0.0)):
+        cfg = (folder / run / "config.yaml").read_text()
+        assert f"bsa_floor: {floor}" in cfg and "population: []" in cfg
+        records = [json.loads(line) for line in (folder / run / "eval.jsonl").read_text().splitlines()]
+        assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (1, True), (2, True)], run
+        assert [json.loads(line)["stage"] for line in (folder / run / "profiles.jsonl").open()] == [1, 2]
+        assert (folder / run / "stage02_2steps" / "bsa_stage.json").is_file()
+        assert (folder / run / "summary.json").is_file()
+        # against the same weighting trained alone (the comparison above: same guided start and seed)
+        alone = [json.loads(line) for line in (comparison / run / "eval.jsonl").read_text().splitlines()]
+        ours, theirs = records[1]["metrics"], alone[1]["metrics"]
+        assert ours["fad_teacher"] == pytest.approx(theirs["fad_teacher"], rel=0.03), run
+        assert ours["clap"] == pytest.approx(theirs["clap"], abs=0.003), run
+    results = json.loads((folder / "results.json").read_text())
+    assert {(r["weighting"], r["steps"]) for r in results["rows"] if r["stage"] >= 1} == {
+        ("bsa", 4),
+        ("bsa", 2),
+        ("bsa(floor=0,gamma=5)", 4),
+        ("bsa(floor=0,gamma=5)", 2),
+    }
+
+
 def test_dashboard_renders_in_headless_chromium(comparison):
     page = comparison / "dashboard" / "index.html"
     text = page.read_text()

@@ -210,3 +210,33 @@ def test_a_population_refuses_what_it_cannot_train():
     norms = clip_grad_norm_per_member([p], 1.0)
     assert norms.tolist() == pytest.approx([5.0, 0.5])
     assert p.grad.flatten().tolist() == pytest.approx([0.6, 0.8, 0.3, 0.4], rel=1e-5)
+
+
+def test_a_population_config_names_what_it_needs():
+    from bsa.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="distill.population.*guided_stage=false"):
+        load_config(["experiments/debug.yaml"], ["distill.population=[bsa,min_snr]"])
+    with pytest.raises(ConfigError, match="distill.population: weighting 'bsa\\(flor=1\\)'"):
+        load_config(
+            ["experiments/debug.yaml"], ['distill.population=["bsa(flor=1)"]', "distill.guided_stage=false"]
+        )
+    cfg = load_config(
+        ["experiments/debug.yaml"],
+        ['distill.population=["bsa(floor=0,gamma=5)"]', "distill.guided_stage=false"],
+    )
+    from bsa.experiment.population import member_configs
+
+    (member,) = member_configs(cfg)
+    assert (
+        member.distill.weighting,
+        member.distill.bsa_floor,
+        member.distill.label,
+        member.distill.run_name,
+    ) == (
+        "bsa",
+        0.0,
+        "bsa(floor=0,gamma=5)",
+        "bsa-floor0-gamma5-seed0",
+    )
+    assert member.distill.population == []

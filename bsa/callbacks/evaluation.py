@@ -235,6 +235,7 @@ class StageScorer:
         self.teacher_floor = True  # also draw the teacher with other noise: the floor of FAD vs teacher
         self.teacher_clips: dict[str, torch.Tensor] | None = None  # its per-clip outputs, the set's order
         self.fad_floor: float | None = None
+        self.teacher_metrics: dict[str, float] | None = None  # the teacher's own scores, once computed
         self.batch_size = 64  # clips per sampling batch (``eval.batch_size``)
         self.cuda_graphs = False  # sampling calls replayed as CUDA graphs (``eval.cuda_graphs``)
         # the students' base grid spacing (``distill.grid_power``); the teacher samples on its own
@@ -291,14 +292,16 @@ class StageScorer:
         return gather_features(local), reduced_stats(local)
 
     def ensure_references(self, teacher, teacher_steps: int) -> dict[str, float] | None:
-        """Compute the reference statistics once; returns the teacher's own scores the first time."""
+        """Compute the reference statistics once; returns the teacher's own scores (every time: the
+        members of a population share one scorer, and each run's eval.jsonl gets the teacher's record)."""
         if "teacher" in self.references:
-            return None
+            return self.teacher_metrics
         cache = self.reference_cache
         if cache is not None and cache.is_file():
             self.references, metrics, clips = load_references(cache)
             self.teacher_clips = clips or None
             self.fad_floor = metrics.get("fad_teacher_floor")
+            self.teacher_metrics = metrics
             return metrics
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
@@ -334,6 +337,7 @@ class StageScorer:
             metrics.update(self.fad_intervals(features.embedding, metrics))
         if cache is not None and rank == 0:
             save_references(cache, self.references, metrics, self.teacher_clips)
+        self.teacher_metrics = metrics
         return metrics
 
     def fad_intervals(self, embedding: torch.Tensor, metrics: dict) -> dict[str, float]:

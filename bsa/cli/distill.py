@@ -25,24 +25,26 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         run_distillation,
         write_summary,
     )
+    from bsa.experiment.population import run_population
     from bsa.experiment.runs import RunMismatchError, launched_as_global_zero
 
     print(describe(cfg), flush=True)
     if args.dry_run:
         return 0
     start = time.time()
-    try:
-        result = run_distillation(cfg)
-    except RunMismatchError as e:
+    try:  # distill.population: one run per weighting, trained together
+        runs = run_population(cfg) if cfg.distill.population else [(cfg, run_distillation(cfg))]
+    except (RunMismatchError, ValueError) as e:
         print(f"bsa distill: {e}", file=sys.stderr)
         return 2
     except StageDiverged as e:
         print(f"bsa distill: {e}", file=sys.stderr)
         return 1
-    if not result.finished:
+    if not all(result.finished for _, result in runs):
         return EXIT_UNFINISHED
     if launched_as_global_zero():  # under DDP every rank trains; one summarises
-        print("\n" + write_summary(cfg, result, time.time() - start))
+        for run_cfg, result in runs:
+            print("\n" + write_summary(run_cfg, result, time.time() - start))
     return 0
 
 

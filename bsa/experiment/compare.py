@@ -69,25 +69,52 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
                 }
             )
             start = str(out / name / f"stage00_guided_{d.teacher_steps}steps")
+        from_guided = [f"trainer.seed={seed}", f"models.teacher={start}", "distill.guided_stage=false"]
+        if c.population:  # populations of up to compare.population students, one process each
+            for i in range(0, len(c.weightings), c.population):
+                specs = list(c.weightings[i : i + c.population])
+                second.append(
+                    {
+                        "name": population_name(specs, seed),
+                        "overrides": [*common, *from_guided, "distill.population=" + json.dumps(specs)],
+                        "members": [member_run_name(spec, seed) for spec in specs],
+                    }
+                )
+            continue
         for spec in c.weightings:
-            weighting, params = parse_weighting(spec)
-            name = f"{run_slug(spec)}-seed{seed}"
             second.append(
                 {
-                    "name": name,
-                    "overrides": [
-                        *common,
-                        f"distill.run_name={name}",
-                        f"trainer.seed={seed}",
-                        f"distill.weighting={weighting}",
-                        *(f"distill.{WEIGHTING_PARAMETERS[weighting][k]}={v}" for k, v in params.items()),
-                        f"distill.label={spec}",
-                        f"models.teacher={start}",
-                        "distill.guided_stage=false",
-                    ],
+                    "name": member_run_name(spec, seed),
+                    "overrides": [*common, *from_guided, *weighting_overrides(spec, seed)],
                 }
             )
     return [wave for wave in (first, second) if wave]
+
+
+def member_run_name(spec: str, seed: int) -> str:
+    """The run folder of one weighting of a comparison: ``<run_slug(spec)>-seed<seed>``."""
+    return f"{run_slug(spec)}-seed{seed}"
+
+
+def weighting_overrides(spec: str, seed: int) -> list[str]:
+    """What makes a comparison's run the run of weighting ``spec``: its name, weighting, the
+    weighting's hyper-parameters and its label (a population member gets the same)."""
+    weighting, params = parse_weighting(spec)
+    return [
+        f"distill.run_name={member_run_name(spec, seed)}",
+        f"distill.weighting={weighting}",
+        *(f"distill.{WEIGHTING_PARAMETERS[weighting][k]}={v}" for k, v in params.items()),
+        f"distill.label={spec}",
+    ]
+
+
+def population_name(specs: list[str], seed: int) -> str:
+    """A population's own folder (its checkpoints and logs): ``population-seed<seed>-<8 hex of its
+    members>`` — the same members resume it."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(specs).encode()).hexdigest()[:8]
+    return f"population-seed{seed}-{digest}"
 
 
 def _clock() -> str:

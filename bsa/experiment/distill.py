@@ -77,7 +77,10 @@ def describe(cfg: BsaConfig) -> str:
         f"run         {Path(cfg.paths.output_root) / run_name(cfg)}",
         f"plan        {d.plan.describe()}",
         f"weighting   {d.weighting}"
-        + (f" (floor={d.bsa_floor}, gamma={d.bsa_gamma})" if d.weighting == "bsa" else ""),
+        + (f" (floor={d.bsa_floor}, gamma={d.bsa_gamma})" if d.weighting == "bsa" else "")
+        if not d.population
+        else f"population  {len(d.population)} students trained together, one run each: "
+        + ", ".join(d.population),
         f"guidance    scale {d.guidance_scale} (AudioLDM convention)"
         + (
             f"; stage 0 folds it into a w-conditioned student, w ∈ [{d.guidance_min}, {d.guidance_max}]"
@@ -106,9 +109,11 @@ def describe(cfg: BsaConfig) -> str:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def prepare_run(cfg: BsaConfig):
+def prepare_run(cfg: BsaConfig, shared: tuple[RunContext, object] | None = None):
     """Data, the teacher, the run's fingerprint (refusing a folder made with other settings), stale
-    temporaries removed, the scorer. Returns (context, teacher)."""
+    temporaries removed, the scorer. Returns (context, teacher). ``shared``: another run's (context,
+    teacher) whose data module, teacher, scorer and reference this run uses (a population's members:
+    same data and teacher, each its own folder)."""
     from bsa.durable import remove_stale_temporaries
     from bsa.experiment.build import latent_datamodule, load_denoiser
     from bsa.experiment.runs import check_or_write_fingerprint, fingerprint, launched_as_global_zero
@@ -117,8 +122,11 @@ def prepare_run(cfg: BsaConfig):
     d = cfg.distill
     zero = launched_as_global_zero()
     run_dir = Path(cfg.paths.output_root) / run_name(cfg)
-    dm = latent_datamodule(cfg, d.batch_size)
-    teacher = load_denoiser(cfg, cfg.models.teacher)
+    if shared is not None:
+        dm, teacher = shared[0].dm, shared[1]
+    else:
+        dm = latent_datamodule(cfg, d.batch_size)
+        teacher = load_denoiser(cfg, cfg.models.teacher)
     facts = fingerprint(cfg, state_dict_sha256(teacher.unet), dm.manifest.identity.content())
     if check_or_write_fingerprint(run_dir, facts, write=zero) == "adopted":
         print(f"note: {run_dir} predates run fingerprints; its settings are recorded now, not checked")
@@ -126,6 +134,10 @@ def prepare_run(cfg: BsaConfig):
         for stale in remove_stale_temporaries(run_dir):
             print(f"removed {stale} (left by an interrupted write)")
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    if shared is not None:
+        return RunContext(
+            cfg, run_dir, zero, dm, facts, shared[0].scorer, shared[0].reference_teacher
+        ), teacher
     scorer = build_scorer(cfg, dm.null_text_embedding) if d.eval_clips else None
     # e.g. a comparison starts every run from one shared guided stage but scores against the CFG teacher
     reference = load_denoiser(cfg, d.reference_teacher) if d.reference_teacher else teacher
@@ -224,20 +236,32 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
     from bsa.models.unet import with_guidance_input
 
     cfg, d = ctx.cfg, ctx.cfg.distill
-    steps = d.optimizer_steps(stage)
     pl.seed_everything(cfg.trainer.seed + stage.index, workers=True, verbose=False)
     unet = with_guidance_input(teacher.unet) if stage.mode == "guided" else copy.deepcopy(teacher.unet)
     return DistillationModule(
         teacher,
         _denoiser_of(cfg, unet.train().requires_grad_(True), d.student_prediction or teacher.prediction_type),
         ctx.dm.null_text_embedding,
+        weighting=d.weighting,
+        weighting_kwargs=d.weighting_kwargs,
+        **module_arguments(cfg, stage),
+        compile=cfg.trainer.compile_kwargs(),
+        compile_regions=cfg.trainer.compile_regions,
+        cuda_graphs=cfg.trainer.cuda_graphs,
+    )
+
+
+def module_arguments(cfg: BsaConfig, stage: Stage) -> dict:
+    """The stage's arguments of a DistillationModule (a population's too) other than the denoisers,
+    the weighting and how the calls run (compile, graphs)."""
+    d = cfg.distill
+    steps = d.optimizer_steps(stage)
+    return dict(
         mode=stage.mode,
         student_steps=stage.student_steps,
         teacher_steps=stage.teacher_steps,
         base_steps=d.teacher_steps,
         grid_power=d.grid_power,
-        weighting=d.weighting,
-        weighting_kwargs=d.weighting_kwargs,
         guidance_scale=d.guidance_scale,
         guidance_range=(d.guidance_min, d.guidance_max),
         lr=d.lr,
@@ -246,10 +270,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
         total_steps=steps,
         warmup_steps=min(100, steps // 10),
         seed=cfg.trainer.seed + 1000 * stage.index,
-        compile=cfg.trainer.compile_kwargs(),
-        compile_regions=cfg.trainer.compile_regions,
         teacher_float32=d.teacher_float32,
-        cuda_graphs=cfg.trainer.cuda_graphs,
     )
 
 

@@ -1,0 +1,45 @@
+"""MemberStageEnd: at the end of a population's stage, each member goes through its own run's end."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+
+class MemberTrainer:
+    """The population's trainer as one member's callbacks see it: everything the trainer's, but the
+    member's own loggers (its metrics go to its run folder, not into the population's)."""
+
+    def __init__(self, trainer: pl.Trainer, loggers: list):
+        self._trainer, self.loggers = trainer, loggers
+
+    def __getattr__(self, name: str):
+        return getattr(self._trainer, name)
+
+
+class MemberStageEnd(pl.Callback):
+    """When the population's stage has all its ``total_steps``: each member not ``done`` before is
+    materialised (``PopulationDistillationModule.member``) and handed to the callbacks its own run
+    would call at the stage's end — its promotion first, then its error profile and evaluation —
+    with its own loggers. ``members``: per member ``{"name", "callbacks", "loggers", "done"}``;
+    ``promoted``: per member the promoted teacher (None where done before)."""
+
+    def __init__(self, total_steps: int, members: list[dict]):
+        self.total_steps, self.members = total_steps, members
+        self.promoted: list = [None] * len(members)
+        self.ran = False
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if trainer.global_step < self.total_steps or self.ran:
+            return
+        for k, member in enumerate(self.members):
+            if member["done"]:
+                continue
+            module = pl_module.member(k)
+            view = MemberTrainer(trainer, member["loggers"])
+            for callback in member["callbacks"]:
+                callback.on_train_end(view, module)
+            self.promoted[k] = member["callbacks"][0].promoted
+            for logger in member["loggers"]:
+                logger.save()
+            print(f"  member {member['name']}: exported and scored", flush=True)
+        self.ran = True

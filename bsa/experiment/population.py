@@ -1,0 +1,215 @@
+"""A population run: the weightings of ``distill.population`` trained at once, stage by stage, as one
+:class:`bsa.lit.population.PopulationDistillationModule` (issue "A weighting study that can tell
+weightings apart": the study's runs share the GPU's work instead of time-slicing it).
+
+Each member is a run of its own on disk — ``<output_root>/<weighting slug>-seed<seed>``, the folder,
+fingerprint, stage exports, ``eval.jsonl``, ``profiles.jsonl`` and summary that ``bsa distill`` with
+that weighting writes (its config is the population's with ``distill.weighting``, its
+hyper-parameters, ``distill.label`` and ``distill.run_name`` set, ``distill.population`` empty), so
+the comparison's reports read members and single runs alike. The population's own folder,
+``<output_root>/population-seed<seed>-<8 hex>``, holds what only it has: the checkpoints of the
+stage in training and its training log. A stage is done when every member's is; an interrupted
+stage resumes from the population's checkpoint, and members already exported and scored at a
+stage's end (a kill among the members' evaluations) are not done again.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+from bsa.config import BsaConfig, load_config_from
+from bsa.experiment.distill import (
+    DistillationResult,
+    StageDiverged,
+    StageResult,
+    _denoiser_of,
+    data_seed,
+    finished_stage,
+    module_arguments,
+    prepare_run,
+    stage_callbacks,
+)
+
+
+def member_configs(cfg: BsaConfig) -> list[BsaConfig]:
+    """Each member's config: the population's, made the run of one weighting (as ``bsa compare``
+    makes its runs, :func:`bsa.experiment.compare.weighting_overrides`)."""
+    from bsa.experiment.compare import weighting_overrides
+
+    seed = cfg.trainer.seed
+    return [
+        load_config_from(cfg, [*weighting_overrides(spec, seed), "distill.population=[]"])
+        for spec in cfg.distill.population
+    ]
+
+
+def population_dir(cfg: BsaConfig) -> Path:
+    from bsa.experiment.compare import population_name
+
+    return Path(cfg.paths.output_root) / population_name(list(cfg.distill.population), cfg.trainer.seed)
+
+
+def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]:
+    """Run (or resume) every stage of the plan for every member; each member's promoted student is
+    its next stage's teacher. Returns each member's config and result (``finished`` False when
+    ``distill.stop_after`` ended the invocation)."""
+    import time
+
+    if str(cfg.trainer.devices) != "1":
+        raise ValueError(
+            f"trainer.devices: a population trains in one process on one device (got {cfg.trainer.devices}); "
+            "bsa compare spreads populations over the GPUs"
+        )
+    start = time.time()
+    members = member_configs(cfg)
+    first = prepare_run(members[0])
+    contexts = [first[0]] + [prepare_run(m, shared=first)[0] for m in members[1:]]
+    print(f"set-up      {time.time() - start:.1f} s ({len(members)} members)", flush=True)
+    results = [DistillationResult(ctx.run_dir, finished=False) for ctx in contexts]
+    teachers = [first[1]] * len(members)  # one shared teacher until the members' own
+    steps_done = 0
+    for stage in cfg.distill.plan.stages:
+        done = [finished_stage(ctx, stage) for ctx in contexts]
+        promoted = [None] * len(members)
+        if any(d is None for d in done):
+            done, promoted, steps_done = train_population_stage(
+                population_dir(cfg), contexts, stage, teachers, done, steps_done
+            )
+            if done is None:
+                return list(zip(members, results, strict=True))
+        for k, outcome in enumerate(done):
+            results[k].stages.append(outcome)
+            unet, prediction = (
+                (promoted[k].unet, promoted[k].prediction_type)
+                if promoted[k] is not None
+                else (outcome.folder / "unet", outcome.metadata.get("prediction_type"))
+            )
+            teachers[k] = _denoiser_of(cfg, unet, prediction)
+    for result in results:
+        result.finished = True
+    return list(zip(members, results, strict=True))
+
+
+def build_population_module(contexts, stage, teachers):
+    """The stage's PopulationDistillationModule: one shared teacher (every member's is the same
+    denoiser: the first progressive stage) or a population of the members' own, and students
+    initialised from their teachers."""
+    import lightning.pytorch as pl
+
+    from bsa.lit.population import PopulationDistillationModule
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.population import PopulationUNet
+
+    cfg, d = contexts[0].cfg, contexts[0].cfg.distill
+    pl.seed_everything(cfg.trainer.seed + stage.index, workers=True, verbose=False)
+    shared = all(t is teachers[0] for t in teachers)
+    unet = teachers[0].unet if shared else PopulationUNet([t.unet for t in teachers])
+    teacher = Denoiser(unet, teachers[0].schedule, teachers[0].prediction_type)
+    students = PopulationUNet([copy.deepcopy(t.unet) for t in teachers]).train().requires_grad_(True)
+    return PopulationDistillationModule(
+        teacher,
+        _denoiser_of(cfg, students, d.student_prediction or teachers[0].prediction_type),
+        contexts[0].dm.null_text_embedding,
+        weightings=[
+            {"weighting": ctx.cfg.distill.weighting, "weighting_kwargs": ctx.cfg.distill.weighting_kwargs}
+            for ctx in contexts
+        ],
+        **module_arguments(cfg, stage),
+    )
+
+
+def train_population_stage(folder: Path, contexts, stage, teachers, done, steps_done: int):
+    """Train (or resume) one stage of every member; at its end each member not yet done goes through
+    its own promotion, error profile and evaluation; ``folder``: the population's own (checkpoints,
+    training log). Returns each member's StageResult,
+    this invocation so far), the promoted teachers (None for members done before) and the optimizer
+    steps of this invocation so far; (None, None, steps) when ``distill.stop_after`` stopped it."""
+    from lightning.pytorch.callbacks import Timer
+
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
+    from bsa.callbacks.population import MemberStageEnd
+    from bsa.callbacks.progress import StageProgressBar, refresh_rate_for
+    from bsa.experiment.build import lightning_trainer
+    from bsa.lit.csv_logger import ResumableCSVLogger
+    from bsa.lit.guard import NonFiniteLossError
+    from bsa.models.export import read_stage
+
+    cfg, d = contexts[0].cfg, contexts[0].cfg.distill
+    steps = d.optimizer_steps(stage)
+    module = build_population_module(contexts, stage, teachers)
+    members = []
+    for ctx, finished in zip(contexts, done, strict=True):
+        cb = stage_callbacks(ctx, stage, steps_done)
+        members.append(
+            {
+                "name": ctx.run_dir.name,
+                "callbacks": [c for c in (cb.promotion, cb.profile, cb.evaluation) if c is not None],
+                "loggers": [ResumableCSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)],
+                "done": finished is not None,
+            }
+        )
+    checkpoint = AtomicLastCheckpoint(folder / "checkpoints" / stage.folder_name, d.checkpoint_every)
+    stopper, timer, end = StopAfterSteps(d.stop_after, steps_done), Timer(), MemberStageEnd(steps, members)
+    progress = StageProgressBar(
+        f"stage {stage.index}/{d.plan.stages[-1].index} ({stage.describe()}, {len(contexts)} students)",
+        d.batch_size * len(contexts),
+        refresh_rate=refresh_rate_for(steps, sys.stdout.isatty()),
+    )
+    trainer = lightning_trainer(
+        cfg,
+        max_steps=steps,
+        logger=[ResumableCSVLogger(folder, name="logs", version=stage.folder_name)],
+        callbacks=[timer, checkpoint, stopper, progress, end],
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        default_root_dir=checkpoint.folder,
+        enable_model_summary=False,
+    )
+    resume = checkpoint.resume_path()
+    print(
+        f"stage {stage.index} ({stage.mode}, {stage.teacher_steps} → {stage.student_steps} steps), "
+        f"{len(contexts)} students: " + (f"resuming from {resume}" if resume else f"{steps} optimizer steps"),
+        flush=True,
+    )
+    contexts[0].dm.seed = data_seed(cfg, stage)
+    try:
+        trainer.fit(module, contexts[0].dm, ckpt_path=resume, weights_only=True)
+    except NonFiniteLossError as e:
+        raise StageDiverged(
+            f"stage {stage.index} of population {folder} diverged: {e}; its checkpoints are in "
+            f"{checkpoint.folder} (delete them to start the stage again)"
+        ) from None
+    start_step = stopper.start if stopper.start is not None else trainer.global_step
+    if not end.ran and trainer.global_step >= steps:  # resumed from its last step: Lightning skips the end
+        end.on_train_end(trainer, module)
+    steps_done += trainer.global_step - start_step
+    if not end.ran:
+        print(
+            f"stopped in stage {stage.index} at step {trainer.global_step}/{steps} (distill.stop_after="
+            f"{d.stop_after}); run the same command again to continue from {checkpoint.path}"
+        )
+        return None, None, steps_done
+    seconds = timer.time_elapsed("train")
+    trained = trainer.global_step - start_step
+    print(
+        f"stage {stage.index}: {trained} steps × {d.batch_size} × {len(contexts)} students in {seconds:.1f} s "
+        f"of training = {trained * d.batch_size * len(contexts) / max(seconds, 1e-9):.0f} samples/s in all",
+        flush=True,
+    )
+    outcomes = [
+        finished
+        if finished is not None
+        else StageResult(
+            stage,
+            ctx.run_dir / stage.folder_name,
+            read_stage(ctx.run_dir / stage.folder_name),
+            train_seconds=seconds,
+            world_size=1,
+        )
+        for ctx, finished in zip(contexts, done, strict=True)
+    ]
+    return outcomes, end.promoted, steps_done
