@@ -157,6 +157,9 @@ class DistillConfig:
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
+    # score only the plan's last stage (a weighting study reads only its final students: each
+    # scoring of 1000 captions costs about as much as a stage's training)
+    score_last_stage_only: bool = False
     run_name: str = ""  # default: <preset>-<weighting>-seed<seed>; the same name resumes
     reference_teacher: str = ""  # whose outputs "FAD vs teacher" uses (default models.teacher, with CFG)
     # weighting specs (compare.weightings' syntax) trained at once as one population in this process,
@@ -230,6 +233,12 @@ class DistillConfig:
     def plan(self) -> DistillationPlan:
         """Every stage of the run, the guided stage included (``guided_stage``)."""
         return DistillationPlan(self.teacher_steps, self.target_steps, self.guided_stage)
+
+    def scores(self, stage) -> bool:
+        """Whether ``stage`` (a :class:`bsa.diffusion.Stage`) is scored at its end."""
+        return bool(self.eval_clips) and (
+            not self.score_last_stage_only or stage.index == self.plan.stages[-1].index
+        )
 
     def weighting_kwargs_of(self, weighting: str) -> dict[str, float]:
         """The hyper-parameters this config gives ``weighting``, by the one table :data:`WEIGHTING_PARAMETERS`."""

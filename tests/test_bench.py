@@ -68,12 +68,12 @@ def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch, capsys):
         batches=(1,),
         students=(4, 2),
         repeats=1,
-        compile_modes=("off", "default"),
+        compile_modes=("off", "default", "compiled-loop-graphs"),
         compile_backend="eager",
         teacher_steps=8,
     )
     assert [(r["compile"], r["batch"], r["network_calls"]) for r in rows] == [
-        (mode, 1, calls) for mode in ("off", "default") for calls in (16, 4, 2)
+        (mode, 1, calls) for mode in ("off", "default", "compiled-loop-graphs") for calls in (16, 4, 2)
     ]
     assert all(r["speedup"] == 1.0 for r in rows if r["network_calls"] == 16)
     assert all(r["seconds_per_clip"] > 0 for r in rows)

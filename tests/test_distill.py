@@ -639,3 +639,33 @@ def test_lightnings_matmul_advice_is_filtered_but_its_warnings_are_not():
     advice = "You are using a CUDA device ('NVIDIA H200') that has Tensor Cores. To properly utilize them, …"
     assert not _NoChatter().filter(record(advice))
     assert _NoChatter().filter(record("Restored all states from the checkpoint at x.ckpt"))
+
+
+def test_scoring_only_the_last_stage_skips_the_others_and_resumes_as_finished(debug_env):
+    """distill.score_last_stage_only: the guided stage and the first halving are exported but not
+    scored; the last stage is. Run again, the run is finished: no stage is trained or scored twice."""
+    import json
+
+    argv = [
+        "distill.run_name=lastonly",
+        "distill.target_steps=2",
+        "distill.eval_clips=4",
+        "distill.score_last_stage_only=true",
+    ]
+    out = run_distill(debug_env, *argv)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = debug_env["root"] / "runs" / "lastonly"
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (2, True)]
+    assert [p.name for p in sorted(run.glob("stage*")) if p.is_dir()] == [
+        "stage00_guided_8steps",
+        "stage01_4steps",
+        "stage02_2steps",
+    ]
+    again = run_distill(debug_env, *argv)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trained = [
+        line for line in again.stdout.splitlines() if line.startswith(("stage 0 (", "stage 1 (", "stage 2 ("))
+    ]
+    assert trained == [], again.stdout[-2000:]  # no stage trained, resumed or exported again
+    assert (run / "eval.jsonl").read_text().count("\n") == len(records)

@@ -167,3 +167,27 @@ def test_readme_population_figures_are_those_of_the_probe():
         f"({one:.1f} ms each: {17 * one / pop:.1f}×); {ms[17, 'population', True]:.1f} ms in bf16. One member alone "
         f"as a population takes {ms[1, 'population', False]:.1f} ms"
     ) in readme
+
+
+def test_readme_population_step_table_is_the_one_generated_from_its_rows():
+    from bsa.report.bench import population_step_table
+
+    path = REPO / "results/bench/2026-11-28-population-step/population_step.jsonl"
+    rows = [json.loads(line) for line in path.open()]
+    assert {(r["members"], r["teachers"]) for r in rows} == {
+        (k, t) for k in (1, 9, 17) for t in ("shared", "own")
+    }
+    assert population_step_table(rows) in (REPO / "README.md").read_text()
+
+
+def test_population_step_table_by_hand():
+    from bsa.report.bench import population_step_table
+
+    rows = [
+        {"members": 4, "teachers": "own", "step_ms": 40.0, "samples_per_s_all": 100.0},
+        {"members": 1, "teachers": "own", "step_ms": 20.0, "samples_per_s_all": 10.0},
+    ]
+    assert population_step_table(rows).splitlines()[2:] == [
+        "| 1 | one per member | 20.0 | 10 | 1.00× |",
+        "| 4 | one per member | 40.0 | 100 | 2.00× |",
+    ]

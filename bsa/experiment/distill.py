@@ -192,7 +192,11 @@ def finished_stage(ctx: RunContext, stage: Stage) -> StageResult | None:
     folder = ctx.run_dir / stage.folder_name
     if not is_stage_folder(folder):
         return None
-    evaluated = ctx.scorer is None or has_final_record(ctx.run_dir, stage.index, repair=ctx.global_zero)
+    evaluated = (
+        ctx.scorer is None
+        or not ctx.cfg.distill.scores(stage)
+        or has_final_record(ctx.run_dir, stage.index, repair=ctx.global_zero)
+    )
     if not evaluated:
         if _checkpoint(ctx, stage).resume_path() is not None:
             return None  # scored from its final checkpoint
@@ -321,7 +325,7 @@ def stage_callbacks(ctx: RunContext, stage: Stage, steps_done: int) -> StageCall
 
     promotion = StagePromotion(d.optimizer_steps(stage), save)
     evaluation = None
-    if ctx.scorer is not None:
+    if ctx.scorer is not None and d.scores(stage):
         from bsa.callbacks.evaluation import StageEvaluation
 
         evaluation = StageEvaluation(

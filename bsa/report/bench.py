@@ -95,6 +95,25 @@ def probe_table(folder: str | Path) -> str:
     return "\n".join(out)
 
 
+def population_step_table(rows: list[dict]) -> str:
+    """``experiments/gpu/population_step.py``'s rows: per number of students K and kind of teacher
+    (one shared, or one per member), the step time, the samples/s of all members, and the step time
+    against K steps of one student alone (the same kind of teacher, the same run)."""
+    one = {r["teachers"]: r["step_ms"] for r in rows if r["members"] == 1}
+    out = [
+        "| students K | teacher | step (ms) | samples/s, all members | K steps of one student alone / one population step |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["members"], r["teachers"] != "shared")):
+        k, alone = r["members"], one.get(r["teachers"])
+        ratio = f"{k * alone / r['step_ms']:.2f}×" if alone else "–"
+        out.append(
+            f"| {k} | {'one shared' if r['teachers'] == 'shared' else 'one per member'} | {r['step_ms']:.1f} | "
+            f"{r['samples_per_s_all']:.0f} | {ratio} |"
+        )
+    return "\n".join(out)
+
+
 def _best(rows: list[dict], key: str, lowest: bool) -> dict | None:
     rows = [r for r in rows if key in r]
     if not rows:
