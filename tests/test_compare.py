@@ -95,6 +95,8 @@ def test_a_population_comparison_trains_the_same_runs_in_one_process_and_resumes
         "compare.population=2",
         "compare.audio_steps=[2]",
         "compare.id=cmp-population",
+        "logging.wandb=true",  # the population's one W&B run per stage, each member's metrics under its label
+        "logging.wandb_mode=offline",
     ]
     stopped = bsa_cli("compare", *argv, "distill.stop_after=2", timeout=900)
     assert stopped.returncode == 1 and "unfinished" in stopped.stdout, stopped.stdout[-3000:]
@@ -103,6 +105,10 @@ def test_a_population_comparison_trains_the_same_runs_in_one_process_and_resumes
     folder = debug_env["root"] / "runs" / "compare" / "cmp-population"
     (population,) = folder.glob("population-seed0-*")
     assert (population / "checkpoints" / "stage01_4steps" / "last.ckpt").is_file()
+    wandb_runs = sorted((population / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(wandb_runs) >= 2  # one per stage (and the stopped stage's, where it logged before stopping)
+    logged = wandb_runs[-1].read_bytes()  # the last stage's
+    assert b"bsa/eval/clap" in logged and b"bsa(floor=0,gamma=5)/eval/clap" in logged
     for run, floor in (("bsa-seed0", 1.0), ("bsa-floor0-gamma5-seed0", 0.0)):
         cfg = (folder / run / "config.yaml").read_text()
         assert f"bsa_floor: {floor}" in cfg and "population: []" in cfg

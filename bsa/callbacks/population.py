@@ -16,6 +16,23 @@ class MemberTrainer:
         return getattr(self._trainer, name)
 
 
+class PrefixedLogger:
+    """Another logger's run seen through one member: every metric and hyper-parameter name
+    prefixed ``<prefix>/`` (a population's members log into its one W&B run per stage)."""
+
+    def __init__(self, logger, prefix: str):
+        self.logger, self.prefix = logger, prefix
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.logger.log_metrics({f"{self.prefix}/{k}": v for k, v in metrics.items()}, step=step)
+
+    def log_hyperparams(self, params: dict) -> None:
+        self.logger.log_hyperparams({f"{self.prefix}/{k}": v for k, v in params.items()})
+
+    def save(self) -> None:  # the population's trainer saves its own logger
+        pass
+
+
 class MemberStageEnd(pl.Callback):
     """When the population's stage has all its ``total_steps``: each member not ``done`` before is
     materialised (``PopulationDistillationModule.member``) and handed to the callbacks its own run

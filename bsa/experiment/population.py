@@ -75,7 +75,7 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
         promoted = [None] * len(members)
         if any(d is None for d in done):
             done, promoted, steps_done = train_population_stage(
-                population_dir(cfg), contexts, stage, teachers, done, steps_done
+                cfg, contexts, stage, teachers, done, steps_done
             )
             if done is None:
                 return list(zip(members, results, strict=True))
@@ -120,33 +120,39 @@ def build_population_module(contexts, stage, teachers):
     )
 
 
-def train_population_stage(folder: Path, contexts, stage, teachers, done, steps_done: int):
+def train_population_stage(population: BsaConfig, contexts, stage, teachers, done, steps_done: int):
     """Train (or resume) one stage of every member; at its end each member not yet done goes through
-    its own promotion, error profile and evaluation; ``folder``: the population's own (checkpoints,
-    training log). Returns each member's StageResult,
+    its own promotion, error profile and evaluation; ``population``: the population's config (its
+    folder: checkpoints, training log, W&B run). Returns each member's StageResult,
     this invocation so far), the promoted teachers (None for members done before) and the optimizer
     steps of this invocation so far; (None, None, steps) when ``distill.stop_after`` stopped it."""
     from lightning.pytorch.callbacks import Timer
 
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
-    from bsa.callbacks.population import MemberStageEnd
+    from bsa.callbacks.population import MemberStageEnd, PrefixedLogger
     from bsa.callbacks.progress import StageProgressBar, refresh_rate_for
-    from bsa.experiment.build import lightning_trainer
+    from bsa.experiment.build import lightning_trainer, wandb_installed, wandb_logger
     from bsa.lit.csv_logger import ResumableCSVLogger
     from bsa.lit.guard import NonFiniteLossError
     from bsa.models.export import read_stage
 
     cfg, d = contexts[0].cfg, contexts[0].cfg.distill
+    folder = population_dir(population)
     steps = d.optimizer_steps(stage)
     module = build_population_module(contexts, stage, teachers)
+    loggers = [ResumableCSVLogger(folder, name="logs", version=stage.folder_name)]
+    if population.logging.wandb and wandb_installed():  # one W&B run per stage for the population
+        loggers.append(wandb_logger(population, folder.name, folder, stage))
     members = []
     for ctx, finished in zip(contexts, done, strict=True):
         cb = stage_callbacks(ctx, stage, steps_done)
+        own = [ResumableCSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)]
         members.append(
             {
                 "name": ctx.run_dir.name,
                 "callbacks": [c for c in (cb.promotion, cb.profile, cb.evaluation) if c is not None],
-                "loggers": [ResumableCSVLogger(ctx.run_dir, name="logs", version=stage.folder_name)],
+                # its records in its folder; in W&B, its metrics under its label in the population's run
+                "loggers": own + [PrefixedLogger(lg, ctx.cfg.distill.weighting_label) for lg in loggers[1:]],
                 "done": finished is not None,
             }
         )
@@ -160,7 +166,7 @@ def train_population_stage(folder: Path, contexts, stage, teachers, done, steps_
     trainer = lightning_trainer(
         cfg,
         max_steps=steps,
-        logger=[ResumableCSVLogger(folder, name="logs", version=stage.folder_name)],
+        logger=loggers,
         callbacks=[timer, checkpoint, stopper, progress, end],
         enable_checkpointing=False,
         limit_val_batches=0,
@@ -186,6 +192,10 @@ def train_population_stage(folder: Path, contexts, stage, teachers, done, steps_
     start_step = stopper.start if stopper.start is not None else trainer.global_step
     if not end.ran and trainer.global_step >= steps:  # resumed from its last step: Lightning skips the end
         end.on_train_end(trainer, module)
+    if len(loggers) > 1:
+        import wandb  # one W&B run per stage: close this one before the next stage opens its own
+
+        wandb.finish()
     steps_done += trainer.global_step - start_step
     if not end.ran:
         print(
