@@ -90,6 +90,15 @@ WEIGHTING_PARAMETERS: dict[str, dict[str, str]] = {
 }
 
 
+def _check_weightings(specs: list, key: str) -> None:
+    """Every spec of ``specs`` parses (:func:`parse_weighting`); else a ConfigError naming ``key``."""
+    for spec in specs:
+        try:
+            parse_weighting(spec)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+
 def parse_weighting(spec: str) -> tuple[str, dict[str, float]]:
     """A weighting as a comparison names it: ``"min_snr"``, or with its hyper-parameters,
     ``"bsa(floor=0.1, gamma=inf)"`` → ("bsa", {"floor": 0.1, "gamma": inf}). Unknown names or
@@ -217,11 +226,7 @@ class DistillConfig:
         )
         _check(self.stop_after >= 0, "distill.stop_after", "must be >= 0")
         _check(self.eval_clips == 0 or self.eval_clips >= 2, "distill.eval_clips", "0 (off) or >= 2")
-        for w in self.population:
-            try:
-                parse_weighting(w)
-            except ConfigError as e:
-                raise ConfigError(f"distill.population: {e}") from None
+        _check_weightings(self.population, "distill.population")
         _check(
             not self.population or not self.guided_stage,
             "distill.population",
@@ -564,11 +569,7 @@ class CompareConfig:
     audio_steps: list = field(default_factory=lambda: [25, 4, 1])  # dashboard: students whose clips are shown
 
     def __post_init__(self) -> None:
-        for w in self.weightings:
-            try:
-                parse_weighting(w)
-            except ConfigError as e:
-                raise ConfigError(f"compare.weightings: {e}") from None
+        _check_weightings(self.weightings, "compare.weightings")
         _check(
             len(self.weightings) >= 1 and len(self.seeds) >= 1,
             "compare.weightings/seeds",

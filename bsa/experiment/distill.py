@@ -395,14 +395,45 @@ def _set_aside(folder: Path, step: int) -> Path | None:
     return aside
 
 
+def stage_trainer(
+    cfg: BsaConfig, stage: Stage, loggers: list, callbacks_of, folder: Path, samples: int, what: str = ""
+):
+    """The Trainer of one stage (a run's or a population's): ``callbacks_of(progress)`` lists its
+    callbacks around the stage's progress bar (``samples`` per optimizer step; ``what`` more of its
+    title); ``folder``: the stage's checkpoints, also the Trainer's root (a SLURM pre-emption
+    checkpoint, hpc_ckpt_*.ckpt, belongs to this stage only)."""
+    import sys
+
+    from bsa.callbacks.progress import StageProgressBar, refresh_rate_for
+    from bsa.experiment.build import lightning_trainer
+
+    d = cfg.distill
+    steps = d.optimizer_steps(stage)
+    progress = StageProgressBar(
+        f"stage {stage.index}/{d.plan.stages[-1].index} ({stage.describe()}{what})",
+        samples,
+        refresh_rate=refresh_rate_for(steps, sys.stdout.isatty()),
+    )
+    return lightning_trainer(
+        cfg,
+        max_steps=steps,
+        logger=loggers,
+        callbacks=callbacks_of(progress),
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        default_root_dir=folder,
+        enable_model_summary=False,
+    )
+
+
 def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     """Train (or resume, or only export and score) one stage. Returns (its result, the promoted
     teacher, optimizer steps done in this invocation so far); (None, None, …) when the step budget
     stopped it. Raises :class:`StageDiverged` when the non-finite guard stopped it."""
-    import sys
 
-    from bsa.callbacks.progress import StageProgressBar, refresh_rate_for
-    from bsa.experiment.build import lightning_trainer, world_size
+    from bsa.experiment.build import world_size
     from bsa.lit.guard import NonFiniteLossError
     from bsa.lit.optim import is_fused
     from bsa.models.export import read_stage
@@ -411,24 +442,13 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     steps = d.optimizer_steps(stage)
     module = build_module(ctx, stage, teacher)
     cb = stage_callbacks(ctx, stage, steps_done)
-    last = d.plan.stages[-1].index
-    progress = StageProgressBar(
-        f"stage {stage.index}/{last} ({stage.describe()})",
-        d.batch_size * world_size(cfg),
-        refresh_rate=refresh_rate_for(steps, sys.stdout.isatty()),
-    )
-    trainer = lightning_trainer(
+    trainer = stage_trainer(
         cfg,
-        max_steps=steps,
-        logger=stage_loggers(ctx, stage),
-        callbacks=cb.as_list(progress),
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-        # per-stage root: a SLURM pre-emption checkpoint (hpc_ckpt_*.ckpt) belongs to this stage only
-        default_root_dir=cb.checkpoint.folder,
-        enable_model_summary=False,
+        stage,
+        stage_loggers(ctx, stage),
+        cb.as_list,
+        cb.checkpoint.folder,
+        d.batch_size * world_size(cfg),
     )
     resume = cb.checkpoint.resume_path()
     aside = sorted(cb.checkpoint.folder.parent.glob(f"{stage.folder_name}.diverged-*"))

@@ -16,7 +16,6 @@ stage's end (a kill among the members' evaluations) are not done again.
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 from bsa.config import BsaConfig, load_config_from
@@ -30,6 +29,7 @@ from bsa.experiment.distill import (
     module_arguments,
     prepare_run,
     stage_callbacks,
+    stage_trainer,
 )
 
 
@@ -130,8 +130,7 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
 
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
     from bsa.callbacks.population import MemberStageEnd, PrefixedLogger
-    from bsa.callbacks.progress import StageProgressBar, refresh_rate_for
-    from bsa.experiment.build import lightning_trainer, wandb_installed, wandb_logger
+    from bsa.experiment.build import wandb_installed, wandb_logger
     from bsa.lit.csv_logger import ResumableCSVLogger
     from bsa.lit.guard import NonFiniteLossError
     from bsa.models.export import read_stage
@@ -158,22 +157,14 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
         )
     checkpoint = AtomicLastCheckpoint(folder / "checkpoints" / stage.folder_name, d.checkpoint_every)
     stopper, timer, end = StopAfterSteps(d.stop_after, steps_done), Timer(), MemberStageEnd(steps, members)
-    progress = StageProgressBar(
-        f"stage {stage.index}/{d.plan.stages[-1].index} ({stage.describe()}, {len(contexts)} students)",
-        d.batch_size * len(contexts),
-        refresh_rate=refresh_rate_for(steps, sys.stdout.isatty()),
-    )
-    trainer = lightning_trainer(
+    trainer = stage_trainer(
         cfg,
-        max_steps=steps,
-        logger=loggers,
-        callbacks=[timer, checkpoint, stopper, progress, end],
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-        default_root_dir=checkpoint.folder,
-        enable_model_summary=False,
+        stage,
+        loggers,
+        lambda progress: [timer, checkpoint, stopper, progress, end],
+        checkpoint.folder,
+        d.batch_size * len(contexts),
+        f", {len(contexts)} students",
     )
     resume = checkpoint.resume_path()
     print(

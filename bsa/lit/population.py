@@ -99,31 +99,20 @@ class PopulationDistillationModule(DistillationModule):
     def member(self, k: int) -> DistillationModule:
         """Member ``k`` as the :class:`DistillationModule` a run of its weighting would hold now: its
         teacher, its live student, its EMA and its per-noise-level loss sums (eager: no graphs)."""
-        hp = self.hparams
         teacher = self.teacher
         if isinstance(teacher.unet, PopulationUNet):
             teacher = Denoiser(teacher.unet.member(k), teacher.schedule, teacher.prediction_type)
         student = Denoiser(self.student.unet.member(k), self.student.schedule, self.student.prediction_type)
+        # the stage's arguments as the population got them, but member k's weighting, run eagerly
+        eager = ("weighting", "weighting_kwargs", "weightings", "compile", "compile_regions", "cuda_graphs")
+        arguments = {key: value for key, value in self.hparams.items() if key not in eager}
         module = DistillationModule(
             teacher,
             student,
             self.null_text_emb,
-            mode=hp.mode,
-            student_steps=hp.student_steps,
-            teacher_steps=hp.teacher_steps,
-            base_steps=hp.base_steps,
-            grid_power=hp.grid_power,
             weighting=self.weightings[k]["weighting"],
             weighting_kwargs=self.weightings[k].get("weighting_kwargs") or {},
-            guidance_scale=hp.guidance_scale,
-            guidance_range=hp.guidance_range,
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            ema_decay=hp.ema_decay,
-            total_steps=hp.total_steps,
-            warmup_steps=hp.warmup_steps,
-            seed=hp.seed,
-            teacher_float32=hp.teacher_float32,
+            **arguments,
         ).to(self.device)
         if self.ema is not None:
             module.ema.module.unet.load_state_dict(self.ema.module.unet.member(k).state_dict())
