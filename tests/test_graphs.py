@@ -134,3 +134,25 @@ def test_a_graphed_sampling_loop_matches_the_eager_loop_for_new_inputs():
         assert loop.captures == 1
         loop(*_loop_inputs("cuda", n=2))
         assert loop.captures == 2
+
+
+@needs_gpu
+def test_a_population_trains_from_graphs_as_it_does_eagerly():
+    """A population of three (its vmapped teacher and student calls captured, trainer.cuda_graphs)
+    trains three steps as the eager one does: the same losses and members' weights."""
+    from test_population import _stage_modules, _train
+
+    results = []
+    for graphs in (False, True):
+        population, _ = _stage_modules(teachers_of_their_own=True, cuda_graphs=graphs)
+        population = population.cuda()
+        g = torch.Generator().manual_seed(1)
+        latents, text = torch.randn(4, 4, 8, 4, generator=g).cuda(), torch.randn(4, 6, generator=g).cuda()
+        _train(population, 3, latents, text, clip=0.05)
+        results.append((population, population._graphed))
+    (eager, _), (graphed, calls) = results
+    assert calls["student"].captures >= 1 and calls["teacher"].captures >= 2  # shared z_t, then per member
+    for k in range(3):
+        a, b = eager.member(k).student.unet.state_dict(), graphed.member(k).student.unet.state_dict()
+        for name in a:
+            torch.testing.assert_close(b[name], a[name], atol=5e-4, rtol=0, msg=f"{k} {name}")

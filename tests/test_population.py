@@ -75,7 +75,7 @@ WEIGHTINGS = [
 ]
 
 
-def _stage_modules(teachers_of_their_own: bool):
+def _stage_modules(teachers_of_their_own: bool, **extra):
     """The population of three students and the three ordinary modules of the same start."""
     from bsa.diffusion import audioldm_schedule
     from bsa.lit.distill import DistillationModule
@@ -90,6 +90,7 @@ def _stage_modules(teachers_of_their_own: bool):
     kw = dict(
         mode="progressive", student_steps=2, teacher_steps=4, lr=1e-3, ema_decay=0.9, total_steps=10, seed=3
     )
+    kw.update(extra)  # e.g. cuda_graphs (tests/test_graphs.py)
     null = torch.zeros(6)
     singles = [
         DistillationModule(

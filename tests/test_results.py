@@ -187,7 +187,11 @@ def test_population_step_table_by_hand():
         {"members": 4, "teachers": "own", "step_ms": 40.0, "samples_per_s_all": 100.0},
         {"members": 1, "teachers": "own", "step_ms": 20.0, "samples_per_s_all": 10.0},
     ]
+    rows.append(
+        {"members": 4, "teachers": "own", "graphs": True, "step_ms": 30.0, "samples_per_s_all": 133.3}
+    )
     assert population_step_table(rows).splitlines()[2:] == [
-        "| 1 | one per member | 20.0 | 10 | 1.00× |",
-        "| 4 | one per member | 40.0 | 100 | 2.00× |",
+        "| 1 | one per member | eager | 20.0 | 10 | 1.00× |",
+        "| 4 | one per member | eager | 40.0 | 100 | 2.00× |",
+        "| 4 | one per member | graphed | 30.0 | 133 | – |",  # no graphed one-student row to compare with
     ]

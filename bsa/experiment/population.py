@@ -117,6 +117,7 @@ def build_population_module(contexts, stage, teachers):
             for ctx in contexts
         ],
         **module_arguments(cfg, stage),
+        cuda_graphs=cfg.trainer.cuda_graphs,  # the population's vmapped calls replayed from CUDA graphs
     )
 
 

@@ -96,20 +96,22 @@ def probe_table(folder: str | Path) -> str:
 
 
 def population_step_table(rows: list[dict]) -> str:
-    """``experiments/gpu/population_step.py``'s rows: per number of students K and kind of teacher
-    (one shared, or one per member), the step time, the samples/s of all members, and the step time
-    against K steps of one student alone (the same kind of teacher, the same run)."""
-    one = {r["teachers"]: r["step_ms"] for r in rows if r["members"] == 1}
+    """``experiments/gpu/population_step.py``'s rows: per number of students K, kind of teacher (one
+    shared, or one per member) and calls (eager, or from CUDA graphs: ``--graphs``), the step time,
+    the samples/s of all members, and the step time against K steps of one student alone (the same
+    teacher and calls)."""
+    one = {(r["teachers"], r.get("graphs", False)): r["step_ms"] for r in rows if r["members"] == 1}
     out = [
-        "| students K | teacher | step (ms) | samples/s, all members | K steps of one student alone / one population step |",
-        "|---|---|---|---|---|",
+        "| students K | teacher | calls | step (ms) | samples/s, all members | K steps of one student alone / one population step |",
+        "|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["members"], r["teachers"] != "shared")):
-        k, alone = r["members"], one.get(r["teachers"])
+    for r in sorted(rows, key=lambda r: (r.get("graphs", False), r["members"], r["teachers"] != "shared")):
+        k, alone = r["members"], one.get((r["teachers"], r.get("graphs", False)))
         ratio = f"{k * alone / r['step_ms']:.2f}×" if alone else "–"
+        teacher = "one shared" if r["teachers"] == "shared" else "one per member"
+        calls = "graphed" if r.get("graphs") else "eager"
         out.append(
-            f"| {k} | {'one shared' if r['teachers'] == 'shared' else 'one per member'} | {r['step_ms']:.1f} | "
-            f"{r['samples_per_s_all']:.0f} | {ratio} |"
+            f"| {k} | {teacher} | {calls} | {r['step_ms']:.1f} | {r['samples_per_s_all']:.0f} | {ratio} |"
         )
     return "\n".join(out)
 

@@ -1,7 +1,8 @@
 """The weighting study's population trainer on the GPU (issue "A weighting study…"): steps/s of
 ``PopulationDistillationModule`` — the real distillation loss (two teacher DDIM steps, the student,
 per-member weights), per-member gradient clipping, fused AdamW and the EMA, as Lightning steps it —
-for K students of the shipped teacher (w-conditioned, a v-student, fp32, batch ``--batch`` each),
+for K students of the shipped teacher (w-conditioned, a v-student, fp32, batch ``--batch`` each;
+``--graphs``: the vmapped calls replayed from CUDA graphs, as ``trainer.cuda_graphs`` makes them),
 in the first progressive stage (one shared teacher) and a later one (a teacher per member).
 One JSON line per row; random latents and text (speed does not depend on them).
   python3 experiments/gpu/population_step.py --members 1,17 --out $OUT/population_step.jsonl
@@ -30,6 +31,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", default="population_step.jsonl")
+    parser.add_argument(
+        "--graphs", action="store_true", help="the vmapped calls from CUDA graphs (trainer.cuda_graphs)"
+    )
     args = parser.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the CPU: a smoke run only
     schedule = audioldm_schedule()
@@ -47,7 +51,7 @@ def main() -> None:
                 torch.zeros(cfg.projection_class_embeddings_input_dim),
                 weightings=[{"weighting": "bsa", "weighting_kwargs": {"floor": 0.01 * i, "gamma": 5.0}} for i in range(k)],
                 mode="progressive", student_steps=25, teacher_steps=50, base_steps=200, lr=2e-4,
-                ema_decay=0.999, total_steps=800, warmup_steps=80, teacher_float32=True,
+                ema_decay=0.999, total_steps=800, warmup_steps=80, teacher_float32=True, cuda_graphs=args.graphs,
             ).to(dev)  # fmt: skip
             config = module.configure_optimizers()
             opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
@@ -73,7 +77,7 @@ def main() -> None:
             seconds = (time.perf_counter() - start) / args.steps
             row = {
                 "members": k, "teachers": "own" if own_teachers else "shared", "batch": b, "step_ms": 1000 * seconds,
-                "samples_per_s_all": k * b / seconds, "fused_adamw": bool(opt.defaults.get("fused")),
+                "samples_per_s_all": k * b / seconds, "fused_adamw": bool(opt.defaults.get("fused")), "graphs": args.graphs,
                 "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "torch": torch.__version__,
                 "date": time.strftime("%Y-%m-%d %H:%M"),
             }  # fmt: skip
