@@ -131,6 +131,50 @@ def test_a_population_comparison_trains_the_same_runs_in_one_process_and_resumes
     }
 
 
+def test_a_population_stopped_among_its_members_stage_ends_finishes_only_the_others(
+    comparison, debug_env, monkeypatch
+):
+    """A population whose stage trained to its end, then stopped while its members were exported and
+    scored one by one (here: the second member's evaluation raises), finishes on the next invocation
+    from its checkpoint at the last step: the second member is exported and scored, the first — done
+    before — is not done again (one record each)."""
+    from bsa.callbacks.evaluation import StageEvaluation
+    from bsa.config import load_config
+    from bsa.experiment.population import run_population
+
+    root = debug_env["root"] / "runs" / "population-stopped"
+    cfg = load_config(
+        [REPO / "experiments/debug.yaml"],
+        [
+            *debug_env["overrides"],
+            f"paths.output_root={root}",
+            f"models.teacher={comparison / 'guided-seed0' / 'stage00_guided_8steps'}",
+            "distill.guided_stage=false",
+            "distill.target_steps=4",
+            "distill.eval_clips=4",
+            "distill.population=[bsa,constant]",
+        ],
+    )
+    original = StageEvaluation.on_train_end
+
+    def stop_at_the_second(self, trainer, module):
+        if self.run_dir.name == "constant-seed0":
+            raise RuntimeError("stopped among the members")
+        original(self, trainer, module)
+
+    monkeypatch.setattr(StageEvaluation, "on_train_end", stop_at_the_second)
+    with pytest.raises(RuntimeError, match="among the members"):
+        run_population(cfg)
+    first, second = root / "bsa-seed0" / "eval.jsonl", root / "constant-seed0" / "eval.jsonl"
+    assert [json.loads(line)["stage"] for line in first.read_text().splitlines()] == [-1, 1]
+    assert not second.exists() or '"stage": 1' not in second.read_text()
+    monkeypatch.setattr(StageEvaluation, "on_train_end", original)
+    (done,) = {result.finished for _, result in run_population(cfg)}
+    assert done
+    for path in (first, second):
+        assert [json.loads(line)["stage"] for line in path.read_text().splitlines()] == [-1, 1], path
+
+
 def test_dashboard_renders_in_headless_chromium(comparison):
     page = comparison / "dashboard" / "index.html"
     text = page.read_text()

@@ -183,9 +183,10 @@ def _checkpoint(ctx: RunContext, stage: Stage):
     )
 
 
-def finished_stage(ctx: RunContext, stage: Stage) -> StageResult | None:
+def finished_stage(ctx: RunContext, stage: Stage, checkpoint=None) -> StageResult | None:
     """The stage's result when an earlier invocation finished it, else None (it must be trained,
-    resumed, or exported and scored from its last checkpoint)."""
+    resumed, or exported and scored from its last checkpoint: the run's own, or ``checkpoint``'s —
+    a population's, for its members)."""
     from bsa.models.export import is_stage_folder, read_stage
     from bsa.report.records import has_final_record
 
@@ -198,7 +199,7 @@ def finished_stage(ctx: RunContext, stage: Stage) -> StageResult | None:
         or has_final_record(ctx.run_dir, stage.index, repair=ctx.global_zero)
     )
     if not evaluated:
-        if _checkpoint(ctx, stage).resume_path() is not None:
+        if (checkpoint or _checkpoint(ctx, stage)).resume_path() is not None:
             return None  # scored from its final checkpoint
         print(
             f"warning: stage {stage.index} has no evaluation record in {ctx.run_dir / 'eval.jsonl'} and no "

@@ -71,7 +71,8 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
     teachers = [first[1]] * len(members)  # one shared teacher until the members' own
     steps_done = 0
     for stage in cfg.distill.plan.stages:
-        done = [finished_stage(ctx, stage) for ctx in contexts]
+        checkpoint = population_checkpoint(cfg, stage)  # a member's unscored stage is finished from it
+        done = [finished_stage(ctx, stage, checkpoint) for ctx in contexts]
         promoted = [None] * len(members)
         if any(d is None for d in done):
             done, promoted, steps_done = train_population_stage(
@@ -90,6 +91,14 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
     for result in results:
         result.finished = True
     return list(zip(members, results, strict=True))
+
+
+def population_checkpoint(population: BsaConfig, stage):
+    """The stage's checkpoint of the population (its ``last.ckpt`` in the population's folder)."""
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint
+
+    folder = population_dir(population) / "checkpoints" / stage.folder_name
+    return AtomicLastCheckpoint(folder, population.distill.checkpoint_every)
 
 
 def build_population_module(contexts, stage, teachers):
@@ -129,7 +138,7 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
     steps of this invocation so far; (None, None, steps) when ``distill.stop_after`` stopped it."""
     from lightning.pytorch.callbacks import Timer
 
-    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, StopAfterSteps
+    from bsa.callbacks.checkpoint import StopAfterSteps
     from bsa.callbacks.population import MemberStageEnd, PrefixedLogger
     from bsa.experiment.build import wandb_installed, wandb_logger
     from bsa.lit.csv_logger import ResumableCSVLogger
@@ -156,7 +165,7 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
                 "done": finished is not None,
             }
         )
-    checkpoint = AtomicLastCheckpoint(folder / "checkpoints" / stage.folder_name, d.checkpoint_every)
+    checkpoint = population_checkpoint(population, stage)
     stopper, timer, end = StopAfterSteps(d.stop_after, steps_done), Timer(), MemberStageEnd(steps, members)
     trainer = stage_trainer(
         cfg,
