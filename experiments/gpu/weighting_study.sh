@@ -3,13 +3,13 @@
 # the embedded-gpu preset (the fidelity recipe: v-student, fp32, 4800-step guided stage) with the
 # denoiser calls graph-replayed, the paired metrics on EVAL_CLIPS captions.
 #   WEIGHTINGS='[bsa,min_snr,truncated_snr,constant,snr_plus_one]' SEEDS=0 STEPS=25 bash experiments/gpu/weighting_study.sh
-# The (floor, γ) map: OVERLAY=experiments/weighting-sweep.yaml PARALLEL=17 (its weightings; on a
-# machine with several GPUs bsa compare spreads the runs over them). The grid with more steps at
-# low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the comparison's folder gets -grid2).
-# POPULATION=9: the weightings of a seed train as populations of up to 9 students, one process each
-# (compare.population; the map's overlay sets 9: on two GPUs its 17 weightings make two populations,
-# one per GPU). With POPULATION or OVERLAY only each run's last stage is scored (distill.score_last_stage_only; SCORE_ALL=1 scores every stage). GRAPHS=false:
-# the training calls eager (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
+# The (floor, γ) map: OVERLAY=experiments/weighting-sweep.yaml (its 17 weightings as two populations
+# of 9 and 8 students, compare.population; on a machine with several GPUs bsa compare spreads them).
+# The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
+# comparison's folder gets -grid2). POPULATION=<n>: any block's weightings as populations of up to n
+# students. With POPULATION or OVERLAY only each run's last stage is scored
+# (distill.score_last_stage_only; SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
+# eager (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
 # DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
 # comparison's results and dashboard come back in $OUT/study.tar.gz.
