@@ -241,3 +241,32 @@ def test_a_population_config_names_what_it_needs():
         "bsa-floor0-gamma5-seed0",
     )
     assert member.distill.population == []
+
+
+def test_a_comparison_groups_its_runs_into_populations_of_at_most_the_size_asked():
+    from bsa.config import load_config
+    from bsa.experiment.compare import planned_runs
+
+    cfg = load_config(
+        ["experiments/debug.yaml"],
+        [
+            "compare.weightings=[bsa,min_snr,'bsa(floor=0,gamma=inf)']",
+            "compare.population=2",
+            "compare.seeds=[0,1]",
+        ],
+    )
+    guided, populations = planned_runs(cfg, [])
+    assert [r["name"] for r in guided] == ["guided-seed0", "guided-seed1"]
+    assert [r["members"] for r in populations] == [
+        ["bsa-seed0", "min_snr-seed0"],
+        ["bsa-floor0-gammainf-seed0"],
+        ["bsa-seed1", "min_snr-seed1"],
+        ["bsa-floor0-gammainf-seed1"],
+    ]
+    first = populations[0]["overrides"]
+    assert 'distill.population=["bsa", "min_snr"]' in first and "distill.guided_stage=false" in first
+    assert "trainer.seed=0" in first and any(
+        o.startswith("models.teacher=") and "guided-seed0" in o for o in first
+    )
+    # the members of other seeds or sets are other populations, each its own folder
+    assert len({r["name"] for r in populations}) == 4

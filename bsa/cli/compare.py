@@ -20,7 +20,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     files, overrides = split_items(args.items)
     print(f"comparison {compare_id(cfg)} → {compare_dir(cfg)}")
     for i, wave in enumerate(planned_runs(cfg, overrides)):
-        print(f"  wave {i + 1}: " + ", ".join(r["name"] for r in wave))
+        print(f"  wave {i + 1}: " + ", ".join(_described(r) for r in wave))
     if args.dry_run:
         return 0
     _, failed = run_comparison(cfg, files, overrides)
@@ -31,6 +31,12 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _described(run: dict) -> str:
+    """A run's name; a population's with its members' runs."""
+    members = run.get("members")
+    return run["name"] + (f" ({len(members)} students: {', '.join(members)})" if members else "")
 
 
 def main(argv: list[str] | None = None) -> int:
