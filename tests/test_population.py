@@ -241,6 +241,14 @@ def test_a_population_config_names_what_it_needs():
         "bsa-floor0-gamma5-seed0",
     )
     assert member.distill.population == []
+    from bsa.experiment.population import run_population
+
+    two = load_config(
+        ["experiments/debug.yaml"],
+        ["distill.population=[bsa]", "distill.guided_stage=false", "trainer.devices=2"],
+    )
+    with pytest.raises(ConfigError, match="trainer.devices: a population trains in one process"):
+        run_population(two)
 
 
 def test_a_comparison_groups_its_runs_into_populations_of_at_most_the_size_asked():

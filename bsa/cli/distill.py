@@ -14,7 +14,7 @@ import sys
 import time
 
 from bsa.cli.common import config_parser, run_with_config
-from bsa.config import BsaConfig
+from bsa.config import BsaConfig, ConfigError
 
 
 def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
@@ -34,7 +34,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     start = time.time()
     try:  # distill.population: one run per weighting, trained together
         runs = run_population(cfg) if cfg.distill.population else [(cfg, run_distillation(cfg))]
-    except (RunMismatchError, ValueError) as e:
+    except (RunMismatchError, ConfigError) as e:
         print(f"bsa distill: {e}", file=sys.stderr)
         return 2
     except StageDiverged as e:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from bsa.config import BsaConfig, load_config_from
+from bsa.config import BsaConfig, ConfigError, load_config_from
 from bsa.experiment.distill import (
     DistillationResult,
     StageDiverged,
@@ -58,7 +58,7 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
     import time
 
     if str(cfg.trainer.devices) != "1":
-        raise ValueError(
+        raise ConfigError(
             f"trainer.devices: a population trains in one process on one device (got {cfg.trainer.devices}); "
             "bsa compare spreads populations over the GPUs"
         )
