@@ -433,7 +433,6 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     """Train (or resume, or only export and score) one stage. Returns (its result, the promoted
     teacher, optimizer steps done in this invocation so far); (None, None, …) when the step budget
     stopped it. Raises :class:`StageDiverged` when the non-finite guard stopped it."""
-
     from bsa.experiment.build import world_size
     from bsa.lit.guard import NonFiniteLossError
     from bsa.lit.optim import is_fused

@@ -76,7 +76,7 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
         promoted = [None] * len(members)
         if any(d is None for d in done):
             done, promoted, steps_done = train_population_stage(
-                cfg, contexts, stage, teachers, done, steps_done
+                cfg, contexts, stage, teachers, done, steps_done, checkpoint
             )
             if done is None:
                 return list(zip(members, results, strict=True))
@@ -130,12 +130,15 @@ def build_population_module(contexts, stage, teachers):
     )
 
 
-def train_population_stage(population: BsaConfig, contexts, stage, teachers, done, steps_done: int):
+def train_population_stage(
+    population: BsaConfig, contexts, stage, teachers, done, steps_done: int, checkpoint
+):
     """Train (or resume) one stage of every member; at its end each member not yet done goes through
-    its own promotion, error profile and evaluation; ``population``: the population's config (its
-    folder: checkpoints, training log, W&B run). Returns each member's StageResult,
-    this invocation so far), the promoted teachers (None for members done before) and the optimizer
-    steps of this invocation so far; (None, None, steps) when ``distill.stop_after`` stopped it."""
+    its own promotion, error profile and evaluation. ``population``: the population's config (its
+    folder: training log, W&B run); ``checkpoint``: the stage's :func:`population_checkpoint`.
+    Returns each member's StageResult, the promoted teachers (None for members done before) and the
+    optimizer steps of this invocation so far; (None, None, steps) when ``distill.stop_after``
+    stopped it."""
     from lightning.pytorch.callbacks import Timer
 
     from bsa.callbacks.checkpoint import StopAfterSteps
@@ -150,7 +153,8 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
     steps = d.optimizer_steps(stage)
     module = build_population_module(contexts, stage, teachers)
     loggers = [ResumableCSVLogger(folder, name="logs", version=stage.folder_name)]
-    if population.logging.wandb and wandb_installed():  # one W&B run per stage for the population
+    wandb_on = population.logging.wandb and wandb_installed()
+    if wandb_on:  # one W&B run per stage for the population
         loggers.append(wandb_logger(population, folder.name, folder, stage))
     members = []
     for ctx, finished in zip(contexts, done, strict=True):
@@ -165,7 +169,6 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
                 "done": finished is not None,
             }
         )
-    checkpoint = population_checkpoint(population, stage)
     stopper, timer, end = StopAfterSteps(d.stop_after, steps_done), Timer(), MemberStageEnd(steps, members)
     trainer = stage_trainer(
         cfg,
@@ -193,7 +196,7 @@ def train_population_stage(population: BsaConfig, contexts, stage, teachers, don
     start_step = stopper.start if stopper.start is not None else trainer.global_step
     if not end.ran and trainer.global_step >= steps:  # resumed from its last step: Lightning skips the end
         end.on_train_end(trainer, module)
-    if len(loggers) > 1:
+    if wandb_on:
         import wandb  # one W&B run per stage: close this one before the next stage opens its own
 
         wandb.finish()

@@ -216,12 +216,17 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         sums[1].index_add_(-1, level, torch.ones_like(weighted, dtype=torch.float64))
         self._level_sums = sums
 
+    def level_sums(self) -> torch.Tensor | None:
+        """[2, levels] (a population: [2, K, levels]): the weighted loss summed per noise level over
+        this stage's training so far, and the examples counted — the ones restored from a resumed
+        checkpoint until training adds to them; None before any."""
+        sums = getattr(self, "_level_sums", None)
+        return sums if sums is not None else getattr(self, "_level_sums_restored", None)
+
     def training_profile(self) -> list[dict]:
         """Per noise level (student step, or guided bin), the mean weighted loss over this stage's
         training so far (resumes included) and its share of the summed means."""
-        sums = getattr(self, "_level_sums", None)
-        if sums is None:
-            sums = getattr(self, "_level_sums_restored", None)
+        sums = self.level_sums()
         if sums is None:
             return []
         total, count = sums.cpu()

@@ -117,9 +117,7 @@ class PopulationDistillationModule(DistillationModule):
         if self.ema is not None:
             module.ema.module.unet.load_state_dict(self.ema.module.unet.member(k).state_dict())
             module.ema.num_updates.copy_(self.ema.num_updates)
-        sums = getattr(self, "_level_sums", None)
-        if sums is None:
-            sums = getattr(self, "_level_sums_restored", None)
+        sums = self.level_sums()
         if sums is not None:
             module._level_sums = sums[:, k].clone()
         return module
