@@ -166,9 +166,10 @@ class DistillConfig:
     checkpoint_every: int = 100  # optimizer steps between atomic last.ckpt writes
     stop_after: int = 0  # end this invocation after N optimizer steps (0 = run to the end); rerun to continue
     eval_clips: int = 16  # captions of the test split scored after every stage (FAD/CLAP vs the teacher)
-    # score only the plan's last stage (a weighting study reads only its final students: each
-    # scoring of 1000 captions costs about as much as a stage's training)
-    score_last_stage_only: bool = False
+    # the student step counts whose stages are scored, e.g. [25, 4] (a weighting study reads only
+    # those students: each scoring of 1000 captions costs about as much as a stage's training);
+    # empty: every stage. Each must be a step count of the plan.
+    score_steps: list = field(default_factory=list)
     run_name: str = ""  # default: <preset>-<weighting>-seed<seed>; the same name resumes
     reference_teacher: str = ""  # whose outputs "FAD vs teacher" uses (default models.teacher, with CFG)
     # weighting specs (compare.weightings' syntax) trained at once as one population in this process,
@@ -226,6 +227,12 @@ class DistillConfig:
         )
         _check(self.stop_after >= 0, "distill.stop_after", "must be >= 0")
         _check(self.eval_clips == 0 or self.eval_clips >= 2, "distill.eval_clips", "0 (off) or >= 2")
+        plan_steps = [stage.student_steps for stage in self.plan.stages]
+        _check(
+            all(isinstance(n, int) and n in plan_steps for n in self.score_steps),
+            "distill.score_steps",
+            f"{list(self.score_steps)}: each must be a step count of the plan, one of {sorted(set(plan_steps))}",
+        )
         _check_weightings(self.population, "distill.population")
         _check(
             not self.population or not self.guided_stage,
@@ -241,9 +248,7 @@ class DistillConfig:
 
     def scores(self, stage) -> bool:
         """Whether ``stage`` (a :class:`bsa.diffusion.Stage`) is scored at its end."""
-        return bool(self.eval_clips) and (
-            not self.score_last_stage_only or stage.index == self.plan.stages[-1].index
-        )
+        return bool(self.eval_clips) and (not self.score_steps or stage.student_steps in self.score_steps)
 
     def weighting_kwargs_of(self, weighting: str) -> dict[str, float]:
         """The hyper-parameters this config gives ``weighting``, by the one table :data:`WEIGHTING_PARAMETERS`."""

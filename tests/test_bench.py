@@ -81,6 +81,19 @@ def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch, capsys):
     assert printed == rows
 
 
+def test_sampling_measures_only_the_models_asked_for(monkeypatch):
+    """--models 185m on a sampling bench: the embedded model's rows (and its minutes of compiling)
+    are left out; the other model's rows come in the order they always do."""
+    from bsa.experiment import bench
+
+    tiny = audioldm_unet_config("tiny", 6, 8, (8, 4))
+    monkeypatch.setattr(bench, "_models", lambda: {"small": tiny, "large": tiny})
+    kwargs = dict(batches=(1,), students=(2,), repeats=1, teacher_steps=4)
+    rows = bench.bench_sampling(torch.device("cpu"), models={"185m"}, **kwargs)
+    assert [(r["model"], r["network_calls"]) for r in rows] == [("large", 8), ("large", 2)]
+    assert {r["model"] for r in bench.bench_sampling(torch.device("cpu"), **kwargs)} == {"small", "large"}
+
+
 def test_bench_tables_by_hand(tmp_path):
     from bsa.report.bench import probe_table, training_table
 
@@ -279,6 +292,39 @@ def test_ddp_scaling_is_the_fastest_two_gpu_row_over_its_one_gpu_twin():
     assert table[-1].endswith("| 280 | 532 | 241 | 1.90× |")
 
 
+def test_merged_runs_take_each_models_sampling_rows_from_the_last_run_that_sampled_it():
+    """A later run that sampled only the embedded model (a new mode) replaces the embedded rows and
+    keeps the 185 M rows of the run before; each speed-up stays against its own run's teacher."""
+    from bsa.report.bench import merge_bench_runs, speed_summary
+
+    def rows(model, student, speedup, mode):
+        return [
+            {
+                "model": model,
+                "batch": 1,
+                "compile": mode,
+                "sampler": "student, 25 steps",
+                "seconds_per_clip": student,
+                "speedup": speedup,
+            },
+        ]
+
+    first = {
+        "sampling": rows("embedded (3.2 M)", 0.036, 4.0, "loop-graphs")
+        + rows("AudioLDM-s (185 M)", 0.156, 8.6, "loop-graphs")
+    }
+    second = {"sampling": rows("embedded (3.2 M)", 0.016, 8.6, "compiled-loop-graphs")}
+    merged = merge_bench_runs([first, second])
+    assert [(r["model"], r["seconds_per_clip"]) for r in merged["sampling"]] == [
+        ("embedded (3.2 M)", 0.016),
+        ("AudioLDM-s (185 M)", 0.156),
+    ]
+    figures = speed_summary(merged)
+    assert figures["student25_embedded_b1_s_per_clip"] == 0.016
+    assert figures["settings"]["sampling_embedded_b1"] == "compiled-loop-graphs"
+    assert figures["student25_185m_b1_s_per_clip"] == 0.156 and figures["speedup_185m_b1"] == 8.6
+
+
 KILLED_BENCH = """
 import sys, time
 from bsa.experiment import bench
@@ -292,7 +338,7 @@ def slow_after_three(fn, device, repeats):
         time.sleep(120)
     return timed(fn, device, 1)
 bench._timed = slow_after_three
-bench.run_bench(sys.argv[1], "sampling", [], set(), 1, [], ("off",), command="killed bench")
+bench.run_bench(sys.argv[1], "sampling", [], {"embedded"}, 1, [], ("off",), command="killed bench")
 """
 
 

@@ -641,22 +641,22 @@ def test_lightnings_matmul_advice_is_filtered_but_its_warnings_are_not():
     assert _NoChatter().filter(record("Restored all states from the checkpoint at x.ckpt"))
 
 
-def test_scoring_only_the_last_stage_skips_the_others_and_resumes_as_finished(debug_env):
-    """distill.score_last_stage_only: the guided stage and the first halving are exported but not
-    scored; the last stage is. Run again, the run is finished: no stage is trained or scored twice."""
+def test_scoring_only_the_listed_step_counts_skips_the_others_and_resumes_as_finished(debug_env):
+    """distill.score_steps=[8, 2]: the guided stage (8 steps) and the last stage are scored, the
+    first halving (4 steps) is exported but not. Run again, the run is finished: no stage is trained or scored twice."""
     import json
 
     argv = [
         "distill.run_name=lastonly",
         "distill.target_steps=2",
         "distill.eval_clips=4",
-        "distill.score_last_stage_only=true",
+        "distill.score_steps=[8,2]",
     ]
     out = run_distill(debug_env, *argv)
     assert out.returncode == 0, out.stderr[-3000:]
     run = debug_env["root"] / "runs" / "lastonly"
     records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
-    assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (2, True)]
+    assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (0, True), (2, True)]
     assert [p.name for p in sorted(run.glob("stage*")) if p.is_dir()] == [
         "stage00_guided_8steps",
         "stage01_4steps",

@@ -278,3 +278,18 @@ def test_a_comparison_groups_its_runs_into_populations_of_at_most_the_size_asked
     )
     # the members of other seeds or sets are other populations, each its own folder
     assert len({r["name"] for r in populations}) == 4
+
+
+def test_a_comparison_scoring_only_some_step_counts_plans_runs_whose_configs_load():
+    """distill.score_steps names the students' step counts; the guided run (its plan ends at the
+    teacher's step count) must not inherit them, or it fails at load."""
+    from bsa.config import load_config
+    from bsa.experiment.compare import planned_runs
+
+    user = ["compare.weightings=[bsa,min_snr]", "compare.population=2", "distill.target_steps=2", "distill.score_steps=[2]"]
+    cfg = load_config(["experiments/debug.yaml"], user)
+    for wave in planned_runs(cfg, []):
+        for run in wave:
+            loaded = load_config(["experiments/debug.yaml"], [*user, *run["overrides"]])
+            stages = [s for s in loaded.distill.plan.stages if loaded.distill.scores(s)]
+            assert [s.student_steps for s in stages] == ([8] if run["name"].startswith("guided") else [2])

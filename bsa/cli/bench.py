@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/bench.json")
     parser.add_argument("--what", default="all", help="all, or sampling,training,loading; or ddp")
     parser.add_argument("--combos", default=",".join(COMBOS), help=COMBOS_HELP)
-    parser.add_argument("--models", default="embedded,185m", help="training: embedded and/or 185m; ddp: one")
+    parser.add_argument(
+        "--models", default="embedded,185m", help="sampling and training: embedded and/or 185m; ddp: one"
+    )
     parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")
     parser.add_argument("--devices", type=int, default=2, help="ddp: GPUs (1: the one-GPU reference)")
     parser.add_argument("--ddp-batch", type=int, default=64, help="ddp: batch per GPU")

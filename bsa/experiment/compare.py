@@ -65,6 +65,7 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
                         f"distill.run_name={name}",
                         f"trainer.seed={seed}",
                         f"distill.target_steps={d.teacher_steps}",
+                        "distill.score_steps=[]",  # its one stage is scored (the study's step counts are the students')
                     ],
                 }
             )

@@ -2,7 +2,8 @@
 # Issue "Speed at AudioLDM scale" on the device machine: the CUDA-graph tests, how K distillation
 # processes share the GPU (eager and graphed), and `bsa bench` rows side by side in one run.
 #   PARTS="tests probe training sampling" bash experiments/gpu/speed.sh
-# PARTS=sampling: MODES (default off,cuda-graphs; e.g. loop-graphs,cuda-graphs), SAMPLING_S its time limit.
+# PARTS=sampling: MODES (default off,cuda-graphs; e.g. loop-graphs,cuda-graphs), SAMPLING_MODELS (default
+# embedded,185m), SAMPLING_S its time limit.
 # PARTS=issue: one bench run of sampling and training with the issue's figures (bsa bench --summary).
 # PARTS=ddp (on nvidia-h100-x2): the 185 M model's DDP scaling, 1 against 2 GPUs (bsa bench --what ddp;
 # BUCKET_MB: gradient bucket size, default trainer.ddp_bucket_mb's; DDP_S: each run's time limit).
@@ -39,7 +40,7 @@ for part in ${PARTS:-tests probe training sampling}; do
           ${BUCKET_MB:+--bucket-mb $BUCKET_MB} --out $L/ddp$n.json > $L/ddp$n.log 2>&1
       done
       timeout 60 python3 -m bsa.cli.bench --from $L/ddp1.json $L/ddp2.json --summary $L/ddp_summary.json >> $L/ddp2.log 2>&1 ;;
-    sampling) timeout ${SAMPLING_S:-400} python3 -m bsa.cli.bench --what sampling --sampling-compile ${MODES:-off,cuda-graphs} \
+    sampling) timeout ${SAMPLING_S:-400} python3 -m bsa.cli.bench --what sampling --sampling-compile ${MODES:-off,cuda-graphs} --models ${SAMPLING_MODELS:-embedded,185m} \
         --out $L/sampling.json > $L/sampling.log 2>&1 ;;
   esac
 done
