@@ -62,7 +62,10 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
         (["trainer.compile_backend=tvm"], r"trainer.compile_backend: unknown 'tvm'"),
         (["trainer.matmul_precision=tf32"], r"trainer.matmul_precision: unknown 'tf32'"),
         (["trainer.ddp_bucket_mb=0"], r"trainer.ddp_bucket_mb: must be > 0"),
-        (["distill.score_steps=[25,3]"], r"distill.score_steps: \[25, 3\]: each must be a step count of the plan"),
+        (
+            ["distill.score_steps=[25,3]"],
+            r"distill.score_steps: \[25, 3\]: each must be a step count of the plan",
+        ),
     ],
 )
 def test_bad_configs_fail_at_load_naming_the_key(overrides, message):

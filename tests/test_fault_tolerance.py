@@ -248,6 +248,12 @@ def test_resume_takes_the_newer_slurm_preemption_checkpoint(debug_env):
     out = run_distill(debug_env, *common)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resuming from {folder / 'hpc_ckpt_1.ckpt'}" in out.stdout
+    # the stage's throughput over its whole training (the Timer's time is restored with the
+    # checkpoint): it read this invocation's steps over all of it, 0 samples/s after a resume at the end
+    assert "stage 1: 4 steps × 4 × 1 rank(s) in" in out.stdout, out.stdout[-2000:]
+    summary = json.loads((debug_env["root"] / "runs" / "requeue" / "summary.json").read_text())
+    stage1 = next(s for s in summary["stages"] if s["stage"] == 1)
+    assert stage1["samples_per_s"] == pytest.approx(4 * 4 / stage1["train_seconds"], rel=1e-6)
 
 
 # -- 8. make vae|teacher|evaluator: checkpointed, resumed, and the shipped folder written atomically -

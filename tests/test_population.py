@@ -286,7 +286,12 @@ def test_a_comparison_scoring_only_some_step_counts_plans_runs_whose_configs_loa
     from bsa.config import load_config
     from bsa.experiment.compare import planned_runs
 
-    user = ["compare.weightings=[bsa,min_snr]", "compare.population=2", "distill.target_steps=2", "distill.score_steps=[2]"]
+    user = [
+        "compare.weightings=[bsa,min_snr]",
+        "compare.population=2",
+        "distill.target_steps=2",
+        "distill.score_steps=[2]",
+    ]
     cfg = load_config(["experiments/debug.yaml"], user)
     for wave in planned_runs(cfg, []):
         for run in wave:

@@ -488,11 +488,13 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
             f"{d.stop_after}); run the same command again to continue from {cb.checkpoint.path}"
         )
         return None, None, steps_done
+    # the Timer's elapsed time is restored from the checkpoint: it and the step count are the stage's
+    # whole training, across resumes (this invocation's steps over it read 0 samples/s at a resume)
     seconds = cb.timer.time_elapsed("train")
     world = trainer.world_size
-    samples = trained * d.batch_size * world
+    samples = trainer.global_step * d.batch_size * world
     print(
-        f"stage {stage.index}: {trained} steps × {d.batch_size} × {world} rank(s) in "
+        f"stage {stage.index}: {trainer.global_step} steps × {d.batch_size} × {world} rank(s) in "
         f"{seconds:.1f} s of training = {samples / max(seconds, 1e-9):.0f} samples/s "
         f"({'fused' if is_fused(trainer.optimizers[0]) else 'foreach'} AdamW)",
         flush=True,

@@ -207,8 +207,8 @@ def train_population_stage(
             f"{d.stop_after}); run the same command again to continue from {checkpoint.path}"
         )
         return None, None, steps_done
-    seconds = timer.time_elapsed("train")
-    trained = trainer.global_step - start_step
+    seconds = timer.time_elapsed("train")  # restored at a resume: the stage's whole training, as the steps
+    trained = trainer.global_step
     print(
         f"stage {stage.index}: {trained} steps × {d.batch_size} × {len(contexts)} students in {seconds:.1f} s "
         f"of training = {trained * d.batch_size * len(contexts) / max(seconds, 1e-9):.0f} samples/s in all",
