@@ -10,7 +10,7 @@
 # Everything lands in $OUT/speed.tar.gz.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-L=runs/speed; mkdir -p $L
+L=runs/speed; mkdir -p $L; HM=$(date -u +%H%M)
 log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
 for part in ${PARTS:-tests probe training sampling}; do
@@ -41,7 +41,7 @@ for part in ${PARTS:-tests probe training sampling}; do
       done
       timeout 60 python3 -m bsa.cli.bench --from $L/ddp1.json $L/ddp2.json --summary $L/ddp_summary.json >> $L/ddp2.log 2>&1 ;;
     sampling) timeout ${SAMPLING_S:-400} python3 -m bsa.cli.bench --what sampling --sampling-compile ${MODES:-off,cuda-graphs} --models ${SAMPLING_MODELS:-embedded,185m} \
-        --out $L/sampling.json > $L/sampling.log 2>&1 ;;
+        --out $L/sampling-$HM.json > $L/sampling-$HM.log 2>&1 ;;  # one file per call: a warm machine's runs add up
   esac
 done
 log done

@@ -7,8 +7,9 @@
 # of 9 and 8 students, compare.population; on a machine with several GPUs bsa compare spreads them).
 # The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
 # comparison's folder gets -grid2). POPULATION=<n>: any block's weightings as populations of up to n
-# students. With POPULATION or OVERLAY only each run's last stage is scored
-# (distill.score_last_stage_only; SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
+# students. With POPULATION or OVERLAY only the stages of SCORE_STEPS are scored (distill.score_steps,
+# default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in one comparison;
+# SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
 # eager (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
 # DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
@@ -22,7 +23,7 @@ log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 EXP="experiments/embedded-gpu.yaml ${OVERLAY:-}"
 W=${WEIGHTINGS:-}; [ -z "${OVERLAY:-}" ] && W=${W:-[bsa,min_snr,truncated_snr,constant,snr_plus_one]}
 D="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
-LAST=""; [ -n "${POPULATION:-}${OVERLAY:-}" ] && [ -z "${SCORE_ALL:-}" ] && LAST=distill.score_last_stage_only=true
+LAST=""; [ -n "${POPULATION:-}${OVERLAY:-}" ] && [ -z "${SCORE_ALL:-}" ] && LAST="distill.score_steps=${SCORE_STEPS:-[${STEPS:-25}]}"
 ARGS="distill.target_steps=${STEPS:-25} compare.seeds=[${SEEDS:-0}] ${W:+compare.weightings=$W} compare.parallel=${PARALLEL:-6} distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$C trainer.cuda_graphs=${GRAPHS:-true} eval.cuda_graphs=true ${POPULATION:+compare.population=$POPULATION} $LAST ${EXTRA:-}"
 if [ ! -f $C/data.done ]; then
   log data;  timeout 200 python3 -m bsa.cli.data $EXP $D > $L/data.log 2>&1 || { tail $L/data.log; exit 1; }
