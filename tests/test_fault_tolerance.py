@@ -378,6 +378,46 @@ def test_reference_cache_round_trips_as_safetensors(tmp_path):
         load_references(path)
 
 
+def test_a_reference_cache_made_under_other_facts_is_not_used(tmp_path):
+    """The teacher's reference cache (eval.reference_cache) was read back whatever teacher, captions
+    or vocoder had made it: a comparison folder's cache from before a change scored every student
+    against the old teacher's outputs. Its identity now travels in it; any difference is stale."""
+    import types
+
+    from bsa.callbacks.evaluation import reference_identity, save_references, stale_reference_keys
+    from bsa.diffusion import audioldm_schedule
+    from bsa.metrics.frechet import GaussianStats
+    from bsa.models.denoiser import Denoiser
+    from bsa.models.vocoder import GriffinLimVocoder
+
+    stats = GaussianStats.empty(3)
+    stats.update(torch.randn(5, 3))
+    from diffusers import UNet2DConditionModel
+
+    from bsa.models.unet import audioldm_unet_config
+
+    teacher = Denoiser(
+        UNet2DConditionModel(**audioldm_unet_config("tiny", 6, 8, (8, 4))), audioldm_schedule()
+    )
+    captions = types.SimpleNamespace(captions=["a bell", "a dog"], seeds=[1234, 1235])
+    identity = reference_identity(teacher, 200, 2.5, captions, GriffinLimVocoder())
+    path = tmp_path / "ref.safetensors"
+    save_references(path, {"teacher": stats}, {"clap": 0.5}, None, identity)
+    assert stale_reference_keys(path, identity) == []
+    with torch.no_grad():
+        next(teacher.unet.parameters()).add_(1e-3)
+    other_teacher = reference_identity(teacher, 200, 2.5, captions, GriffinLimVocoder())
+    assert stale_reference_keys(path, other_teacher) == ["teacher (weights sha256)"]
+    other_vocoder = {**identity, **{"vocoder config": {**identity["vocoder config"], "n_iter": 64}}}
+    assert stale_reference_keys(path, other_vocoder) == ["vocoder config"]
+    fewer = reference_identity(
+        teacher, 200, 2.5, types.SimpleNamespace(captions=["a bell"], seeds=[1234]), GriffinLimVocoder()
+    )
+    assert "captions and seeds (sha256)" in stale_reference_keys(path, fewer)
+    save_references(path, {"teacher": stats}, {"clap": 0.5})  # as every cache before identities
+    assert stale_reference_keys(path, identity) == sorted(identity)
+
+
 # -- 13. caption CSVs -------------------------------------------------------------------------------
 
 

@@ -134,6 +134,30 @@ def test_griffin_lim_inverts_the_mel_front_end():
     assert err < 0.3 and convergence < 0.3, f"mean |Δ log-mel| = {err:.3f}, convergence {convergence:.3f}"
 
 
+def test_griffin_lim_output_is_aligned_with_the_mel_frames_it_came_from():
+    """Tone bursts with sharp onsets: the reconstruction's log-mel is closest to the input's where
+    it stands, not shifted by part of a hop. GriffinLim's centred frames put every clip half a hop
+    (80 samples) early against bsa.audio.log_mel's frames, and shifting it later then helped."""
+    t = torch.arange(32000) / 16000
+    gate = ((t % 0.25) < 0.08).float()  # 8 bursts: an onset and an offset every 0.25 s
+    wave = gate * (
+        0.3 * torch.sin(2 * torch.pi * 600 * t)
+        + 0.05 * torch.randn(32000, generator=torch.Generator().manual_seed(0))
+    )
+    mel = log_mel(wave.unsqueeze(0))
+    back = GriffinLimVocoder()(mel)
+
+    def error(shift: int) -> float:
+        moved = torch.nn.functional.pad(back, (max(shift, 0), max(-shift, 0)))
+        moved = moved[:, max(-shift, 0) : max(-shift, 0) + back.shape[1]]
+        return (log_mel(moved) - mel).abs().mean().item()
+
+    here = error(0)
+    assert all(here < error(s) for s in (-80, -40, 40, 80)), {
+        s: round(error(s), 4) for s in (-80, -40, 0, 40, 80)
+    }
+
+
 def test_ema_hand_values_with_warm_up():
     """θ_ema ← d·θ_ema + (1 − d)·θ with d_k = min(decay, (1 + k)/(10 + k)): d_0 = 0.1, d_1 = 2/11."""
     from bsa.models.ema import EMA

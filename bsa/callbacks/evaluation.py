@@ -146,15 +146,42 @@ class EvaluationSet:
         )
 
 
+REFERENCE_FORMAT = 2  # 2: the Griffin-Lim output aligned with the mel frames (2026-11-28)
+
+
+def reference_identity(teacher, teacher_steps: int, guidance_scale: float, eval_set, vocoder) -> dict:
+    """What a reference cache's contents depend on: the teacher's weights, its step count and
+    guidance, the captions and their noise seeds, the vocoder and its settings, and the format. A
+    cache made under other facts is computed again (:meth:`StageScorer.ensure_references`)."""
+    import hashlib
+
+    from bsa.models.identity import state_dict_sha256
+
+    config = getattr(vocoder, "config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    captions = json.dumps([list(eval_set.captions), list(eval_set.seeds)]).encode()
+    return {
+        "format": REFERENCE_FORMAT,
+        "teacher (weights sha256)": state_dict_sha256(teacher.unet),
+        "teacher_steps": teacher_steps,
+        "guidance_scale": guidance_scale,
+        "captions and seeds (sha256)": hashlib.sha256(captions).hexdigest(),
+        "vocoder": type(vocoder).__name__,
+        "vocoder config": {k: v for k, v in config.items() if not str(k).startswith("_")},
+    }
+
+
 def save_references(
     path: Path,
     references: dict[str, GaussianStats],
     metrics: dict,
     clips: dict[str, torch.Tensor] | None = None,
+    identity: dict | None = None,
 ) -> None:
     """The reference statistics (safetensors: tensors only, nothing executable) with the teacher's
-    own scores in its metadata and, for the paired metrics, its per-clip outputs (``clips``: name →
-    [N, …] in the set's order), written atomically."""
+    own scores and the cache's ``identity`` (:func:`reference_identity`) in its metadata and, for the
+    paired metrics, its per-clip outputs (``clips``: name → [N, …] in the set's order), written
+    atomically."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +192,8 @@ def save_references(
     }
     tensors.update({f"clip:{k}": v.detach().cpu().contiguous().clone() for k, v in (clips or {}).items()})
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"teacher_metrics": json.dumps(metrics)})
+    metadata = {"teacher_metrics": json.dumps(metrics), "identity": json.dumps(identity or {}, default=str)}
+    save_file(tensors, str(tmp), metadata=metadata)
     replace_durably(tmp, path)
 
 
@@ -185,6 +213,20 @@ def save_embedding(run_dir: Path, name: str, embedding: torch.Tensor) -> str:
     save_file({"embedding": embedding.detach().float().cpu().contiguous()}, str(tmp))
     replace_durably(tmp, path)
     return str(path.relative_to(run_dir))
+
+
+def stale_reference_keys(path: Path, identity: dict) -> list[str]:
+    """The facts of ``identity`` that the reference cache at ``path`` was made under otherwise
+    (every one for a cache from before identities); [] when it may be used."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = json.loads((f.metadata() or {}).get("identity", "{}"))
+    except Exception:  # noqa: BLE001 — a foreign or torn file: load_references says which
+        return []
+    current = json.loads(json.dumps(identity, default=str))  # the form it has once read back
+    return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
 
 
 def load_references(path: Path) -> tuple[dict[str, GaussianStats], dict, dict[str, torch.Tensor]]:
@@ -297,6 +339,19 @@ class StageScorer:
         if "teacher" in self.references:
             return self.teacher_metrics
         cache = self.reference_cache
+        identity = (
+            None
+            if cache is None
+            else reference_identity(teacher, teacher_steps, self.guidance_scale, self.set, self.vocoder)
+        )
+        if cache is not None and cache.is_file():
+            changed = stale_reference_keys(cache, identity)
+            if changed:
+                print(
+                    f"note: {cache} was made under other settings ({', '.join(changed)}); computing them again"
+                )
+                if _world()[0] == 0:
+                    cache.unlink(missing_ok=True)
         if cache is not None and cache.is_file():
             self.references, metrics, clips = load_references(cache)
             self.teacher_clips = clips or None
@@ -336,7 +391,7 @@ class StageScorer:
             )
             metrics.update(self.fad_intervals(features.embedding, metrics))
         if cache is not None and rank == 0:
-            save_references(cache, self.references, metrics, self.teacher_clips)
+            save_references(cache, self.references, metrics, self.teacher_clips, identity)
         self.teacher_metrics = metrics
         return metrics
 
