@@ -64,6 +64,19 @@ def _mel_transform(p: MelParams) -> torchaudio.transforms.MelSpectrogram:
     return _MEL_CACHE[key]
 
 
+def log_magnitude(wave: torch.Tensor, params: MelParams = MelParams()) -> torch.Tensor:
+    """The log linear STFT magnitude framed as :func:`log_mel` frames it (the same padding, window
+    and frame count), floored as it floors the mel: wave [B, L] → [B, n_fft/2 + 1, frames]. What a
+    mel → magnitude vocoder learns to predict (``bsa.models.vocoder.MagnitudeVocoder``)."""
+    pad = (params.n_fft - params.hop_length) // 2
+    padded = torch.nn.functional.pad(wave.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+    window = torch.hann_window(params.win_length, device=wave.device)
+    spec = torch.stft(
+        padded, params.n_fft, params.hop_length, params.win_length, window, center=False, return_complex=True
+    )
+    return spec.abs().clamp(min=params.clamp_min).log()[..., : params.frames(wave.shape[-1])]
+
+
 def log_mel(wave: torch.Tensor, params: MelParams = MelParams()) -> torch.Tensor:
     """Log-mel spectrogram as AudioLDM computes it: wave [B, L] or [L] at params.sample_rate →
     [B, frames, n_mels] (time first, AudioLDM's layout), frames = L // hop."""

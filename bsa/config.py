@@ -439,6 +439,9 @@ class EvaluatorTrainConfig:
 
 @dataclass
 class VocoderTrainConfig:
+    # hifigan: HiFi-GAN's generator (SpeechT5HifiGan); magnitude: a mel → linear-magnitude network
+    # ahead of Griffin-Lim (bsa.models.vocoder.MagnitudeVocoder; `size` is HiFi-GAN's only)
+    kind: str = "hifigan"
     size: str = "embedded"  # bsa.models.vocoder.HIFIGAN_SIZES
     steps: int = 6000
     batch_size: int = 32
@@ -475,6 +478,11 @@ class TrainConfig:
             _check(sub.lr > 0, f"train.{name}.lr", f"learning rate must be positive, got {sub.lr}")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         _check(self.vae.size in ("tiny", "embedded"), "train.vae.size", f"unknown {self.vae.size!r}")
+        _check(
+            self.vocoder.kind in ("hifigan", "magnitude"),
+            "train.vocoder.kind",
+            f"unknown {self.vocoder.kind!r}; expected hifigan or magnitude",
+        )
         _check(
             self.vocoder.size in ("tiny", "embedded"), "train.vocoder.size", f"unknown {self.vocoder.size!r}"
         )

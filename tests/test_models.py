@@ -158,6 +158,58 @@ def test_griffin_lim_output_is_aligned_with_the_mel_frames_it_came_from():
     }
 
 
+def test_log_magnitude_is_framed_as_the_log_mel_is():
+    """The magnitude vocoder's target: its mel (the Slaney filterbank of its exponent) is log_mel's."""
+    import torchaudio
+
+    from bsa.audio import log_magnitude
+
+    wave = 0.3 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    magnitude = log_magnitude(wave)
+    mel = log_mel(wave)
+    assert magnitude.shape == (2, 513, mel.shape[1])
+    fb = torchaudio.functional.melscale_fbanks(513, 0.0, 8000.0, 64, 16000, norm="slaney", mel_scale="slaney")
+    again = torch.log(torch.clamp(fb.T @ magnitude.exp(), min=1e-5)).transpose(1, 2)
+    assert torch.allclose(again, mel, atol=1e-4)
+
+
+def test_magnitude_vocoder_starts_as_griffin_lim_and_learns_the_magnitude(tmp_path):
+    """Untrained, its log-magnitude is the mel's least-squares inverse (the last layer is zero);
+    a few steps of its loss on one clip bring that magnitude closer to the clip's; saved in half
+    precision and loaded by load_vocoder it is the same network."""
+    from bsa.audio import log_magnitude
+    from bsa.lit.vocoder import MagnitudeVocoderModule
+    from bsa.models.vocoder import MagnitudeVocoder
+
+    t = torch.arange(16000) / 16000
+    wave = (0.3 * torch.sin(2 * torch.pi * 440 * t) * (t < 0.5)).unsqueeze(0)
+    module = MagnitudeVocoderModule({"channels": 32, "blocks": 2}, lr=1e-2)
+    voc = module.vocoder
+    inverse = voc.griffin_lim.inverse_mel(log_mel(wave).exp().transpose(1, 2)).clamp(min=1e-5).log()
+    assert torch.equal(voc.log_magnitude(log_mel(wave)), inverse)
+    before = module.loss(wave).item()
+    optimizer = torch.optim.Adam(voc.parameters(), lr=1e-2)
+    for _ in range(30):
+        optimizer.zero_grad()
+        module.loss(wave).backward()
+        optimizer.step()
+    assert module.loss(wave).item() < 0.7 * before
+    assert voc(log_mel(wave)).shape == (1, 16000)
+    import copy
+
+    copy.deepcopy(voc).half().save_pretrained(tmp_path)  # as make vocoder saves it
+    loaded = load_vocoder(str(tmp_path))
+    assert isinstance(loaded, MagnitudeVocoder)
+    rounded = copy.deepcopy(voc)
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.half().float())
+    assert torch.allclose(
+        loaded.log_magnitude(log_mel(wave)), rounded.log_magnitude(log_mel(wave)), atol=1e-4
+    )
+    assert log_magnitude(wave).shape[-1] == log_mel(wave).shape[1]
+
+
 def test_ema_hand_values_with_warm_up():
     """θ_ema ← d·θ_ema + (1 − d)·θ with d_k = min(decay, (1 + k)/(10 + k)): d_0 = 0.1, d_1 = 2/11."""
     from bsa.models.ema import EMA

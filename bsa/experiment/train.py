@@ -298,13 +298,13 @@ class RandomCrops:
 
 
 def train_vocoder(cfg: BsaConfig) -> Path:
-    """HiFi-GAN (SpeechT5HifiGan layout) on random crops of the train clips; validated on the
-    whole val clips."""
+    """``train.vocoder.kind``: HiFi-GAN (SpeechT5HifiGan layout), or the mel → magnitude network
+    ahead of Griffin-Lim, on random crops of the train clips; validated on the whole val clips."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from bsa.data.clips import load_wave_split
     from bsa.data.datamodule import GroupSignalSafeDataLoader
-    from bsa.lit.vocoder import VocoderModule
+    from bsa.lit.vocoder import MagnitudeVocoderModule, VocoderModule
     from bsa.models.vocoder import DISCRIMINATOR_WIDTHS, hifigan_config
 
     c = cfg.train.vocoder
@@ -312,16 +312,20 @@ def train_vocoder(cfg: BsaConfig) -> Path:
     train = load_wave_split(sources["train"], cfg.data.clip_seconds, limit=c.max_clips or None).waves
     val = load_wave_split(sources["val"], cfg.data.clip_seconds, limit=64).waves
     length = round(c.segment_seconds * 16000)
-    module = VocoderModule(
-        hifigan_config(c.size),
-        lr=c.lr,
-        total_steps=c.steps,
-        warmup_steps=min(200, c.steps // 10),
-        adversarial=c.adversarial,
-        discriminator_width=DISCRIMINATOR_WIDTHS[c.size],
-    )
+    warmup = min(200, c.steps // 10)
+    if c.kind == "magnitude":
+        module = MagnitudeVocoderModule(lr=c.lr, total_steps=c.steps, warmup_steps=warmup)
+    else:
+        module = VocoderModule(
+            hifigan_config(c.size),
+            lr=c.lr,
+            total_steps=c.steps,
+            warmup_steps=warmup,
+            adversarial=c.adversarial,
+            discriminator_width=DISCRIMINATOR_WIDTHS[c.size],
+        )
     # Lightning counts every optimizer's step: the adversarial module steps two per batch
-    per_batch = 2 if c.adversarial else 1
+    per_batch = 2 if c.adversarial and c.kind == "hifigan" else 1
     recorder = CurveRecorder()
     _fit(
         cfg,
@@ -338,12 +342,13 @@ def train_vocoder(cfg: BsaConfig) -> Path:
         min(1000, c.steps),
         [recorder],
         c.max_minutes,
-        clip=None if c.adversarial else 1.0,
+        clip=None if per_batch == 2 else 1.0,
     )
 
     def write(folder: Path) -> None:
         _save_half(module.vocoder, folder)
-        _write_record(folder, cfg, "vocoder", recorder.rows, {"size": c.size}, recorder.seconds)
+        extra = {"kind": c.kind} | ({"size": c.size} if c.kind == "hifigan" else {})
+        _write_record(folder, cfg, "vocoder", recorder.rows, extra, recorder.seconds)
 
     return _export(cfg, "vocoder", Path(c.out), write)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from bsa.audio import MelParams, log_mel
+from bsa.audio import MelParams, log_magnitude, log_mel
 from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine
 
@@ -148,3 +148,38 @@ class VocoderModule(NonFiniteGuard, pl.LightningModule):
             self.discriminators.parameters(), hp.lr, hp.total_steps, hp.warmup_steps, betas=(0.8, 0.99)
         )
         return [g["optimizer"], d["optimizer"]], [g["lr_scheduler"], d["lr_scheduler"]]
+
+
+class MagnitudeVocoderModule(NonFiniteGuard, pl.LightningModule):
+    """``MagnitudeVocoder`` trained on the L1 distance between its log linear magnitude and the
+    clip's (``bsa.audio.log_magnitude``, framed as the log-mel is): supervised per frame, no
+    waveform in the loop (Griffin-Lim runs only at inference)."""
+
+    def __init__(
+        self,
+        vocoder_config: dict | None = None,
+        *,
+        lr: float = 1e-3,
+        total_steps: int = 2000,
+        warmup_steps: int = 0,
+    ):
+        super().__init__()
+        from bsa.models.vocoder import MagnitudeVocoder
+
+        self.save_hyperparameters()
+        self.vocoder = MagnitudeVocoder(**(vocoder_config or {}))
+
+    def loss(self, wave: torch.Tensor) -> torch.Tensor:
+        return (self.vocoder.log_magnitude(log_mel(wave)) - log_magnitude(wave)).abs().mean()
+
+    def training_step(self, batch, batch_idx: int):
+        loss = self.loss(batch[0])
+        self.log("train/loss", loss, prog_bar=True)
+        return self.guard(loss)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log("val/log_magnitude_l1", self.loss(batch[0]), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adamw_warmup_cosine(self.vocoder.parameters(), hp.lr, hp.total_steps, hp.warmup_steps)

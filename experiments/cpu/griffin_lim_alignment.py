@@ -39,7 +39,10 @@ def main() -> int:
     root = Path(args.data)
     rows = list(csv.DictReader((root / "test.csv").open()))[: args.clips]
     wave = torch.stack(
-        [torch.from_numpy(sf.read(str(root / "audio/test" / f"{r['youtube_id']}.wav"), dtype="float32")[0]) for r in rows]
+        [
+            torch.from_numpy(sf.read(str(root / "audio/test" / f"{r['youtube_id']}.wav"), dtype="float32")[0])
+            for r in rows
+        ]
     )
     p = MelParams()
     mel = log_mel(wave, p)
@@ -58,7 +61,10 @@ def main() -> int:
     spec = spec[..., : mel.shape[1]]
     voc = GriffinLimVocoder()
     true_mag = voc.griffin_lim(spec.abs())
-    true_mag = moved(torch.nn.functional.pad(true_mag, (0, max(0, wave.shape[1] - true_mag.shape[1])))[:, : wave.shape[1]], 80)
+    true_mag = moved(
+        torch.nn.functional.pad(true_mag, (0, max(0, wave.shape[1] - true_mag.shape[1])))[:, : wave.shape[1]],
+        80,
+    )
     inverse = voc.inverse_mel(mel.exp().transpose(1, 2)).clamp(min=0)
     log_mag = (inverse.clamp(min=1e-5).log() - spec.abs().clamp(min=1e-5).log()).abs().mean().item()
     summary = {
