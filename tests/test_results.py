@@ -195,3 +195,18 @@ def test_population_step_table_by_hand():
         "| 4 | one per member | eager | 40.0 | 100 | 2.00× |",
         "| 4 | one per member | graphed | 30.0 | 133 | – |",  # no graphed one-student row to compare with
     ]
+
+
+def test_readme_vocoder_reconstruction_table_is_that_of_its_summary():
+    """The magnitude vocoder against Griffin-Lim: the README's rows are results/vocoder/summary.json's."""
+    results = json.loads((REPO / "results/vocoder/summary.json").read_text())["results"]
+    readme = (REPO / "README.md").read_text()
+    for name in (
+        "real → VAE → griffin-lim",
+        "real → VAE → runs/magvoc",
+        "real → griffin-lim",
+        "real → runs/magvoc",
+    ):
+        r = results[name]
+        row = f"| {name} | {r['fad_real']:.2f} | {r['clap']:.4f} | {r['acc_mean']:.4f} | {r['silence_floor_dbfs']:.1f} |"
+        assert row in readme, row
