@@ -48,20 +48,28 @@ _MEL_CACHE: dict[tuple, torchaudio.transforms.MelSpectrogram] = {}
 def _mel_transform(p: MelParams) -> torchaudio.transforms.MelSpectrogram:
     key = tuple(asdict(p).values())
     if key not in _MEL_CACHE:
-        _MEL_CACHE[key] = torchaudio.transforms.MelSpectrogram(
-            sample_rate=p.sample_rate,
-            n_fft=p.n_fft,
-            win_length=p.win_length,
-            hop_length=p.hop_length,
-            f_min=p.f_min,
-            f_max=p.f_max,
-            n_mels=p.n_mels,
-            power=1.0,
-            norm="slaney",
-            mel_scale="slaney",
-            center=False,
-        )
+        # its window and filterbank outlive the caller: made under torch.inference_mode (a Lightning
+        # validation, the latent cache) they would be inference tensors, and every later log_mel
+        # with gradients (the vocoder's mel loss) would fail
+        with torch.inference_mode(False):
+            _MEL_CACHE[key] = _new_mel_transform(p)
     return _MEL_CACHE[key]
+
+
+def _new_mel_transform(p: MelParams) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=p.sample_rate,
+        n_fft=p.n_fft,
+        win_length=p.win_length,
+        hop_length=p.hop_length,
+        f_min=p.f_min,
+        f_max=p.f_max,
+        n_mels=p.n_mels,
+        power=1.0,
+        norm="slaney",
+        mel_scale="slaney",
+        center=False,
+    )
 
 
 def log_magnitude(wave: torch.Tensor, params: MelParams = MelParams()) -> torch.Tensor:

@@ -158,6 +158,21 @@ def test_griffin_lim_output_is_aligned_with_the_mel_frames_it_came_from():
     }
 
 
+def test_a_mel_front_end_first_made_in_inference_mode_still_takes_gradients(monkeypatch):
+    """log_mel's transform is cached per process; first made inside torch.inference_mode (a
+    Lightning validation step, the latent cache) its window was an inference tensor, and the
+    vocoder's mel loss failed later in the same process ("Inference tensors cannot be saved for
+    backward") — in CI, depending on which test file a worker had run before."""
+    import bsa.audio
+
+    monkeypatch.setattr(bsa.audio, "_MEL_CACHE", {})
+    with torch.inference_mode():
+        log_mel(torch.randn(1, 1600))
+    wave = torch.randn(1, 1600, requires_grad=True)
+    log_mel(wave).sum().backward()
+    assert wave.grad is not None and torch.isfinite(wave.grad).all()
+
+
 def test_log_magnitude_is_framed_as_the_log_mel_is():
     """The magnitude vocoder's target: its mel (the Slaney filterbank of its exponent) is log_mel's."""
     import torchaudio
