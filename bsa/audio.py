@@ -72,15 +72,26 @@ def _new_mel_transform(p: MelParams) -> torchaudio.transforms.MelSpectrogram:
     )
 
 
+def _framing_pad(wave: torch.Tensor, params: MelParams) -> torch.Tensor:
+    """wave [B, L] reflect-padded by (n_fft − hop)/2 on both sides, as AudioLDM frames it: frame k
+    of the un-centred STFT then covers the clip around k·hop + hop/2, and L // hop frames."""
+    pad = (params.n_fft - params.hop_length) // 2
+    return torch.nn.functional.pad(wave.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+
+
 def log_magnitude(wave: torch.Tensor, params: MelParams = MelParams()) -> torch.Tensor:
     """The log linear STFT magnitude framed as :func:`log_mel` frames it (the same padding, window
     and frame count), floored as it floors the mel: wave [B, L] → [B, n_fft/2 + 1, frames]. What a
     mel → magnitude vocoder learns to predict (``bsa.models.vocoder.MagnitudeVocoder``)."""
-    pad = (params.n_fft - params.hop_length) // 2
-    padded = torch.nn.functional.pad(wave.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
     window = torch.hann_window(params.win_length, device=wave.device)
     spec = torch.stft(
-        padded, params.n_fft, params.hop_length, params.win_length, window, center=False, return_complex=True
+        _framing_pad(wave, params),
+        params.n_fft,
+        params.hop_length,
+        params.win_length,
+        window,
+        center=False,
+        return_complex=True,
     )
     return spec.abs().clamp(min=params.clamp_min).log()[..., : params.frames(wave.shape[-1])]
 
@@ -90,9 +101,7 @@ def log_mel(wave: torch.Tensor, params: MelParams = MelParams()) -> torch.Tensor
     [B, frames, n_mels] (time first, AudioLDM's layout), frames = L // hop."""
     squeeze = wave.ndim == 1
     wave = wave.reshape(1, -1) if squeeze else wave
-    pad = (params.n_fft - params.hop_length) // 2
-    padded = torch.nn.functional.pad(wave.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-    mel = _mel_transform(params).to(wave.device)(padded)  # [B, n_mels, frames (+1)]
+    mel = _mel_transform(params).to(wave.device)(_framing_pad(wave, params))  # [B, n_mels, frames (+1)]
     mel = torch.log(torch.clamp(mel, min=params.clamp_min)).transpose(1, 2)
     mel = mel[:, : params.frames(wave.shape[-1])]
     return mel[0] if squeeze else mel

@@ -344,21 +344,18 @@ class StageScorer:
             if cache is None
             else reference_identity(teacher, teacher_steps, self.guidance_scale, self.set, self.vocoder)
         )
+        rank, world = _world()
         if cache is not None and cache.is_file():
             changed = stale_reference_keys(cache, identity)
-            if changed:
-                print(
-                    f"note: {cache} was made under other settings ({', '.join(changed)}); computing them again"
-                )
-                if _world()[0] == 0:
-                    cache.unlink(missing_ok=True)
-        if cache is not None and cache.is_file():
-            self.references, metrics, clips = load_references(cache)
-            self.teacher_clips = clips or None
-            self.fad_floor = metrics.get("fad_teacher_floor")
-            self.teacher_metrics = metrics
-            return metrics
-        rank, world = _world()
+            if not changed:
+                self.references, metrics, clips = load_references(cache)
+                self.teacher_clips = clips or None
+                self.fad_floor = metrics.get("fad_teacher_floor")
+                self.teacher_metrics = metrics
+                return metrics
+            print(f"note: {cache} was made under other settings ({', '.join(changed)}); computing them again")
+            if rank == 0:
+                cache.unlink(missing_ok=True)
         mine = list(range(rank, len(self.set.captions), world))
         if self.set.real is not None:
             _, self.references["real"] = self._features(self.set.real[mine])

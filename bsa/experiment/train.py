@@ -325,7 +325,8 @@ def train_vocoder(cfg: BsaConfig) -> Path:
             discriminator_width=DISCRIMINATOR_WIDTHS[c.size],
         )
     # Lightning counts every optimizer's step: the adversarial module steps two per batch
-    per_batch = 2 if c.adversarial and c.kind == "hifigan" else 1
+    adversarial = c.adversarial and c.kind == "hifigan"
+    per_batch = 2 if adversarial else 1
     recorder = CurveRecorder()
     _fit(
         cfg,
@@ -342,7 +343,7 @@ def train_vocoder(cfg: BsaConfig) -> Path:
         min(1000, c.steps),
         [recorder],
         c.max_minutes,
-        clip=None if per_batch == 2 else 1.0,
+        clip=None if adversarial else 1.0,  # the adversarial module clips its own
     )
 
     def write(folder: Path) -> None:

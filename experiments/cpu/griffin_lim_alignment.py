@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from bsa.audio import MelParams, log_mel
+from bsa.audio import MelParams, log_magnitude, log_mel
 from bsa.models.vocoder import GriffinLimVocoder
 
 
@@ -53,20 +53,11 @@ def main() -> int:
     out = GriffinLimVocoder()(mel)
     shifts = {str(s): error(moved(out, s)) for s in (-80, -40, 0, 40, 80)}
     iterations = {str(n): error(GriffinLimVocoder(n_iter=n)(mel)) for n in (32, 100)}
-    # the true magnitude, framed as log_mel frames it, through the same Griffin-Lim
-    pad = (p.n_fft - p.hop_length) // 2
-    framed = torch.nn.functional.pad(wave.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-    window = torch.hann_window(p.win_length)
-    spec = torch.stft(framed, p.n_fft, p.hop_length, p.win_length, window, center=False, return_complex=True)
-    spec = spec[..., : mel.shape[1]]
+    # the true magnitude, framed as log_mel frames it, through the same (aligned) Griffin-Lim
     voc = GriffinLimVocoder()
-    true_mag = voc.griffin_lim(spec.abs())
-    true_mag = moved(
-        torch.nn.functional.pad(true_mag, (0, max(0, wave.shape[1] - true_mag.shape[1])))[:, : wave.shape[1]],
-        80,
-    )
-    inverse = voc.inverse_mel(mel.exp().transpose(1, 2)).clamp(min=0)
-    log_mag = (inverse.clamp(min=1e-5).log() - spec.abs().clamp(min=1e-5).log()).abs().mean().item()
+    true_mag = voc.waveform(log_magnitude(wave, p).exp(), mel.shape[1])
+    inverse = voc.inverse_mel(mel.exp().transpose(1, 2)).clamp(min=p.clamp_min).log()
+    log_mag = (inverse - log_magnitude(wave, p)).abs().mean().item()
     summary = {
         "mel_l1_by_shift_samples": shifts,
         "mel_l1_by_iterations": iterations,
