@@ -658,3 +658,49 @@ def test_power_spaced_grids_travel_with_the_stage_and_the_teacher_keeps_its_own(
     with pytest.raises(Asked) as asked:
         StageScorer.ensure_references(fake, student, 200)
     assert asked.value.args == (1.0,)
+
+
+# -- a loader's workers never finalise the parent's garbage ----------------------------------------
+
+
+class _Finalised:
+    """Cyclic garbage whose finaliser records the process it ran in (a CUDA graph's destructor
+    calls the driver: in a forked loader worker that aborts the worker, `CUDA error: initialization
+    error`, and the stage with it)."""
+
+    def __init__(self, record: Path):
+        self.record, self.me = record, self
+
+    def __del__(self):
+        with open(self.record, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+class _CollectingItems(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        import gc
+
+        gc.collect()  # as the worker's own allocations eventually trigger
+        yield torch.zeros(1)
+
+
+def test_loader_workers_do_not_finalise_garbage_inherited_from_the_parent(tmp_path):
+    """A population's stage-end error profile forked 16 validation workers while the previous
+    stage's CUDA graphs were uncollected cyclic garbage; a worker's garbage collection ran their
+    destructors and the worker aborted (device run of 2026-11-28, a weighting population FAILED).
+    Garbage is collected before the fork and the workers leave everything inherited alone."""
+    import gc
+
+    from bsa.data.datamodule import GroupSignalSafeDataLoader
+
+    record = tmp_path / "finalised.txt"
+    gc.disable()  # the garbage is still there when the loader forks, as it was on the device
+    try:
+        _Finalised(record)  # unreachable at once, freed only by a collection
+        loader = GroupSignalSafeDataLoader(_CollectingItems(), batch_size=None, num_workers=2)
+        assert len(list(loader)) == 2
+    finally:
+        gc.enable()
+    gc.collect()
+    pids = {int(p) for p in record.read_text().split()}
+    assert pids == {os.getpid()}, "a worker ran the parent's finaliser"

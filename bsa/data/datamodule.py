@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,12 @@ class GroupSignalSafeDataLoader(DataLoader):
     checkpoint callback save it. Each worker is forked with SIGTERM blocked and moves to a group of
     its own before unblocking it; the main process stops its workers as usual (and they end within
     seconds of its death, which they watch). Ignoring SIGTERM in the workers instead would hang the
-    exit: multiprocessing stops leftover workers with SIGTERM and then waits for them."""
+    exit: multiprocessing stops leftover workers with SIGTERM and then waits for them.
+
+    Nor do the workers finalise the parent's objects: garbage is collected before the fork and
+    what the workers inherit is frozen out of their collections (``gc.freeze``). A CUDA graph left
+    as cyclic garbage (a population's previous stage) and collected in a forked worker calls the
+    driver there and aborts the worker ("CUDA error: initialization error")."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("worker_init_fn", worker_in_own_process_group)
@@ -65,11 +71,14 @@ class GroupSignalSafeDataLoader(DataLoader):
 
         if self.num_workers == 0 or not hasattr(signal, "pthread_sigmask"):  # (Windows: no groups)
             return super()._get_iterator()
+        gc.collect()
+        gc.freeze()  # the forks' collections leave what they inherit alone
         before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the forks
         try:
             return super()._get_iterator()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a SIGTERM meanwhile arrives now
+            gc.unfreeze()
 
 
 class LatentShardStream(IterableDataset):
