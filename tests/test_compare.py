@@ -210,6 +210,32 @@ def test_dashboard_renders_in_headless_chromium(comparison):
     assert check["audio_ok"] == 12 and check["audio_failed"] == 0
 
 
+def test_dashboard_of_records_without_their_audio_builds_with_the_samples_marked_not_kept(
+    comparison, debug_env, tmp_path
+):
+    """A comparison's records brought back from a device without the runs' audio (a results folder)
+    still give the dashboard: the listening table says "not kept" where a sample is missing."""
+    from bsa.config import load_config
+    from bsa.experiment.compare import compare_dir
+    from bsa.report.dashboard import build_dashboard
+
+    cfg = load_config(
+        [REPO / "experiments/debug.yaml"],
+        [
+            *debug_env["overrides"],
+            "distill.target_steps=4",
+            "compare.weightings=[bsa,'bsa(floor=0,gamma=5)']",
+            "compare.audio_steps=[4]",
+            "compare.id=cmp",
+            f"paths.output_root={tmp_path}",
+        ],
+    )
+    copy = compare_dir(cfg)
+    shutil.copytree(comparison, copy, ignore=shutil.ignore_patterns("samples", "dashboard", "*.ckpt"))
+    text = build_dashboard(copy, cfg).read_text()
+    assert text.count("<td>not kept</td>") == 4 * 3 and "src='" not in text.split("<h2>Listen</h2>")[1]
+
+
 def test_plot_labels_of_a_flat_series_are_distinct_and_the_reference_is_in_the_legend():
     import re
 
@@ -269,6 +295,9 @@ def test_the_bsa_map_is_a_floor_by_gamma_table_shaded_by_quality():
         ("bsa", 4): table["bsa(floor=1,gamma=5)", 4],
     }
     assert heat_map(named, [w for w, _ in named], 4, "clap") == html
+    # one seed: the mean alone (no "± 0.000" as if the seeds had agreed)
+    one_seed = {k: {m: (x[0], 0.0, 1) for m, x in v.items()} for k, v in table.items()}
+    assert "±" not in heat_map(one_seed, list({w for w, _ in table}), 4, "clap")
 
 
 def test_runs_are_spread_over_the_visible_gpus_least_loaded_first(monkeypatch, tmp_path):

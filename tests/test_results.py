@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,11 +38,18 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
             )
 
 
-def test_readme_weighting_study_table_is_the_one_generated_from_its_summary():
+@pytest.mark.parametrize(
+    "path",
+    [
+        "results/weighting-study/summary.json",  # the (floor, γ) map
+        "results/weighting-study/comparison-25steps-seed0/summary.json",  # the five named weightings
+    ],
+)
+def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summaries(path):
     from bsa.report.records import comparison_profiles, comparison_records
     from bsa.report.study import format_study, study_summary
 
-    summary = json.loads((REPO / "results/weighting-study/summary.json").read_text())
+    summary = json.loads((REPO / path).read_text())
     assert format_study(summary).strip() in (REPO / "README.md").read_text()
     # the summary is what its records give (nothing edited by hand)
     again = study_summary(

@@ -145,7 +145,7 @@ def svg_plot(
 
 def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str:
     """The BSA family's (floor, γ) grid at ``steps`` as a table coloured by ``metric`` (mean ± std over
-    seeds; darker is better): the ``bsa(floor, γ)`` labels and the named baselines the family
+    seeds, the mean alone for one seed; darker is better): the ``bsa(floor, γ)`` labels and the named baselines the family
     nests (:func:`bsa.diffusion.weighting.family_point`). Empty below two points."""
     cells = {}
     for w in weightings:
@@ -172,7 +172,7 @@ def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str
     rows = []
     for f in floors:
         tds = "".join(
-            f"<td style='background:{shade(cells[f, g][0])}'>{cells[f, g][0]:.3f} ± {cells[f, g][1]:.3f}</td>"
+            f"<td style='background:{shade(cells[f, g][0])}'>{_fmt(cells[f, g])}</td>"
             if (f, g) in cells
             else "<td>–</td>"
             for g in gammas
@@ -439,6 +439,8 @@ def _media_cell(out: Path, rec: dict, i: int, media: Path, label: str) -> str:
         return "<td>–</td>"
     s = rec["samples"][i]
     run_dir = out / rec["run"]
+    if not all((run_dir / s[key]).is_file() for key in ("audio", "spectrogram")):
+        return "<td>not kept</td>"  # records brought back without their audio (a results folder)
     folder = media / rec["run"] / Path(s["audio"]).parent.name
     folder.mkdir(parents=True, exist_ok=True)
     for key in ("audio", "spectrogram"):

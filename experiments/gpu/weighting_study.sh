@@ -41,8 +41,9 @@ for r in $C/compare/*/*/; do
   n=$(basename $r); [ "$n" = logs ] && continue; mkdir -p $P/$n
   cp $r/eval.jsonl $r/profiles.jsonl $r/summary.json $r/summary.md $r/config.yaml $P/$n/ 2>/dev/null
 done
-# the study's summary where the runs' embeddings are (paired FAD differences need them; they stay here)
-if ls $C/compare/*/results.json > /dev/null 2>&1; then
+# the study's summary where the runs' embeddings are (paired FAD differences need them; they stay
+# here), every call: a comparison the device time ends before its end still gives the stages it scored
+if ls $C/compare/*/*/eval.jsonl > /dev/null 2>&1; then
   timeout 120 python3 -m bsa.cli.study $C/compare/*/ --out $P/study --command "$(tail -1 $L/commands.txt)" > $L/study.log 2>&1
 fi
 for f in $C/compare/*/results.json $C/compare/*/results.md $C/compare/*/dashboard $C/compare/*/logs; do
