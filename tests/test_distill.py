@@ -8,6 +8,7 @@ import torch
 from _helpers import bsa_cli
 from diffusers import UNet2DConditionModel
 
+from bsa.callbacks.evaluation import REFERENCE_FORMAT
 from bsa.config import load_config
 from bsa.diffusion import (
     WEIGHTINGS,
@@ -264,6 +265,7 @@ def test_two_stage_run_through_the_cli(debug_env):
             diffs = [x - y for x, y in zip(r["per_clip"][key], records[0]["per_clip"][key], strict=True)]
             assert sum(diffs) / 4 == pytest.approx(m[paired], abs=1e-5), key
         assert r["protocol"]["num_clips"] == 4 and r["protocol"]["fad_backbone"].startswith("embedded")
+        assert r["protocol"]["waveform"].endswith(f"waveform format {REFERENCE_FORMAT}")
         assert len(r["samples"]) == 4
         for sample in r["samples"]:
             info = sf.info(str(run / sample["audio"]))

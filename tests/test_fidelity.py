@@ -82,6 +82,38 @@ def test_fidelity_summary_hand_values():
     assert pooled_estimate([1.0], [None]) is None  # too few clips for a standard error: no interval
 
 
+def test_runs_scored_through_another_waveform_path_are_not_pooled():
+    """Seed 0's chain rerun after Griffin-Lim's half-hop fix (2026-11-28) scored its teacher 0.8731
+    CLAP where the runs before it scored the same teacher 0.8745: pooled with seeds 1 and 2 it would
+    have mixed two measurements silently. A record's protocol names its waveform path, and a
+    summary refuses to pool records whose protocols differ in what they measured (not in where)."""
+    from bsa.report.records import WAVEFORM_BEFORE, check_one_measurement, measurement
+
+    before, after = _runs()
+    after = [
+        dict(r, protocol={**r["protocol"], "waveform": "GriffinLimVocoder, waveform format 2"})
+        if "protocol" in r
+        else r
+        for r in after
+    ]
+    for r in after:
+        r["run"] = "s0"
+    with pytest.raises(ValueError, match=r"'s0'.*waveform: .*format 1.* against .*format 2"):
+        fidelity_summary([before, after])
+    # where a run was measured is not what it measured: another device pools
+    first, second = _runs()
+    moved = [
+        dict(r, protocol={**r["protocol"], "device": "NVIDIA H200"}) if "protocol" in r else r for r in second
+    ]
+    assert fidelity_summary([first, moved])["seeds"] == [0, 1]
+    assert measurement(before[0])["waveform"] == WAVEFORM_BEFORE and "device" not in measurement(before[0])
+    check_one_measurement([r for r in after if r.get("protocol")])
+    # records from before the protocol named the waveform path have the one of their date
+    dated = {"protocol": {"num_clips": 4}, "date": "2026-11-28 19:59:41"}
+    assert measurement(dated)["waveform"] == "GriffinLimVocoder, waveform format 2"
+    assert measurement(dict(dated, date="2026-11-28 17:37:49"))["waveform"] == WAVEFORM_BEFORE
+
+
 def test_fidelity_cli_writes_the_summary_and_names_a_missing_record(tmp_path, capsys):
     for i, records in enumerate(_runs()):
         (tmp_path / f"seed{i}").mkdir()

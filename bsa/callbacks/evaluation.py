@@ -149,6 +149,12 @@ class EvaluationSet:
 REFERENCE_FORMAT = 2  # 2: the Griffin-Lim output aligned with the mel frames (2026-11-28)
 
 
+def waveform_protocol(vocoder) -> str:
+    """How the scored waveforms were made, for a record's protocol: the vocoder and the format of
+    its output (:data:`REFERENCE_FORMAT`); scores made another way are not pooled with these."""
+    return f"{type(vocoder).__name__}, waveform format {REFERENCE_FORMAT}"
+
+
 def reference_identity(teacher, teacher_steps: int, guidance_scale: float, eval_set, vocoder) -> dict:
     """What a reference cache's contents depend on: the teacher's weights, its step count and
     guidance, the captions and their noise seeds, the vocoder and its settings, and the format. A

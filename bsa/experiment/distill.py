@@ -531,7 +531,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
     """The stage scorer of ``distill.eval_clips`` test captions, or None without an evaluator."""
     import torch
 
-    from bsa.callbacks.evaluation import EvaluationSet, StageScorer
+    from bsa.callbacks.evaluation import EvaluationSet, StageScorer, waveform_protocol
     from bsa.experiment.build import build_suite, torch_device
     from bsa.models.assets import resolve_model_path
     from bsa.models.autoencoder import load_vae
@@ -569,6 +569,7 @@ def build_scorer(cfg: BsaConfig, null_text_emb):
         "seeds": [eval_set.seeds[0], eval_set.seeds[-1]],
         "guidance_scale": cfg.distill.guidance_scale,
         "real_reference": eval_set.real_files is not None,
+        "waveform": waveform_protocol(vocoder),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "world_size": cfg.trainer.devices * cfg.trainer.num_nodes
         if isinstance(cfg.trainer.devices, int)

@@ -97,7 +97,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     from tqdm.auto import tqdm
 
     from bsa.audio import load_clip, log_mel, num_samples_for
-    from bsa.callbacks.evaluation import OTHER_NOISE
+    from bsa.callbacks.evaluation import OTHER_NOISE, waveform_protocol
     from bsa.data.audiocaps import read_caption_csv, resolve_audio
     from bsa.data.embedded import LABELS
     from bsa.diffusion import network_calls
@@ -225,6 +225,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         "split": e.split,
         "seeds": [seeds[0], seeds[-1]],
         "guidance_scale": e.guidance_scale,
+        "waveform": waveform_protocol(pipe.vocoder),
         "model": model_in_use(cfg),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "date": time.strftime("%Y-%m-%d"),

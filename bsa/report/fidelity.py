@@ -52,9 +52,11 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
     import torch
 
     from bsa.metrics.paired import two_level_bootstrap_ci
+    from bsa.report.records import check_one_measurement
 
     if not runs:
         raise ValueError("no runs to summarise")
+    check_one_measurement([r for records in runs for r in records])
     teachers = []
     for records in runs:
         t = [r for r in records if r.get("mode") == "teacher"]

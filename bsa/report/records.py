@@ -22,6 +22,46 @@ def final_records(path: str | Path) -> list[dict]:
     return [r for _, r in sorted(latest.items())]
 
 
+# the protocol keys that say where a run was measured, not what was measured
+WHERE_MEASURED = ("seeds", "device", "world_size")
+# the waveform path of records made before the protocol named it: Griffin-Lim half a hop early
+# until commit ee54a8a (2026-11-28 18:27:37 UTC), aligned with the mel frames from then on
+WAVEFORM_BEFORE = "GriffinLimVocoder, waveform format 1"
+WAVEFORM_ALIGNED = "GriffinLimVocoder, waveform format 2"
+ALIGNED_SINCE = "2026-11-28 18:27:37"
+
+
+def measurement(record: dict) -> dict:
+    """What a record's scores measured: its protocol (evaluator, CLAP model, captions, guidance,
+    the waveform path…) without where it was measured (:data:`WHERE_MEASURED`). A record from
+    before the protocol named its waveform path has the one of its date."""
+    protocol = dict(record.get("protocol") or {})
+    if "waveform" not in protocol:
+        aligned = str(record.get("date", "")) >= ALIGNED_SINCE
+        protocol["waveform"] = WAVEFORM_ALIGNED if aligned else WAVEFORM_BEFORE
+    return {k: v for k, v in protocol.items() if k not in WHERE_MEASURED}
+
+
+def check_one_measurement(records: list[dict]) -> None:
+    """Refuses to pool records whose scores measured different things — e.g. runs scored before
+    and after a change of the waveform path, whose teachers' own scores differ: a ValueError
+    naming two runs and the protocol key in which they differ."""
+    first = next((r for r in records if r.get("protocol") is not None), None)
+    if first is None:
+        return
+    expected = measurement(first)
+    for r in records:
+        if r.get("protocol") is None:
+            continue
+        got = measurement(r)
+        for key in sorted(set(expected) | set(got)):
+            if expected.get(key) != got.get(key):
+                raise ValueError(
+                    f"runs {first.get('run')!r} and {r.get('run')!r} were scored under different protocols "
+                    f"({key}: {expected.get(key)!r} against {got.get(key)!r}); summarise them apart"
+                )
+
+
 def has_final_record(run_dir: str | Path, stage: int, repair: bool = True) -> bool:
     """Whether the run's ``eval.jsonl`` holds the final evaluation of ``stage``."""
     return any(

@@ -142,8 +142,10 @@ def study_summary(
     with ``profiles`` (:func:`comparison_profiles`) ``low_noise_share`` per seed
     (:func:`low_noise_shares`); ``fad_differences`` (:func:`paired_fad_differences`) add
     ``fad_vs_teacher`` to the paired differences."""
+    from bsa.report.records import check_one_measurement
     from bsa.report.tables import weighting_differences
 
+    check_one_measurement(records)
     scored = [r for r in records if r.get("mode") == "progressive" and r.get("per_clip")]
     students: dict[tuple[str, int], dict[int, dict]] = {}
     for r in scored:
