@@ -256,3 +256,18 @@ def test_the_trainer_of_several_ranks_uses_ddp_with_the_configured_buckets_as_gr
     assert two.strategy._ddp_kwargs == {"bucket_cap_mb": 40.0, "gradient_as_bucket_view": True}
     one = lightning_trainer(load_config(base, ["trainer.accelerator=cpu"]))
     assert not isinstance(one.strategy, DDPStrategy)
+
+
+def test_a_population_names_its_own_folder_and_its_members_runs():
+    """A population printed `run runs/…/<preset>-min_snr-seed0` — the folder of a run that does not
+    exist (the preset's weighting); it names the population's folder and each member's run."""
+    from bsa.experiment import distill
+
+    cfg = load_config(
+        [ROOT / "experiments/embedded-cpu.yaml"],
+        ["distill.population=[bsa,'bsa(floor=0,gamma=5)']", "distill.guided_stage=false"],
+    )
+    text = distill.describe(cfg)
+    assert f"run         runs/{distill.run_name(cfg)}" not in text
+    assert "members in runs: bsa-seed0, bsa-floor0-gamma5-seed0" in text
+    assert "runs        runs/population-seed0-" in text

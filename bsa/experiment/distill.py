@@ -65,8 +65,27 @@ def logging_line(cfg: BsaConfig) -> str:
     if cfg.logging.wandb and not wandb_installed():
         line += " (logging.wandb is on but the wandb package is not installed: pip install wandb)"
     elif cfg.logging.wandb:
-        line += f" under {Path(cfg.paths.output_root) / run_name(cfg) / 'wandb'}"
+        line += f" under {run_folder(cfg) / 'wandb'}"
     return line
+
+
+def run_folder(cfg: BsaConfig) -> Path:
+    """Where the run keeps its checkpoints and logs: its own folder, or a population's."""
+    if cfg.distill.population:
+        from bsa.experiment.population import population_dir
+
+        return population_dir(cfg)
+    return Path(cfg.paths.output_root) / run_name(cfg)
+
+
+def run_line(cfg: BsaConfig) -> str:
+    """The banner's line naming the run folder — a population's and its members' runs."""
+    if not cfg.distill.population:
+        return f"run         {run_folder(cfg)}"
+    from bsa.experiment.population import member_configs
+
+    members = ", ".join(run_name(m) for m in member_configs(cfg))
+    return f"runs        {run_folder(cfg)} (the population's), members in {cfg.paths.output_root}: {members}"
 
 
 def describe(cfg: BsaConfig) -> str:
@@ -74,7 +93,7 @@ def describe(cfg: BsaConfig) -> str:
     d, t = cfg.distill, cfg.trainer
     lines = [
         f"preset      {cfg.preset}",
-        f"run         {Path(cfg.paths.output_root) / run_name(cfg)}",
+        run_line(cfg),
         f"plan        {d.plan.describe()}",
         f"weighting   {d.weighting}"
         + (f" (floor={d.bsa_floor}, gamma={d.bsa_gamma})" if d.weighting == "bsa" else "")
