@@ -4,15 +4,18 @@
 # calls loses the runs: device time counts the machine's wall time, not its GPUs):
 #   first, once per machine, the data and the latent cache (both jobs read them; two jobs encoding
 #     the same cache at once took over 200 s each on 2026-11-28);
-#   GPU $FIDELITY_GPU (0): a fidelity chain, `fidelity_ablation.sh` (VARIANTS, default seed 0 → 1 step),
-#     then with the call's time left the sampling bench (`speed.sh`, SAMPLING_MODELS default 185m,
-#     MODES default compiled-loop-graphs): a finished chain returns at once on the next call;
+#   GPU $FIDELITY_GPU (none by default; seed 0's chain to 1 step is done): a fidelity chain,
+#     `fidelity_ablation.sh` (VARIANTS, default seed 0 → TARGET 1);
+#   GPU $SPEED_GPU (none by default): the sampling bench alone on its GPU for the call's time
+#     (`speed.sh`, SAMPLING_MODELS default 185m, MODES default compiled-loop-graphs; compiling the
+#     185 M model's loop took longer than the 118 s left after a chain on 2026-11-28);
 #   GPUs $STUDY_GPUS (1,2,3): the weighting study's map, `weighting_study.sh` with OVERLAY (default the
 #     (floor, γ) map) to STEPS (default 4) scoring SCORE_STEPS (default [25,4]: one comparison gives
-#     both blocks), its 17 weightings as populations of POPULATION (default 6: one per GPU);
+#     both blocks), its 17 weightings as populations of POPULATION (default 6: one per GPU), on SEEDS
+#     (default 0; e.g. SEEDS=1,2 STEPS=25 POPULATION=9: two seeds' 25-step maps on four GPUs);
 #   GPU $PROBE_GPU (none by default): the CUDA-graph GPU tests and the population trainer's step time.
-# An empty FIDELITY_GPU or STUDY_GPUS leaves that job out (e.g. on a 2-GPU machine:
-# FIDELITY_GPU= STUDY_GPUS=0,1 POPULATION=9). DEADLINE_S (560) bounds every job of the call.
+# An empty STUDY_GPUS leaves the study out (on a 2-GPU machine: STUDY_GPUS=0,1 POPULATION=9).
+# DEADLINE_S (560) bounds every job of the call.
 #   bash experiments/gpu/session.sh
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -28,14 +31,13 @@ if [ ! -f $L/data.done ]; then
   cp $L/phases.txt $L/data.log $OUT/ 2>/dev/null
   [ -f $L/data.done ] || exit 1
 fi
-if [ -n "${FIDELITY_GPU-0}" ]; then
-  (
-    GPUS=${FIDELITY_GPU-0} VARIANTS=${VARIANTS:-s0:trainer.seed=0} TARGET=${TARGET:-1} DEADLINE_S=$(left) PACK_EMBEDDINGS=1 \
-      bash experiments/gpu/fidelity_ablation.sh > $L/fidelity.out 2>&1
-    s=$(( $(left) - 40 ))
-    [ $s -gt 90 ] && CUDA_VISIBLE_DEVICES=${FIDELITY_GPU-0} PARTS=sampling SAMPLING_MODELS=${SAMPLING_MODELS:-185m} \
-      MODES=${MODES:-compiled-loop-graphs} SAMPLING_S=$s bash experiments/gpu/speed.sh > $L/speed.out 2>&1
-  ) &
+if [ -n "${FIDELITY_GPU:-}" ]; then
+  GPUS=$FIDELITY_GPU VARIANTS=${VARIANTS:-s0:trainer.seed=0} TARGET=${TARGET:-1} DEADLINE_S=$(left) PACK_EMBEDDINGS=1 \
+    bash experiments/gpu/fidelity_ablation.sh > $L/fidelity.out 2>&1 &
+fi
+if [ -n "${SPEED_GPU:-}" ]; then
+  CUDA_VISIBLE_DEVICES=$SPEED_GPU PARTS=sampling SAMPLING_MODELS=${SAMPLING_MODELS:-185m} \
+    MODES=${MODES:-compiled-loop-graphs} SAMPLING_S=$(( $(left) - 40 )) bash experiments/gpu/speed.sh > $L/speed.out 2>&1 &
 fi
 if [ -n "${PROBE_GPU:-}" ]; then
   (
