@@ -451,6 +451,10 @@ class VocoderTrainConfig:
     # HiFi-GAN's adversarial training (multi-period + multi-scale discriminators, feature matching)
     # on top of the mel loss; off: mel L1 + multi-resolution STFT only
     adversarial: bool = False
+    # kind=magnitude: the weight of the spectral-convergence term beside the log-magnitude L1
+    # (Parallel WaveGAN's STFT loss; it weights the loud bins the log spends nothing on); 0: the
+    # log-magnitude L1 alone (the first CPU run)
+    spectral_convergence: float = 1.0
     max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     out: str = "bsa/assets/vocoder"
 

@@ -209,6 +209,10 @@ def test_magnitude_vocoder_starts_as_griffin_lim_and_learns_the_magnitude(tmp_pa
         module.loss(wave).backward()
         optimizer.step()
     assert module.loss(wave).item() < 0.7 * before
+    # with Parallel WaveGAN's spectral-convergence term beside it (train.vocoder.spectral_convergence)
+    both = MagnitudeVocoderModule({"channels": 32, "blocks": 2}, spectral_convergence=2.0)
+    l1, sc = both.terms(wave)
+    assert 0 < sc.item() < 1 and both.loss(wave).item() == pytest.approx(l1.item() + 2 * sc.item())
     assert voc(log_mel(wave)).shape == (1, 16000)
     import copy
 

@@ -314,7 +314,9 @@ def train_vocoder(cfg: BsaConfig) -> Path:
     length = round(c.segment_seconds * 16000)
     warmup = min(200, c.steps // 10)
     if c.kind == "magnitude":
-        module = MagnitudeVocoderModule(lr=c.lr, total_steps=c.steps, warmup_steps=warmup)
+        module = MagnitudeVocoderModule(
+            lr=c.lr, total_steps=c.steps, warmup_steps=warmup, spectral_convergence=c.spectral_convergence
+        )
     else:
         module = VocoderModule(
             hifigan_config(c.size),

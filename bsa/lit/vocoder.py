@@ -152,8 +152,9 @@ class VocoderModule(NonFiniteGuard, pl.LightningModule):
 
 class MagnitudeVocoderModule(NonFiniteGuard, pl.LightningModule):
     """``MagnitudeVocoder`` trained on the L1 distance between its log linear magnitude and the
-    clip's (``bsa.audio.log_magnitude``, framed as the log-mel is): supervised per frame, no
-    waveform in the loop (Griffin-Lim runs only at inference)."""
+    clip's (``bsa.audio.log_magnitude``, framed as the log-mel is) plus ``spectral_convergence``
+    times the spectral convergence (Parallel WaveGAN's STFT loss, Yamamoto et al. 2020, eq. 1–3):
+    supervised per frame, no waveform in the loop (Griffin-Lim runs only at inference)."""
 
     def __init__(
         self,
@@ -162,6 +163,7 @@ class MagnitudeVocoderModule(NonFiniteGuard, pl.LightningModule):
         lr: float = 1e-3,
         total_steps: int = 2000,
         warmup_steps: int = 0,
+        spectral_convergence: float = 0.0,
     ):
         super().__init__()
         from bsa.models.vocoder import MagnitudeVocoder
@@ -169,8 +171,14 @@ class MagnitudeVocoderModule(NonFiniteGuard, pl.LightningModule):
         self.save_hyperparameters()
         self.vocoder = MagnitudeVocoder(**(vocoder_config or {}))
 
+    def terms(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-magnitude L1, spectral convergence) of the clips ``wave`` [B, L]."""
+        predicted, target = self.vocoder.log_magnitude(log_mel(wave)).exp(), log_magnitude(wave).exp()
+        return log_magnitude_distance(predicted, target), spectral_convergence(predicted, target)
+
     def loss(self, wave: torch.Tensor) -> torch.Tensor:
-        return (self.vocoder.log_magnitude(log_mel(wave)) - log_magnitude(wave)).abs().mean()
+        l1, sc = self.terms(wave)
+        return l1 + self.hparams.spectral_convergence * sc
 
     def training_step(self, batch, batch_idx: int):
         loss = self.loss(batch[0])
@@ -178,7 +186,9 @@ class MagnitudeVocoderModule(NonFiniteGuard, pl.LightningModule):
         return self.guard(loss)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.log("val/log_magnitude_l1", self.loss(batch[0]), prog_bar=True, sync_dist=True)
+        l1, sc = self.terms(batch[0])
+        self.log("val/log_magnitude_l1", l1, prog_bar=True, sync_dist=True)
+        self.log("val/spectral_convergence", sc, sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams
