@@ -230,3 +230,10 @@ def test_readme_vocoder_reconstruction_table_is_that_of_its_summary():
         r = results[name]
         row = f"| {name} | {r['fad_real']:.2f} | {r['clap']:.4f} | {r['acc_mean']:.4f} | {r['silence_floor_dbfs']:.1f} |"
         assert row in readme, row
+    # the bound: the true magnitude through the same Griffin-Lim, in a run that repeats its rows
+    bound = json.loads((REPO / "results/vocoder/true-magnitude.json").read_text())["results"]
+    r = bound["real → true magnitude → griffin-lim"]
+    row = f"| real → true magnitude → griffin-lim | {r['fad_real']:.2f} | {r['clap']:.4f} | {r['acc_mean']:.4f} | {r['silence_floor_dbfs']:.1f} |"
+    assert row in readme, row
+    for name in ("real → VAE → griffin-lim", "real → griffin-lim"):
+        assert bound[name] == results[name], name
