@@ -297,3 +297,16 @@ def test_regional_compilation_compiles_every_block_shape_past_dynamos_recompile_
         unet(x, t, text)
     assert len(compiled) >= len(shapes)
     torch._dynamo.reset()
+
+
+def test_loading_a_trained_vocoder_says_nothing_unactionable(tmp_path, capfd, caplog):
+    """Loading a trained vocoder printed diffusers' "Cannot initialize model with low cpu memory
+    usage because `accelerate` was not found… pip install accelerate" — advice for a package bsa
+    does not need (the models are small): the loaders ask for the plain load."""
+    from bsa.models.vocoder import MagnitudeVocoder
+
+    MagnitudeVocoder(channels=16, blocks=1).save_pretrained(tmp_path)
+    caplog.set_level("INFO")
+    load_vocoder(str(tmp_path))
+    out, err = capfd.readouterr()
+    assert "accelerate" not in out + err + caplog.text

@@ -72,8 +72,8 @@ def _write_audioldm_pipeline(tmp: Path, text_encoder_folder: Path) -> None:
     from bsa.models.audioldm_pipeline import DistilledAudioLDMPipeline
 
     pipe = DistilledAudioLDMPipeline(
-        vae=AutoencoderKL.from_pretrained(tmp / "vae"),
-        unet=UNet2DConditionModel.from_pretrained(tmp / "unet"),
+        vae=AutoencoderKL.from_pretrained(tmp / "vae", low_cpu_mem_usage=False),
+        unet=UNet2DConditionModel.from_pretrained(tmp / "unet", low_cpu_mem_usage=False),
         text_encoder=ClapTextModelWithProjection.from_pretrained(text_encoder_folder, local_files_only=True),
         tokenizer=AutoTokenizer.from_pretrained(
             text_encoder_folder.parent / "tokenizer", local_files_only=True

@@ -183,7 +183,13 @@ def load_vocoder(spec: str) -> torch.nn.Module:
     import json
 
     if json.loads((folder / "config.json").read_text()).get("_class_name") == MagnitudeVocoder.__name__:
-        return MagnitudeVocoder.from_pretrained(folder, local_files_only=True).float().eval()
+        return (
+            MagnitudeVocoder.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
+            .float()
+            .eval()
+        )
     from transformers import SpeechT5HifiGan
 
-    return SpeechT5HifiGan.from_pretrained(folder, local_files_only=True).float().eval()
+    return (
+        SpeechT5HifiGan.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False).float().eval()
+    )
