@@ -71,7 +71,7 @@ teacher: install  ## Retrain the embedded teacher from scratch (needs `make cach
 evaluator: install  ## Retrain the embedded evaluator from scratch into bsa/assets/evaluator
 	$(PY) -m bsa.cli.train evaluator $(EXP) $(ARGS)
 
-vocoder: install  ## Train the embedded vocoder into bsa/assets/vocoder (HiFi-GAN; ARGS=train.vocoder.kind=magnitude: mel → magnitude + Griffin-Lim)
+vocoder: install  ## Retrain the shipped vocoder into bsa/assets/vocoder (mel → magnitude + Griffin-Lim; ARGS=train.vocoder.kind=hifigan: HiFi-GAN)
 	$(PY) -m bsa.cli.train vocoder $(EXP) $(ARGS)
 
 text-embeddings: install  ## MiniLM caption embeddings of the embedded set → .carry/ (for GPU machines)

@@ -4,11 +4,11 @@
   (least squares onto the linear spectrogram) → torchaudio ``GriffinLim``. Its config mirrors the
   fields of ``SpeechT5HifiGan`` that ``AudioLDMPipeline`` reads (``sampling_rate``,
   ``upsample_rates`` with product = hop length), so it plugs into that pipeline.
-* ``MagnitudeVocoder``: a trained mel → linear-magnitude network ahead of that Griffin-Lim
-  (``make vocoder`` with ``train.vocoder.kind=magnitude``).
+* ``MagnitudeVocoder``: a trained mel → linear-magnitude network ahead of that Griffin-Lim; the
+  shipped one is ``embedded:vocoder`` (``make vocoder``, the embedded-cpu preset's recipe).
 * ``SpeechT5HifiGan`` (HiFi-GAN, Kong et al. 2020) in transformers' layout, as AudioLDM ships it:
-  AudioLDM's own from a local ``vocoder/`` folder, or the embedded one (``embedded:vocoder``)
-  trained on the embedded set's mels by ``make vocoder`` (:func:`hifigan_config`).
+  AudioLDM's own from a local ``vocoder/`` folder, or one trained on the embedded set's mels by
+  ``make vocoder ARGS=train.vocoder.kind=hifigan`` (:func:`hifigan_config`).
 """
 
 from __future__ import annotations
@@ -169,8 +169,9 @@ def hifigan_config(size: str = "embedded", n_mels: int = 64, sample_rate: int = 
 
 
 def load_vocoder(spec: str) -> torch.nn.Module:
-    """``"griffin-lim"``, ``"embedded:vocoder"`` (the shipped HiFi-GAN) or AudioLDM's ``vocoder/``
-    folder (``SpeechT5HifiGan``; never downloaded)."""
+    """``"griffin-lim"``, ``"embedded:vocoder"`` (the shipped ``MagnitudeVocoder``), a folder that
+    ``make vocoder`` wrote (its ``config.json`` names the class) or AudioLDM's ``vocoder/`` folder
+    (``SpeechT5HifiGan``; never downloaded)."""
     if spec == "griffin-lim":
         return GriffinLimVocoder().eval()
     from bsa.models.assets import resolve_model_path
