@@ -492,6 +492,21 @@ def test_nonfinite_gradients_with_a_finite_loss_leave_the_weights_finite(tmp_pat
     assert not (tmp_path / "stage").exists()
 
 
+def test_a_stage_exports_with_the_shipped_vocoder(tmp_path):
+    """models.vocoder=embedded:vocoder: the export copied the spec as a path ("embedded:vocoder", no
+    such folder) and failed after the stage had trained; the shipped folder is resolved, and the
+    stage's vocoder loads as the same network."""
+    from bsa.models.export import save_stage
+    from bsa.models.vocoder import MagnitudeVocoder, load_vocoder
+
+    unet = load_unet(REPO / "bsa/assets/teacher")
+    folder = save_stage(tmp_path / "stage", unet, {}, REPO / "bsa/assets/vae", "embedded:vocoder", {})
+    shipped, exported = load_vocoder("embedded:vocoder"), load_vocoder(str(folder / "vocoder"))
+    assert isinstance(exported, MagnitudeVocoder)
+    a, b = shipped.state_dict(), exported.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 # -- 9. fsync before rename --------------------------------------------------------------------------
 
 

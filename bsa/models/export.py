@@ -3,7 +3,7 @@
 stage_folder/
   unet/               diffusers UNet2DConditionModel (save_pretrained)
   vae/                the mel VAE (copied, so the folder stands alone)
-  vocoder/            Griffin-Lim config, or AudioLDM's SpeechT5HifiGan
+  vocoder/            Griffin-Lim config, the shipped MagnitudeVocoder, or AudioLDM's SpeechT5HifiGan
   scheduler/          DDIMScheduler config (AudioLDM's betas, trailing spacing, α_final = 1)
   bsa_stage.json      num_sample_steps, stage, guidance, text encoder, null embedding, config
 """
@@ -40,6 +40,7 @@ def save_stage(
     :class:`~bsa.models.audioldm_pipeline.DistilledAudioLDMPipeline` (``model_index.json``)."""
     from diffusers import DDIMScheduler
 
+    from bsa.models.assets import resolve_model_path
     from bsa.models.vocoder import GriffinLimVocoder
 
     folder = Path(folder)
@@ -54,8 +55,10 @@ def save_stage(
     shutil.copytree(vae_folder, tmp / "vae", ignore=shutil.ignore_patterns("training.json"))
     if vocoder_spec == "griffin-lim":
         GriffinLimVocoder().save_pretrained(tmp / "vocoder")
-    else:
-        shutil.copytree(vocoder_spec, tmp / "vocoder")
+    else:  # a folder, or a shipped one (embedded:vocoder)
+        shutil.copytree(
+            resolve_model_path(vocoder_spec), tmp / "vocoder", ignore=shutil.ignore_patterns("training.json")
+        )
     DDIMScheduler(
         **schedule_config, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing"
     ).save_pretrained(tmp / "scheduler")
