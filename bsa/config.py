@@ -395,7 +395,9 @@ class ModelsConfig:
 
     teacher: str = "embedded:teacher"  # the UNet folder (AudioLDM's unet/, or the shipped embedded teacher)
     evaluator: str = "embedded:evaluator"
-    vocoder: str = "griffin-lim"  # or AudioLDM's vocoder/ folder (SpeechT5HifiGan)
+    # the shipped mel → magnitude vocoder ahead of Griffin-Lim; "griffin-lim" (no weights: the mel's
+    # least-squares inverse), or AudioLDM's vocoder/ folder (SpeechT5HifiGan)
+    vocoder: str = "embedded:vocoder"
     vae: str = "embedded:vae"  # "embedded:<name>" = a model shipped in bsa/assets/, or a path (AudioLDM vae/)
     text_encoder: str = "minilm"  # "minilm" (embedded, no download) or AudioLDM's text_encoder/ folder
 

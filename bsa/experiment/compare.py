@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bsa.config import WEIGHTING_PARAMETERS, BsaConfig, parse_weighting
 from bsa.experiment.distill import EXIT_UNFINISHED
+from bsa.experiment.runs import member_run_name, population_name
 
 
 def compare_id(cfg: BsaConfig) -> str:
@@ -33,12 +34,6 @@ def compare_id(cfg: BsaConfig) -> str:
 
 def compare_dir(cfg: BsaConfig) -> Path:
     return Path(cfg.paths.output_root) / "compare" / compare_id(cfg)
-
-
-def run_slug(spec: str) -> str:
-    """A run folder name for a weighting spec: "bsa(floor=0.1,gamma=inf)" → "bsa-floor0.1-gammainf"."""
-    name, params = parse_weighting(spec)
-    return "-".join([name, *(f"{k}{v:g}" for k, v in params.items())])
 
 
 def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
@@ -92,11 +87,6 @@ def planned_runs(cfg: BsaConfig, base_overrides: list[str]) -> list[list[dict]]:
     return [wave for wave in (first, second) if wave]
 
 
-def member_run_name(spec: str, seed: int) -> str:
-    """The run folder of one weighting of a comparison: ``<run_slug(spec)>-seed<seed>``."""
-    return f"{run_slug(spec)}-seed{seed}"
-
-
 def weighting_overrides(spec: str, seed: int) -> list[str]:
     """What makes a comparison's run the run of weighting ``spec``: its name, weighting, the
     weighting's hyper-parameters and its label (a population member gets the same)."""
@@ -107,15 +97,6 @@ def weighting_overrides(spec: str, seed: int) -> list[str]:
         *(f"distill.{WEIGHTING_PARAMETERS[weighting][k]}={v}" for k, v in params.items()),
         f"distill.label={spec}",
     ]
-
-
-def population_name(specs: list[str], seed: int) -> str:
-    """A population's own folder (its checkpoints and logs): ``population-seed<seed>-<8 hex of its
-    members>`` — the same members resume it."""
-    import hashlib
-
-    digest = hashlib.sha256("\n".join(specs).encode()).hexdigest()[:8]
-    return f"population-seed{seed}-{digest}"
 
 
 def _clock() -> str:

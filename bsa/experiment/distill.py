@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bsa.config import BsaConfig, to_yaml
 from bsa.diffusion import Stage
-from bsa.experiment.runs import run_name
+from bsa.experiment.runs import member_run_name, population_name, run_name
 
 EXIT_UNFINISHED = 3  # stopped by distill.stop_after: not done (make compare counts it as unfinished)
 
@@ -72,9 +72,7 @@ def logging_line(cfg: BsaConfig) -> str:
 def run_folder(cfg: BsaConfig) -> Path:
     """Where the run keeps its checkpoints and logs: its own folder, or a population's."""
     if cfg.distill.population:
-        from bsa.experiment.population import population_dir
-
-        return population_dir(cfg)
+        return Path(cfg.paths.output_root) / population_name(list(cfg.distill.population), cfg.trainer.seed)
     return Path(cfg.paths.output_root) / run_name(cfg)
 
 
@@ -82,9 +80,7 @@ def run_line(cfg: BsaConfig) -> str:
     """The banner's line naming the run folder — a population's and its members' runs."""
     if not cfg.distill.population:
         return f"run         {run_folder(cfg)}"
-    from bsa.experiment.population import member_configs
-
-    members = ", ".join(run_name(m) for m in member_configs(cfg))
+    members = ", ".join(member_run_name(spec, cfg.trainer.seed) for spec in cfg.distill.population)
     return f"runs        {run_folder(cfg)} (the population's), members in {cfg.paths.output_root}: {members}"
 
 

@@ -46,7 +46,7 @@ def member_configs(cfg: BsaConfig) -> list[BsaConfig]:
 
 
 def population_dir(cfg: BsaConfig) -> Path:
-    from bsa.experiment.compare import population_name
+    from bsa.experiment.runs import population_name
 
     return Path(cfg.paths.output_root) / population_name(list(cfg.distill.population), cfg.trainer.seed)
 

@@ -59,6 +59,28 @@ def run_name(cfg) -> str:
     return d.run_name or f"{cfg.preset}-{d.weighting}-seed{cfg.trainer.seed}"
 
 
+def run_slug(spec: str) -> str:
+    """A run folder name for a weighting spec: "bsa(floor=0.1,gamma=inf)" → "bsa-floor0.1-gammainf"."""
+    from bsa.config import parse_weighting
+
+    name, params = parse_weighting(spec)
+    return "-".join([name, *(f"{k}{v:g}" for k, v in params.items())])
+
+
+def member_run_name(spec: str, seed: int) -> str:
+    """The run folder of one weighting of a comparison: ``<run_slug(spec)>-seed<seed>``."""
+    return f"{run_slug(spec)}-seed{seed}"
+
+
+def population_name(specs: list[str], seed: int) -> str:
+    """A population's own folder (its checkpoints and logs): ``population-seed<seed>-<8 hex of its
+    members>`` — the same members resume it."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(specs).encode()).hexdigest()[:8]
+    return f"population-seed{seed}-{digest}"
+
+
 class RunMismatchError(ValueError):
     """A run folder was made with other settings than the ones given now."""
 
