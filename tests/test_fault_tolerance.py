@@ -416,6 +416,20 @@ def test_a_reference_cache_made_under_other_facts_is_not_used(tmp_path):
     assert "captions and seeds (sha256)" in stale_reference_keys(path, fewer)
     save_references(path, {"teacher": stats}, {"clap": 0.5})  # as every cache before identities
     assert stale_reference_keys(path, identity) == sorted(identity)
+    # a trained vocoder retrained with the same settings (the shipped one, 3000 → 8000 steps) is
+    # another vocoder: for the cache and for the records' protocol
+    from bsa.callbacks.evaluation import waveform_protocol
+    from bsa.models.vocoder import MagnitudeVocoder
+
+    first, retrained = MagnitudeVocoder(channels=16, blocks=1), MagnitudeVocoder(channels=16, blocks=1)
+    with torch.no_grad():
+        retrained.out.bias.add_(0.1)
+    made = reference_identity(teacher, 200, 2.5, captions, first)
+    save_references(path, {"teacher": stats}, {"clap": 0.5}, None, made)
+    again = reference_identity(teacher, 200, 2.5, captions, retrained)
+    assert stale_reference_keys(path, again) == ["vocoder (weights sha256)"]
+    assert waveform_protocol(first) != waveform_protocol(retrained)
+    assert waveform_protocol(GriffinLimVocoder()) == "GriffinLimVocoder, waveform format 2"
 
 
 # -- 13. caption CSVs -------------------------------------------------------------------------------

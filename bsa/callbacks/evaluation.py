@@ -149,15 +149,28 @@ class EvaluationSet:
 REFERENCE_FORMAT = 2  # 2: the Griffin-Lim output aligned with the mel frames (2026-11-28)
 
 
+def vocoder_weights_sha256(vocoder) -> str | None:
+    """The sha256 of a trained vocoder's weights (two with one config can differ: the shipped one
+    was retrained on 2026-11-28 with the same settings); None for a weightless one (Griffin-Lim)."""
+    if next(vocoder.parameters(), None) is None:
+        return None
+    from bsa.models.identity import state_dict_sha256
+
+    return state_dict_sha256(vocoder)
+
+
 def waveform_protocol(vocoder) -> str:
-    """How the scored waveforms were made, for a record's protocol: the vocoder and the format of
-    its output (:data:`REFERENCE_FORMAT`); scores made another way are not pooled with these."""
-    return f"{type(vocoder).__name__}, waveform format {REFERENCE_FORMAT}"
+    """How the scored waveforms were made, for a record's protocol: the vocoder (with its weights'
+    hash when it has weights) and the format of its output (:data:`REFERENCE_FORMAT`); scores made
+    another way are not pooled with these."""
+    weights = vocoder_weights_sha256(vocoder)
+    name = type(vocoder).__name__ + (f" {weights[:12]}" if weights else "")
+    return f"{name}, waveform format {REFERENCE_FORMAT}"
 
 
 def reference_identity(teacher, teacher_steps: int, guidance_scale: float, eval_set, vocoder) -> dict:
     """What a reference cache's contents depend on: the teacher's weights, its step count and
-    guidance, the captions and their noise seeds, the vocoder and its settings, and the format. A
+    guidance, the captions and their noise seeds, the vocoder, its settings and weights, and the format. A
     cache made under other facts is computed again (:meth:`StageScorer.ensure_references`)."""
     import hashlib
 
@@ -174,6 +187,7 @@ def reference_identity(teacher, teacher_steps: int, guidance_scale: float, eval_
         "captions and seeds (sha256)": hashlib.sha256(captions).hexdigest(),
         "vocoder": type(vocoder).__name__,
         "vocoder config": {k: v for k, v in config.items() if not str(k).startswith("_")},
+        **({"vocoder (weights sha256)": weights} if (weights := vocoder_weights_sha256(vocoder)) else {}),
     }
 
 
