@@ -60,6 +60,13 @@ def main() -> int:
     results = {
         "real clips": score(suite, real_features, text_joint, targets, refs) | silence_floor(real, captions)
     }
+
+    def record(name: str, waves: torch.Tensor) -> None:
+        results[name] = score(suite, suite.features(waves), text_joint, targets, refs) | silence_floor(
+            waves, captions
+        )
+        print(name, json.dumps({k: round(v, 4) for k, v in results[name].items()}), flush=True)
+
     for spec in args.vocoder:
         if spec == "true-magnitude":
             from bsa.audio import log_magnitude
@@ -72,11 +79,7 @@ def main() -> int:
                         for w in tqdm(real.split(64), desc=spec)
                     ]
                 )
-            name = "real → true magnitude → griffin-lim"
-            results[name] = score(suite, suite.features(waves), text_joint, targets, refs) | silence_floor(
-                waves, captions
-            )
-            print(name, json.dumps({k: round(v, 4) for k, v in results[name].items()}), flush=True)
+            record("real → true magnitude → griffin-lim", waves)
             continue
         vocoder = load_vocoder(spec)
         for through_vae in (True, False) if args.without_vae else (True,):
@@ -88,12 +91,7 @@ def main() -> int:
                         z = encode_mel(vae, mel.unsqueeze(1)) * vae.config.scaling_factor
                         mel = decode_latents(vae, z).squeeze(1)
                     waves.append(vocoder(mel).float()[..., : w.shape[-1]])
-            waves = torch.cat(waves)
-            name = f"real → {'VAE → ' if through_vae else ''}{spec}"
-            results[name] = score(suite, suite.features(waves), text_joint, targets, refs) | silence_floor(
-                waves, captions
-            )
-            print(name, json.dumps({k: round(v, 4) for k, v in results[name].items()}), flush=True)
+            record(f"real → {'VAE → ' if through_vae else ''}{spec}", torch.cat(waves))
     summary = {
         "results": results,
         "clips": len(rows),
