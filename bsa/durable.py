@@ -8,10 +8,13 @@ survives what" (README) is decided in one place:
   at the next start.
 * :func:`read_jsonl` / :func:`append_jsonl` — append-only records whose torn last line (a kill
   mid-write) is repaired with a warning that names the file.
+* :func:`exclusive` — one writer at a time for a file that several processes would compute alike.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -150,3 +153,19 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path):
+    """Hold an exclusive lock on ``path`` + ".lock" for the block (``fcntl.flock``: released by the
+    kernel when the holder dies, so a killed process never leaves it held). Runs that share one
+    computed file (a comparison's teacher reference) take it around "load it, else compute and write
+    it": the first computes, the others wait and load."""
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -733,3 +733,39 @@ def test_loader_workers_do_not_finalise_garbage_inherited_from_the_parent(tmp_pa
     gc.collect()
     pids = {int(p) for p in record.read_text().split()}
     assert pids == {os.getpid()}, "a worker ran the parent's finaliser"
+
+
+def test_runs_sharing_a_reference_cache_compute_it_once(tmp_path):
+    """Three fidelity chains side by side on one GPU, or a comparison's parallel runs, reached their
+    first evaluation together and each computed the teacher's reference (400 000 teacher calls) into
+    the one cache. The first to arrive now computes it under a lock; the others wait and load it.
+    Two real processes, the computation made slow enough to overlap."""
+    import subprocess
+    import sys
+
+    cache, log = tmp_path / "reference.safetensors", tmp_path / "computed.txt"
+    child = f"""
+import time
+from pathlib import Path
+from bsa.callbacks.evaluation import StageScorer
+cache, log = Path({str(cache)!r}), Path({str(log)!r})
+def load_or_compute(self, teacher, steps, path):
+    if path.is_file():
+        return "loaded"
+    time.sleep(1.5)
+    with open(log, "a") as f:
+        f.write("computed\\n")
+    path.write_text("reference")
+    return "computed"
+StageScorer._load_or_compute_references = load_or_compute
+scorer = object.__new__(StageScorer)
+scorer.references, scorer.reference_cache = {{}}, cache
+print(scorer.ensure_references(None, 200))
+"""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    said = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert log.read_text().count("computed") == 1
+    assert said == ["computed", "loaded"]

@@ -24,7 +24,7 @@ import torch
 
 from bsa.audio import log_mel
 from bsa.diffusion import network_calls
-from bsa.durable import append_jsonl, read_jsonl, replace_durably
+from bsa.durable import append_jsonl, exclusive, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
 from bsa.metrics.frechet import (
     GaussianStats,
@@ -359,6 +359,12 @@ class StageScorer:
         if "teacher" in self.references:
             return self.teacher_metrics
         cache = self.reference_cache
+        if cache is None or _world()[1] > 1:  # under DDP the ranks compute their shares together
+            return self._load_or_compute_references(teacher, teacher_steps, cache)
+        with exclusive(cache):  # runs sharing it (a comparison's, side by side): the first computes it
+            return self._load_or_compute_references(teacher, teacher_steps, cache)
+
+    def _load_or_compute_references(self, teacher, teacher_steps: int, cache: Path | None):
         identity = (
             None
             if cache is None

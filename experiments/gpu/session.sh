@@ -6,6 +6,8 @@
 #     the same cache at once took over 200 s each on 2026-11-28);
 #   GPU $FIDELITY_GPU (none by default; seed 0's chain to 1 step is done): a fidelity chain,
 #     `fidelity_ablation.sh` (VARIANTS, default seed 0 → TARGET 1);
+#   GPU $TEACHER_GPU (none by default): the teacher table, `bsa evaluate` of the shipped teacher @ 200
+#     with the baselines (real clips, their reconstruction, shuffled captions) through the default vocoder;
 #   GPU $SPEED_GPU (none by default): the sampling bench alone on its GPU for the call's time
 #     (`speed.sh`, SAMPLING_MODELS default 185m, MODES default compiled-loop-graphs; compiling the
 #     185 M model's loop took longer than the 118 s left after a chain on 2026-11-28);
@@ -34,6 +36,11 @@ fi
 if [ -n "${FIDELITY_GPU:-}" ]; then
   GPUS=$FIDELITY_GPU VARIANTS=${VARIANTS:-s0:trainer.seed=0} TARGET=${TARGET:-1} DEADLINE_S=$(left) PACK_EMBEDDINGS=1 \
     bash experiments/gpu/fidelity_ablation.sh > $L/fidelity.out 2>&1 &
+fi
+if [ -n "${TEACHER_GPU:-}" ] && [ ! -f runs/teacher-table/metrics.json ]; then  # once per machine
+  CUDA_VISIBLE_DEVICES=$TEACHER_GPU timeout $(( $(left) - 20 )) python3 -m bsa.cli.evaluate experiments/embedded-gpu.yaml $DATA \
+    eval.num_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 eval.steps=200 eval.baselines=true eval.out=runs/teacher-table \
+    > $L/teacher-table.log 2>&1 && cp runs/teacher-table/metrics.json $OUT/teacher-table.json; cp $L/teacher-table.log $OUT/ &
 fi
 if [ -n "${SPEED_GPU:-}" ]; then
   CUDA_VISIBLE_DEVICES=$SPEED_GPU PARTS=sampling SAMPLING_MODELS=${SAMPLING_MODELS:-185m} \
