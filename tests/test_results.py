@@ -249,3 +249,11 @@ def test_readme_vocoder_reconstruction_table_is_that_of_its_summary():
         r = shipped[name]
         row = f"| {name} | {r['fad_real']:.2f} | {r['clap']:.4f} | {r['acc_mean']:.4f} | {r['silence_floor_dbfs']:.1f} |"
         assert row in readme, row
+
+
+def test_readme_teacher_table_through_the_vocoder_is_that_of_its_record():
+    from bsa.report.tables import format_table
+
+    record = json.loads((REPO / "results/teacher-vocoder-2026-11-28/metrics.json").read_text())
+    assert record["protocol"]["waveform"].startswith("MagnitudeVocoder ")
+    assert format_table(record["results"]) in (REPO / "README.md").read_text()
