@@ -47,10 +47,12 @@ def test_training_rows_count_flops_once_and_time_every_combination():
         steps=1,
         models={"tiny": cfg},
         batches=(2,),
-        combos=("fp32", "fp32+cl", "fp32+compile+foreach"),
+        combos=("fp32+compile+foreach", "fp32", "fp32+cl"),
         compile_backend="aot_eager",
     )
-    assert [r["combo"] for r in rows] == ["fp32", "fp32+cl", "fp32+compile+foreach"]
+    # a compiled (or graphed) first combination hid the step's operators from the FLOP counter: its
+    # rows had no FLOPs, or 0 (the GPU's bf16+graphs row), and an MFU of 0
+    assert [r["combo"] for r in rows] == ["fp32+compile+foreach", "fp32", "fp32+cl"]
     assert all("error" not in r and r["samples_per_s"] > 0 and r["warmup_s"] > 0 for r in rows), rows
     # one FLOP count per model: achieved TFLOP/s × step time is the same count on every row
     counts = [r["tflops_per_s"] * r["step_ms"] for r in rows]
@@ -207,18 +209,30 @@ def test_bench_from_earlier_runs_takes_each_part_from_the_run_that_measured_it(t
         # an older sampling part: the later run's replaces it
         "sampling": [_sampling_row(small, 1, "off", "student, 25 steps", 0.3, 8.0)],
     }
+    # a later run that trained only the 185 M model: the embedded model's training rows stay (they
+    # were dropped, with the embedded speed-up, when a run's training part replaced the whole part)
+    large_run = {
+        "device": "H200",
+        "date": "2026-11-28",
+        "torch": "2.11",
+        "training": [
+            dict(model="AudioLDM-s-sized (185 M)", batch=64, combo="bf16", bf16=True, samples_per_s=300.0)
+        ],
+    }
     paths = []
-    for name, run in (("training", training_run), ("sampling", sampling_run)):
+    for name, run in (("training", training_run), ("sampling", sampling_run), ("large", large_run)):
         paths.append(str(tmp_path / f"{name}.json"))
         (tmp_path / f"{name}.json").write_text(json.dumps(run))
     out = tmp_path / "speed" / "summary.json"
     assert main(["--from", *paths, "--summary", str(out)]) == 0
     s = json.loads(out.read_text())
     assert s["student25_embedded_b1_s_per_clip"] == 0.05 and s["train_embedded_speedup"] == 1.5
+    assert s["train_185m_b64_samples_per_s"] == 300.0
     assert s["date"] == "2026-11-27 / 2026-11-28" and s["device"] == "H200"
     assert [(r["file"], r["parts"]) for r in s["runs"]] == [
         (paths[0], ["sampling", "training"]),
         (paths[1], ["sampling"]),
+        (paths[2], ["training"]),
     ]
     assert s["command"].startswith("bsa bench --from")
     with pytest.raises(SystemExit):  # --from without --summary: a usage error, nothing written

@@ -296,16 +296,11 @@ def bench_training(
                 warmup = time.perf_counter() - start
                 t = _timed(lambda: [step() for _ in range(steps)], device, 1) / steps
                 key = (name, batch)
-                if key not in flops and not c["compile"]:  # model FLOPs of one step, counted once per model
-                    from torch.utils.flop_counter import FlopCounterMode
-
-                    with FlopCounterMode(display=False) as counter:
-                        step()
-                    flops[key] = counter.get_total_flops()
+                if key not in flops:  # model FLOPs of one step, counted once per model, on an eager module
+                    flops[key] = step_flops(cfg, lat, text)
                 row = {**combo, "samples_per_s": batch / t, "step_ms": 1000 * t, "warmup_s": warmup}
-                if key in flops:
-                    row["tflops_per_s"] = flops[key] / t / 1e12
-                    row["mfu_bf16_peak"] = flops[key] / t / peak_flops(device)
+                row["tflops_per_s"] = flops[key] / t / 1e12
+                row["mfu_bf16_peak"] = flops[key] / t / peak_flops(device)
                 rows.append(row)
             except Exception as e:  # a failing combination is reported, not hidden
                 rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
@@ -315,6 +310,20 @@ def bench_training(
                 torch.cuda.empty_cache()
     torch.set_float32_matmul_precision("highest")
     return rows
+
+
+def step_flops(cfg: dict, lat, text) -> int:
+    """FLOPs of one distillation step's forward and backward (torch's ``FlopCounterMode``) on an eager
+    module of ``cfg``: a compiled or graph-replayed step hides its operators from the counter (the
+    bf16+graphs row of 2026-11-28 counted 0 FLOPs and reported an MFU of 0)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = _progressive_module(cfg).to(lat.device)
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = m.distillation_loss(lat, text)
+        loss.backward()
+    del m
+    return counter.get_total_flops()
 
 
 def _progressive_module(cfg: dict, **module_kwargs):

@@ -192,19 +192,19 @@ def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:
 
 def merge_bench_runs(results: list[dict]) -> dict:
     """One result of several ``bsa bench`` runs' rows, for :func:`speed_summary`: each model's
-    sampling rows and the training rows from the last run that measured them, so that every ratio
-    (a student against its teacher, a setting against eager) stays within one run; the DDP rows of
+    sampling rows and each model's training rows from the last run that measured them, so that every
+    ratio (a student against its teacher, a setting against eager) stays within one run; the DDP rows of
     every run (each run measures one device count). ``device``, ``date`` and ``torch`` are each
     run's, joined where they differ; ``runs`` says which part came from which run."""
     merged: dict = {"runs": []}
-    sampling: dict[str, list[dict]] = {}  # model → its rows, from the last run that sampled it
+    last: dict[str, dict[str, list[dict]]] = {"sampling": {}, "training": {}}  # part → model → its rows
     for i, result in enumerate(results):
         parts = [p for p in ("sampling", "training", "ddp") if result.get(p)]
-        for model in dict.fromkeys(row["model"] for row in result.get("sampling", [])):
-            sampling[model] = [row for row in result["sampling"] if row["model"] == model]
-        if sampling:
-            merged["sampling"] = [row for rows in sampling.values() for row in rows]
-        merged.update({p: result[p] for p in parts if p == "training"})
+        for part, by_model in last.items():
+            for model in dict.fromkeys(row["model"] for row in result.get(part, [])):
+                by_model[model] = [row for row in result[part] if row["model"] == model]
+            if by_model:
+                merged[part] = [row for rows in by_model.values() for row in rows]
         merged["ddp"] = merged.get("ddp", []) + result.get("ddp", [])  # one run per device count
         merged["runs"].append(
             {k: result.get(k) for k in ("device", "date", "torch")} | {"parts": parts, "index": i}
