@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Issue "Students that keep the teacher's quality", part 2: the recipe switches side by side on one
-# GPU (the 3.2 M model is launch-bound, so runs share the GPU well), each a full `bsa distill`
+# Issue "Students that keep the teacher's quality", part 2: the recipe switches side by side, each a
+# full `bsa distill`. Give each its own GPU where there are several: with CUDA graphs one chain nearly
+# saturates an H200 (three side by side stepped at 9.1 steps/s each against 24.1 alone, 2026-11-28,
+# 1.13× the work in all); side by side on one GPU they only share it. Each is a full `bsa distill`
 # 200 → TARGET steps on the embedded-gpu preset with the paired metrics on EVAL_CLIPS captions.
 #   VARIANTS="base:|fp32:distill.teacher_float32=true|v:distill.student_prediction=v_prediction" \
 #     TARGET=25 bash experiments/gpu/fidelity_ablation.sh
