@@ -16,7 +16,6 @@ stage's end (a kill among the members' evaluations) are not done again.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from bsa.config import BsaConfig, ConfigError, load_config_from
 from bsa.experiment.distill import (
@@ -28,6 +27,7 @@ from bsa.experiment.distill import (
     finished_stage,
     module_arguments,
     prepare_run,
+    run_folder,
     stage_callbacks,
     stage_trainer,
 )
@@ -43,12 +43,6 @@ def member_configs(cfg: BsaConfig) -> list[BsaConfig]:
         load_config_from(cfg, [*weighting_overrides(spec, seed), "distill.population=[]"])
         for spec in cfg.distill.population
     ]
-
-
-def population_dir(cfg: BsaConfig) -> Path:
-    from bsa.experiment.runs import population_name
-
-    return Path(cfg.paths.output_root) / population_name(list(cfg.distill.population), cfg.trainer.seed)
 
 
 def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]:
@@ -97,7 +91,7 @@ def population_checkpoint(population: BsaConfig, stage):
     """The stage's checkpoint of the population (its ``last.ckpt`` in the population's folder)."""
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint
 
-    folder = population_dir(population) / "checkpoints" / stage.folder_name
+    folder = run_folder(population) / "checkpoints" / stage.folder_name
     return AtomicLastCheckpoint(folder, population.distill.checkpoint_every)
 
 
@@ -149,7 +143,7 @@ def train_population_stage(
     from bsa.models.export import read_stage
 
     cfg, d = contexts[0].cfg, contexts[0].cfg.distill
-    folder = population_dir(population)
+    folder = run_folder(population)
     steps = d.optimizer_steps(stage)
     module = build_population_module(contexts, stage, teachers)
     loggers = [ResumableCSVLogger(folder, name="logs", version=stage.folder_name)]

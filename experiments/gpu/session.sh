@@ -38,9 +38,12 @@ if [ -n "${FIDELITY_GPU:-}" ]; then
     bash experiments/gpu/fidelity_ablation.sh > $L/fidelity.out 2>&1 &
 fi
 if [ -n "${TEACHER_GPU:-}" ] && [ ! -f runs/teacher-table/metrics.json ]; then  # once per machine
-  CUDA_VISIBLE_DEVICES=$TEACHER_GPU timeout $(( $(left) - 20 )) python3 -m bsa.cli.evaluate experiments/embedded-gpu.yaml $DATA \
-    eval.num_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 eval.steps=200 eval.baselines=true eval.out=runs/teacher-table \
-    > $L/teacher-table.log 2>&1 && cp runs/teacher-table/metrics.json $OUT/teacher-table.json; cp $L/teacher-table.log $OUT/ &
+  (  # the whole job in the background: a trailing "&" after "a && b; c" backgrounds only c
+    CUDA_VISIBLE_DEVICES=$TEACHER_GPU timeout $(( $(left) - 20 )) python3 -m bsa.cli.evaluate experiments/embedded-gpu.yaml $DATA \
+      eval.num_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 eval.steps=200 eval.baselines=true eval.out=runs/teacher-table \
+      > $L/teacher-table.log 2>&1 && cp runs/teacher-table/metrics.json $OUT/teacher-table.json
+    cp $L/teacher-table.log $OUT/
+  ) &
 fi
 if [ -n "${SPEED_GPU:-}" ]; then
   CUDA_VISIBLE_DEVICES=$SPEED_GPU PARTS=sampling SAMPLING_MODELS=${SAMPLING_MODELS:-185m} \
