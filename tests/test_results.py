@@ -31,6 +31,8 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
     assert ablation_table(REPO / "results/fidelity-ablation") in readme
     aligned = json.loads((REPO / "results/fidelity/reruns/summary-1954.json").read_text())
     assert format_fidelity(aligned).split("\n\n", 1)[1].strip() in readme  # seed 0, aligned Griffin-Lim
+    vocoder = json.loads((REPO / "results/fidelity/vocoder-2026-11-29/summary.json").read_text())
+    assert format_fidelity(vocoder).split("\n\n", 1)[1].strip() in readme  # seeds 0–2 through the vocoder
     # the schema: every figure as {mean, lo, hi}, and the protocol beside them
     assert {"captions", "seeds", "device", "date", "command"} <= set(summary)
     for row in summary["steps"].values():
