@@ -770,3 +770,44 @@ print(scorer.ensure_references(None, 200))
     assert [p.returncode for p in procs] == [0, 0]
     assert log.read_text().count("computed") == 1
     assert said == ["computed", "loaded"]
+
+
+def test_a_run_resumes_on_another_machine_from_its_resume_state(debug_env):
+    """A machine lent for a few minutes at a time is lost between calls and its run folders with it
+    (issue "Students that keep the teacher's quality": a chain of three seeds lost twice on
+    2026-11-28/29). What ``resume_state`` lists — records, fingerprint, the stages' metadata and
+    the last finished stage's UNet, no checkpoints, no embeddings, no VAE/vocoder copies — is
+    enough for ``bsa distill`` elsewhere to finish the run with the students an unmoved run trains.
+    The run was killed while scoring its last stage (exported, no record): that stage is not part
+    of the state and is trained again, to the same weights. Before, a resumed run loaded every
+    finished stage's weights, and failed on the first left out."""
+    from bsa.config import load_config
+    from bsa.experiment.runs import resume_state
+
+    common = ("distill.eval_clips=2", "eval.showcase=0")
+    root = debug_env["root"] / "runs"
+    out = run_distill(debug_env, "distill.run_name=travel", *common)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = root / "travel"
+    lines = [line for line in (run / "eval.jsonl").read_text().splitlines() if json.loads(line)["stage"] != 2]
+    (run / "eval.jsonl").write_text("\n".join(lines) + "\n")  # killed while scoring stage 2
+    cfg = load_config(["experiments/debug.yaml"], [*debug_env["overrides"], "distill.run_name=travel", *common])
+    files = resume_state(cfg, run)
+    names = {f.as_posix() for f in files}
+    assert {"eval.jsonl", "fingerprint.json", "stage00_guided_8steps/bsa_stage.json"} <= names
+    assert "stage01_4steps/unet/diffusion_pytorch_model.safetensors" in names  # the next teacher
+    assert not any(n.startswith(("checkpoints/", "embeddings/", "stage02_2steps", "logs/stage02")) for n in names)
+    assert "logs/stage01_4steps/metrics.csv" in names
+    assert not any(n.startswith("stage00_guided_8steps/unet") or "/vae/" in n or "/vocoder/" in n for n in names)
+    size = sum((run / f).stat().st_size for f in files)
+    assert size < sum(p.stat().st_size for p in run.rglob("*") if p.is_file()) / 3
+    moved = root / "moved"
+    for f in files:
+        (moved / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run / f, moved / f)
+    again = run_distill(debug_env, "distill.run_name=moved", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trained = [line for line in again.stdout.splitlines() if line.startswith("stage ") and "optimizer" in line]
+    assert trained == ["stage 2 (progressive, 4 → 2 steps): 4 optimizer steps"], again.stdout  # stage 2 alone
+    assert_same_weights(unet_of(moved / "stage02_2steps"), unet_of(run / "stage02_2steps"))
+    assert sorted(r["stage"] for r in _records(moved) if r["final"]) == [-1, 0, 1, 2]

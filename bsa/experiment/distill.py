@@ -171,8 +171,10 @@ def run_distillation(cfg: BsaConfig) -> DistillationResult:
         done = finished_stage(ctx, stage)
         if done is not None:
             result.stages.append(done)
-            teacher = _denoiser_of(cfg, done.folder / "unet", done.metadata.get("prediction_type"))
-            continue
+            teacher = done  # loaded only if a stage is trained from it: a run resumed from its
+            continue  # resume_state holds the weights of its last finished stage alone
+        if isinstance(teacher, StageResult):
+            teacher = _denoiser_of(cfg, teacher.folder / "unet", teacher.metadata.get("prediction_type"))
         outcome, promoted, steps_done = train_stage(ctx, stage, teacher, steps_done)
         if outcome is None:
             return result

@@ -69,6 +69,12 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
         done = [finished_stage(ctx, stage, checkpoint) for ctx in contexts]
         promoted = [None] * len(members)
         if any(d is None for d in done):
+            teachers = [  # the finished stages' students, loaded now that a stage is trained from them
+                _denoiser_of(cfg, t.folder / "unet", t.metadata.get("prediction_type"))
+                if isinstance(t, StageResult)
+                else t
+                for t in teachers
+            ]
             done, promoted, steps_done = train_population_stage(
                 cfg, contexts, stage, teachers, done, steps_done, checkpoint
             )
@@ -76,12 +82,12 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
                 return list(zip(members, results, strict=True))
         for k, outcome in enumerate(done):
             results[k].stages.append(outcome)
-            unet, prediction = (
-                (promoted[k].unet, promoted[k].prediction_type)
+            # a member done before is loaded only if a later stage trains from it (runs.resume_state)
+            teachers[k] = (
+                _denoiser_of(cfg, promoted[k].unet, promoted[k].prediction_type)
                 if promoted[k] is not None
-                else (outcome.folder / "unet", outcome.metadata.get("prediction_type"))
+                else outcome
             )
-            teachers[k] = _denoiser_of(cfg, unet, prediction)
     for result in results:
         result.finished = True
     return list(zip(members, results, strict=True))

@@ -150,3 +150,46 @@ def launched_as_global_zero() -> bool:
         if os.environ.get(var, "0") not in ("", "0"):
             return False
     return True
+
+
+# what a run folder holds that another machine does not need to resume it (README "What survives what")
+NOT_CARRIED = ("checkpoints", "embeddings", "wandb")
+
+
+def resume_state(cfg, run_dir: str | Path) -> list[Path]:
+    """The files (relative to ``run_dir``) from which ``bsa distill`` resumes the run on another
+    machine at its last finished stage, in a fraction of the folder's size: its records,
+    fingerprint and config; of the stages finished in order (exported, and scored where ``cfg``
+    scores them), every ``bsa_stage.json``, training log, and the last one's ``unet/`` (the next
+    stage's teacher). Left out: the checkpoints (a stage in training starts again), the per-clip
+    embeddings (results, not state), the earlier students' weights and the copies of the VAE and
+    vocoder in every stage folder, and any stage after the first unfinished one. Such a folder is a
+    run to resume, not a set of exports to sample."""
+    from bsa.models.stages import STAGE_FILE, is_stage_folder
+    from bsa.report.records import has_final_record
+
+    run_dir = Path(run_dir)
+    finished = []
+    for stage in cfg.distill.plan.stages:
+        folder = run_dir / stage.folder_name
+        scored = not cfg.distill.scores(stage) or has_final_record(run_dir, stage.index, repair=False)
+        if not (is_stage_folder(folder) and scored):
+            break
+        finished.append(stage.folder_name)
+    unfinished = {stage.folder_name for stage in cfg.distill.plan.stages} - set(finished)
+
+    def kept(rel: Path) -> bool:
+        parts = rel.parts
+        if TMP_MARK in str(rel) or parts[0] in NOT_CARRIED or parts[0] in unfinished:
+            return False  # what killed writers left; not state; trained again
+        if parts[0] == "logs" and len(parts) > 1 and parts[1] in unfinished:
+            return False  # the curve of a stage trained again from its start
+        if parts[0] in finished:  # metadata; weights only of the next stage's teacher
+            return rel.name == STAGE_FILE or (parts[0] == finished[-1] and parts[1] == "unet")
+        return True
+
+    return [
+        p.relative_to(run_dir)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and kept(p.relative_to(run_dir))
+    ]

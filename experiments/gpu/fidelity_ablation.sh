@@ -11,7 +11,11 @@
 # SEEDS_SUMMARY="<command>": the variants are seeds of one recipe (e.g. trainer.seed=0|1|2), summarised
 # together into fidelity/summary.json with that command recorded.
 # Runs resume: a second call on the warm machine with the same VARIANTS continues them (the teacher's
-# reference outputs are computed once, in reference.safetensors). DEADLINE_S (default 560) bounds the
+# reference outputs are computed once, in reference.safetensors). A machine released between calls
+# loses them: each call also brings back every run's resume state (resume-<name>.tgz, ~13 MB: records
+# and the last finished student, experiments/gpu/pack_resume.py); `bash experiments/gpu/restore_resume.sh
+# <files_at>` puts them in .resume/, and a call that carries ".resume" restores from it the runs the
+# machine lacks, at their last finished stage (the stage in training starts again). DEADLINE_S (default 560) bounds the
 # whole call: training gets what is left after set-up minus the time to stop, summarise and pack
 # (RUN_S caps it further). A stopped run ends its current evaluation first: -k hard-kills it 20 s on.
 # On a machine with several GPUs the variants are spread over them, one GPU each in turn (a chain
@@ -34,6 +38,9 @@ ngpu=$(nvidia-smi -L | grep -c '^GPU'); i=0
 read -ra GPU_IDS <<< "${GPUS:-$(seq -s ' ' 0 $(( (ngpu > 0 ? ngpu : 1) - 1 )))}"
 for v in "${VS[@]}"; do
   name=${v%%:*}; extra=${v#*:}; gpu=${GPU_IDS[$(( i++ % ${#GPU_IDS[@]} ))]}
+  if [ ! -d $A/$name ] && [ -d .resume/$name ]; then  # a fresh machine: the state an earlier one packed
+    cp -r .resume/$name $A/$name && log "restored $name from .resume ($(ls .resume/$name | grep -c '^stage') stages finished)"
+  fi
   log "start $name on GPU $gpu for $run_s s ($extra)"
   CUDA_VISIBLE_DEVICES=$gpu timeout -k 20 $run_s python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
     distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$A distill.run_name=$name \
@@ -52,6 +59,8 @@ if [ -n "${SEEDS_SUMMARY:-}" ]; then  # the variants are seeds of one recipe: on
     --command "$SEEDS_SUMMARY" > $L/fidelity.log 2>&1
 fi
 tar czf "$OUT/ablation.tgz" -C $L . 2>/dev/null
+# each run's resume state (records, last finished student), for a next call on another machine
+timeout 60 python3 experiments/gpu/pack_resume.py "$OUT" $(for v in "${VS[@]}"; do echo $A/${v%%:*}; done) >> $L/phases.txt 2>&1
 if [ -n "${PACK_EMBEDDINGS:-}" ]; then  # the final records' per-clip embeddings, float16, for paired differences between variants
   timeout 120 python3 - "$A" "$L/embeddings" "${VS[@]}" <<'PY'
 import sys
