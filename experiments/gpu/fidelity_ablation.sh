@@ -18,6 +18,9 @@
 # machine lacks, at their last finished stage (the stage in training starts again). DEADLINE_S (default 560) bounds the
 # whole call: training gets what is left after set-up minus the time to stop, summarise and pack
 # (RUN_S caps it further). A stopped run ends its current evaluation first: -k hard-kills it 20 s on.
+# SEQUENTIAL=1 runs the variants one after another, each alone on its GPU with the time left: a chain
+# alone finishes its stages 3× sooner than three side by side (1.13× the work in all), so a machine
+# lost between calls costs at most the stage in training, and a guided stage fits in one fresh call.
 # On a machine with several GPUs the variants are spread over them, one GPU each in turn (a chain
 # alone on its GPU is timed as it would run alone); GPUS="1" (space-separated ids) keeps them to
 # those GPUs, leaving the others to another job of the same call.
@@ -41,11 +44,17 @@ for v in "${VS[@]}"; do
   if [ ! -d $A/$name ] && [ -d .resume/$name ]; then  # a fresh machine: the state an earlier one packed
     cp -r .resume/$name $A/$name && log "restored $name from .resume ($(ls .resume/$name | grep -c '^stage') stages finished)"
   fi
+  if [ -n "${SEQUENTIAL:-}" ]; then  # one after another, each with the call's time left
+    left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 30 - 60 ))
+    run_s=$(( ${RUN_S:-$left} < left ? ${RUN_S:-$left} : left ))
+    [ $run_s -gt 60 ] || { log "no time left for $name"; continue; }
+  fi
   log "start $name on GPU $gpu for $run_s s ($extra)"
   CUDA_VISIBLE_DEVICES=$gpu timeout -k 20 $run_s python3 -m bsa.cli.distill $EXP $D distill.target_steps=${TARGET:-25} \
     distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$A distill.run_name=$name \
     eval.reference_cache=$A/reference.safetensors \
     ${COMMON:-} $extra > $L/$name.log 2>&1 &
+  [ -z "${SEQUENTIAL:-}" ] || wait $!
 done
 wait
 log done

@@ -5,7 +5,10 @@
 #   first, once per machine, the data and the latent cache (both jobs read them; two jobs encoding
 #     the same cache at once took over 200 s each on 2026-11-28);
 #   GPU $FIDELITY_GPU (none by default; seed 0's chain to 1 step is done): a fidelity chain,
-#     `fidelity_ablation.sh` (VARIANTS, default seed 0 → TARGET 1);
+#     `fidelity_ablation.sh` (VARIANTS, default seed 0 → TARGET 1; SEQUENTIAL=1: one after another);
+#     each call brings back every chain's resume-<name>.tgz: `bash experiments/gpu/restore_resume.sh
+#     <files_at>` after it and carry ".resume" in the next, and a lost machine costs only the stage
+#     in training (twice on 2026-11-28/29 it cost every chain);
 #   GPU $TEACHER_GPU (none by default): the teacher table, `bsa evaluate` of the shipped teacher @ 200
 #     with the baselines (real clips, their reconstruction, shuffled captions) through the default vocoder;
 #   GPU $SPEED_GPU (none by default): the sampling bench alone on its GPU for the call's time
