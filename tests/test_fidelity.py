@@ -82,6 +82,54 @@ def test_fidelity_summary_hand_values():
     assert pooled_estimate([1.0], [None]) is None  # too few clips for a standard error: no interval
 
 
+def test_attribute_shift_pairs_heads_clip_by_clip_or_gives_the_range_over_seeds():
+    """Per head, student − teacher: paired per clip (bootstrap) where every record keeps the head's
+    per-clip correctness; from the records' means, with their range over seeds, where one does not
+    (records before 2026-11-29); FAD vs real as teacher → student, mean and range over seeds."""
+    from bsa.report.fidelity import attribute_shift, format_attribute_shift
+
+    def teacher(loud):
+        return {
+            "mode": "teacher",
+            "steps": 200,
+            "per_clip": {"acc_loudness": loud},
+            "metrics": {"acc_loudness": sum(loud) / 4, "acc_pitch": 1.0, "acc_mean": 1.0, "fad_real": 30.0},
+        }
+
+    def student(seed, loud, pitch, fad):
+        return {
+            "mode": "progressive",
+            "steps": 25,
+            "seed": seed,
+            "per_clip": {"acc_loudness": loud},
+            "metrics": {"acc_loudness": sum(loud) / 4, "acc_pitch": pitch, "acc_mean": 1.0, "fad_real": fad},
+        }
+
+    t = teacher([0.0, 0.0, 1.0, 1.0])
+    runs = [
+        [t, student(0, [1.0, 0.0, 1.0, 1.0], 0.9, 20.0)],
+        [t, student(1, [1.0, 1.0, 1.0, 1.0], 0.7, 24.0)],
+    ]
+    row = attribute_shift(runs)["25"]
+    # loudness paired: +1 on one clip of four in seed 0, on two in seed 1 → mean +0.375
+    assert row["acc_loudness"]["interval"] == "95 % bootstrap"
+    assert row["acc_loudness"]["mean"] == pytest.approx(0.375)
+    assert 0.0 <= row["acc_loudness"]["lo"] < 0.375 < row["acc_loudness"]["hi"] <= 1.0
+    # pitch has no per-clip record: the mean of −0.1 and −0.3, the range over seeds
+    assert row["acc_pitch"] == pytest.approx(
+        {"mean": -0.2, "lo": -0.3, "hi": -0.1, "interval": "range over seeds"}
+    )
+    assert row["fad_real"] == pytest.approx(
+        {"mean": 22.0, "lo": 20.0, "hi": 24.0, "interval": "range over seeds"}
+    )
+    assert row["fad_real_teacher"]["mean"] == 30.0 and row["seeds"] == [0, 1]
+    table = format_attribute_shift(attribute_shift(runs))
+    assert (
+        "| 25 | 0,1 | +0.375 [" in table
+        and "| 30.0 → 22.0 [20.0, 24.0] | 95 % bootstrap, range over seeds |" in table
+    )
+
+
 def test_runs_scored_through_another_waveform_path_are_not_pooled():
     """Seed 0's chain rerun after Griffin-Lim's half-hop fix (2026-11-28) scored its teacher 0.8731
     CLAP where the runs before it scored the same teacher 0.8745: pooled with seeds 1 and 2 it would

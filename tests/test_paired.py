@@ -66,6 +66,23 @@ def test_paired_per_clip_hand_values():
     assert set(summary) == {f"paired_{k}{s}" for k in got for s in ("", "_lo", "_hi")}
 
 
+def test_per_clip_scores_keep_each_head_and_their_mean():
+    """Records keep each head's correctness per clip (acc_<head>), so that a head's student −
+    teacher difference is paired clip by clip; their mean over heads is acc_mean."""
+    from bsa.metrics.paired import per_clip_scores
+
+    features = _features(
+        [[1.0, 0.0], [0.0, 1.0]],
+        ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]),  # head a: classes 0, 1; head b: 1, 1
+        [[1.0, 0.0], [1.0, 0.0]],
+    )
+    targets = {"a": torch.tensor([0, 0]), "b": torch.tensor([1, 1])}
+    got = per_clip_scores(features, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), targets)
+    assert got["acc_a"].tolist() == [1.0, 0.0] and got["acc_b"].tolist() == [1.0, 1.0]
+    assert got["acc_mean"].tolist() == [1.0, 0.5]
+    assert set(per_clip_scores(features, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), None)) == {"clap"}
+
+
 def test_two_level_bootstrap_covers_a_shift_and_widens_with_seed_spread():
     from bsa.metrics.paired import two_level_bootstrap_ci
 

@@ -109,6 +109,40 @@ def test_readme_min_snr_fad_differences_are_those_of_the_earlier_summary():
     assert f"{cell('25')} at 25 steps, {cell('4')} at 4 and {cell('2')} at 2." in readme
 
 
+def test_readme_attribute_shift_figures_are_those_of_the_committed_records():
+    """The README's "where the gain sits" figures: per-head differences and FAD vs real of the
+    three-seed Min-SNR runs, the vocoder runs and the BSA run of the ablation."""
+    from bsa.report.fidelity import attribute_shift
+    from bsa.report.records import final_records
+
+    def shift(*runs):
+        return attribute_shift([final_records(REPO / run / "eval.jsonl") for run in runs])
+
+    f = "results/fidelity"
+    minsnr = shift(f"{f}/runs/g4800-minsnr", f"{f}/runs/s1", f"{f}/runs/s2")["25"]
+    vocoder = shift(*(f"{f}/vocoder-2026-11-29/runs/s{s}" for s in range(3)))["100"]
+    bsa = shift("results/fidelity-ablation/g4800/run")["25"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert (
+        f"loudness (+{minsnr['acc_loudness']['mean']:.3f} at 25 steps) and background (+{minsnr['acc_background']['mean']:.3f})"
+        in readme
+    )
+    assert all(abs(minsnr[f"acc_{h}"]["mean"]) < 0.01 for h in ("source", "pitch", "rhythm"))
+    assert (
+        f"(FAD vs real {minsnr['fad_real_teacher']['mean']:.1f} → {minsnr['fad_real']['mean']:.1f} at 25 steps;"
+        in readme
+    )
+    assert (
+        f"vocoder {vocoder['fad_real_teacher']['mean']:.1f} → {vocoder['fad_real']['mean']:.1f} at 100)"
+        in readme
+    )
+    loud = f"{bsa['acc_loudness']['mean']:.3f}".replace("-", "−")
+    assert (
+        f"loudness {loud}, FAD vs real {bsa['fad_real_teacher']['mean']:.1f} → {bsa['fad_real']['mean']:.1f} at 25 steps"
+        in readme
+    )
+
+
 def test_readme_rerun_differences_are_those_of_the_committed_records():
     """The README's "a rerun of a seed is not bit-identical" figures: the largest difference between
     any two committed runs of one seed (results/fidelity/runs and results/fidelity/reruns/<seed>-<time>),

@@ -51,14 +51,15 @@ def two_level_bootstrap_ci(
 def per_clip_scores(
     features: AudioFeatures, text_joint: torch.Tensor, targets: dict | None
 ) -> dict[str, torch.Tensor]:
-    """Each clip's CLAP score and (with targets) its mean attribute correctness over the heads:
-    their means are the set's ``clap`` and ``acc_mean``; kept per clip so that two models scored on
-    the same captions and noise can be compared clip by clip."""
+    """Each clip's CLAP score and (with targets) its correctness per classifier head (``acc_<head>``,
+    0 or 1) and their mean over the heads: their means are the set's ``clap``, ``acc_<head>`` and
+    ``acc_mean``; kept per clip so that two models scored on the same captions and noise can be
+    compared clip by clip."""
     out = {"clap": row_cosine(features.audio_joint, text_joint)}
     if targets:
-        out["acc_mean"] = torch.stack(
-            [(features.logits[k].argmax(-1) == targets[k]).double() for k in sorted(targets)]
-        ).mean(0)
+        correct = {k: (features.logits[k].argmax(-1) == targets[k]).double() for k in sorted(targets)}
+        out["acc_mean"] = torch.stack(list(correct.values())).mean(0)
+        out.update({f"acc_{k}": v for k, v in correct.items()})
     return out
 
 

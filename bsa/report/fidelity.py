@@ -96,6 +96,7 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
     protocol = teachers[0].get("protocol", {})
     return {
         "steps": rows,
+        "attributes": attribute_shift(runs),
         "teacher": {
             k: teachers[0]["metrics"].get(k) for k in ("clap", "acc_mean", "fad_real", "fad_teacher_floor")
         },
@@ -106,6 +107,79 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
         if all(v.get("fad_vs_teacher") for v in rows.values())
         else "no FAD interval: fewer evaluation clips than embedding dimensions",
     }
+
+
+def attribute_shift(runs: list[list[dict]]) -> dict:
+    """Where students differ from their teacher beyond the mean accuracy: per step count, each
+    classifier head's accuracy (``acc_<head>``) and the FAD against the real clips, student −
+    teacher. A head's difference is paired per clip with a 95 % bootstrap over seeds and captions
+    where the records keep its per-clip correctness (``interval``: "95 % bootstrap"); records from
+    before 2026-11-29 keep only the mean over heads per clip, and then it is the mean over seeds
+    with their [min, max] (``interval``: "range over seeds"). FAD vs real has no standard error in
+    the records: mean and range over seeds. ``runs`` as :func:`fidelity_summary` takes them."""
+    import torch
+
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    def shift(values: list[float]) -> dict:
+        return {
+            **_interval(sum(values) / len(values), min(values), max(values)),
+            "interval": "range over seeds",
+        }
+
+    teachers = [next(r for r in records if r.get("mode") == "teacher") for records in runs]
+    heads = sorted(k for k in teachers[0]["metrics"] if k.startswith("acc_") and k != "acc_mean")
+    pairs: dict[str, list[tuple[dict, dict]]] = {}
+    for records, teacher in zip(runs, teachers, strict=True):
+        for r in records:
+            if r.get("mode") in ("guided", "progressive"):
+                pairs.setdefault(step_key(r), []).append((r, teacher))
+    out = {}
+    for key, rows in sorted(pairs.items(), key=lambda kv: -int(kv[0].split()[0])):
+        row: dict = {"seeds": [s.get("seed") for s, _ in rows]}
+        for head in heads:
+            if all(head in (s.get("per_clip") or {}) and head in (t.get("per_clip") or {}) for s, t in rows):
+                diffs = torch.tensor(
+                    [
+                        [a - b for a, b in zip(s["per_clip"][head], t["per_clip"][head], strict=True)]
+                        for s, t in rows
+                    ]
+                )
+                row[head] = {**_interval(*two_level_bootstrap_ci(diffs)), "interval": "95 % bootstrap"}
+            elif all(head in s["metrics"] for s, _ in rows):
+                row[head] = shift([s["metrics"][head] - t["metrics"][head] for s, t in rows])
+        if all("fad_real" in s["metrics"] for s, _ in rows):
+            row["fad_real_teacher"] = shift([t["metrics"]["fad_real"] for _, t in rows])
+            row["fad_real"] = shift([s["metrics"]["fad_real"] for s, _ in rows])
+        out[key] = row
+    return out
+
+
+def format_attribute_shift(shift: dict) -> str:
+    """The table of :func:`attribute_shift`: one row per step count, a column per head."""
+    rows = [r for r in shift.values() if r]
+    heads = sorted({k for r in rows for k in r if k.startswith("acc_")})
+    if not heads:
+        return ""
+    lines = [
+        "| steps | seeds | "
+        + " | ".join(f"Δ {h[4:]}" for h in heads)
+        + " | FAD vs real: teacher → student | interval |",
+        "|---|---|" + "---|" * len(heads) + "---|---|",
+    ]
+    for key, row in shift.items():
+        kinds = sorted({row[h]["interval"] for h in heads if h in row})
+        fad = (
+            f"{row['fad_real_teacher']['mean']:.1f} → {interval_cell(row['fad_real'], '{:.1f}')}"
+            if "fad_real" in row
+            else "–"
+        )
+        lines.append(
+            f"| {key} | {','.join(str(s) for s in row['seeds'])} | "
+            + " | ".join(interval_cell(row.get(h), "{:+.3f}") for h in heads)
+            + f" | {fad} | {', '.join(kinds)} |"
+        )
+    return "\n".join(lines)
 
 
 def recipe_differences(
@@ -214,6 +288,9 @@ def format_fidelity(summary: dict) -> str:
         )
     if summary.get("fad_note"):
         lines += ["", summary["fad_note"]]
+    if summary.get("attributes") and format_attribute_shift(summary["attributes"]):
+        lines += ["", "Per classifier head, student − teacher (and FAD against the real clips):", ""]
+        lines += format_attribute_shift(summary["attributes"]).splitlines()
     if summary.get("differences"):
         d = summary["differences"]
         lines += [
