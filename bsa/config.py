@@ -518,6 +518,9 @@ class EvalConfig:
     seed: int = 1234  # clip i uses noise seed seed + i
     steps: int = 200
     guidance_scale: float = 2.5
+    # [t_lo, t_hi]: guidance only at the steps whose timestep lies in it, scale 1 at the others
+    # (Kynkäänniemi et al. 2024); [] everywhere. `bsa evaluate`/`bsa generate` only
+    guidance_interval: list[int] = field(default_factory=list)
     batch_size: int = 200
     # torch.compile of the denoiser's calls when sampling (bsa generate, bsa evaluate, every
     # stage's evaluation): "reduce-overhead" = CUDA graphs; backend from trainer.compile_backend
@@ -558,6 +561,12 @@ class EvalConfig:
         _check(self.num_clips >= 2, "eval.num_clips", "need at least 2 clips for a Fréchet distance")
         _check(self.steps >= 1 and self.batch_size >= 1, "eval.steps/batch_size", "must be >= 1")
         _check(self.guidance_scale >= 1.0, "eval.guidance_scale", "must be >= 1")
+        g = list(self.guidance_interval)
+        _check(
+            not g or (len(g) == 2 and 0 <= g[0] <= g[1]),
+            "eval.guidance_interval",
+            f"expected [] or [t_lo, t_hi] with 0 <= t_lo <= t_hi, got {g}",
+        )
         backbones = ("embedded", "vggish", "pann", "clap", "encodec")
         _check(
             self.fad_backbone in backbones,

@@ -62,6 +62,8 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
         (["trainer.compile_backend=tvm"], r"trainer.compile_backend: unknown 'tvm'"),
         (["trainer.matmul_precision=tf32"], r"trainer.matmul_precision: unknown 'tf32'"),
         (["trainer.ddp_bucket_mb=0"], r"trainer.ddp_bucket_mb: must be > 0"),
+        (["eval.guidance_interval=[600,0]"], r"eval.guidance_interval: expected \[\] or \[t_lo, t_hi\]"),
+        (["eval.guidance_interval=[600]"], r"eval.guidance_interval: expected"),
         (
             ["distill.score_steps=[25,3]"],
             r"distill.score_steps: \[25, 3\]: each must be a step count of the plan",

@@ -531,6 +531,32 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
 
+def test_evaluate_cli_scores_the_teacher_with_a_guidance_interval_against_itself(debug_env, tmp_path):
+    """`bsa evaluate` of the teacher at its own 8 steps with eval.guidance_interval=[0,500]: guided
+    at the 4 steps of t ≤ 500 only (NFE 8 + 4 = 12), paired with the teacher guided everywhere."""
+    import json
+
+    out = bsa_cli(
+        "evaluate",
+        *[
+            "experiments/debug.yaml",
+            *debug_env["overrides"],
+            "eval.steps=8",
+            "eval.num_clips=4",
+            "eval.baselines=false",
+            "eval.guidance_interval=[0,500]",
+            f"eval.out={tmp_path}",
+            f"distill.reference_teacher={debug_env['root'] / 'teacher'}",
+        ],
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    row = metrics["results"]["model @ 8 steps"]
+    assert row["nfe"] == 12 and metrics["protocol"]["guidance_interval"] == [0, 500]
+    assert row["fad_teacher"] > 0 and row["paired_latent_rmse"] > 0  # not the teacher's own outputs
+
+
 @pytest.mark.parametrize("mode", ["progressive", "guided"])
 def test_teacher_float32_computes_the_target_outside_autocast(mode):
     """Under bf16 autocast the teacher's target is bf16-rounded unless distill.teacher_float32."""

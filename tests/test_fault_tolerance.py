@@ -791,14 +791,20 @@ def test_a_run_resumes_on_another_machine_from_its_resume_state(debug_env):
     run = root / "travel"
     lines = [line for line in (run / "eval.jsonl").read_text().splitlines() if json.loads(line)["stage"] != 2]
     (run / "eval.jsonl").write_text("\n".join(lines) + "\n")  # killed while scoring stage 2
-    cfg = load_config(["experiments/debug.yaml"], [*debug_env["overrides"], "distill.run_name=travel", *common])
+    cfg = load_config(
+        ["experiments/debug.yaml"], [*debug_env["overrides"], "distill.run_name=travel", *common]
+    )
     files = resume_state(cfg, run)
     names = {f.as_posix() for f in files}
     assert {"eval.jsonl", "fingerprint.json", "stage00_guided_8steps/bsa_stage.json"} <= names
     assert "stage01_4steps/unet/diffusion_pytorch_model.safetensors" in names  # the next teacher
-    assert not any(n.startswith(("checkpoints/", "embeddings/", "stage02_2steps", "logs/stage02")) for n in names)
+    assert not any(
+        n.startswith(("checkpoints/", "embeddings/", "stage02_2steps", "logs/stage02")) for n in names
+    )
     assert "logs/stage01_4steps/metrics.csv" in names
-    assert not any(n.startswith("stage00_guided_8steps/unet") or "/vae/" in n or "/vocoder/" in n for n in names)
+    assert not any(
+        n.startswith("stage00_guided_8steps/unet") or "/vae/" in n or "/vocoder/" in n for n in names
+    )
     size = sum((run / f).stat().st_size for f in files)
     assert size < sum(p.stat().st_size for p in run.rglob("*") if p.is_file()) / 3
     moved = root / "moved"
@@ -807,7 +813,9 @@ def test_a_run_resumes_on_another_machine_from_its_resume_state(debug_env):
         shutil.copy2(run / f, moved / f)
     again = run_distill(debug_env, "distill.run_name=moved", *common)
     assert again.returncode == 0, again.stderr[-3000:]
-    trained = [line for line in again.stdout.splitlines() if line.startswith("stage ") and "optimizer" in line]
+    trained = [
+        line for line in again.stdout.splitlines() if line.startswith("stage ") and "optimizer" in line
+    ]
     assert trained == ["stage 2 (progressive, 4 → 2 steps): 4 optimizer steps"], again.stdout  # stage 2 alone
     assert_same_weights(unet_of(moved / "stage02_2steps"), unet_of(run / "stage02_2steps"))
     assert sorted(r["stage"] for r in _records(moved) if r["final"]) == [-1, 0, 1, 2]

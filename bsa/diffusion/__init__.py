@@ -2,7 +2,14 @@
 guidance, the progressive-distillation target and the registry of loss weightings."""
 
 from .distillation import distillation_target, target_from_two_steps
-from .guidance import CondDenoise, Denoise, classifier_free_guidance, guided_prediction, network_calls
+from .guidance import (
+    CondDenoise,
+    Denoise,
+    classifier_free_guidance,
+    guidance_active,
+    guided_prediction,
+    network_calls,
+)
 from .parameterization import (
     PARAMETERIZATIONS,
     broadcast_like,
@@ -53,6 +60,7 @@ __all__ = [
     "guided_prediction",
     "halving_chain",
     "network_calls",
+    "guidance_active",
     "next_timestep",
     "prediction_from_x",
     "sample",

@@ -51,8 +51,25 @@ def classifier_free_guidance(
     return guided
 
 
-def network_calls(steps: int, w_conditioned: bool, guidance_scale: float) -> int:
+def guidance_active(t: torch.Tensor | int, interval: tuple[int, int] | None) -> torch.Tensor | bool:
+    """Whether guidance applies at timestep ``t`` (an int, or a tensor of them): everywhere without
+    ``interval``, else only where t_lo ≤ t ≤ t_hi — guidance in a limited interval (Kynkäänniemi et
+    al. 2024, "Applying guidance in a limited interval improves sample and distribution quality in
+    diffusion models", §3: off at the highest noise levels, where it costs diversity, and at the
+    lowest, where it does nothing). Outside the interval the scale is 1: the conditional model."""
+    if interval is None:
+        return torch.ones_like(t, dtype=torch.bool) if isinstance(t, torch.Tensor) else True
+    lo, hi = interval
+    return (t >= lo) & (t <= hi)
+
+
+def network_calls(
+    steps: int, w_conditioned: bool, guidance_scale: float, guided_steps: int | None = None
+) -> int:
     """NFE of an N-step sampler: one network evaluation per step for a w-conditioned denoiser or
     without guidance (scale 1: :func:`classifier_free_guidance` calls the conditional model only),
-    two with classifier-free guidance (the conditional and the unconditional half)."""
-    return steps * (1 if w_conditioned or guidance_scale == 1.0 else 2)
+    two with classifier-free guidance (the conditional and the unconditional half) — in the
+    ``guided_steps`` of the N where guidance applies (:func:`guidance_active`; default all N)."""
+    if w_conditioned or guidance_scale == 1.0:
+        return steps
+    return steps + (steps if guided_steps is None else guided_steps)

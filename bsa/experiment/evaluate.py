@@ -61,6 +61,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
         stage,
         compile=cfg.trainer.sampling_compile_kwargs(cfg.eval.compile),
         cuda_graphs=cfg.eval.cuda_graphs,
+        guidance_interval=tuple(cfg.eval.guidance_interval) or None,
     )
     return pipe.to(device), torch.device(device)
 
@@ -78,7 +79,8 @@ def teacher_reference(cfg: BsaConfig) -> str | None:
         same = resolve_model_path(ref).resolve() == resolve_model_path(model_in_use(cfg)).resolve()
     except (FileNotFoundError, OSError):
         return None
-    return None if same and cfg.eval.steps == cfg.distill.teacher_steps else ref
+    sampled_as_teacher = cfg.eval.steps == cfg.distill.teacher_steps and not cfg.eval.guidance_interval
+    return None if same and sampled_as_teacher else ref
 
 
 def silence_floor(waves, captions: list[str]) -> dict[str, float]:
@@ -100,7 +102,6 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     from bsa.callbacks.evaluation import OTHER_NOISE, waveform_protocol
     from bsa.data.audiocaps import read_caption_csv, resolve_audio
     from bsa.data.embedded import LABELS
-    from bsa.diffusion import network_calls
     from bsa.experiment.build import build_suite
     from bsa.metrics.frechet import frechet_from_stats
     from bsa.metrics.paired import paired_per_clip, summarise_paired
@@ -133,7 +134,8 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
 
         from bsa.experiment.build import load_denoiser
 
-        teacher_pipe = replace(pipe, denoiser=load_denoiser(cfg, reference).eval())
+        # the teacher as it is sampled: guidance at every step
+        teacher_pipe = replace(pipe, denoiser=load_denoiser(cfg, reference).eval(), guidance_interval=None)
         teacher_pipe.denoiser.to(dev)
         steps = cfg.distill.teacher_steps
 
@@ -216,7 +218,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
                 fad_teacher_floor=teacher_floor,
                 fad_teacher_ratio=results[name]["fad_teacher"] / teacher_floor,
             )
-    nfe = network_calls(e.steps, pipe.denoiser.takes_guidance, e.guidance_scale)
+    nfe = pipe.network_calls(e.steps, e.guidance_scale)
     results[name].update({"nfe": nfe, "seconds_per_clip": seconds / len(rows)})
     protocol = {
         **backbone.protocol(),
@@ -225,6 +227,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         "split": e.split,
         "seeds": [seeds[0], seeds[-1]],
         "guidance_scale": e.guidance_scale,
+        **({"guidance_interval": list(e.guidance_interval)} if e.guidance_interval else {}),
         "waveform": waveform_protocol(pipe.vocoder),
         "model": model_in_use(cfg),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

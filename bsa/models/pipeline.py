@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bsa.diffusion import NoiseSchedule, sample
+from bsa.diffusion import NoiseSchedule, guidance_active, network_calls, sample
 from bsa.models.autoencoder import decode_latents
 from bsa.models.denoiser import Denoiser
 from bsa.models.graphs import GraphedCall
@@ -42,6 +42,9 @@ class TextToAudio:
     # or, without compiling, the denoiser's calls replayed from CUDA graphs (bsa.models.graphs,
     # eval.cuda_graphs): one graph per batch shape, captured in the first batch
     cuda_graphs: bool = False
+    # (t_lo, t_hi): guidance only at the steps whose timestep lies in it, the conditional model
+    # (scale 1) at the others (eval.guidance_interval; bsa.diffusion.guidance_active)
+    guidance_interval: tuple[int, int] | None = None
 
     def denoise_call(self):
         """The denoiser's forward: compiled once per pipeline when ``compile`` is set, else
@@ -81,7 +84,14 @@ class TextToAudio:
         denoise = self.denoise_call()
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)
-            return sample(lambda z, t: denoise(z, t, text_emb, w), noise, grid, self.schedule)
+            interval = self.guidance_interval
+
+            def call(z, t):  # the scale is an input: 1 outside the interval (no sync, graph-safe)
+                return denoise(
+                    z, t, text_emb, torch.where(guidance_active(t, interval), w, torch.ones_like(w))
+                )
+
+            return sample(call, noise, grid, self.schedule)
         return sample(
             denoise,
             noise,
@@ -90,7 +100,17 @@ class TextToAudio:
             cond=text_emb,
             null_cond=self.null_text_emb.to(device),
             guidance_scale=guidance_scale,
+            guidance_interval=self.guidance_interval,
         )
+
+    def network_calls(self, num_steps: int, guidance_scale: float) -> int:
+        """NFE per clip of :meth:`latents` (``bsa.diffusion.network_calls`` over this pipeline's grid
+        and guidance interval)."""
+        grid = stage_grid(
+            self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps, self.grid_power
+        )
+        guided = sum(bool(guidance_active(int(t), self.guidance_interval)) for t in grid)
+        return network_calls(num_steps, self.denoiser.takes_guidance, guidance_scale, guided)
 
     def to(self, device: torch.device | str) -> TextToAudio:
         for m in (self.denoiser, self.vae, self.vocoder, self.text_encoder):

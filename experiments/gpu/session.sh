@@ -19,6 +19,8 @@
 #     both blocks), its 17 weightings as populations of POPULATION (default 6: one per GPU), on SEEDS
 #     (default 0; e.g. SEEDS=1,2 STEPS=25 POPULATION=9: two seeds' 25-step maps on four GPUs);
 #   GPU $PROBE_GPU (none by default): the CUDA-graph GPU tests and the population trainer's step time.
+#   GPU $INTERVAL_GPU (none by default): the teacher with guidance only below T_HIS, paired with
+#     itself guided everywhere (`guidance_interval.sh`, ~1-2 min per T_HI).
 # An empty STUDY_GPUS leaves the study out (on a 2-GPU machine: STUDY_GPUS=0,1 POPULATION=9).
 # DEADLINE_S (560) bounds every job of the call.
 #   bash experiments/gpu/session.sh
@@ -51,6 +53,9 @@ fi
 if [ -n "${SPEED_GPU:-}" ]; then
   CUDA_VISIBLE_DEVICES=$SPEED_GPU PARTS=sampling SAMPLING_MODELS=${SAMPLING_MODELS:-185m} \
     MODES=${MODES:-compiled-loop-graphs} SAMPLING_S=$(( $(left) - 40 )) bash experiments/gpu/speed.sh > $L/speed.out 2>&1 &
+fi
+if [ -n "${INTERVAL_GPU:-}" ]; then
+  CUDA_VISIBLE_DEVICES=$INTERVAL_GPU timeout $(( $(left) - 15 )) bash experiments/gpu/guidance_interval.sh > $L/interval.out 2>&1 &
 fi
 if [ -n "${PROBE_GPU:-}" ]; then
   (
