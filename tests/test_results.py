@@ -293,3 +293,19 @@ def test_readme_teacher_table_through_the_vocoder_is_that_of_its_record():
     record = json.loads((REPO / "results/teacher-vocoder-2026-11-28/metrics.json").read_text())
     assert record["protocol"]["waveform"].startswith("MagnitudeVocoder ")
     assert format_table(record["results"]) in (REPO / "README.md").read_text()
+
+
+def test_readme_regional_graph_counts_are_those_of_the_committed_run():
+    rows = json.loads((REPO / "results/bench/2026-11-29-regional-graphs-cpu.json").read_text())["rows"]
+    count = {(r["shapes"], r["calls"]): r["unique_graphs_after_step"][-1] for r in rows}
+    readme = " ".join((REPO / "README.md").read_text().split())
+    both, student = count[("static", "both")], count[("static", "student")]
+    assert count[("dynamic", "both")] == both
+    assert (
+        f"compiles **{both} graphs** of the repeated blocks — {student} for the student's step alone"
+        in readme
+    )
+    assert (
+        f"the other {both - student} for the teacher's calls" in readme
+        and f"the same {both} with dynamic shapes" in readme
+    )
