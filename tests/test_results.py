@@ -309,3 +309,13 @@ def test_readme_regional_graph_counts_are_those_of_the_committed_run():
         f"the other {both - student} for the teacher's calls" in readme
         and f"the same {both} with dynamic shapes" in readme
     )
+
+
+def test_readme_ddp_loss_curve_table_is_the_committed_runs():
+    s = json.loads((REPO / "results/ddp-loss-curve-cpu-2026-11-29/summary.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    for r in s["windows"]:
+        d = r["difference"]
+        cell = f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]".replace("-", "−")
+        row = f"| {r['steps'][0]}–{r['steps'][1]} | {r['1 process × 16']['mean']:.3f} | {r['2 DDP ranks × 8']['mean']:.3f} | {cell} |"
+        assert row in readme and d["lo"] < 0 < d["hi"]  # the README says no difference is resolved
