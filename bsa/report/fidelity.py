@@ -44,13 +44,33 @@ def pooled_estimate(points: list[float], standard_errors: list[float]) -> dict[s
     return _interval(mean, *normal_interval(mean, math.sqrt(within + between)))
 
 
+def students_by_steps(
+    runs: list[list[dict]], teachers: list[dict], with_per_clip: bool = False
+) -> dict[str, list[tuple[dict, dict]]]:
+    """Step count (:func:`step_key`) → (student record, its run's teacher) of every seed that reached
+    it, most steps first; ``with_per_clip``: only students whose record keeps per-clip scores."""
+    by_steps: dict[str, list[tuple[dict, dict]]] = {}
+    for records, teacher in zip(runs, teachers, strict=True):
+        for r in records:
+            if r.get("mode") in ("guided", "progressive") and (r.get("per_clip") or not with_per_clip):
+                by_steps.setdefault(step_key(r), []).append((r, teacher))
+    return dict(sorted(by_steps.items(), key=lambda kv: -int(kv[0].split()[0])))
+
+
+def per_clip_differences(pairs: list[tuple[dict, dict]], score: str):
+    """[seeds, clips] student − teacher of a per-clip ``score``, one row per (student, teacher) pair."""
+    import torch
+
+    return torch.tensor(
+        [[a - b for a, b in zip(s["per_clip"][score], t["per_clip"][score], strict=True)] for s, t in pairs]
+    )
+
+
 def fidelity_summary(runs: list[list[dict]]) -> dict:
     """``runs``: the final records (teacher first) of each seed's run of one recipe. Per step
     count: ``clap_delta`` and ``attribute_acc_delta`` (student − teacher per clip, 95 % bootstrap
     over seeds and captions), ``fad_vs_teacher``, ``fad_floor`` and ``fad_ratio`` (normal 95 %
     intervals from the half-sample standard errors and the spread over seeds)."""
-    import torch
-
     from bsa.metrics.paired import two_level_bootstrap_ci
     from bsa.report.records import check_one_measurement
 
@@ -63,26 +83,15 @@ def fidelity_summary(runs: list[list[dict]]) -> dict:
         if not t or not t[0].get("per_clip"):
             raise ValueError("a run has no teacher record with per-clip scores (eval.jsonl)")
         teachers.append(t[0])
-    by_steps: dict[str, list[tuple[dict, dict]]] = {}  # step count → (student, its run's teacher)
-    for records, teacher in zip(runs, teachers, strict=True):
-        for r in records:
-            if r.get("mode") in ("guided", "progressive") and r.get("per_clip"):
-                by_steps.setdefault(step_key(r), []).append((r, teacher))
     seeds = sorted({r.get("seed") for records in runs for r in records if r.get("mode") != "teacher"})
     rows = {}
-    for key, pairs in sorted(by_steps.items(), key=lambda kv: -int(kv[0].split()[0])):
+    for key, pairs in students_by_steps(runs, teachers, with_per_clip=True).items():
         students = [s for s, _ in pairs]
         # a step count that not every seed reached is summarised over the seeds that did
         row: dict = {"seeds": [s.get("seed") for s in students]}
         for score, name in DELTAS.items():
             if all(score in s["per_clip"] for s in students):
-                diffs = torch.tensor(
-                    [
-                        [a - b for a, b in zip(s["per_clip"][score], t["per_clip"][score], strict=True)]
-                        for s, t in pairs
-                    ]
-                )
-                row[name] = _interval(*two_level_bootstrap_ci(diffs))
+                row[name] = _interval(*two_level_bootstrap_ci(per_clip_differences(pairs, score)))
         for metric, name in (
             ("fad_teacher", "fad_vs_teacher"),
             ("fad_teacher_floor", "fad_floor"),
@@ -117,8 +126,6 @@ def attribute_shift(runs: list[list[dict]]) -> dict:
     before 2026-11-29 keep only the mean over heads per clip, and then it is the mean over seeds
     with their [min, max] (``interval``: "range over seeds"). FAD vs real has no standard error in
     the records: mean and range over seeds. ``runs`` as :func:`fidelity_summary` takes them."""
-    import torch
-
     from bsa.metrics.paired import two_level_bootstrap_ci
 
     def shift(values: list[float]) -> dict:
@@ -129,22 +136,12 @@ def attribute_shift(runs: list[list[dict]]) -> dict:
 
     teachers = [next(r for r in records if r.get("mode") == "teacher") for records in runs]
     heads = sorted(k for k in teachers[0]["metrics"] if k.startswith("acc_") and k != "acc_mean")
-    pairs: dict[str, list[tuple[dict, dict]]] = {}
-    for records, teacher in zip(runs, teachers, strict=True):
-        for r in records:
-            if r.get("mode") in ("guided", "progressive"):
-                pairs.setdefault(step_key(r), []).append((r, teacher))
     out = {}
-    for key, rows in sorted(pairs.items(), key=lambda kv: -int(kv[0].split()[0])):
+    for key, rows in students_by_steps(runs, teachers).items():
         row: dict = {"seeds": [s.get("seed") for s, _ in rows]}
         for head in heads:
             if all(head in (s.get("per_clip") or {}) and head in (t.get("per_clip") or {}) for s, t in rows):
-                diffs = torch.tensor(
-                    [
-                        [a - b for a, b in zip(s["per_clip"][head], t["per_clip"][head], strict=True)]
-                        for s, t in rows
-                    ]
-                )
+                diffs = per_clip_differences(rows, head)
                 row[head] = {**_interval(*two_level_bootstrap_ci(diffs)), "interval": "95 % bootstrap"}
             elif all(head in s["metrics"] for s, _ in rows):
                 row[head] = shift([s["metrics"][head] - t["metrics"][head] for s, t in rows])
@@ -193,7 +190,6 @@ def recipe_differences(
     of the clips' kept embeddings (``eval.keep_embeddings``;
     :func:`bsa.metrics.frechet.paired_frechet_difference`), pooled over seeds as
     :func:`pooled_estimate` does — absent where a run kept no embeddings."""
-    import torch
 
     from bsa.metrics.frechet import paired_frechet_difference
     from bsa.metrics.paired import two_level_bootstrap_ci
@@ -225,17 +221,7 @@ def recipe_differences(
     for key in sorted(keys, key=lambda k: -int(k.split()[0])):
         row: dict = {"seeds": seeds}
         for score, name in DELTAS.items():
-            diffs = torch.tensor(
-                [
-                    [
-                        x - y
-                        for x, y in zip(
-                            a[s][2][key]["per_clip"][score], b[s][2][key]["per_clip"][score], strict=True
-                        )
-                    ]
-                    for s in seeds
-                ]
-            )
+            diffs = per_clip_differences([(a[s][2][key], b[s][2][key]) for s in seeds], score)
             row[name] = _interval(*two_level_bootstrap_ci(diffs))
         paired = []
         for s in seeds:
@@ -288,9 +274,10 @@ def format_fidelity(summary: dict) -> str:
         )
     if summary.get("fad_note"):
         lines += ["", summary["fad_note"]]
-    if summary.get("attributes") and format_attribute_shift(summary["attributes"]):
+    attributes = format_attribute_shift(summary["attributes"]) if summary.get("attributes") else ""
+    if attributes:
         lines += ["", "Per classifier head, student − teacher (and FAD against the real clips):", ""]
-        lines += format_attribute_shift(summary["attributes"]).splitlines()
+        lines += attributes.splitlines()
     if summary.get("differences"):
         d = summary["differences"]
         lines += [

@@ -107,10 +107,8 @@ def format_results(cfg, table: dict, minutes: float | None = None, title: str = 
     return "\n".join(lines)
 
 
-PAIRED_KEYS = (
-    "clap",
-    "acc_mean",
-)  # the per-clip scores (of a record's ``per_clip``) weightings are compared on
+# the per-clip scores (of a record's ``per_clip``) weightings are compared on
+PAIRED_KEYS = ("clap", "acc_mean")
 
 
 def weighting_differences(records: list[dict], reference: str = "bsa", keys=PAIRED_KEYS) -> dict:
