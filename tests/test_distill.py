@@ -497,25 +497,30 @@ def test_regional_compilation_compiles_the_repeated_blocks_in_place_and_trains_l
     assert all(m._compiled_call_impl is None for m in exported.unet.modules())
 
 
-def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_env, tmp_path):
-    """`bsa evaluate` at 2 steps: FAD vs real and vs the 8-step CFG teacher, the protocol, a CSV row."""
+def evaluate_teacher_reference_run(debug_env, out, *extra) -> dict:
+    """`bsa evaluate` of the tiny world's teacher on 4 captions, no baselines, paired with that
+    teacher (distill.reference_teacher); returns its metrics.json."""
     import json
 
-    out = bsa_cli(
+    result = bsa_cli(
         "evaluate",
-        *[
-            "experiments/debug.yaml",
-            *debug_env["overrides"],
-            "eval.steps=2",
-            "eval.num_clips=4",
-            "eval.baselines=false",
-            f"eval.out={tmp_path}",
-            f"distill.reference_teacher={debug_env['root'] / 'teacher'}",
-        ],
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        "eval.num_clips=4",
+        "eval.baselines=false",
+        f"eval.out={out}",
+        f"distill.reference_teacher={debug_env['root'] / 'teacher'}",
+        *extra,
         timeout=300,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_env, tmp_path):
+    """`bsa evaluate` at 2 steps: FAD vs real and vs the 8-step CFG teacher, the protocol, a CSV row."""
+
+    metrics = evaluate_teacher_reference_run(debug_env, tmp_path, "eval.steps=2")
     row = metrics["results"]["model @ 2 steps"]
     assert row["fad_teacher"] > 0 and row["fad_real"] > 0 and row["nfe"] == 4
     # paired with the teacher (same captions, noise, guidance), each with its 95 % bootstrap interval
@@ -534,24 +539,10 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
 def test_evaluate_cli_scores_the_teacher_with_a_guidance_interval_against_itself(debug_env, tmp_path):
     """`bsa evaluate` of the teacher at its own 8 steps with eval.guidance_interval=[0,500]: guided
     at the 4 steps of t ≤ 500 only (NFE 8 + 4 = 12), paired with the teacher guided everywhere."""
-    import json
 
-    out = bsa_cli(
-        "evaluate",
-        *[
-            "experiments/debug.yaml",
-            *debug_env["overrides"],
-            "eval.steps=8",
-            "eval.num_clips=4",
-            "eval.baselines=false",
-            "eval.guidance_interval=[0,500]",
-            f"eval.out={tmp_path}",
-            f"distill.reference_teacher={debug_env['root'] / 'teacher'}",
-        ],
-        timeout=300,
+    metrics = evaluate_teacher_reference_run(
+        debug_env, tmp_path, "eval.steps=8", "eval.guidance_interval=[0,500]"
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
     row = metrics["results"]["model @ 8 steps"]
     assert row["nfe"] == 12 and metrics["protocol"]["guidance_interval"] == [0, 500]
     assert row["fad_teacher"] > 0 and row["paired_latent_rmse"] > 0  # not the teacher's own outputs

@@ -173,8 +173,7 @@ def run_distillation(cfg: BsaConfig) -> DistillationResult:
             result.stages.append(done)
             teacher = done  # loaded only if a stage is trained from it: a run resumed from its
             continue  # resume_state holds the weights of its last finished stage alone
-        if isinstance(teacher, StageResult):
-            teacher = _denoiser_of(cfg, teacher.folder / "unet", teacher.metadata.get("prediction_type"))
+        teacher = loaded_teacher(cfg, teacher)
         outcome, promoted, steps_done = train_stage(ctx, stage, teacher, steps_done)
         if outcome is None:
             return result
@@ -182,6 +181,15 @@ def run_distillation(cfg: BsaConfig) -> DistillationResult:
         teacher = promoted
     result.finished = True
     return result
+
+
+def loaded_teacher(cfg: BsaConfig, teacher):
+    """The denoiser a stage trains from: ``teacher`` itself, or the student of a finished stage
+    (a :class:`StageResult`), loaded now — finished stages are loaded only when a stage trains
+    from them (a run resumed from ``runs.resume_state`` holds its last finished student alone)."""
+    if isinstance(teacher, StageResult):
+        return _denoiser_of(cfg, teacher.folder / "unet", teacher.metadata.get("prediction_type"))
+    return teacher
 
 
 def _denoiser_of(cfg: BsaConfig, unet_or_folder, prediction_type: str | None = None):

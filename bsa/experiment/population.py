@@ -25,6 +25,7 @@ from bsa.experiment.distill import (
     _denoiser_of,
     data_seed,
     finished_stage,
+    loaded_teacher,
     module_arguments,
     prepare_run,
     run_folder,
@@ -69,12 +70,7 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
         done = [finished_stage(ctx, stage, checkpoint) for ctx in contexts]
         promoted = [None] * len(members)
         if any(d is None for d in done):
-            teachers = [  # the finished stages' students, loaded now that a stage is trained from them
-                _denoiser_of(cfg, t.folder / "unet", t.metadata.get("prediction_type"))
-                if isinstance(t, StageResult)
-                else t
-                for t in teachers
-            ]
+            teachers = [loaded_teacher(cfg, t) for t in teachers]
             done, promoted, steps_done = train_population_stage(
                 cfg, contexts, stage, teachers, done, steps_done, checkpoint
             )

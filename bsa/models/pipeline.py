@@ -78,9 +78,7 @@ class TextToAudio:
         device = next(self.denoiser.parameters()).device
         text_emb = text_emb.to(device)
         noise = seeded_noise(seeds, self.latent_shape, device)
-        grid = stage_grid(
-            self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps, self.grid_power
-        ).to(device)
+        grid = self.grid(num_steps).to(device)
         denoise = self.denoise_call()
         if self.denoiser.takes_guidance:
             w = torch.full((len(seeds),), float(guidance_scale), device=device)
@@ -103,12 +101,16 @@ class TextToAudio:
             guidance_interval=self.guidance_interval,
         )
 
+    def grid(self, num_steps: int) -> torch.Tensor:
+        """The timesteps a ``num_steps`` sampling visits: a stage's own grid, else the base grid's."""
+        return stage_grid(
+            self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps, self.grid_power
+        )
+
     def network_calls(self, num_steps: int, guidance_scale: float) -> int:
         """NFE per clip of :meth:`latents` (``bsa.diffusion.network_calls`` over this pipeline's grid
         and guidance interval)."""
-        grid = stage_grid(
-            self.stage, num_steps, self.schedule.num_train_timesteps, self.base_steps, self.grid_power
-        )
+        grid = self.grid(num_steps)
         guided = sum(bool(guidance_active(int(t), self.guidance_interval)) for t in grid)
         return network_calls(num_steps, self.denoiser.takes_guidance, guidance_scale, guided)
 

@@ -1,11 +1,10 @@
 """Issue "Speed at AudioLDM scale": does a 2-rank DDP run train like one process at the same global
 batch? The embedded-cpu preset's guided stage (the shipped teacher, v-student), STEPS optimizer
-steps at a global batch of 16, run once as 1 process × 16 and once as 2 gloo ranks × 8 (Lightning
+steps at a global batch of 16, run as 1 process × 16 and as 2 gloo ranks × 8 for each seed (Lightning
 DDP on this CPU: the plumbing of the GPU runs — per-rank draws, gradient averaging, the learning
 rate — on the small model). Each rank draws its own noise, so the curves are compared as
-statistics: the mean logged loss per window of steps with its standard error (rank 0 logs its own
-batch of 8 under DDP: a noisier reading of the same mean), beside the same process run with
-another seed — how far two runs that should agree drift apart. Writes
+statistics: each seed's mean logged loss per window of steps, and their mean and spread over seeds
+(rank 0 logs its own batch of 8 under DDP: a noisier reading of the same mean). Writes
 results/ddp-loss-curve-cpu-<date>/summary.json.
     bsa data experiments/embedded-cpu.yaml && bsa cache experiments/embedded-cpu.yaml
     python experiments/cpu/ddp_loss_curve.py --steps 300
@@ -36,11 +35,15 @@ def losses(run: Path) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
 
 
-def window_stats(points: list[tuple[int, float]], lo: int, hi: int) -> dict:
+def window_mean(points: list[tuple[int, float]], lo: int, hi: int) -> float:
     v = [x for s, x in points if lo <= s < hi]
-    mean = sum(v) / len(v)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
-    return {"steps": [lo, hi], "n": len(v), "mean": mean, "se": sd / math.sqrt(len(v))}
+    return sum(v) / len(v)
+
+
+def run_name(overrides: list[str], seed: int) -> str:
+    """``ddp-<devices>x<batch>-seed<seed>``: a finished run of that name is only read again."""
+    devices, batch = (x.split("=")[1] for x in overrides)
+    return f"ddp-{devices}x{batch}-seed{seed}"
 
 
 def main() -> int:
@@ -54,8 +57,7 @@ def main() -> int:
     curves, seconds = {}, {}
     for seed in seeds:
         for name, extra in SETUPS.items():
-            devices, batch = (x.split("=")[1] for x in extra)
-            run = f"ddp-{devices}x{batch}-seed{seed}"  # a finished run is only read again
+            run = run_name(extra, seed)
             argv = [
                 sys.executable,
                 "-m",
@@ -86,8 +88,7 @@ def main() -> int:
     for lo, hi in windows:
         row = {"steps": [lo, hi]}
         for name, extra in SETUPS.items():  # each seed's window mean; their mean and spread over seeds
-            devices, batch = (x.split("=")[1] for x in extra)
-            means = [window_stats(curves[f"ddp-{devices}x{batch}-seed{s}"], lo, hi)["mean"] for s in seeds]
+            means = [window_mean(curves[run_name(extra, s)], lo, hi) for s in seeds]
             row[name] = {
                 "per_seed": means,
                 "mean": sum(means) / len(means),

@@ -8,3 +8,6 @@ if [ -d .whl ]; then  # once per machine, under a lock: two scripts of one call 
   export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
 fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline
+# the embedded-gpu data every job reads: 16000 training clips, EVAL_CLIPS (1000) test captions, their
+# text embeddings carried in .carry (the machine cannot hold the text encoder)
+GPU_DATA="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"

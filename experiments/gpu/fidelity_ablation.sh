@@ -29,7 +29,7 @@ T0=$(date +%s)
 source "$(dirname "$0")/common.sh"
 A=runs/ablation; L=$A/logs; mkdir -p $L
 EXP=${EXP:-experiments/embedded-gpu.yaml}  # EXP, DATA_ARGS: another world (the CPU rehearsal of this script)
-D=${DATA_ARGS:-"data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"}
+D=${DATA_ARGS:-$GPU_DATA}
 log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
 if [ ! -f runs/session/data.done ] && [ ! -f $A/data.done ]; then  # once per machine (checking costs 31 s a call)
@@ -38,7 +38,8 @@ if [ ! -f runs/session/data.done ] && [ ! -f $A/data.done ]; then  # once per ma
   touch $A/data.done
 fi
 IFS='|' read -ra VS <<< "${VARIANTS:-base:|fp32:trainer.precision=32-true|fp32+v:trainer.precision=32-true distill.student_prediction=v_prediction|fp32+x:trainer.precision=32-true distill.student_prediction=sample}"
-left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 45 ))  # stop (-k 20), summaries and packs (~15 s on 2026-11-29)
+time_left() { echo $(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 45 )); }  # stop (-k 20), summaries and packs (~15 s on 2026-11-29)
+left=$(time_left)
 run_s=$(( ${RUN_S:-$left} < left ? ${RUN_S:-$left} : left ))
 ngpu=$(nvidia-smi -L | grep -c '^GPU'); i=0
 read -ra GPU_IDS <<< "${GPUS:-$(seq -s ' ' 0 $(( (ngpu > 0 ? ngpu : 1) - 1 )))}"
@@ -48,7 +49,7 @@ for v in "${VS[@]}"; do
     cp -r .resume/$name $A/$name && log "restored $name from .resume ($(ls .resume/$name | grep -c '^stage') stages finished)"
   fi
   if [ -n "${SEQUENTIAL:-}" ]; then  # one after another, each with the call's time left
-    left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 20 - 45 ))
+    left=$(time_left)
     run_s=$(( ${RUN_S:-$left} < left ? ${RUN_S:-$left} : left ))
     [ $run_s -gt 60 ] || { log "no time left for $name"; continue; }
   fi

@@ -9,7 +9,7 @@
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 L=runs/guidance-interval; mkdir -p $L
-DATA="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
+DATA=$GPU_DATA
 if [ ! -f runs/session/data.done ]; then  # the test split's clips (session.sh builds them once per machine)
   timeout 150 python3 -m bsa.cli.data experiments/embedded-gpu.yaml $DATA > $L/data.log 2>&1 || exit 1
 fi

@@ -29,7 +29,7 @@ source "$(dirname "$0")/common.sh"
 D=${DEADLINE_S:-560}; T0=$(date +%s)
 mkdir -p runs/session; L=runs/session
 left() { echo $(( D - ($(date +%s) - T0) )); }
-DATA="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
+DATA=$GPU_DATA
 if [ ! -f $L/data.done ]; then
   echo "== $(date -u +%T) data and cache" >> $L/phases.txt
   { timeout 150 python3 -m bsa.cli.data experiments/embedded-gpu.yaml $DATA &&

@@ -22,7 +22,7 @@ log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
 EXP="experiments/embedded-gpu.yaml ${OVERLAY:-}"
 W=${WEIGHTINGS:-}; [ -z "${OVERLAY:-}" ] && W=${W:-[bsa,min_snr,truncated_snr,constant,snr_plus_one]}
-D="data.train_clips=16000 data.test_clips=${EVAL_CLIPS:-1000} data.num_workers=16 models.text_encoder=precomputed:.carry/text_embeddings.pt"
+D=$GPU_DATA
 LAST=""; [ -n "${POPULATION:-}${OVERLAY:-}" ] && [ -z "${SCORE_ALL:-}" ] && LAST="distill.score_steps=${SCORE_STEPS:-[${STEPS:-25}]}"
 ARGS="distill.target_steps=${STEPS:-25} compare.seeds=[${SEEDS:-0}] ${W:+compare.weightings=$W} compare.parallel=${PARALLEL:-6} distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$C trainer.cuda_graphs=${GRAPHS:-true} eval.cuda_graphs=true ${POPULATION:+compare.population=$POPULATION} $LAST ${EXTRA:-}"
 if [ ! -f $C/data.done ]; then
