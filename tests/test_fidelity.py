@@ -128,6 +128,11 @@ def test_attribute_shift_pairs_heads_clip_by_clip_or_gives_the_range_over_seeds(
         "| 25 | 0,1 | +0.375 [" in table
         and "| 30.0 → 22.0 [20.0, 24.0] | 95 % bootstrap, range over seeds |" in table
     )
+    # one seed has no range over seeds: its values alone, not a degenerate [x, x]
+    one = attribute_shift(runs[:1])["25"]
+    assert one["fad_real"] == {"mean": 20.0, "interval": "one seed"}
+    assert one["acc_pitch"]["mean"] == pytest.approx(-0.1) and "lo" not in one["acc_pitch"]
+    assert "| 30.0 → 20.0 | 95 % bootstrap, one seed |" in format_attribute_shift(attribute_shift(runs[:1]))
 
 
 def test_runs_scored_through_another_waveform_path_are_not_pooled():
@@ -250,3 +255,41 @@ def test_fidelity_cli_against_another_recipe_writes_the_differences(tmp_path):
         "| 4 | 0 | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] | -1.00 [-1.00, -1.00] |"
         in (out / "summary.md").read_text()
     )
+
+
+def test_guidance_interval_table_rows_are_the_interval_runs_against_the_teacher_guided_everywhere():
+    """One row per t_hi, highest first, after the teacher's: the paired differences with their
+    intervals as measured, the per-head differences of the means against the teacher's."""
+    from bsa.report.fidelity import format_guidance_interval
+
+    teacher = {"nfe": 400, "fad_real": 32.04, "acc_loudness": 0.925, "acc_background": 0.939}
+
+    def run(t_hi, nfe, clap, loud, back):
+        r = {
+            "nfe": nfe,
+            "fad_real": 30.0 + t_hi / 1000,
+            "fad_teacher_ratio": 1.5,
+            "silence_floor_dbfs": -88.6,
+        }
+        r |= {
+            "paired_clap_difference": clap,
+            "paired_clap_difference_lo": clap - 0.01,
+            "paired_clap_difference_hi": clap + 0.01,
+        }
+        r |= {
+            "paired_acc_difference": 0.0,
+            "paired_acc_difference_lo": -0.002,
+            "paired_acc_difference_hi": 0.002,
+        }
+        r |= {"acc_loudness": loud, "acc_background": back}
+        return {"protocol": {"guidance_interval": [0, t_hi]}, "results": {"model @ 200 steps": r}}
+
+    lines = format_guidance_interval(
+        teacher, [run(500, 300, -0.05, 0.9, 0.8), run(900, 380, -0.006, 0.95, 0.939)]
+    )
+    rows = lines.splitlines()[2:]
+    assert rows[0] == "| everywhere (the teacher) | 400 | – | – | – | – | – | 32.0 | – |"
+    assert rows[1] == (
+        "| t ≤ 900 | 380 | -0.0060 [-0.0160, +0.0040] | +0.000 [-0.002, +0.002] | 1.50 | +0.025 | +0.000 | 30.9 | -89 |"
+    )
+    assert rows[2].startswith("| t ≤ 500 | 300 | -0.0500 [") and "| -0.025 | -0.139 | 30.5 |" in rows[2]

@@ -143,6 +143,34 @@ def test_readme_attribute_shift_figures_are_those_of_the_committed_records():
     )
 
 
+def test_readme_guidance_interval_table_is_the_one_of_its_metrics_beside_the_students():
+    """The README's test of "the students leave guidance out at the noisiest steps": the table of
+    the teacher sampled with guidance only below t_hi (results/guidance-interval-2026-11-29) against
+    the teacher record of the vocoder runs, and the students' figures it is read against (200
+    guided, seeds 0–2 through the vocoder)."""
+    from bsa.report.fidelity import attribute_shift, format_guidance_interval
+    from bsa.report.records import final_records
+
+    runs = [
+        final_records(REPO / f"results/fidelity/vocoder-2026-11-29/runs/s{s}/eval.jsonl") for s in range(3)
+    ]
+    teacher = next(r for r in runs[0] if r["mode"] == "teacher")["metrics"]
+    metrics = [
+        json.loads(p.read_text())
+        for p in (REPO / "results/guidance-interval-2026-11-29").glob("metrics-t*.json")
+    ]
+    assert len(metrics) == 3
+    readme = (REPO / "README.md").read_text()
+    assert format_guidance_interval(teacher, metrics) in readme
+    student = attribute_shift(runs)["200 guided"]
+    flat = " ".join(readme.split())
+    assert (
+        f"gain +{student['acc_loudness']['mean']:.3f} in loudness and +{student['acc_background']['mean']:.3f} in "
+        f"background and go {student['fad_real_teacher']['mean']:.1f} → {student['fad_real']['mean']:.1f} in FAD vs real"
+        in flat
+    )
+
+
 def test_readme_rerun_differences_are_those_of_the_committed_records():
     """The README's "a rerun of a seed is not bit-identical" figures: the largest difference between
     any two committed runs of one seed (results/fidelity/runs and results/fidelity/reruns/<seed>-<time>),

@@ -24,8 +24,15 @@ def step_key(record: dict) -> str:
 
 
 def interval_cell(v: dict | None, fmt: str = "{:+.4f}") -> str:
-    """A table cell "mean [lo, hi]" of a {mean, lo, hi} figure, "–" where there is none."""
-    return f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]" if v else "–"
+    """A table cell "mean [lo, hi]" of a {mean, lo, hi} figure, the mean alone of a figure without
+    an interval, "–" where there is none."""
+    if not v:
+        return "–"
+    return (
+        f"{fmt.format(v['mean'])} [{fmt.format(v['lo'])}, {fmt.format(v['hi'])}]"
+        if "lo" in v
+        else fmt.format(v["mean"])
+    )
 
 
 def _interval(mean: float, lo: float, hi: float) -> dict[str, float]:
@@ -125,10 +132,13 @@ def attribute_shift(runs: list[list[dict]]) -> dict:
     where the records keep its per-clip correctness (``interval``: "95 % bootstrap"); records from
     before 2026-11-29 keep only the mean over heads per clip, and then it is the mean over seeds
     with their [min, max] (``interval``: "range over seeds"). FAD vs real has no standard error in
-    the records: mean and range over seeds. ``runs`` as :func:`fidelity_summary` takes them."""
+    the records: mean and range over seeds. One seed has no range: its value alone (``interval``:
+    "one seed"). ``runs`` as :func:`fidelity_summary` takes them."""
     from bsa.metrics.paired import two_level_bootstrap_ci
 
     def shift(values: list[float]) -> dict:
+        if len(values) == 1:
+            return {"mean": values[0], "interval": "one seed"}
         return {
             **_interval(sum(values) / len(values), min(values), max(values)),
             "interval": "range over seeds",
@@ -287,6 +297,37 @@ def format_fidelity(summary: dict) -> str:
         ]
         lines += format_recipe_differences(d["steps"]).splitlines()
     return "\n".join(lines) + "\n"
+
+
+def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:
+    """The README's guidance-interval table: the teacher sampled with guidance only for t ≤ t_hi
+    (``bsa evaluate … eval.guidance_interval=[0,t_hi]``, one metrics JSON each in ``runs``) beside
+    the teacher guided everywhere (``teacher``: its record's metrics, same captions, noise and
+    waveform path). Δ CLAP and Δ accuracy are paired per clip with their 95 % intervals; the
+    per-head differences are of the means (the metrics JSON keeps no per-clip heads)."""
+
+    def head(m: dict, name: str) -> str:
+        return f"{m[f'acc_{name}'] - teacher[f'acc_{name}']:+.3f}"
+
+    def paired(m: dict, k: str) -> str:
+        fmt = "{:+.4f}" if "clap" in k else "{:+.3f}"
+        return interval_cell(_interval(m[k], m[f"{k}_lo"], m[f"{k}_hi"]), fmt)
+
+    lines = [
+        "| guidance | NFE | Δ CLAP | Δ attribute acc | FAD vs teacher ÷ floor | Δ loudness | Δ background "
+        "| FAD vs real | silence floor (dBFS) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| everywhere (the teacher) | {teacher['nfe']} | – | – | – | – | – | {teacher['fad_real']:.1f} | – |",
+    ]
+    for m in sorted(runs, key=lambda m: -m["protocol"]["guidance_interval"][1]):
+        r = next(iter(m["results"].values()))
+        lines.append(
+            f"| t ≤ {m['protocol']['guidance_interval'][1]} | {r['nfe']} | "
+            f"{paired(r, 'paired_clap_difference')} | {paired(r, 'paired_acc_difference')} | "
+            f"{r['fad_teacher_ratio']:.2f} | {head(r, 'loudness')} | {head(r, 'background')} | "
+            f"{r['fad_real']:.1f} | {r['silence_floor_dbfs']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def format_ablation(variants: list[tuple[str, dict]], steps=("200 guided", "50", "25", "4")) -> str:
