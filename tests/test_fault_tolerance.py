@@ -819,3 +819,43 @@ def test_a_run_resumes_on_another_machine_from_its_resume_state(debug_env):
     assert trained == ["stage 2 (progressive, 4 → 2 steps): 4 optimizer steps"], again.stdout  # stage 2 alone
     assert_same_weights(unet_of(moved / "stage02_2steps"), unet_of(run / "stage02_2steps"))
     assert sorted(r["stage"] for r in _records(moved) if r["final"]) == [-1, 0, 1, 2]
+
+
+def test_travel_light_brings_a_call_carrying_a_resume_state_under_the_device_limit(tmp_path):
+    """A device call that carried the text embeddings, the wheels and a run's resume state was
+    refused at 80 MiB of 64 (2026-11-29). ``experiments/gpu/travel.sh light`` takes results/ out of
+    the working tree and the wheels the embedded path does not import out of .whl, and refuses when
+    what travels is still over; ``home`` puts everything back."""
+    import subprocess
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--local", str(REPO), str(clone)], check=True)
+    shutil.copy(REPO / "experiments/gpu/travel.sh", clone / "experiments/gpu/travel.sh")  # this tree's
+    wheels = clone / ".whl"
+    wheels.mkdir()
+    for name in ("diffusers-0.42.1-py3-none-any.whl", "laion_clap-1.1.7-py3-none-any.whl"):
+        (wheels / name).write_bytes(b"w" * 1000)
+    (clone / ".resume").mkdir()
+    (clone / ".resume" / "unet.safetensors").write_bytes(b"\0" * (2 << 20))
+
+    def travel(how, carry=".whl .resume"):
+        return subprocess.run(
+            ["bash", "experiments/gpu/travel.sh", how],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CARRY": carry},
+        )
+
+    light = travel("light")
+    assert light.returncode == 0, light.stderr
+    assert not (clone / "results").exists() and (clone / "bsa" / "assets").is_dir()
+    assert sorted(p.name for p in wheels.iterdir()) == ["diffusers-0.42.1-py3-none-any.whl"]
+    assert "carry (.whl .resume) 2.0 MiB" in light.stdout
+    (clone / ".resume" / "unet.safetensors").write_bytes(b"\0" * (64 << 20))
+    over = travel("light")
+    assert over.returncode != 0 and "over the device call's 64 MiB" in over.stderr
+    home = travel("home")
+    assert home.returncode == 0, home.stderr
+    assert (clone / "results" / "fidelity" / "summary.json").is_file() and len(list(wheels.iterdir())) == 2
+    assert not (clone / ".whl-real").exists()

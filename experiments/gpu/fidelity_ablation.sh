@@ -15,7 +15,9 @@
 # loses them: each call also brings back every run's resume state (resume-<name>.tgz, ~13 MB: records
 # and the last finished student, experiments/gpu/pack_resume.py); `bash experiments/gpu/restore_resume.sh
 # <files_at>` puts them in .resume/, and a call that carries ".resume" restores from it the runs the
-# machine lacks, at their last finished stage (the stage in training starts again). DEADLINE_S (default 560) bounds the
+# machine lacks, at their last finished stage (the stage in training starts again). Such a call is
+# over the device's 64 MiB with everything else that travels: `bash experiments/gpu/travel.sh light`
+# before it (one run's state fits), `... home` after. DEADLINE_S (default 560) bounds the
 # whole call: training gets what is left after set-up minus the time to stop, summarise and pack
 # (RUN_S caps it further). A stopped run ends its current evaluation first: -k hard-kills it 20 s on.
 # SEQUENTIAL=1 runs the variants one after another, each alone on its GPU with the time left: a chain

@@ -3,6 +3,7 @@
 # (each replaces the run's earlier state), for the next call to carry (carry: [".whl", ".carry",
 # ".resume"]); a run that reached its target is dropped from .resume (DONE="s0 s1": names) so the
 # carry stays under its 64 MiB.
+# The call that carries it: after `bash experiments/gpu/travel.sh light` (what travels under 64 MiB).
 #   bash experiments/gpu/restore_resume.sh /work/.device/<n>
 set -euo pipefail
 mkdir -p .resume

@@ -7,7 +7,7 @@
 #                                          # index keeps it), .whl down to the wheels the embedded path
 #                                          # imports (the others wait in .whl-real/), the size printed
 #   bash experiments/gpu/travel.sh home    # everything back (before tests, commits of results, reports)
-# Either prints what would travel with CARRY (default ".whl .carry .resume") and fails above 64 MiB.
+# Both print what would travel with CARRY (default ".whl .carry .resume"); light fails above 64 MiB.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 EMBEDDED_WHEELS="diffusers importlib_metadata omegaconf soundfile cffi pycparser"  # bsa's imports beyond the image's
@@ -25,11 +25,23 @@ case "${1:-}" in
     [ -d .whl-real ] && { mv .whl-real/*.whl .whl/ 2>/dev/null || true; rmdir .whl-real; } ;;
   *) echo "usage: bash experiments/gpu/travel.sh light|home" >&2; exit 2 ;;
 esac
-tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
-carried=0
-for c in ${CARRY:-.whl .carry .resume}; do
-  [ -e "$c" ] && carried=$(( carried + $(du -sb "$c" | cut -f1) ))
-done
-total=$(( tree + carried )); limit=$(( 64 * 1024 * 1024 ))
-echo "travels: working tree $(( tree >> 20 )) MiB + carry ($( echo ${CARRY:-.whl .carry .resume})) $(( carried >> 20 )) MiB = $(( total >> 20 )) MiB of 64"
-[ $total -le $limit ] || { echo "over the device call's 64 MiB: carry less" >&2; exit 1; }
+# what travels: the files of the working tree (tracked and not ignored) and the carried paths
+python3 - "${1}" ${CARRY:-.whl .carry .resume} <<'PY'
+import os, subprocess, sys
+from pathlib import Path
+
+def size(p: Path) -> int:
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+
+listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                        capture_output=True, check=True).stdout.split(b"\0")
+tree = sum(size(Path(os.fsdecode(f))) for f in listed if f)  # a file out of the sparse checkout: 0
+carry = sum(size(Path(c)) for c in sys.argv[2:])
+mib = lambda n: n / 2**20
+print(f"travels: working tree {mib(tree):.1f} MiB + carry ({' '.join(sys.argv[2:])}) {mib(carry):.1f} MiB"
+      f" = {mib(tree + carry):.1f} MiB of 64")
+if sys.argv[1] == "light" and tree + carry > 64 * 2**20:
+    sys.exit("over the device call's 64 MiB: carry less (CARRY names what the call carries)")
+PY
