@@ -1,3 +1,4 @@
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,20 @@ def test_two_stage_run_through_the_cli(debug_env):
             diffs = [x - y for x, y in zip(r["per_clip"][key], records[0]["per_clip"][key], strict=True)]
             assert sum(diffs) / 4 == pytest.approx(m[paired], abs=1e-5), key
         assert r["protocol"]["num_clips"] == 4 and r["protocol"]["fad_backbone"].startswith("embedded")
+    # every record keeps each clip's noise floor, and the silence floor of the clips captioned "in
+    # silence" (teacher and students: where a student's quiet comes from is a paired question)
+    import statistics
+
+    with open(debug_env["root"] / "data" / "test.csv") as f:
+        captions = [row["caption"] for row in csv.DictReader(f)][:4]
+    quiet = [i for i, c in enumerate(captions) if "in silence" in c]
+    assert quiet, captions
+    for r in records:
+        floors = r["per_clip"]["noise_floor_db"]
+        assert len(floors) == 4 and all(-200 <= f < 0 for f in floors)
+        assert r["metrics"]["silence_floor_dbfs"] == pytest.approx(
+            statistics.median_low(floors[i] for i in quiet), abs=1e-5
+        )
         assert r["protocol"]["waveform"].endswith(f"waveform format {REFERENCE_FORMAT}")
         assert len(r["samples"]) == 4
         for sample in r["samples"]:

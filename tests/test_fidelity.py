@@ -133,6 +133,14 @@ def test_attribute_shift_pairs_heads_clip_by_clip_or_gives_the_range_over_seeds(
     assert one["fad_real"] == {"mean": 20.0, "interval": "one seed"}
     assert one["acc_pitch"]["mean"] == pytest.approx(-0.1) and "lo" not in one["acc_pitch"]
     assert "| 30.0 → 20.0 | 95 % bootstrap, one seed |" in format_attribute_shift(attribute_shift(runs[:1]))
+    # records that keep the silence floor (from 2026-11-29) get its column, teacher → student
+    assert "silence floor" not in format_attribute_shift(attribute_shift(runs))
+    t["metrics"]["silence_floor_dbfs"] = -60.0
+    runs[0][1]["metrics"]["silence_floor_dbfs"] = -80.0
+    runs[1][1]["metrics"]["silence_floor_dbfs"] = -90.0
+    table = format_attribute_shift(attribute_shift(runs))
+    assert "| silence floor (dBFS): teacher → student |" in table
+    assert "| 30.0 → 22.0 [20.0, 24.0] | -60 → -85 [-90, -80] |" in table
 
 
 def test_runs_scored_through_another_waveform_path_are_not_pooled():
@@ -293,3 +301,31 @@ def test_guidance_interval_table_rows_are_the_interval_runs_against_the_teacher_
         "| t ≤ 900 | 380 | -0.0060 [-0.0160, +0.0040] | +0.000 [-0.002, +0.002] | 1.50 | +0.025 | +0.000 | 30.9 | -89 |"
     )
     assert rows[2].startswith("| t ≤ 500 | 300 | -0.0500 [") and "| -0.025 | -0.139 | 30.5 |" in rows[2]
+
+
+def test_accuracy_by_label_splits_each_head_by_the_captions_label():
+    """Per head and caption label, the teacher's accuracy and the students' per step count, the
+    mean over the seeds whose records keep the head per clip (a record without it is left out)."""
+    from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
+
+    def record(mode, steps, loud, seed=0):
+        return {"mode": mode, "steps": steps, "seed": seed, "per_clip": {"acc_loudness": loud}, "metrics": {}}
+
+    teacher = record("teacher", 200, [1.0, 0.0, 1.0, 0.0])
+    runs = [
+        [teacher, record("progressive", 4, [1.0, 1.0, 1.0, 0.0])],
+        [teacher, record("progressive", 4, [1.0, 1.0, 0.0, 1.0], seed=1)],
+        [
+            teacher,
+            {"mode": "progressive", "steps": 4, "seed": 2, "per_clip": {"clap": [0.5] * 4}, "metrics": {}},
+        ],
+    ]
+    table = accuracy_by_label(runs, {"loudness": ["loud", "quiet", "loud", "quiet"]})
+    assert table == {
+        "loudness": {
+            "loud": {"clips": 2, "teacher": 1.0, "4": 0.75},  # seed 0: 1, seed 1: 0.5
+            "quiet": {"clips": 2, "teacher": 0.0, "4": 0.75},  # seed 0: 0.5, seed 1: 1
+        }
+    }
+    text = format_accuracy_by_label(table, ("4", "1"))
+    assert "| loudness | quiet | 2 | 0.000 | 0.750 | – |" in text

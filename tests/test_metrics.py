@@ -99,6 +99,17 @@ def test_noise_floor_hand_values():
     assert noise_floor_dbfs(clips) == pytest.approx(-40.0, abs=1e-6)
 
 
+def test_silence_floor_is_the_median_floor_of_the_clips_captioned_in_silence():
+    from bsa.metrics.scores import clip_noise_floor_db, silence_floor
+
+    quiet = torch.full((1, 4000), 0.001)
+    floors = clip_noise_floor_db(torch.cat([quiet, quiet * 10, quiet * 100, quiet * 1000]))
+    assert floors.tolist() == pytest.approx([-60.0, -40.0, -20.0, 0.0], abs=1e-6)
+    captions = ["a bell in silence", "a dog over a hum", "a horn in silence", "a bird in silence"]
+    assert silence_floor(floors, captions) == {"silence_floor_dbfs": pytest.approx(-20.0, abs=1e-6)}
+    assert silence_floor(floors, ["a dog over a hum"] * 4) == {}
+
+
 def test_half_sample_replicates_are_the_frechet_distance_of_each_half():
     a = torch.from_numpy(gaussian(2, n=40, d=5))
     b = torch.from_numpy(gaussian(3, n=40, d=5, shift=0.5))

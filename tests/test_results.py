@@ -162,6 +162,13 @@ def test_readme_guidance_interval_table_is_the_one_of_its_metrics_beside_the_stu
     assert len(metrics) == 3
     readme = (REPO / "README.md").read_text()
     assert format_guidance_interval(teacher, metrics) in readme
+    from bsa.data.embedded import clip_spec
+    from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
+
+    specs = [clip_spec(0, "test", i)[0] for i in range(1000)]
+    labels = {h: [getattr(s, h) for s in specs] for h in ("loudness", "background")}
+    by_label = format_accuracy_by_label(accuracy_by_label(runs[:1], labels), ("200 guided", "25", "4", "1"))
+    assert by_label in readme  # seed 0: the one run whose records keep each head per clip
     student = attribute_shift(runs)["200 guided"]
     flat = " ".join(readme.split())
     assert (

@@ -84,12 +84,11 @@ def teacher_reference(cfg: BsaConfig) -> str | None:
 
 
 def silence_floor(waves, captions: list[str]) -> dict[str, float]:
-    """``silence_floor_dbfs``: the noise floor of the clips whose caption asks for silence around
-    the sound (``bsa.metrics.scores.noise_floor_dbfs``); {} when no caption does."""
-    from bsa.metrics.scores import noise_floor_dbfs
+    """``silence_floor_dbfs`` of these clips (``bsa.metrics.scores.silence_floor``)."""
+    from bsa.metrics.scores import clip_noise_floor_db
+    from bsa.metrics.scores import silence_floor as of_floors
 
-    quiet = [i for i, c in enumerate(captions) if "in silence" in c]
-    return {"silence_floor_dbfs": noise_floor_dbfs(waves[quiet])} if quiet else {}
+    return of_floors(clip_noise_floor_db(waves), captions)
 
 
 def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:

@@ -32,12 +32,28 @@ def attribute_accuracy(logits: dict[str, torch.Tensor], targets: dict[str, torch
     return {k: float((logits[k].argmax(-1) == targets[k]).double().mean()) for k in targets}
 
 
-def noise_floor_dbfs(waves: torch.Tensor, frame: int = 400, quantile: float = 0.1) -> float:
-    """The noise floor of clips [N, L] in dBFS: per clip, the ``quantile`` of its frame RMS levels
-    (non-overlapping ``frame``-sample frames, 25 ms at 16 kHz) in dB relative to full scale
-    (20·log10 RMS, a full-scale square wave = 0 dBFS); the median over clips. On clips whose caption
-    asks for silence around a sound it measures what a vocoder leaves in the silent passages (hiss)."""
+def clip_noise_floor_db(waves: torch.Tensor, frame: int = 400, quantile: float = 0.1) -> torch.Tensor:
+    """Per clip [N, L] → [N]: the ``quantile`` of its frame RMS levels (non-overlapping
+    ``frame``-sample frames, 25 ms at 16 kHz) in dB relative to full scale (20·log10 RMS, a
+    full-scale square wave = 0 dBFS), float64."""
     n = waves.shape[-1] // frame
     frames = waves[..., : n * frame].double().reshape(waves.shape[0], n, frame)
     level = 20 * frames.pow(2).mean(-1).sqrt().clamp(min=1e-10).log10()
-    return float(level.quantile(quantile, dim=1).median())
+    return level.quantile(quantile, dim=1)
+
+
+def noise_floor_dbfs(waves: torch.Tensor, frame: int = 400, quantile: float = 0.1) -> float:
+    """The noise floor of clips [N, L] in dBFS: the median over clips of
+    :func:`clip_noise_floor_db`. On clips whose caption asks for silence around a sound it
+    measures what a vocoder leaves in the silent passages (hiss)."""
+    return float(clip_noise_floor_db(waves, frame, quantile).median())
+
+
+SILENCE_CAPTION = "in silence"  # the embedded set's captions of a sound with silence around it
+
+
+def silence_floor(floors_db: torch.Tensor, captions: list[str]) -> dict[str, float]:
+    """``silence_floor_dbfs``: the median noise floor (per-clip :func:`clip_noise_floor_db`) of the
+    clips whose caption asks for silence around the sound; {} when no caption does (AudioCaps)."""
+    quiet = [i for i, c in enumerate(captions) if SILENCE_CAPTION in c]
+    return {"silence_floor_dbfs": float(floors_db[quiet].median())} if quiet else {}

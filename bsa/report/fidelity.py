@@ -155,9 +155,10 @@ def attribute_shift(runs: list[list[dict]]) -> dict:
                 row[head] = {**_interval(*two_level_bootstrap_ci(diffs)), "interval": "95 % bootstrap"}
             elif all(head in s["metrics"] for s, _ in rows):
                 row[head] = shift([s["metrics"][head] - t["metrics"][head] for s, t in rows])
-        if all("fad_real" in s["metrics"] for s, _ in rows):
-            row["fad_real_teacher"] = shift([t["metrics"]["fad_real"] for _, t in rows])
-            row["fad_real"] = shift([s["metrics"]["fad_real"] for s, _ in rows])
+        for metric in ("fad_real", "silence_floor_dbfs"):  # teacher → student, each as recorded
+            if all(metric in s["metrics"] and metric in t["metrics"] for s, t in rows):
+                row[f"{metric}_teacher"] = shift([t["metrics"][metric] for _, t in rows])
+                row[metric] = shift([s["metrics"][metric] for s, _ in rows])
         out[key] = row
     return out
 
@@ -168,23 +169,28 @@ def format_attribute_shift(shift: dict) -> str:
     heads = sorted({k for r in rows for k in r if k.startswith("acc_")})
     if not heads:
         return ""
+    # teacher → student columns, the silence floor only where records keep it (from 2026-11-29)
+    moves = [("fad_real", "FAD vs real", "{:.1f}")]
+    if any("silence_floor_dbfs" in r for r in rows):
+        moves.append(("silence_floor_dbfs", "silence floor (dBFS)", "{:.0f}"))
     lines = [
         "| steps | seeds | "
         + " | ".join(f"Δ {h[4:]}" for h in heads)
-        + " | FAD vs real: teacher → student | interval |",
-        "|---|---|" + "---|" * len(heads) + "---|---|",
+        + "".join(f" | {title}: teacher → student" for _, title, _ in moves)
+        + " | interval |",
+        "|---|---|" + "---|" * len(heads) + "---|" * len(moves) + "---|",
     ]
     for key, row in shift.items():
         kinds = sorted({row[h]["interval"] for h in heads if h in row})
-        fad = (
-            f"{row['fad_real_teacher']['mean']:.1f} → {interval_cell(row['fad_real'], '{:.1f}')}"
-            if "fad_real" in row
-            else "–"
-        )
+        cells = [
+            f"{fmt.format(row[f'{m}_teacher']['mean'])} → {interval_cell(row[m], fmt)}" if m in row else "–"
+            for m, _, fmt in moves
+        ]
         lines.append(
             f"| {key} | {','.join(str(s) for s in row['seeds'])} | "
             + " | ".join(interval_cell(row.get(h), "{:+.3f}") for h in heads)
-            + f" | {fad} | {', '.join(kinds)} |"
+            + "".join(f" | {c}" for c in cells)
+            + f" | {', '.join(kinds)} |"
         )
     return "\n".join(lines)
 
@@ -297,6 +303,44 @@ def format_fidelity(summary: dict) -> str:
         ]
         lines += format_recipe_differences(d["steps"]).splitlines()
     return "\n".join(lines) + "\n"
+
+
+def accuracy_by_label(runs: list[list[dict]], labels: dict[str, list[str]]) -> dict:
+    """Each head's accuracy per caption label (e.g. loudness: loud / quiet), of the teacher and of
+    the students per step count: where a head's difference to the teacher comes from. ``labels``:
+    head → the caption's label of every evaluation clip, in the records' order; only records that
+    keep the head's per-clip correctness count, the mean over the seeds that do. ``runs`` as
+    :func:`fidelity_summary` takes them. {head: {label: {"clips": n, "teacher": acc, <steps>: acc}}}"""
+    teachers = [next(r for r in records if r.get("mode") == "teacher") for records in runs]
+    pairs = students_by_steps(runs, teachers, with_per_clip=True)
+
+    def mean_over(records: list[dict], key: str, idx: list[int]) -> float | None:
+        kept = [r["per_clip"][key] for r in records if key in (r.get("per_clip") or {})]
+        return sum(sum(c[i] for i in idx) / len(idx) for c in kept) / len(kept) if kept else None
+
+    out: dict = {}
+    for head, per_clip_labels in labels.items():
+        key = f"acc_{head}"
+        out[head] = {}
+        for label in sorted(set(per_clip_labels)):
+            idx = [i for i, v in enumerate(per_clip_labels) if v == label]
+            row = {"clips": len(idx), "teacher": mean_over(teachers, key, idx)}
+            row |= {steps: mean_over([s for s, _ in rows], key, idx) for steps, rows in pairs.items()}
+            out[head][label] = row
+    return out
+
+
+def format_accuracy_by_label(table: dict, steps: tuple[str, ...]) -> str:
+    """The table of :func:`accuracy_by_label`: a row per (head, label), the teacher and ``steps``."""
+    lines = [
+        "| head | label | clips | teacher | " + " | ".join(steps) + " |",
+        "|---|---|---|---|" + "---|" * len(steps),
+    ]
+    for head, by_label in table.items():
+        for label, row in by_label.items():
+            cells = [f"{row[k]:.3f}" if row.get(k) is not None else "–" for k in ("teacher", *steps)]
+            lines.append(f"| {head} | {label} | {row['clips']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:

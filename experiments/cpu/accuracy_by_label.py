@@ -1,0 +1,59 @@
+"""Issue "Students that keep the teacher's quality", where the gain sits: the students beat their
+teacher in the loudness and background heads — on which captions? Each head's accuracy per caption
+label (loud / quiet; hum / noise / silence), the teacher's and the students' per step count, from
+the committed records of an embedded-set run (its per-clip head correctness, kept since
+2026-11-29) and the set's labels (``bsa.data.embedded.clip_spec``: the labels of test clip i do not
+depend on the split's size). No training, no audio: seconds on a CPU.
+    python experiments/cpu/accuracy_by_label.py results/fidelity/vocoder-2026-11-29/runs/s0 \\
+        --out results/fidelity/vocoder-2026-11-29/by-label
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bsa.config import load_config
+from bsa.data.embedded import clip_spec
+from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
+from bsa.report.records import final_records, write_summary
+
+HEADS = ("loudness", "background")
+STEPS = ("200 guided", "25", "4", "1")
+
+
+def set_labels(run: Path, clips: int) -> dict[str, list[str]]:
+    """Per head, the label of each of the run's evaluation clips (the first ``clips`` of the test split)."""
+    seed = load_config([str(run / "config.yaml")]).data.seed
+    specs = [clip_spec(seed, "test", i)[0] for i in range(clips)]
+    return {head: [getattr(s, head) for s in specs] for head in HEADS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    runs = [final_records(run / "eval.jsonl") for run in args.runs]
+    teacher = next(r for r in runs[0] if r["mode"] == "teacher")
+    table = accuracy_by_label(runs, set_labels(args.runs[0], teacher["protocol"]["num_clips"]))
+    summary = {
+        "accuracy_by_label": table,
+        "runs": [str(r) for r in args.runs],
+        "captions": teacher["protocol"]["num_clips"],
+        "device": f"CPU, from the records of {teacher['protocol'].get('device', '?')}",
+    }
+    print(
+        write_summary(
+            str(args.out),
+            summary,
+            lambda s: format_accuracy_by_label(s["accuracy_by_label"], STEPS) + "\n",
+            command="python " + shlex.join(sys.argv),
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
