@@ -297,6 +297,10 @@ def test_guidance_interval_table_rows_are_the_interval_runs_against_the_teacher_
     )
     rows = lines.splitlines()[2:]
     assert rows[0] == "| everywhere (the teacher) | 400 | – | – | – | – | – | 32.0 | – |"
+    with_floor = format_guidance_interval(teacher | {"silence_floor_dbfs": -125.2}, [])
+    assert (
+        with_floor.splitlines()[2] == "| everywhere (the teacher) | 400 | – | – | – | – | – | 32.0 | -125 |"
+    )
     assert rows[1] == (
         "| t ≤ 900 | 380 | -0.0060 [-0.0160, +0.0040] | +0.000 [-0.002, +0.002] | 1.50 | +0.025 | +0.000 | 30.9 | -89 |"
     )

@@ -346,8 +346,8 @@ def format_accuracy_by_label(table: dict, steps: tuple[str, ...]) -> str:
 def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:
     """The README's guidance-interval table: the teacher sampled with guidance only for t ≤ t_hi
     (``bsa evaluate … eval.guidance_interval=[0,t_hi]``, one metrics JSON each in ``runs``) beside
-    the teacher guided everywhere (``teacher``: its record's metrics, same captions, noise and
-    waveform path). Δ CLAP and Δ accuracy are paired per clip with their 95 % intervals; the
+    the teacher guided everywhere (``teacher``: its metrics on the same captions, noise and
+    waveform path; its silence floor where they have one). Δ CLAP and Δ accuracy are paired per clip with their 95 % intervals; the
     per-head differences are of the means (the metrics JSON keeps no per-clip heads)."""
 
     def head(m: dict, name: str) -> str:
@@ -361,7 +361,8 @@ def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:
         "| guidance | NFE | Δ CLAP | Δ attribute acc | FAD vs teacher ÷ floor | Δ loudness | Δ background "
         "| FAD vs real | silence floor (dBFS) |",
         "|---|---|---|---|---|---|---|---|---|",
-        f"| everywhere (the teacher) | {teacher['nfe']} | – | – | – | – | – | {teacher['fad_real']:.1f} | – |",
+        f"| everywhere (the teacher) | {teacher['nfe']} | – | – | – | – | – | {teacher['fad_real']:.1f} | "
+        + (f"{teacher['silence_floor_dbfs']:.0f} |" if "silence_floor_dbfs" in teacher else "– |"),
     ]
     for m in sorted(runs, key=lambda m: -m["protocol"]["guidance_interval"][1]):
         r = next(iter(m["results"].values()))
