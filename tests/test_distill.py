@@ -1,4 +1,5 @@
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -549,6 +550,12 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
         "embedded"
     )
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+    # the model's per-clip scores, as a distillation record keeps them: their means are the row's
+    per_clip = json.loads((tmp_path / "per_clip.json").read_text())["per_clip"]
+    assert {"clap", "acc_mean", "acc_source", "noise_floor_db"} <= set(per_clip)
+    assert all(len(v) == 4 for v in per_clip.values())
+    assert sum(per_clip["clap"]) / 4 == pytest.approx(row["clap"], abs=1e-5)
+    assert sum(per_clip["acc_source"]) / 4 == pytest.approx(row["acc_source"], abs=1e-9)
 
 
 def test_evaluate_cli_scores_the_teacher_with_a_guidance_interval_against_itself(debug_env, tmp_path):

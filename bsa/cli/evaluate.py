@@ -3,7 +3,8 @@
 Score a model (eval.model: the teacher by default, or any exported stage folder) at eval.steps:
 FAD against the real clips and the teacher, IS, CLAP score, attribute accuracy; with eval.baselines
 also the real clips (ceiling), their reconstruction and shuffled captions (floor). Writes
-eval.out/metrics.json and appends to eval.out/metrics.csv.
+eval.out/metrics.json, the model's per-clip scores to eval.out/per_clip.json and appends to
+eval.out/metrics.csv.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
-    protocol, results = evaluate_model(cfg)
-    write_evaluation(e.out, protocol, results)
+    protocol, results, per_clip = evaluate_model(cfg)
+    write_evaluation(e.out, protocol, results, per_clip)
     print(format_table(results))
     return 0
 

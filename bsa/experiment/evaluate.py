@@ -4,7 +4,8 @@
 real clips), IS, CLAP score and attribute accuracy with the embedded evaluator; with
 eval.baselines also the real clips (ceiling), their VAE + vocoder reconstruction, and real clips
 scored against shuffled captions (the floor of a model that ignores its caption). Writes
-eval.out/metrics.json and appends to eval.out/metrics.csv (``write_evaluation``).
+eval.out/metrics.json, the model's per-clip scores to eval.out/per_clip.json and appends to
+eval.out/metrics.csv (``write_evaluation``).
 ``generate_clips``: captions in, wav files out.
 """
 
@@ -91,9 +92,11 @@ def silence_floor(waves, captions: list[str]) -> dict[str, float]:
     return of_floors(clip_noise_floor_db(waves), captions)
 
 
-def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
-    """(protocol, results): the model in use at eval.steps and, with eval.baselines, the real clips,
-    their reconstruction and the shuffled-caption floor, scored on eval.num_clips captions."""
+def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]], dict[str, list[float]]]:
+    """(protocol, results, per_clip): the model in use at eval.steps and, with eval.baselines, the
+    real clips, their reconstruction and the shuffled-caption floor, scored on eval.num_clips
+    captions; ``per_clip``: the model's scores of each clip in the captions' order (CLAP, each
+    head's correctness, the noise floor — as a distillation record keeps them)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -103,7 +106,9 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     from bsa.data.embedded import LABELS
     from bsa.experiment.build import build_suite
     from bsa.metrics.frechet import frechet_from_stats
-    from bsa.metrics.paired import paired_per_clip, summarise_paired
+    from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
+    from bsa.metrics.scores import clip_noise_floor_db
+    from bsa.metrics.scores import silence_floor as of_floors
     from bsa.metrics.suite import score, stats_of
     from bsa.models.autoencoder import encode_mel
 
@@ -199,9 +204,14 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
     waves = torch.cat(waves)
     features = backbone.features(waves)
     results[name] = score(backbone, features, text_joint, targets, refs)
-    results[name].update(silence_floor(waves, captions))
+    floors = clip_noise_floor_db(waves)
+    results[name].update(of_floors(floors, captions))
+    per_clip = {
+        k: [round(float(x), 6) for x in v]
+        for k, v in (per_clip_scores(features, text_joint, targets) | {"noise_floor_db": floors}).items()
+    }
     if reference is not None:  # paired with the teacher: same caption, same noise, same guidance
-        per_clip = paired_per_clip(
+        paired = paired_per_clip(
             torch.cat(latents),
             teacher_latents,
             log_mel(waves),
@@ -211,7 +221,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
             text_joint,
             targets,
         )
-        results[name].update(summarise_paired(per_clip, seed=e.seed))
+        results[name].update(summarise_paired(paired, seed=e.seed))
         if e.teacher_floor:
             results[name].update(
                 fad_teacher_floor=teacher_floor,
@@ -233,14 +243,19 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]]]:
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["bsa evaluate", *sys.argv[1:]]),
     }
-    return protocol, results
+    return protocol, results, per_clip
 
 
-def write_evaluation(out: str | Path, protocol: dict, results: dict[str, dict[str, float]]) -> Path:
-    """metrics.json (this evaluation) and a row per result appended to metrics.csv."""
+def write_evaluation(
+    out: str | Path, protocol: dict, results: dict[str, dict[str, float]], per_clip: dict | None = None
+) -> Path:
+    """metrics.json (this evaluation), per_clip.json (the model's per-clip scores, with the protocol)
+    and a row per result appended to metrics.csv."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"protocol": protocol, "results": results}, indent=2) + "\n")
+    if per_clip is not None:
+        (out / "per_clip.json").write_text(json.dumps({"protocol": protocol, "per_clip": per_clip}) + "\n")
     keys = sorted({k for r in results.values() for k in r})
     new = not (out / "metrics.csv").exists()
     with open(out / "metrics.csv", "a", newline="") as f:
