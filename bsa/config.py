@@ -532,6 +532,9 @@ class EvalConfig:
     # with a reference teacher: also generate it with other initial noise, for the floor of "FAD vs
     # teacher" (no model is closer to the teacher in distribution than the teacher to itself)
     teacher_floor: bool = True
+    # `bsa evaluate`: pair the model with the reference teacher (the teacher's outputs for the same
+    # captions and noise: FAD vs teacher, the paired metrics); false leaves the teacher unsampled
+    paired: bool = True
     # distillation: each stage's error profile also measures the weighted loss's gradient norm per
     # student step (a backward pass per step on ≤ 16 clips; issue "A weighting study…")
     profile_gradients: bool = True

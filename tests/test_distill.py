@@ -558,6 +558,15 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
     assert sum(per_clip["acc_source"]) / 4 == pytest.approx(row["acc_source"], abs=1e-9)
 
 
+def test_evaluate_cli_without_pairing_leaves_the_teacher_unsampled(debug_env, tmp_path):
+    """eval.paired=false: the model alone (a per-caption analysis of a sampler needs no teacher
+    outputs, which cost 200 CFG steps a clip): no FAD vs teacher, no paired metrics."""
+    metrics = evaluate_teacher_reference_run(debug_env, tmp_path, "eval.steps=2", "eval.paired=false")
+    row = metrics["results"]["model @ 2 steps"]
+    assert row["nfe"] == 4 and "fad_real" in row and "clap" in row
+    assert "fad_teacher" not in row and not any(k.startswith("paired_") for k in row)
+
+
 def test_evaluate_cli_scores_the_teacher_with_a_guidance_interval_against_itself(debug_env, tmp_path):
     """`bsa evaluate` of the teacher at its own 8 steps with eval.guidance_interval=[0,500]: guided
     at the 4 steps of t ≤ 500 only (NFE 8 + 4 = 12), paired with the teacher guided everywhere."""

@@ -333,3 +333,8 @@ def test_accuracy_by_label_splits_each_head_by_the_captions_label():
     }
     text = format_accuracy_by_label(table, ("4", "1"))
     assert "| loudness | quiet | 2 | 0.000 | 0.750 | – |" in text
+    # another model on the first clips (bsa evaluate's per-clip scores): the table keeps to them
+    first = accuracy_by_label(
+        runs, {"loudness": ["loud", "quiet"]}, {"teacher @ 4": {"acc_loudness": [0.0, 1.0]}}
+    )
+    assert first["loudness"]["quiet"] == {"clips": 1, "teacher": 0.0, "4": 1.0, "teacher @ 4": 1.0}

@@ -70,11 +70,11 @@ def load_pipeline(cfg: BsaConfig, device: str):
 def teacher_reference(cfg: BsaConfig) -> str | None:
     """The model whose outputs "FAD vs teacher" compares with: distill.reference_teacher, else the
     shipped embedded teacher for the embedded data set; None when that is the model being scored
-    at the teacher's own step count (or there is no teacher to compare with)."""
+    at the teacher's own step count, with eval.paired false, or without a teacher to compare with."""
     from bsa.models.assets import resolve_model_path
 
     ref = cfg.distill.reference_teacher or ("embedded:teacher" if cfg.data.dataset == "embedded" else "")
-    if not ref:
+    if not ref or not cfg.eval.paired:
         return None
     try:
         same = resolve_model_path(ref).resolve() == resolve_model_path(model_in_use(cfg)).resolve()

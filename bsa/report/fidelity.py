@@ -305,12 +305,17 @@ def format_fidelity(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def accuracy_by_label(runs: list[list[dict]], labels: dict[str, list[str]]) -> dict:
+def accuracy_by_label(
+    runs: list[list[dict]], labels: dict[str, list[str]], others: dict[str, dict] | None = None
+) -> dict:
     """Each head's accuracy per caption label (e.g. loudness: loud / quiet), of the teacher and of
     the students per step count: where a head's difference to the teacher comes from. ``labels``:
-    head → the caption's label of every evaluation clip, in the records' order; only records that
-    keep the head's per-clip correctness count, the mean over the seeds that do. ``runs`` as
-    :func:`fidelity_summary` takes them. {head: {label: {"clips": n, "teacher": acc, <steps>: acc}}}"""
+    head → the caption's label of each of the first clips, in the records' order (the records may
+    hold more clips: those are left out); only records that keep the head's per-clip correctness
+    count, the mean over the seeds that do. ``runs`` as :func:`fidelity_summary` takes them;
+    ``others``: more columns, name → one model's per-clip scores on the same captions and noise
+    (``bsa evaluate``'s per_clip.json). {head: {label: {"clips": n, "teacher": acc, <steps>: acc,
+    <other>: acc}}}"""
     teachers = [next(r for r in records if r.get("mode") == "teacher") for records in runs]
     pairs = students_by_steps(runs, teachers, with_per_clip=True)
 
@@ -326,6 +331,7 @@ def accuracy_by_label(runs: list[list[dict]], labels: dict[str, list[str]]) -> d
             idx = [i for i, v in enumerate(per_clip_labels) if v == label]
             row = {"clips": len(idx), "teacher": mean_over(teachers, key, idx)}
             row |= {steps: mean_over([s for s, _ in rows], key, idx) for steps, rows in pairs.items()}
+            row |= {name: mean_over([{"per_clip": c}], key, idx) for name, c in (others or {}).items()}
             out[head][label] = row
     return out
 

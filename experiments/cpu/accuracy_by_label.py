@@ -6,11 +6,15 @@ the committed records of an embedded-set run (its per-clip head correctness, kep
 depend on the split's size). No training, no audio: seconds on a CPU.
     python experiments/cpu/accuracy_by_label.py results/fidelity/vocoder-2026-11-29/runs/s0 \\
         --out results/fidelity/vocoder-2026-11-29/by-label
+--other NAME=FOLDER adds a column: a `bsa evaluate` output (its per_clip.json) on the same
+captions and noise, e.g. the teacher sampled with fewer DDIM steps; the table then keeps to the
+clips every column has.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -35,21 +39,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--other", action="append", default=[], metavar="NAME=FOLDER")
     args = ap.parse_args()
     runs = [final_records(run / "eval.jsonl") for run in args.runs]
     teacher = next(r for r in runs[0] if r["mode"] == "teacher")
-    table = accuracy_by_label(runs, set_labels(args.runs[0], teacher["protocol"]["num_clips"]))
+    others, protocols = {}, {}
+    for spec in args.other:
+        name, folder = spec.split("=", 1)
+        evaluation = json.loads((Path(folder) / "per_clip.json").read_text())
+        others[name], protocols[name] = evaluation["per_clip"], evaluation["protocol"]
+    clips = min([teacher["protocol"]["num_clips"], *(p["num_clips"] for p in protocols.values())])
+    table = accuracy_by_label(runs, set_labels(args.runs[0], clips), others)
     summary = {
         "accuracy_by_label": table,
         "runs": [str(r) for r in args.runs],
-        "captions": teacher["protocol"]["num_clips"],
+        "others": protocols,
+        "captions": clips,
         "device": f"CPU, from the records of {teacher['protocol'].get('device', '?')}",
     }
     print(
         write_summary(
             str(args.out),
             summary,
-            lambda s: format_accuracy_by_label(s["accuracy_by_label"], STEPS) + "\n",
+            lambda s: format_accuracy_by_label(s["accuracy_by_label"], (*STEPS, *others)) + "\n",
             command="python " + shlex.join(sys.argv),
         )
     )
