@@ -308,8 +308,9 @@ def test_guidance_interval_table_rows_are_the_interval_runs_against_the_teacher_
 
 
 def test_accuracy_by_label_splits_each_head_by_the_captions_label():
-    """Per head and caption label, the teacher's accuracy and the students' per step count, the
-    mean over the seeds whose records keep the head per clip (a record without it is left out)."""
+    """Per head and caption label, the teacher's accuracy and each column's (students per step
+    count, other models), with the difference to the teacher paired clip by clip; a student record
+    without the head per clip is left out."""
     from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
 
     def record(mode, steps, loud, seed=0):
@@ -325,16 +326,19 @@ def test_accuracy_by_label_splits_each_head_by_the_captions_label():
         ],
     ]
     table = accuracy_by_label(runs, {"loudness": ["loud", "quiet", "loud", "quiet"]})
-    assert table == {
-        "loudness": {
-            "loud": {"clips": 2, "teacher": 1.0, "4": 0.75},  # seed 0: 1, seed 1: 0.5
-            "quiet": {"clips": 2, "teacher": 0.0, "4": 0.75},  # seed 0: 0.5, seed 1: 1
-        }
-    }
+    loud, quiet = table["loudness"]["loud"], table["loudness"]["quiet"]
+    assert loud["clips"] == 2 and loud["teacher"] == 1.0 and quiet["teacher"] == 0.0
+    assert loud["4"]["accuracy"] == 0.75 and quiet["4"]["accuracy"] == 0.75  # seeds 0 and 1: 1, ½ / ½, 1
+    assert loud["4"]["delta"]["mean"] == -0.25 and quiet["4"]["delta"]["mean"] == 0.75
+    assert -1.0 <= loud["4"]["delta"]["lo"] <= -0.25 <= loud["4"]["delta"]["hi"] <= 0.0
     text = format_accuracy_by_label(table, ("4", "1"))
-    assert "| loudness | quiet | 2 | 0.000 | 0.750 | – |" in text
+    assert "| loudness | quiet | 2 | 0.000 | 0.750 (+0.750 [" in text and text.endswith("| – |")
     # another model on the first clips (bsa evaluate's per-clip scores): the table keeps to them
     first = accuracy_by_label(
         runs, {"loudness": ["loud", "quiet"]}, {"teacher @ 4": {"acc_loudness": [0.0, 1.0]}}
     )
-    assert first["loudness"]["quiet"] == {"clips": 1, "teacher": 0.0, "4": 1.0, "teacher @ 4": 1.0}
+    assert first["loudness"]["quiet"]["clips"] == 1
+    assert first["loudness"]["quiet"]["teacher @ 4"] == {
+        "accuracy": 1.0,
+        "delta": {"mean": 1.0, "lo": 1.0, "hi": 1.0},
+    }

@@ -309,19 +309,31 @@ def accuracy_by_label(
     runs: list[list[dict]], labels: dict[str, list[str]], others: dict[str, dict] | None = None
 ) -> dict:
     """Each head's accuracy per caption label (e.g. loudness: loud / quiet), of the teacher and of
-    the students per step count: where a head's difference to the teacher comes from. ``labels``:
-    head → the caption's label of each of the first clips, in the records' order (the records may
-    hold more clips: those are left out); only records that keep the head's per-clip correctness
-    count, the mean over the seeds that do. ``runs`` as :func:`fidelity_summary` takes them;
-    ``others``: more columns, name → one model's per-clip scores on the same captions and noise
-    (``bsa evaluate``'s per_clip.json). {head: {label: {"clips": n, "teacher": acc, <steps>: acc,
-    <other>: acc}}}"""
-    teachers = [next(r for r in records if r.get("mode") == "teacher") for records in runs]
-    pairs = students_by_steps(runs, teachers, with_per_clip=True)
+    the students per step count, each with its difference to the teacher paired clip by clip (95 %
+    bootstrap over seeds and captions): where a head's difference to the teacher comes from.
+    ``labels``: head → the caption's label of each of the first clips, in the records' order (the
+    records may hold more clips: those are left out); only records that keep the head's per-clip
+    correctness count. ``runs`` as :func:`fidelity_summary` takes them; ``others``: more columns,
+    name → one model's per-clip scores on the same captions and noise (``bsa evaluate``'s
+    per_clip.json), paired with the first run's teacher. {head: {label: {"clips": n, "teacher":
+    acc, <column>: {"accuracy": acc, "delta": {mean, lo, hi}}}}}"""
+    import torch
 
-    def mean_over(records: list[dict], key: str, idx: list[int]) -> float | None:
-        kept = [r["per_clip"][key] for r in records if key in (r.get("per_clip") or {})]
-        return sum(sum(c[i] for i in idx) / len(idx) for c in kept) / len(kept) if kept else None
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    teachers = [next(r for r in records if r.get("mode") == "teacher") for records in runs]
+    columns = {steps: rows for steps, rows in students_by_steps(runs, teachers, with_per_clip=True).items()}
+    columns |= {name: [({"per_clip": c}, teachers[0])] for name, c in (others or {}).items()}
+
+    def column(pairs: list[tuple[dict, dict]], key: str, idx: list[int]) -> dict | None:
+        kept = [(s["per_clip"][key], t["per_clip"][key]) for s, t in pairs if key in s["per_clip"]]
+        if not kept:
+            return None
+        diffs = torch.tensor([[s[i] - t[i] for i in idx] for s, t in kept])
+        return {
+            "accuracy": sum(sum(s[i] for i in idx) / len(idx) for s, _ in kept) / len(kept),
+            "delta": _interval(*two_level_bootstrap_ci(diffs)),
+        }
 
     out: dict = {}
     for head, per_clip_labels in labels.items():
@@ -329,23 +341,31 @@ def accuracy_by_label(
         out[head] = {}
         for label in sorted(set(per_clip_labels)):
             idx = [i for i, v in enumerate(per_clip_labels) if v == label]
-            row = {"clips": len(idx), "teacher": mean_over(teachers, key, idx)}
-            row |= {steps: mean_over([s for s, _ in rows], key, idx) for steps, rows in pairs.items()}
-            row |= {name: mean_over([{"per_clip": c}], key, idx) for name, c in (others or {}).items()}
-            out[head][label] = row
+            out[head][label] = {
+                "clips": len(idx),
+                "teacher": sum(teachers[0]["per_clip"][key][i] for i in idx) / len(idx),
+            } | {name: column(pairs, key, idx) for name, pairs in columns.items()}
     return out
 
 
-def format_accuracy_by_label(table: dict, steps: tuple[str, ...]) -> str:
-    """The table of :func:`accuracy_by_label`: a row per (head, label), the teacher and ``steps``."""
+def format_accuracy_by_label(table: dict, columns: tuple[str, ...]) -> str:
+    """The table of :func:`accuracy_by_label`: a row per (head, label), the teacher's accuracy and
+    each column's with its paired difference to the teacher."""
     lines = [
-        "| head | label | clips | teacher | " + " | ".join(steps) + " |",
-        "|---|---|---|---|" + "---|" * len(steps),
+        "| head | label | clips | teacher | " + " | ".join(columns) + " |",
+        "|---|---|---|---|" + "---|" * len(columns),
     ]
     for head, by_label in table.items():
         for label, row in by_label.items():
-            cells = [f"{row[k]:.3f}" if row.get(k) is not None else "–" for k in ("teacher", *steps)]
-            lines.append(f"| {head} | {label} | {row['clips']} | " + " | ".join(cells) + " |")
+            cells = [
+                f"{row[c]['accuracy']:.3f} ({interval_cell(row[c]['delta'], '{:+.3f}')})"
+                if row.get(c)
+                else "–"
+                for c in columns
+            ]
+            lines.append(
+                f"| {head} | {label} | {row['clips']} | {row['teacher']:.3f} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines)
 
 
