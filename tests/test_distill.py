@@ -519,6 +519,7 @@ def evaluate_teacher_reference_run(debug_env, out, *extra) -> dict:
     import json
 
     result = bsa_cli(
+        "main",  # through the `bsa` entry point, as a user types it
         "evaluate",
         "experiments/debug.yaml",
         *debug_env["overrides"],
@@ -550,6 +551,8 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
         "embedded"
     )
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+    # the command as typed, once (not "bsa evaluate evaluate …" when run through `bsa`)
+    assert metrics["protocol"]["command"].startswith("bsa evaluate experiments/debug.yaml ")
     # the model's per-clip scores, as a distillation record keeps them: their means are the row's
     per_clip = json.loads((tmp_path / "per_clip.json").read_text())["per_clip"]
     assert {"clap", "acc_mean", "acc_source", "noise_floor_db"} <= set(per_clip)

@@ -358,3 +358,31 @@ def test_readme_ddp_loss_curve_table_is_the_committed_runs():
         cell = f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]".replace("-", "−")
         row = f"| {r['steps'][0]}–{r['steps'][1]} | {r['1 process × 16']['mean']:.3f} | {r['2 DDP ranks × 8']['mean']:.3f} | {cell} |"
         assert row in readme and d["lo"] < 0 < d["hi"]  # the README says no difference is resolved
+
+
+def test_readme_teacher_steps_table_is_the_one_of_its_evaluations():
+    """The README's "made by the distillation, not by sampling with fewer steps": the teacher's own
+    per-clip scores at 25 and 4 DDIM steps (bsa evaluate on this CPU) against seed 0's records
+    through the vocoder, recomputed from the committed files; and the CPU teacher at 200 steps
+    gives the GPU record's per-clip head correctness on the first 32 captions."""
+    from bsa.data.embedded import clip_spec
+    from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
+    from bsa.report.records import final_records
+
+    folder = REPO / "results/fidelity/teacher-steps-cpu-2026-11-29"
+    runs = [final_records(REPO / "results/fidelity/vocoder-2026-11-29/runs/s0/eval.jsonl")]
+    others = {
+        f"teacher @ {n}": json.loads((folder / f"teacher-{n}/per_clip.json").read_text())["per_clip"]
+        for n in (25, 4)
+    }
+    assert {len(c["clap"]) for c in others.values()} == {400}
+    specs = [clip_spec(0, "test", i)[0] for i in range(400)]
+    labels = {h: [getattr(s, h) for s in specs] for h in ("loudness", "background")}
+    table = accuracy_by_label(runs, labels, others)
+    readme = (REPO / "README.md").read_text()
+    assert format_accuracy_by_label(table, ("25", "4", "teacher @ 25", "teacher @ 4")) in readme
+    quiet = table["loudness"]["quiet"]["teacher @ 25"]["delta"]
+    assert f"quiet +{quiet['mean']:.3f} [+{quiet['lo']:.3f}, +{quiet['hi']:.3f}]" in " ".join(readme.split())
+    cpu = json.loads((folder / "teacher-200-first32/per_clip.json").read_text())["per_clip"]
+    gpu = next(r for r in runs[0] if r["mode"] == "teacher")["per_clip"]
+    assert all(cpu[k] == gpu[k][:32] for k in cpu if k.startswith("acc_"))

@@ -28,7 +28,7 @@ def _main(cfg: BsaConfig, args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
-    protocol, results, per_clip = evaluate_model(cfg)
+    protocol, results, per_clip = evaluate_model(cfg, command=" ".join(["bsa evaluate", *args.items]))
     write_evaluation(e.out, protocol, results, per_clip)
     print(format_table(results))
     return 0

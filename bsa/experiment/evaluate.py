@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -92,11 +91,14 @@ def silence_floor(waves, captions: list[str]) -> dict[str, float]:
     return of_floors(clip_noise_floor_db(waves), captions)
 
 
-def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]], dict[str, list[float]]]:
+def evaluate_model(
+    cfg: BsaConfig, command: str = "bsa evaluate"
+) -> tuple[dict, dict[str, dict[str, float]], dict[str, list[float]]]:
     """(protocol, results, per_clip): the model in use at eval.steps and, with eval.baselines, the
     real clips, their reconstruction and the shuffled-caption floor, scored on eval.num_clips
     captions; ``per_clip``: the model's scores of each clip in the captions' order (CLAP, each
-    head's correctness, the noise floor — as a distillation record keeps them)."""
+    head's correctness, the noise floor — as a distillation record keeps them). ``command``: what
+    the protocol records as the command that made it."""
     import torch
     from tqdm.auto import tqdm
 
@@ -241,7 +243,7 @@ def evaluate_model(cfg: BsaConfig) -> tuple[dict, dict[str, dict[str, float]], d
         "model": model_in_use(cfg),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(["bsa evaluate", *sys.argv[1:]]),
+        "command": command,
     }
     return protocol, results, per_clip
 
