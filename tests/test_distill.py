@@ -276,8 +276,8 @@ def test_two_stage_run_through_the_cli(debug_env):
     quiet = [i for i, c in enumerate(captions) if "in silence" in c]
     assert quiet, captions
     for r in records:
-        floors = r["per_clip"]["noise_floor_db"]
-        assert len(floors) == 4 and all(-200 <= f < 0 for f in floors)
+        floors, level = r["per_clip"]["noise_floor_db"], r["per_clip"]["level_db"]
+        assert len(floors) == 4 and all(-200 <= f <= g < 0 for f, g in zip(floors, level, strict=True))
         assert r["metrics"]["silence_floor_dbfs"] == pytest.approx(
             statistics.median_low(floors[i] for i in quiet), abs=1e-5
         )
@@ -555,7 +555,7 @@ def test_evaluate_cli_scores_any_model_against_real_clips_and_the_teacher(debug_
     assert metrics["protocol"]["command"].startswith("bsa evaluate experiments/debug.yaml ")
     # the model's per-clip scores, as a distillation record keeps them: their means are the row's
     per_clip = json.loads((tmp_path / "per_clip.json").read_text())["per_clip"]
-    assert {"clap", "acc_mean", "acc_source", "noise_floor_db"} <= set(per_clip)
+    assert {"clap", "acc_mean", "acc_source", "noise_floor_db", "level_db"} <= set(per_clip)
     assert all(len(v) == 4 for v in per_clip.values())
     assert sum(per_clip["clap"]) / 4 == pytest.approx(row["clap"], abs=1e-5)
     assert sum(per_clip["acc_source"]) / 4 == pytest.approx(row["acc_source"], abs=1e-9)

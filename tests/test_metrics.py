@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -108,6 +110,19 @@ def test_silence_floor_is_the_median_floor_of_the_clips_captioned_in_silence():
     captions = ["a bell in silence", "a dog over a hum", "a horn in silence", "a bird in silence"]
     assert silence_floor(floors, captions) == {"silence_floor_dbfs": pytest.approx(-20.0, abs=1e-6)}
     assert silence_floor(floors, ["a dog over a hum"] * 4) == {}
+
+
+def test_clip_levels_hand_values():
+    from bsa.metrics.scores import clip_levels
+
+    square = torch.ones(1, 4000)
+    square[:, ::2] = -1  # RMS 1: 0 dBFS throughout
+    burst = torch.full((1, 4000), 0.001)
+    burst[:, :400] = 1.0  # one frame of ten at full scale over -60 dBFS
+    levels = clip_levels(torch.cat([square, burst]))
+    # the burst's RMS: sqrt((400·1 + 3600·1e-6) / 4000) = sqrt(0.1 + 9e-7) → -10.0 dBFS
+    assert levels["level_db"].tolist() == pytest.approx([0.0, 10 * math.log10(0.1 + 9e-7)], abs=1e-9)
+    assert levels["noise_floor_db"].tolist() == pytest.approx([0.0, -60.0], abs=1e-6)
 
 
 def test_half_sample_replicates_are_the_frechet_distance_of_each_half():

@@ -33,7 +33,7 @@ from bsa.metrics.frechet import (
     paired_frechet_half_samples,
 )
 from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
-from bsa.metrics.scores import clip_noise_floor_db, silence_floor
+from bsa.metrics.scores import clip_levels, silence_floor
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
 
 OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
@@ -391,19 +391,19 @@ class StageScorer:
         local = self.suite.features(waves)
         features, stats = gather_features(local), reduced_stats(local)
         self.references["teacher"] = stats
-        floors = gather_rows(clip_noise_floor_db(waves))
+        levels = {k: gather_rows(v) for k, v in clip_levels(waves).items()}
         self.teacher_clips = {
             "latents": gather_rows(latents),
             "mels": gather_rows(log_mel(waves)),
             "embedding": features.embedding,
             "audio_joint": features.audio_joint,
-            "noise_floor_db": floors,
+            **levels,
             **{f"logits.{k}": v for k, v in features.logits.items()},
         }
         nfe = network_calls(teacher_steps, teacher.takes_guidance, self.guidance_scale)
         metrics = {
             **score(self.suite, features, self.text_joint, self.set.targets, self.references, stats),
-            **silence_floor(floors, self.set.captions),
+            **silence_floor(levels["noise_floor_db"], self.set.captions),
             "steps": teacher_steps,
             "nfe": nfe,
             "seconds_per_clip": seconds / max(len(mine), 1),
@@ -458,8 +458,9 @@ class StageScorer:
             t["audio_joint"],
         )
         scores = per_clip_scores(features, self.text_joint, self.set.targets)
-        if "noise_floor_db" in t:  # references cached before 2026-11-29 lack it
-            scores["noise_floor_db"] = t["noise_floor_db"]
+        scores |= {
+            k: t[k] for k in ("level_db", "noise_floor_db") if k in t
+        }  # not in caches before 2026-11-29
         return {k: [round(float(x), 6) for x in v] for k, v in scores.items()}
 
     def paired(
@@ -497,8 +498,8 @@ class StageScorer:
         local = self.suite.features(waves)
         features, stats = gather_features(local), reduced_stats(local)
         metrics = score(self.suite, features, self.text_joint, self.set.targets, self.references, stats)
-        floors = gather_rows(clip_noise_floor_db(waves))
-        metrics.update(silence_floor(floors, self.set.captions))
+        levels = {k: gather_rows(v) for k, v in clip_levels(waves).items()}
+        metrics.update(silence_floor(levels["noise_floor_db"], self.set.captions))
         metrics.update(
             steps=steps,
             nfe=network_calls(steps, denoiser.takes_guidance, self.guidance_scale),
@@ -517,7 +518,7 @@ class StageScorer:
             k: [round(float(x), 6) for x in gather_rows(v)]
             for k, v in per_clip_scores(local, self.text_joint[idx], targets).items()
         }
-        per_clip["noise_floor_db"] = [round(float(x), 6) for x in floors]  # where the quiet goes
+        per_clip |= {k: [round(float(x), 6) for x in v] for k, v in levels.items()}  # how loud, how quiet
         return metrics, waves, per_clip, features.embedding
 
 

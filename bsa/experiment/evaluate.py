@@ -109,7 +109,7 @@ def evaluate_model(
     from bsa.experiment.build import build_suite
     from bsa.metrics.frechet import frechet_from_stats
     from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
-    from bsa.metrics.scores import clip_noise_floor_db
+    from bsa.metrics.scores import clip_levels
     from bsa.metrics.scores import silence_floor as of_floors
     from bsa.metrics.suite import score, stats_of
     from bsa.models.autoencoder import encode_mel
@@ -206,11 +206,11 @@ def evaluate_model(
     waves = torch.cat(waves)
     features = backbone.features(waves)
     results[name] = score(backbone, features, text_joint, targets, refs)
-    floors = clip_noise_floor_db(waves)
-    results[name].update(of_floors(floors, captions))
+    levels = clip_levels(waves)
+    results[name].update(of_floors(levels["noise_floor_db"], captions))
     per_clip = {
         k: [round(float(x), 6) for x in v]
-        for k, v in (per_clip_scores(features, text_joint, targets) | {"noise_floor_db": floors}).items()
+        for k, v in (per_clip_scores(features, text_joint, targets) | levels).items()
     }
     if reference is not None:  # paired with the teacher: same caption, same noise, same guidance
         paired = paired_per_clip(

@@ -42,6 +42,14 @@ def clip_noise_floor_db(waves: torch.Tensor, frame: int = 400, quantile: float =
     return level.quantile(quantile, dim=1)
 
 
+def clip_levels(waves: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per clip [N, L] → [N] each, in dBFS (float64): ``level_db``, the RMS level of the whole clip
+    (how loud it is), and ``noise_floor_db`` (:func:`clip_noise_floor_db`, how quiet its quietest
+    passages are) — what a record keeps of each clip's loudness."""
+    rms = waves.double().pow(2).mean(-1).sqrt().clamp(min=1e-10)
+    return {"level_db": 20 * rms.log10(), "noise_floor_db": clip_noise_floor_db(waves)}
+
+
 def noise_floor_dbfs(waves: torch.Tensor, frame: int = 400, quantile: float = 0.1) -> float:
     """The noise floor of clips [N, L] in dBFS: the median over clips of
     :func:`clip_noise_floor_db`. On clips whose caption asks for silence around a sound it
