@@ -342,3 +342,14 @@ def test_accuracy_by_label_splits_each_head_by_the_captions_label():
         "accuracy": 1.0,
         "delta": {"mean": 1.0, "lo": 1.0, "hi": 1.0},
     }
+
+
+def test_score_by_label_pairs_two_models_clip_by_clip_per_label():
+    from bsa.report.fidelity import score_by_label
+
+    reference = {"level_db": [-20.0, -30.0, -22.0, -34.0, 0.0]}
+    model = {"level_db": [-21.0, -36.0, -23.0, -38.0, 5.0]}  # the fifth clip is past the labels
+    out = score_by_label(model, reference, ["loud", "quiet", "loud", "quiet"], "level_db")
+    assert out["loud"]["clips"] == 2 and out["loud"]["reference"] == -21.0 and out["loud"]["model"] == -22.0
+    assert out["loud"]["delta"] == {"mean": -1.0, "lo": -1.0, "hi": -1.0}
+    assert out["quiet"]["delta"]["mean"] == -5.0 and -6.0 <= out["quiet"]["delta"]["lo"] <= -5.0

@@ -369,6 +369,30 @@ def format_accuracy_by_label(table: dict, columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def score_by_label(model: dict, reference: dict, labels: list[str], score: str) -> dict:
+    """One per-clip ``score`` (e.g. ``level_db``) of two models on the same captions and noise,
+    per caption label (the first ``len(labels)`` clips): each model's mean and the difference
+    model − reference paired clip by clip with its 95 % bootstrap interval over captions.
+    ``model``, ``reference``: per-clip scores (``bsa evaluate``'s per_clip.json, a record's
+    ``per_clip``). {label: {"clips": n, "reference": mean, "model": mean, "delta": {mean, lo, hi}}}"""
+    import torch
+
+    from bsa.metrics.paired import bootstrap_mean_ci
+
+    out = {}
+    for label in sorted(set(labels)):
+        idx = [i for i, v in enumerate(labels) if v == label]
+        a = torch.tensor([model[score][i] for i in idx], dtype=torch.float64)
+        b = torch.tensor([reference[score][i] for i in idx], dtype=torch.float64)
+        out[label] = {
+            "clips": len(idx),
+            "reference": float(b.mean()),
+            "model": float(a.mean()),
+            "delta": _interval(*bootstrap_mean_ci(a - b)),
+        }
+    return out
+
+
 def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:
     """The README's guidance-interval table: the teacher sampled with guidance only for t ≤ t_hi
     (``bsa evaluate … eval.guidance_interval=[0,t_hi]``, one metrics JSON each in ``runs``) beside
