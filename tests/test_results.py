@@ -386,3 +386,25 @@ def test_readme_teacher_steps_table_is_the_one_of_its_evaluations():
     cpu = json.loads((folder / "teacher-200-first32/per_clip.json").read_text())["per_clip"]
     gpu = next(r for r in runs[0] if r["mode"] == "teacher")["per_clip"]
     assert all(cpu[k] == gpu[k][:32] for k in cpu if k.startswith("acc_"))
+
+
+def test_readme_levels_table_is_the_one_of_its_evaluations():
+    """The README's "not by making quiet clips quieter": the level table recomputed from the two
+    committed per-clip evaluations, and the figures the text quotes."""
+    from bsa.data.embedded import clip_spec
+    from bsa.report.fidelity import score_by_label
+
+    folder = REPO / "results/fidelity/levels-cpu-2026-11-29"
+    student, teacher = (
+        json.loads((folder / f"{m}-25/per_clip.json").read_text())["per_clip"] for m in ("student", "teacher")
+    )
+    specs = [clip_spec(0, "test", i)[0] for i in range(400)]
+    quiet = score_by_label(student, teacher, [s.loudness for s in specs], "level_db")["quiet"]["delta"]
+    silence = score_by_label(student, teacher, [s.background for s in specs], "noise_floor_db")["silence"][
+        "delta"
+    ]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert " ".join((folder / "summary.md").read_text().split()) in readme
+    fmt = lambda v: f"{v:+.1f}".replace("-", "−")  # noqa: E731
+    assert f"({fmt(quiet['mean'])} dB [{fmt(quiet['lo'])}, {fmt(quiet['hi'])}])" in readme
+    assert f"{fmt(silence['mean'])[1:]} dB deeper [{fmt(silence['lo'])}, {fmt(silence['hi'])}]" in readme

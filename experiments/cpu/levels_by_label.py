@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("reference", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--names", nargs=2, metavar=("MODEL", "REFERENCE"), help="column names (default: the models' paths)"
+    )
     args = ap.parse_args()
     model, reference = (json.loads((d / "per_clip.json").read_text()) for d in (args.model, args.reference))
     clips = min(model["protocol"]["num_clips"], reference["protocol"]["num_clips"])
@@ -53,8 +56,8 @@ def main() -> None:
     }
     summary = {
         "levels": levels,
-        "model": model["protocol"]["model"],
-        "reference": reference["protocol"]["model"],
+        "model": args.names[0] if args.names else model["protocol"]["model"],
+        "reference": args.names[1] if args.names else reference["protocol"]["model"],
         "protocols": {"model": model["protocol"], "reference": reference["protocol"]},
         "captions": clips,
         "device": "CPU",
