@@ -35,7 +35,8 @@ def attribute_accuracy(logits: dict[str, torch.Tensor], targets: dict[str, torch
 def clip_noise_floor_db(waves: torch.Tensor, frame: int = 400, quantile: float = 0.1) -> torch.Tensor:
     """Per clip [N, L] → [N]: the ``quantile`` of its frame RMS levels (non-overlapping
     ``frame``-sample frames, 25 ms at 16 kHz) in dB relative to full scale (20·log10 RMS, a
-    full-scale square wave = 0 dBFS), float64."""
+    full-scale square wave = 0 dBFS), float64. On clips whose caption asks for silence around a
+    sound it measures what a vocoder leaves in the silent passages (hiss)."""
     n = waves.shape[-1] // frame
     frames = waves[..., : n * frame].double().reshape(waves.shape[0], n, frame)
     level = 20 * frames.pow(2).mean(-1).sqrt().clamp(min=1e-10).log10()
@@ -48,13 +49,6 @@ def clip_levels(waves: torch.Tensor) -> dict[str, torch.Tensor]:
     passages are) — what a record keeps of each clip's loudness."""
     rms = waves.double().pow(2).mean(-1).sqrt().clamp(min=1e-10)
     return {"level_db": 20 * rms.log10(), "noise_floor_db": clip_noise_floor_db(waves)}
-
-
-def noise_floor_dbfs(waves: torch.Tensor, frame: int = 400, quantile: float = 0.1) -> float:
-    """The noise floor of clips [N, L] in dBFS: the median over clips of
-    :func:`clip_noise_floor_db`. On clips whose caption asks for silence around a sound it
-    measures what a vocoder leaves in the silent passages (hiss)."""
-    return float(clip_noise_floor_db(waves, frame, quantile).median())
 
 
 SILENCE_CAPTION = "in silence"  # the embedded set's captions of a sound with silence around it
