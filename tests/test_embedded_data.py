@@ -13,6 +13,7 @@ from bsa.data.embedded import (
     RHYTHM_WORDS,
     SOURCES,
     EmbeddedDatasetConfig,
+    caption_labels,
     clip_spec,
     generate_dataset,
     synthesise,
@@ -54,6 +55,18 @@ def test_csv_is_audiocaps_layout_with_attributes(tmp_path):
     for r in rows:
         clip = load_clip(tmp_path / "audio" / "train" / f"{r['youtube_id']}.wav", 16000, 20480)
         assert clip.source_rate == 16000 and clip.notes == []
+
+
+def test_caption_labels_are_those_of_the_written_csv(tmp_path):
+    """Reports label the evaluated clips without the data on disk: the labels must be the CSV's,
+    for the set's seed, whatever the split's size (the first 3 of a 3-clip split and of a 5-clip one)."""
+    generate_dataset(tmp_path, SMALL, workers=1, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "test.csv")))
+    labels = caption_labels(SMALL.seed, "test", 3, ("loudness", "background", "source"))
+    assert labels == {a: [r[a] for r in rows] for a in ("loudness", "background", "source")}
+    assert caption_labels(SMALL.seed, "test", 5, ("source",))["source"][:3] == labels["source"]
+    other = caption_labels(SMALL.seed + 1, "test", 50, ("source",))["source"]
+    assert other != caption_labels(SMALL.seed, "test", 50, ("source",))["source"]  # the seed matters
 
 
 def test_captions_state_the_attributes():

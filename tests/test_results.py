@@ -171,11 +171,10 @@ def test_readme_guidance_interval_table_is_the_one_of_its_metrics_beside_the_stu
     assert len(metrics) == 3
     readme = (REPO / "README.md").read_text()
     assert format_guidance_interval(teacher, metrics) in readme
-    from bsa.data.embedded import clip_spec
+    from bsa.data.embedded import caption_labels
     from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
 
-    specs = [clip_spec(0, "test", i)[0] for i in range(1000)]
-    labels = {h: [getattr(s, h) for s in specs] for h in ("loudness", "background")}
+    labels = caption_labels(0, "test", 1000, ("loudness", "background"))
     by_label = format_accuracy_by_label(accuracy_by_label(runs[:1], labels), ("200 guided", "25", "4", "1"))
     assert by_label in readme  # seed 0: the one run whose records keep each head per clip
     student = attribute_shift(runs)["200 guided"]
@@ -386,7 +385,7 @@ def test_readme_teacher_steps_table_is_the_one_of_its_evaluations():
     per-clip scores at 25 and 4 DDIM steps (bsa evaluate on this CPU) against seed 0's records
     through the vocoder, recomputed from the committed files; and the CPU teacher at 200 steps
     gives the GPU record's per-clip head correctness on the first 32 captions."""
-    from bsa.data.embedded import clip_spec
+    from bsa.data.embedded import caption_labels
     from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
     from bsa.report.records import final_records
 
@@ -397,9 +396,7 @@ def test_readme_teacher_steps_table_is_the_one_of_its_evaluations():
         for n in (25, 4)
     }
     assert {len(c["clap"]) for c in others.values()} == {400}
-    specs = [clip_spec(0, "test", i)[0] for i in range(400)]
-    labels = {h: [getattr(s, h) for s in specs] for h in ("loudness", "background")}
-    table = accuracy_by_label(runs, labels, others)
+    table = accuracy_by_label(runs, caption_labels(0, "test", 400, ("loudness", "background")), others)
     readme = (REPO / "README.md").read_text()
     assert format_accuracy_by_label(table, ("25", "4", "teacher @ 25", "teacher @ 4")) in readme
     quiet = table["loudness"]["quiet"]["teacher @ 25"]["delta"]
@@ -412,18 +409,16 @@ def test_readme_teacher_steps_table_is_the_one_of_its_evaluations():
 def test_readme_levels_table_is_the_one_of_its_evaluations():
     """The README's "not by making quiet clips quieter": the level table recomputed from the two
     committed per-clip evaluations, and the figures the text quotes."""
-    from bsa.data.embedded import clip_spec
+    from bsa.data.embedded import caption_labels
     from bsa.report.fidelity import score_by_label
 
     folder = REPO / "results/fidelity/levels-cpu-2026-11-29"
     student, teacher = (
         json.loads((folder / f"{m}-25/per_clip.json").read_text())["per_clip"] for m in ("student", "teacher")
     )
-    specs = [clip_spec(0, "test", i)[0] for i in range(400)]
-    quiet = score_by_label(student, teacher, [s.loudness for s in specs], "level_db")["quiet"]["delta"]
-    silence = score_by_label(student, teacher, [s.background for s in specs], "noise_floor_db")["silence"][
-        "delta"
-    ]
+    labels = caption_labels(0, "test", 400, ("loudness", "background"))
+    quiet = score_by_label(student, teacher, labels["loudness"], "level_db")["quiet"]["delta"]
+    silence = score_by_label(student, teacher, labels["background"], "noise_floor_db")["silence"]["delta"]
     readme = " ".join((REPO / "README.md").read_text().split())
     assert " ".join((folder / "summary.md").read_text().split()) in readme
     fmt = lambda v: f"{v:+.1f}".replace("-", "−")  # noqa: E731

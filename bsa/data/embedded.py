@@ -111,6 +111,14 @@ def clip_spec(seed: int, split: str, index: int) -> tuple[ClipSpec, np.random.Ge
     ), rng
 
 
+def caption_labels(seed: int, split: str, clips: int, attributes: tuple[str, ...]) -> dict[str, list[str]]:
+    """Per caption attribute (a :class:`ClipSpec` field: ``loudness``, ``background``, …), the label
+    of each of the first ``clips`` clips of ``split`` of the set drawn with ``seed`` — what its CSV
+    holds, without generating it (a clip's labels do not depend on the split's size)."""
+    specs = [clip_spec(seed, split, i)[0] for i in range(clips)]
+    return {a: [getattr(s, a) for s in specs] for a in attributes}
+
+
 # ---------------------------------------------------------------------------------------------- synthesis
 
 

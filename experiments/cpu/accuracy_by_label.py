@@ -2,8 +2,7 @@
 teacher in the loudness and background heads — on which captions? Each head's accuracy per caption
 label (loud / quiet; hum / noise / silence), the teacher's and the students' per step count, from
 the committed records of an embedded-set run (its per-clip head correctness, kept since
-2026-11-29) and the set's labels (``bsa.data.embedded.clip_spec``: the labels of test clip i do not
-depend on the split's size). No training, no audio: seconds on a CPU.
+2026-11-29) and the set's labels (``bsa.data.embedded.caption_labels``, from the run's data seed). No training, no audio: seconds on a CPU.
     python experiments/cpu/accuracy_by_label.py results/fidelity/vocoder-2026-11-29/runs/s0 \\
         --out results/fidelity/vocoder-2026-11-29/by-label
 --other NAME=FOLDER adds a column: a `bsa evaluate` output (its per_clip.json) on the same
@@ -20,7 +19,7 @@ import sys
 from pathlib import Path
 
 from bsa.config import load_config
-from bsa.data.embedded import clip_spec
+from bsa.data.embedded import caption_labels
 from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
 from bsa.report.records import final_records, write_summary
 
@@ -30,9 +29,7 @@ STEPS = ("200 guided", "25", "4", "1")
 
 def set_labels(run: Path, clips: int) -> dict[str, list[str]]:
     """Per head, the label of each of the run's evaluation clips (the first ``clips`` of the test split)."""
-    seed = load_config([str(run / "config.yaml")]).data.seed
-    specs = [clip_spec(seed, "test", i)[0] for i in range(clips)]
-    return {head: [getattr(s, head) for s in specs] for head in HEADS}
+    return caption_labels(load_config([str(run / "config.yaml")]).data.seed, "test", clips, HEADS)
 
 
 def main() -> None:

@@ -3,7 +3,9 @@ more often than their teacher on quiet captions and on sounds in silence — are
 quieter, their silences deeper? Two `bsa evaluate` outputs on the same captions and noise (their
 per_clip.json), e.g. a student and the teacher at the same step count: each clip's RMS level per
 loudness label and its noise floor per background label, model − reference paired clip by clip.
-    python experiments/cpu/levels_by_label.py MODEL_EVAL REFERENCE_EVAL --out DIR
+    python experiments/cpu/levels_by_label.py MODEL_EVAL REFERENCE_EVAL --out DIR [--data-seed 0]
+The captions' labels are those of the embedded set drawn with --data-seed (the evaluations' data.seed;
+per_clip.json does not record it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bsa.data.embedded import clip_spec
+from bsa.data.embedded import caption_labels
 from bsa.report.fidelity import interval_cell, score_by_label
 from bsa.report.records import write_summary
 
@@ -42,16 +44,17 @@ def main() -> None:
     ap.add_argument("reference", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
+        "--data-seed", type=int, default=0, help="data.seed of the evaluated embedded set (default 0)"
+    )
+    ap.add_argument(
         "--names", nargs=2, metavar=("MODEL", "REFERENCE"), help="column names (default: the models' paths)"
     )
     args = ap.parse_args()
     model, reference = (json.loads((d / "per_clip.json").read_text()) for d in (args.model, args.reference))
     clips = min(model["protocol"]["num_clips"], reference["protocol"]["num_clips"])
-    specs = [clip_spec(0, "test", i)[0] for i in range(clips)]  # the embedded set's labels (data.seed 0)
+    labels = caption_labels(args.data_seed, "test", clips, tuple(a for a, _ in SPLITS))
     levels = {
-        attribute: score_by_label(
-            model["per_clip"], reference["per_clip"], [getattr(s, attribute) for s in specs], score
-        )
+        attribute: score_by_label(model["per_clip"], reference["per_clip"], labels[attribute], score)
         for attribute, score in SPLITS
     }
     summary = {
