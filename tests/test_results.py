@@ -424,3 +424,22 @@ def test_readme_levels_table_is_the_one_of_its_evaluations():
     fmt = lambda v: f"{v:+.1f}".replace("-", "−")  # noqa: E731
     assert f"({fmt(quiet['mean'])} dB [{fmt(quiet['lo'])}, {fmt(quiet['hi'])}])" in readme
     assert f"{fmt(silence['mean'])[1:]} dB deeper [{fmt(silence['lo'])}, {fmt(silence['hi'])}]" in readme
+
+
+def test_readme_cpu_preset_figures_are_those_of_its_records():
+    """The README's CPU-preset run of 2026-11-29: the wall time of its time.txt and the 25-step
+    student's paired differences of its summary.json."""
+    import re
+
+    folder = REPO / "results/distill-embedded-cpu-2026-11-29"
+    seconds = int(re.search(r"wall: (\d+) s", (folder / "time.txt").read_text()).group(1))
+    row = json.loads((folder / "summary.json").read_text())["rows"][-1]
+    assert row["steps"] == 25
+    fmt = lambda v: f"{v:+.3f}".replace("-", "−")  # noqa: E731
+    clap, acc = (
+        f"{fmt(row[k])} [{fmt(row[k + '_lo'])}, {fmt(row[k + '_hi'])}]"
+        for k in ("paired_clap_difference", "paired_acc_difference")
+    )
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"**{seconds // 60} min {seconds % 60} s** from after the clone" in readme and seconds <= 30 * 60
+    assert f"stage 3 @ 25: Δ CLAP {clap}, Δ attribute accuracy {acc}" in readme
