@@ -443,3 +443,9 @@ def test_readme_cpu_preset_figures_are_those_of_its_records():
     readme = " ".join((REPO / "README.md").read_text().split())
     assert f"**{seconds // 60} min {seconds % 60} s** from after the clone" in readme and seconds <= 30 * 60
     assert f"stage 3 @ 25: Δ CLAP {clap}, Δ attribute accuracy {acc}" in readme
+    row = json.loads((folder / "min_snr/summary.json").read_text())["rows"][-1]
+    k = "paired_clap_difference"
+    assert (
+        f"stage 3 @ 25 Δ CLAP {fmt(row[k])} [{fmt(row[k + '_lo'])}, {fmt(row[k + '_hi'])}] against BSA's"
+        in readme
+    )
