@@ -449,3 +449,39 @@ def test_readme_cpu_preset_figures_are_those_of_its_records():
         f"stage 3 @ 25 Δ CLAP {fmt(row[k])} [{fmt(row[k + '_lo'])}, {fmt(row[k + '_hi'])}] against BSA's"
         in readme
     )
+
+
+def test_readme_loudness_head_tables_are_those_of_their_summary():
+    """The README's "the loudness head is a level detector": the committed summary's tables, and
+    its quiet-caption groups recomputed from the two committed per-clip evaluations (the real-clip
+    gain sweep needs the generated data set, which a clone does not carry)."""
+    sys.path.insert(0, str(REPO / "experiments" / "cpu"))
+    try:
+        from loudness_head import format_summary, quiet_clips_by_outcome
+    finally:
+        sys.path.pop(0)
+    from bsa.data.embedded import caption_labels
+
+    folder = REPO / "results/fidelity/loudness-head-cpu-2026-11-29"
+    summary = json.loads((folder / "summary.json").read_text())
+    levels = REPO / "results/fidelity/levels-cpu-2026-11-29"
+    student, teacher = (
+        json.loads((levels / f"{m}-25/per_clip.json").read_text())["per_clip"] for m in ("student", "teacher")
+    )
+    groups = quiet_clips_by_outcome(
+        student, teacher, caption_labels(0, "test", 400, ("loudness",))["loudness"]
+    )
+    assert groups == summary["quiet_clips_by_outcome"]
+    assert sum(g["clips"] for g in groups.values()) == 198  # every quiet caption in one group
+    readme = (REPO / "README.md").read_text()
+    assert format_summary(summary) in readme
+    fixed = groups["reference wrong, model right"]
+    d = fixed["delta_db"]
+    flat = " ".join(readme.split())
+    assert (
+        f"the student's {abs(d['mean']):.1f} dB lower [{d['lo']:.1f}, {d['hi']:.1f}]".replace("-", "−")
+        in flat
+    )
+    teacher_loud = sum(groups[g]["clips"] for g in ("reference wrong, model right", "both wrong"))
+    student_loud = sum(groups[g]["clips"] for g in ("reference right, model wrong", "both wrong"))
+    assert f"({teacher_loud} of 198 heard loud)" in flat and f"out of the student ({student_loud})" in flat
