@@ -572,6 +572,41 @@ def test_evaluate_cli_without_pairing_leaves_the_teacher_unsampled(debug_env, tm
     assert "fad_teacher" not in row and not any(k.startswith("paired_") for k in row)
 
 
+def test_evaluate_cli_scores_the_baselines_beside_the_model(debug_env, tmp_path):
+    """eval.baselines=true: the real clips (ceiling), their VAE + vocoder reconstruction and the
+    shuffled-caption floor are scored beside the model, each waveform row with its silence floor
+    where a caption asks for silence."""
+    import json
+
+    from bsa.data.audiocaps import read_caption_csv
+
+    result = bsa_cli(
+        "main",
+        "evaluate",
+        "experiments/debug.yaml",
+        *debug_env["overrides"],
+        "eval.num_clips=4",
+        "eval.steps=2",
+        "eval.paired=false",
+        "eval.baselines=true",
+        f"eval.out={tmp_path}",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "metrics.json").read_text())["results"]
+    assert set(results) == {
+        "real clips (ceiling)",
+        "real → VAE → vocoder",
+        "shuffled captions (floor)",
+        "model @ 2 steps",
+    }
+    rows, _ = read_caption_csv(debug_env["root"] / "data" / "test.csv")
+    silence = any("in silence" in r.caption for r in rows[:4])
+    for name in ("real clips (ceiling)", "real → VAE → vocoder", "model @ 2 steps"):
+        assert ("silence_floor_dbfs" in results[name]) == silence, name
+    assert "fad_real" not in results["shuffled captions (floor)"]  # the real clips themselves
+
+
 def test_evaluate_cli_scores_the_teacher_with_a_guidance_interval_against_itself(debug_env, tmp_path):
     """`bsa evaluate` of the teacher at its own 8 steps with eval.guidance_interval=[0,500]: guided
     at the 4 steps of t ≤ 500 only (NFE 8 + 4 = 12), paired with the teacher guided everywhere."""

@@ -83,14 +83,6 @@ def teacher_reference(cfg: BsaConfig) -> str | None:
     return None if same and sampled_as_teacher else ref
 
 
-def silence_floor(waves, captions: list[str]) -> dict[str, float]:
-    """``silence_floor_dbfs`` of these clips (``bsa.metrics.scores.silence_floor``)."""
-    from bsa.metrics.scores import clip_noise_floor_db
-    from bsa.metrics.scores import silence_floor as of_floors
-
-    return of_floors(clip_noise_floor_db(waves), captions)
-
-
 def evaluate_model(
     cfg: BsaConfig, command: str = "bsa evaluate"
 ) -> tuple[dict, dict[str, dict[str, float]], dict[str, list[float]]]:
@@ -109,8 +101,7 @@ def evaluate_model(
     from bsa.experiment.build import build_suite
     from bsa.metrics.frechet import frechet_from_stats
     from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
-    from bsa.metrics.scores import clip_levels
-    from bsa.metrics.scores import silence_floor as of_floors
+    from bsa.metrics.scores import clip_levels, silence_floor
     from bsa.metrics.suite import score, stats_of
     from bsa.models.autoencoder import encode_mel
 
@@ -170,7 +161,7 @@ def evaluate_model(
     results = {}
     if e.baselines:
         results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
-        results["real clips (ceiling)"].update(silence_floor(real, captions))
+        results["real clips (ceiling)"].update(silence_floor(clip_levels(real)["noise_floor_db"], captions))
         with torch.no_grad():
             recon = torch.cat(
                 [
@@ -181,7 +172,7 @@ def evaluate_model(
                 ]
             )
         results["real → VAE → vocoder"] = score(backbone, backbone.features(recon), text_joint, targets, refs)
-        results["real → VAE → vocoder"].update(silence_floor(recon, captions))
+        results["real → VAE → vocoder"].update(silence_floor(clip_levels(recon)["noise_floor_db"], captions))
         perm = torch.roll(torch.arange(len(rows)), 1)  # a derangement: every clip gets another's caption
         floor = score(
             backbone,
@@ -207,7 +198,7 @@ def evaluate_model(
     features = backbone.features(waves)
     results[name] = score(backbone, features, text_joint, targets, refs)
     levels = clip_levels(waves)
-    results[name].update(of_floors(levels["noise_floor_db"], captions))
+    results[name].update(silence_floor(levels["noise_floor_db"], captions))
     per_clip = {
         k: [round(float(x), 6) for x in v]
         for k, v in (per_clip_scores(features, text_joint, targets) | levels).items()

@@ -36,7 +36,7 @@ def main() -> int:
     from bsa.data.audiocaps import read_caption_csv, resolve_audio
     from bsa.data.embedded import LABELS
     from bsa.experiment.build import build_suite
-    from bsa.experiment.evaluate import silence_floor
+    from bsa.metrics.scores import clip_levels, silence_floor
     from bsa.metrics.suite import score, stats_of
     from bsa.models.assets import resolve_model_path
     from bsa.models.autoencoder import decode_latents, encode_mel, load_vae
@@ -58,12 +58,13 @@ def main() -> int:
     refs = {"real": stats_of(real_features)}
     vae = load_vae(resolve_model_path(cfg.models.vae)).eval()
     results = {
-        "real clips": score(suite, real_features, text_joint, targets, refs) | silence_floor(real, captions)
+        "real clips": score(suite, real_features, text_joint, targets, refs)
+        | silence_floor(clip_levels(real)["noise_floor_db"], captions)
     }
 
     def record(name: str, waves: torch.Tensor) -> None:
         results[name] = score(suite, suite.features(waves), text_joint, targets, refs) | silence_floor(
-            waves, captions
+            clip_levels(waves)["noise_floor_db"], captions
         )
         print(name, json.dumps({k: round(v, 4) for k, v in results[name].items()}), flush=True)
 
