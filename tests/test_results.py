@@ -485,3 +485,12 @@ def test_readme_loudness_head_tables_are_those_of_their_summary():
     teacher_loud = sum(groups[g]["clips"] for g in ("reference wrong, model right", "both wrong"))
     student_loud = sum(groups[g]["clips"] for g in ("reference right, model wrong", "both wrong"))
     assert f"({teacher_loud} of 198 heard loud)" in flat and f"out of the student ({student_loud})" in flat
+    by_gain = summary["heard_loud_by_gain"]
+    assert f"(median {by_gain['+0']['quiet']['median_level_db']:.1f} dBFS)".replace("-", "−") in flat
+    loud = by_gain["-6"]["loud"]
+    assert (
+        f"than they are ({loud['median_level_db']:.1f} dBFS) are still heard loud {loud['heard_loud']:.0%}".replace(
+            "-", "−"
+        ).replace("%", " %")
+        in flat
+    )
