@@ -451,40 +451,54 @@ def test_readme_cpu_preset_figures_are_those_of_its_records():
     )
 
 
-def test_readme_loudness_head_tables_are_those_of_their_summary():
-    """The README's "the loudness head is a level detector": the committed summary's tables, and
-    its quiet-caption groups recomputed from the two committed per-clip evaluations (the real-clip
-    gain sweep needs the generated data set, which a clone does not carry)."""
+def test_readme_heads_tables_are_those_of_their_summary():
+    """The README's "the loudness head is a level detector, the background head hears the noise
+    floor": the committed summary's tables, and its caption groups recomputed from the two committed
+    per-clip evaluations (the real-clip gain sweep needs the generated data set, which a clone does
+    not carry)."""
     sys.path.insert(0, str(REPO / "experiments" / "cpu"))
     try:
-        from loudness_head import format_summary, quiet_clips_by_outcome
+        from what_the_heads_hear import CASES, clips_by_outcome, format_summary
     finally:
         sys.path.pop(0)
     from bsa.data.embedded import caption_labels
 
-    folder = REPO / "results/fidelity/loudness-head-cpu-2026-11-29"
+    folder = REPO / "results/fidelity/heads-cpu-2026-11-29"
     summary = json.loads((folder / "summary.json").read_text())
     levels = REPO / "results/fidelity/levels-cpu-2026-11-29"
     student, teacher = (
         json.loads((levels / f"{m}-25/per_clip.json").read_text())["per_clip"] for m in ("student", "teacher")
     )
-    groups = quiet_clips_by_outcome(
-        student, teacher, caption_labels(0, "test", 400, ("loudness",))["loudness"]
-    )
-    assert groups == summary["quiet_clips_by_outcome"]
-    assert sum(g["clips"] for g in groups.values()) == 198  # every quiet caption in one group
+    labels = caption_labels(0, "test", 400, ("loudness", "background"))
+    groups = {
+        f"{head}/{label}/{score}": clips_by_outcome(student, teacher, labels[head], head, label, score)
+        for head, label, score in CASES
+    }
+    assert groups == summary["by_outcome"]
+    for (head, label, _), by_group in zip(CASES, groups.values(), strict=True):
+        assert sum(g["clips"] for g in by_group.values()) == labels[head].count(label)  # every clip once
     readme = (REPO / "README.md").read_text()
     assert format_summary(summary) in readme
-    fixed = groups["reference wrong, model right"]
-    d = fixed["delta_db"]
     flat = " ".join(readme.split())
+    quiet = groups["loudness/quiet/level_db"]
+    d = quiet["reference wrong, model right"]["delta"]
     assert (
         f"the student's {abs(d['mean']):.1f} dB lower [{d['lo']:.1f}, {d['hi']:.1f}]".replace("-", "−")
         in flat
     )
-    teacher_loud = sum(groups[g]["clips"] for g in ("reference wrong, model right", "both wrong"))
-    student_loud = sum(groups[g]["clips"] for g in ("reference right, model wrong", "both wrong"))
+    teacher_loud = sum(quiet[g]["clips"] for g in ("reference wrong, model right", "both wrong"))
+    student_loud = sum(quiet[g]["clips"] for g in ("reference right, model wrong", "both wrong"))
     assert f"({teacher_loud} of 198 heard loud)" in flat and f"out of the student ({student_loud})" in flat
+    silence = groups["background/silence/noise_floor_db"]["reference wrong, model right"]
+    noise = groups["background/noise/noise_floor_db"]["reference wrong, model right"]
+    assert (
+        f"on the {silence['clips']} the student fixes, the teacher leaves a floor of {silence['reference']:.0f} dBFS"
+        f" (a noise background's) where the student's is silent ({silence['model']:.0f})"
+    ).replace("-", "−") in flat
+    assert (
+        f"on the {noise['clips']} it fixes, the teacher's background is silent ({noise['reference']:.0f})"
+        f" and the student's noise ({noise['model']:.0f})"
+    ).replace("-", "−") in flat
     by_gain = summary["heard_loud_by_gain"]
     assert f"(median {by_gain['+0']['quiet']['median_level_db']:.1f} dBFS)".replace("-", "−") in flat
     loud = by_gain["-6"]["loud"]

@@ -1,14 +1,18 @@
 """Issue "Students that keep the teacher's quality", where the gain sits: the students are right
-more often than their teacher on quiet captions, yet their quiet clips are on average as loud as
-the teacher's. What does the loudness head hear? Two parts, on a CPU in about a minute:
-1. The head against level: the embedded set's real test clips (the first N, as the evaluations),
-   scaled by each of GAINS dB, through the shipped evaluator — the share of each caption label the
-   head hears as "loud", beside the clips' median RMS level. A level detector flips with the gain.
-2. Which quiet clips the model fixes: two `bsa evaluate` outputs on the same captions and noise
-   (their per_clip.json, e.g. a student and the teacher at 25 steps), the quiet captions grouped by
-   which of the two the loudness head gets right, with each group's RMS levels (medians, the mean of the two middle values for an even count) and the
-   level difference model − reference paired clip by clip (95 % bootstrap over the group's clips).
-    python experiments/cpu/loudness_head.py MODEL_EVAL REFERENCE_EVAL --out DIR \\
+more often than their teacher on quiet captions and on sounds in silence, yet their quiet clips are
+on average as loud as the teacher's. What do the loudness and background heads hear? Two parts, on
+a CPU in about a minute:
+1. The loudness head against level: the embedded set's real test clips (the first N, as the
+   evaluations), scaled by each of GAINS dB, through the shipped evaluator — the share of each
+   caption label the head hears as "loud", beside the clips' median RMS level. A level detector
+   flips with the gain.
+2. Which clips the model fixes: two `bsa evaluate` outputs on the same captions and noise (their
+   per_clip.json, e.g. a student and the teacher at 25 steps); the quiet captions grouped by which
+   of the two the loudness head gets right, with each group's RMS levels, and the captions asking
+   for silence and for noise grouped by the background head, with each group's noise floors
+   (medians, the mean of the two middle values for an even count), and the difference
+   model − reference paired clip by clip (95 % bootstrap over the group's clips).
+    python experiments/cpu/what_the_heads_hear.py MODEL_EVAL REFERENCE_EVAL --out DIR \\
         [--names MODEL REFERENCE] [--data-root data/embedded] [--data-seed 0] [--gains -12 -6 0 6 12]
 """
 
@@ -70,37 +74,47 @@ def heard_loud_by_gain(data_root: Path, rows: list[dict], gains: list[float]) ->
     return out
 
 
-GROUPS = {  # (reference right, model right) on a quiet caption
+GROUPS = {  # (reference right, model right) in the head of the caption's attribute
     "reference wrong, model right": (0, 1),
     "both right": (1, 1),
     "reference right, model wrong": (1, 0),
     "both wrong": (0, 0),
 }
+MIN_CLIPS_FOR_INTERVAL = 5  # a bootstrap over fewer clips gives no 95 % interval worth printing
+# (head, caption label, per-clip score read against it): what part 2 groups
+CASES = (
+    ("loudness", "quiet", "level_db"),
+    ("background", "silence", "noise_floor_db"),
+    ("background", "noise", "noise_floor_db"),
+)
 
 
-def quiet_clips_by_outcome(model: dict, reference: dict, loudness: list[str]) -> dict:
-    """Part 2: per outcome group of the quiet captions, clip count, median level of each model, and
-    the paired level difference model − reference with its interval (None below 2 clips)."""
+def clips_by_outcome(
+    model: dict, reference: dict, labels: list[str], head: str, label: str, score: str
+) -> dict:
+    """Part 2: the clips whose caption has ``label`` (``labels``: the attribute's label per clip), per
+    outcome group of ``head``: clip count, the median ``score`` of each model, and the paired
+    difference model − reference with its interval (None below 2 clips)."""
     out = {}
     for group, (ref_ok, model_ok) in GROUPS.items():
         idx = [
             i
-            for i, label in enumerate(loudness)
-            if label == "quiet"
-            and reference["acc_loudness"][i] == ref_ok
-            and model["acc_loudness"][i] == model_ok
+            for i, v in enumerate(labels)
+            if v == label and reference[f"acc_{head}"][i] == ref_ok and model[f"acc_{head}"][i] == model_ok
         ]
-        a = torch.tensor([model["level_db"][i] for i in idx], dtype=torch.float64)
-        b = torch.tensor([reference["level_db"][i] for i in idx], dtype=torch.float64)
-        delta = None
-        if len(idx) >= 2:
+        a = torch.tensor([model[score][i] for i in idx], dtype=torch.float64)
+        b = torch.tensor([reference[score][i] for i in idx], dtype=torch.float64)
+        delta = None  # no clip: none; fewer than MIN_CLIPS_FOR_INTERVAL: the mean alone
+        if len(idx) >= MIN_CLIPS_FOR_INTERVAL:
             mean, lo, hi = bootstrap_mean_ci(a - b)
             delta = {"mean": mean, "lo": lo, "hi": hi}
+        elif idx:
+            delta = {"mean": float((a - b).mean())}
         out[group] = {
             "clips": len(idx),
-            "reference_level_db": float(b.quantile(0.5)) if idx else None,
-            "model_level_db": float(a.quantile(0.5)) if idx else None,
-            "delta_db": delta,
+            "reference": float(b.quantile(0.5)) if idx else None,
+            "model": float(a.quantile(0.5)) if idx else None,
+            "delta": delta,
         }
     return out
 
@@ -120,15 +134,17 @@ def format_summary(s: dict) -> str:
         )
     lines += [
         "",
-        f"| quiet captions: loudness head | clips | {s['reference']} level (dBFS) | {s['model']} level (dBFS) | Δ [95 %] |",
-        "|---|---|---|---|---|",
+        f"| head | caption label | score | head right on | clips | {s['reference']} (dBFS) | {s['model']} (dBFS) | Δ [95 %] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for group, r in s["quiet_clips_by_outcome"].items():
-        fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
-        delta = interval_cell(r["delta_db"], "{:+.1f}") if r["delta_db"] else "–"
-        lines.append(
-            f"| {group} | {r['clips']} | {fmt(r['reference_level_db'])} | {fmt(r['model_level_db'])} | {delta} |"
-        )
+    fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
+    for case, groups in s["by_outcome"].items():
+        head, label, score = case.split("/")
+        for group, r in groups.items():
+            delta = interval_cell(r["delta"], "{:+.1f}")
+            lines.append(
+                f"| {head} | {label} | {score} | {group} | {r['clips']} | {fmt(r['reference'])} | {fmt(r['model'])} | {delta} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +160,8 @@ def main() -> None:
     args = ap.parse_args()
     model, reference = (json.loads((d / "per_clip.json").read_text()) for d in (args.model, args.reference))
     clips = min(model["protocol"]["num_clips"], reference["protocol"]["num_clips"])
-    loudness = caption_labels(args.data_seed, "test", clips, ("loudness",))["loudness"]
+    labels = caption_labels(args.data_seed, "test", clips, ("loudness", "background"))
+    loudness = labels["loudness"]
     rows = list(csv.DictReader(open(args.data_root / "test.csv")))[:clips]
     if [r["loudness"] for r in rows] != loudness:
         sys.exit(
@@ -152,7 +169,12 @@ def main() -> None:
         )
     summary = {
         "heard_loud_by_gain": heard_loud_by_gain(args.data_root, rows, args.gains),
-        "quiet_clips_by_outcome": quiet_clips_by_outcome(model["per_clip"], reference["per_clip"], loudness),
+        "by_outcome": {
+            f"{head}/{label}/{score}": clips_by_outcome(
+                model["per_clip"], reference["per_clip"], labels[head], head, label, score
+            )
+            for head, label, score in CASES
+        },
         "model": args.names[0] if args.names else model["protocol"]["model"],
         "reference": args.names[1] if args.names else reference["protocol"]["model"],
         "protocols": {"model": model["protocol"], "reference": reference["protocol"]},
