@@ -101,7 +101,7 @@ def evaluate_model(
     from bsa.experiment.build import build_suite
     from bsa.metrics.frechet import frechet_from_stats
     from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
-    from bsa.metrics.scores import clip_levels, silence_floor
+    from bsa.metrics.scores import clip_levels, clip_noise_floor_db, silence_floor
     from bsa.metrics.suite import score, stats_of
     from bsa.models.autoencoder import encode_mel
 
@@ -161,7 +161,7 @@ def evaluate_model(
     results = {}
     if e.baselines:
         results["real clips (ceiling)"] = score(backbone, real_features, text_joint, targets, refs)
-        results["real clips (ceiling)"].update(silence_floor(clip_levels(real)["noise_floor_db"], captions))
+        results["real clips (ceiling)"].update(silence_floor(clip_noise_floor_db(real), captions))
         with torch.no_grad():
             recon = torch.cat(
                 [
@@ -172,7 +172,7 @@ def evaluate_model(
                 ]
             )
         results["real → VAE → vocoder"] = score(backbone, backbone.features(recon), text_joint, targets, refs)
-        results["real → VAE → vocoder"].update(silence_floor(clip_levels(recon)["noise_floor_db"], captions))
+        results["real → VAE → vocoder"].update(silence_floor(clip_noise_floor_db(recon), captions))
         perm = torch.roll(torch.arange(len(rows)), 1)  # a derangement: every clip gets another's caption
         floor = score(
             backbone,

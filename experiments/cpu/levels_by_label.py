@@ -10,15 +10,9 @@ per_clip.json does not record it).
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
-from pathlib import Path
+from evaluation_pair import EvaluationPair, pair_arguments
 
-from bsa.data.embedded import caption_labels
 from bsa.report.fidelity import interval_cell, score_by_label
-from bsa.report.records import write_summary
 
 # (caption attribute, per-clip score read against it)
 SPLITS = (("loudness", "level_db"), ("background", "noise_floor_db"))
@@ -39,33 +33,16 @@ def format_levels(summary: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", type=Path)
-    ap.add_argument("reference", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument(
-        "--data-seed", type=int, default=0, help="data.seed of the evaluated embedded set (default 0)"
-    )
-    ap.add_argument(
-        "--names", nargs=2, metavar=("MODEL", "REFERENCE"), help="column names (default: the models' paths)"
-    )
-    args = ap.parse_args()
-    model, reference = (json.loads((d / "per_clip.json").read_text()) for d in (args.model, args.reference))
-    clips = min(model["protocol"]["num_clips"], reference["protocol"]["num_clips"])
-    labels = caption_labels(args.data_seed, "test", clips, tuple(a for a, _ in SPLITS))
+    args = pair_arguments(__doc__.split("\n\n")[0]).parse_args()
+    pair = EvaluationPair(args)
+    labels = pair.labels(tuple(a for a, _ in SPLITS))
     levels = {
-        attribute: score_by_label(model["per_clip"], reference["per_clip"], labels[attribute], score)
+        attribute: score_by_label(
+            pair.model["per_clip"], pair.reference["per_clip"], labels[attribute], score
+        )
         for attribute, score in SPLITS
     }
-    summary = {
-        "levels": levels,
-        "model": args.names[0] if args.names else model["protocol"]["model"],
-        "reference": args.names[1] if args.names else reference["protocol"]["model"],
-        "protocols": {"model": model["protocol"], "reference": reference["protocol"]},
-        "captions": clips,
-        "device": "CPU",
-    }
-    print(write_summary(str(args.out), summary, format_levels, command="python " + shlex.join(sys.argv)))
+    pair.write({"levels": levels}, format_levels)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def main() -> int:
     from bsa.data.audiocaps import read_caption_csv, resolve_audio
     from bsa.data.embedded import LABELS
     from bsa.experiment.build import build_suite
-    from bsa.metrics.scores import clip_levels, silence_floor
+    from bsa.metrics.scores import clip_noise_floor_db, silence_floor
     from bsa.metrics.suite import score, stats_of
     from bsa.models.assets import resolve_model_path
     from bsa.models.autoencoder import decode_latents, encode_mel, load_vae
@@ -59,12 +59,12 @@ def main() -> int:
     vae = load_vae(resolve_model_path(cfg.models.vae)).eval()
     results = {
         "real clips": score(suite, real_features, text_joint, targets, refs)
-        | silence_floor(clip_levels(real)["noise_floor_db"], captions)
+        | silence_floor(clip_noise_floor_db(real), captions)
     }
 
     def record(name: str, waves: torch.Tensor) -> None:
         results[name] = score(suite, suite.features(waves), text_joint, targets, refs) | silence_floor(
-            clip_levels(waves)["noise_floor_db"], captions
+            clip_noise_floor_db(waves), captions
         )
         print(name, json.dumps({k: round(v, 4) for k, v in results[name].items()}), flush=True)
 

@@ -18,24 +18,20 @@ a CPU in about a minute:
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import shlex
 import sys
 from pathlib import Path
 
 import torch
+from evaluation_pair import EvaluationPair, pair_arguments
 
 from bsa.audio import load_clip
-from bsa.data.embedded import caption_labels
 from bsa.metrics.embedded import EmbeddedBackbone
 from bsa.metrics.paired import bootstrap_mean_ci
 from bsa.metrics.scores import clip_levels
 from bsa.models.assets import resolve_model_path
 from bsa.models.evaluator import AudioEvaluator
 from bsa.report.fidelity import interval_cell
-from bsa.report.records import write_summary
 
 SAMPLE_RATE, SECONDS = 16000, 2.56
 
@@ -149,39 +145,27 @@ def format_summary(s: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", type=Path)
-    ap.add_argument("reference", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--names", nargs=2, metavar=("MODEL", "REFERENCE"))
+    ap = pair_arguments(__doc__.split("\n\n")[0])
     ap.add_argument("--data-root", type=Path, default=Path("data/embedded"))
-    ap.add_argument("--data-seed", type=int, default=0, help="data.seed of the evaluated embedded set")
     ap.add_argument("--gains", type=float, nargs="+", default=[-12.0, -6.0, 0.0, 6.0, 12.0])
     args = ap.parse_args()
-    model, reference = (json.loads((d / "per_clip.json").read_text()) for d in (args.model, args.reference))
-    clips = min(model["protocol"]["num_clips"], reference["protocol"]["num_clips"])
-    labels = caption_labels(args.data_seed, "test", clips, ("loudness", "background"))
-    loudness = labels["loudness"]
-    rows = list(csv.DictReader(open(args.data_root / "test.csv")))[:clips]
-    if [r["loudness"] for r in rows] != loudness:
+    pair = EvaluationPair(args)
+    labels = pair.labels(("loudness", "background"))
+    rows = list(csv.DictReader(open(args.data_root / "test.csv")))[: pair.clips]
+    if [r["loudness"] for r in rows] != labels["loudness"]:
         sys.exit(
-            f"{args.data_root / 'test.csv'}: not the first {clips} test clips of data seed {args.data_seed}"
+            f"{args.data_root / 'test.csv'}: not the first {pair.clips} test clips of data seed {args.data_seed}"
         )
-    summary = {
+    figures = {
         "heard_loud_by_gain": heard_loud_by_gain(args.data_root, rows, args.gains),
         "by_outcome": {
             f"{head}/{label}/{score}": clips_by_outcome(
-                model["per_clip"], reference["per_clip"], labels[head], head, label, score
+                pair.model["per_clip"], pair.reference["per_clip"], labels[head], head, label, score
             )
             for head, label, score in CASES
         },
-        "model": args.names[0] if args.names else model["protocol"]["model"],
-        "reference": args.names[1] if args.names else reference["protocol"]["model"],
-        "protocols": {"model": model["protocol"], "reference": reference["protocol"]},
-        "captions": clips,
-        "device": "CPU",
     }
-    print(write_summary(str(args.out), summary, format_summary, command="python " + shlex.join(sys.argv)))
+    pair.write(figures, format_summary)
 
 
 if __name__ == "__main__":
