@@ -11,6 +11,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def prose(text: str) -> str:
+    """A figure as the README's prose writes it: the typographic minus."""
+    return text.replace("-", "−")
+
+
+def prose_interval(d: dict, spec: str) -> str:
+    """A {mean, lo, hi} figure as the README's prose writes it: "mean [lo, hi]" in ``spec``."""
+    return prose(f"{d['mean']:{spec}} [{d['lo']:{spec}}, {d['hi']:{spec}}]")
+
+
 def test_readme_recipe_table_is_the_one_generated_from_its_summary():
     sys.path.insert(0, str(REPO / "experiments" / "gpu"))
     try:
@@ -111,8 +121,7 @@ def test_readme_min_snr_fad_differences_are_those_of_the_earlier_summary():
     readme = " ".join((REPO / "README.md").read_text().split())
 
     def cell(key):
-        d = rows[key]["fad_vs_teacher_delta"]
-        return f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]".replace("-", "−")
+        return prose_interval(rows[key]["fad_vs_teacher_delta"], "+.2f")
 
     assert f"{cell('25')} at 25 steps, {cell('4')} at 4 and {cell('2')} at 2." in readme
 
@@ -141,7 +150,7 @@ def test_readme_attribute_shift_figures_are_those_of_the_committed_records():
         f"through Griffin-Lim {griffin_lim['fad_real_teacher']['mean']:.1f} → {griffin_lim['fad_real']['mean']:.1f})"
         in readme
     )
-    loud = f"{bsa['acc_loudness']['mean']:.3f}".replace("-", "−")
+    loud = prose(f"{bsa['acc_loudness']['mean']:.3f}")
     assert (
         f"loudness {loud}, FAD vs real {bsa['fad_real_teacher']['mean']:.1f} → {bsa['fad_real']['mean']:.1f} at 25 steps"
         in readme
@@ -375,7 +384,7 @@ def test_readme_ddp_loss_curve_table_is_the_committed_runs():
     readme = (REPO / "README.md").read_text()
     for r in s["windows"]:
         d = r["difference"]
-        cell = f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]".replace("-", "−")
+        cell = prose_interval(d, "+.3f")
         row = f"| {r['steps'][0]}–{r['steps'][1]} | {r['1 process × 16']['mean']:.3f} | {r['2 DDP ranks × 8']['mean']:.3f} | {cell} |"
         assert row in readme and d["lo"] < 0 < d["hi"]  # the README says no difference is resolved
 
@@ -421,9 +430,10 @@ def test_readme_levels_table_is_the_one_of_its_evaluations():
     silence = score_by_label(student, teacher, labels["background"], "noise_floor_db")["silence"]["delta"]
     readme = " ".join((REPO / "README.md").read_text().split())
     assert " ".join((folder / "summary.md").read_text().split()) in readme
-    fmt = lambda v: f"{v:+.1f}".replace("-", "−")  # noqa: E731
-    assert f"({fmt(quiet['mean'])} dB [{fmt(quiet['lo'])}, {fmt(quiet['hi'])}])" in readme
-    assert f"{fmt(silence['mean'])[1:]} dB deeper [{fmt(silence['lo'])}, {fmt(silence['hi'])}]" in readme
+    mean, interval = prose_interval(quiet, "+.1f").split(" ", 1)
+    assert f"({mean} dB {interval})" in readme
+    mean, interval = prose_interval(silence, "+.1f").split(" ", 1)
+    assert f"{mean[1:]} dB deeper {interval}" in readme  # the sign is in the word
 
 
 def test_readme_cpu_preset_figures_are_those_of_its_records():
@@ -435,20 +445,16 @@ def test_readme_cpu_preset_figures_are_those_of_its_records():
     seconds = int(re.search(r"wall: (\d+) s", (folder / "time.txt").read_text()).group(1))
     row = json.loads((folder / "summary.json").read_text())["rows"][-1]
     assert row["steps"] == 25
-    fmt = lambda v: f"{v:+.3f}".replace("-", "−")  # noqa: E731
-    clap, acc = (
-        f"{fmt(row[k])} [{fmt(row[k + '_lo'])}, {fmt(row[k + '_hi'])}]"
-        for k in ("paired_clap_difference", "paired_acc_difference")
-    )
+
+    def paired(row, k):  # a summary row keeps a figure as k, k_lo, k_hi
+        return prose_interval({"mean": row[k], "lo": row[f"{k}_lo"], "hi": row[f"{k}_hi"]}, "+.3f")
+
+    clap, acc = (paired(row, k) for k in ("paired_clap_difference", "paired_acc_difference"))
     readme = " ".join((REPO / "README.md").read_text().split())
     assert f"**{seconds // 60} min {seconds % 60} s** from after the clone" in readme and seconds <= 30 * 60
     assert f"stage 3 @ 25: Δ CLAP {clap}, Δ attribute accuracy {acc}" in readme
     row = json.loads((folder / "min_snr/summary.json").read_text())["rows"][-1]
-    k = "paired_clap_difference"
-    assert (
-        f"stage 3 @ 25 Δ CLAP {fmt(row[k])} [{fmt(row[k + '_lo'])}, {fmt(row[k + '_hi'])}] against BSA's"
-        in readme
-    )
+    assert f"stage 3 @ 25 Δ CLAP {paired(row, 'paired_clap_difference')} against BSA's" in readme
 
 
 def test_readme_heads_tables_are_those_of_their_summary():
@@ -482,29 +488,32 @@ def test_readme_heads_tables_are_those_of_their_summary():
     flat = " ".join(readme.split())
     quiet = groups["loudness/quiet/level_db"]
     d = quiet["reference wrong, model right"]["delta"]
-    assert (
-        f"the student's {abs(d['mean']):.1f} dB lower [{d['lo']:.1f}, {d['hi']:.1f}]".replace("-", "−")
-        in flat
-    )
+    assert prose(f"the student's {abs(d['mean']):.1f} dB lower [{d['lo']:.1f}, {d['hi']:.1f}]") in flat
     teacher_loud = sum(quiet[g]["clips"] for g in ("reference wrong, model right", "both wrong"))
     student_loud = sum(quiet[g]["clips"] for g in ("reference right, model wrong", "both wrong"))
     assert f"({teacher_loud} of 198 heard loud)" in flat and f"out of the student ({student_loud})" in flat
     silence = groups["background/silence/noise_floor_db"]["reference wrong, model right"]
     noise = groups["background/noise/noise_floor_db"]["reference wrong, model right"]
     assert (
-        f"on the {silence['clips']} the student fixes, the teacher leaves a floor of {silence['reference']:.0f} dBFS"
-        f" (a noise background's) where the student's is silent ({silence['model']:.0f})"
-    ).replace("-", "−") in flat
+        prose(
+            f"on the {silence['clips']} the student fixes, the teacher leaves a floor of {silence['reference']:.0f} dBFS"
+            f" (a noise background's) where the student's is silent ({silence['model']:.0f})"
+        )
+        in flat
+    )
     assert (
-        f"on the {noise['clips']} it fixes, the teacher's background is silent ({noise['reference']:.0f})"
-        f" and the student's noise ({noise['model']:.0f})"
-    ).replace("-", "−") in flat
+        prose(
+            f"on the {noise['clips']} it fixes, the teacher's background is silent ({noise['reference']:.0f})"
+            f" and the student's noise ({noise['model']:.0f})"
+        )
+        in flat
+    )
     by_gain = summary["heard_loud_by_gain"]
-    assert f"(median {by_gain['+0']['quiet']['median_level_db']:.1f} dBFS)".replace("-", "−") in flat
+    assert prose(f"(median {by_gain['+0']['quiet']['median_level_db']:.1f} dBFS)") in flat
     loud = by_gain["-6"]["loud"]
     assert (
-        f"than they are ({loud['median_level_db']:.1f} dBFS) are still heard loud {loud['heard_loud']:.0%}".replace(
-            "-", "−"
+        prose(
+            f"than they are ({loud['median_level_db']:.1f} dBFS) are still heard loud {loud['heard_loud']:.0%}"
         ).replace("%", " %")
         in flat
     )
