@@ -62,10 +62,10 @@ def build_latent_cache(cfg: BsaConfig, worker_index: int = 0, worker_count: int 
 
 def embedded_captions(cfg: BsaConfig) -> list[str]:
     """Every caption of the embedded data set, from its seed (no audio generated)."""
-    from bsa.data.embedded import SPLITS, clip_spec
+    from bsa.data.embedded import SPLITS, caption_labels
 
     gen = embedded_dataset_config(cfg)
-    return [clip_spec(gen.seed, s, i)[0].caption for s in SPLITS for i in range(gen.size(s))]
+    return [c for s in SPLITS for c in caption_labels(gen.seed, s, gen.size(s), ("caption",))["caption"]]
 
 
 def save_caption_embeddings(cfg: BsaConfig, out: str | Path) -> Path:
