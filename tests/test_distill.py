@@ -707,6 +707,9 @@ def test_error_profile_gradient_norms_are_those_of_the_weighted_loss_per_step():
         assert b["grad_share"] == pytest.approx(a["grad_share"], rel=1e-5)
     # eval.profile_gradients=false (the CPU preset): the profile without the backward passes
     assert not any("grad_norm" in r for r in m.error_profile(latents, text, seed=0, grad_clips=0))
+    # a frozen student has no gradient: none reported (it was 0.0 at every step, a share of 0)
+    m.student.requires_grad_(False)
+    assert not any("grad_norm" in r for r in m.error_profile(latents, text, seed=0))
 
 
 def test_progress_updates_every_step_on_a_terminal_and_about_twenty_times_a_stage_in_a_log():

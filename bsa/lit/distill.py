@@ -294,7 +294,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             x_mse = float((student_fn(z_t, tb).float() - target.float()).pow(2).mean())
             snr = self.schedule.snr(t.view(1)).float()
             weight = float(self.weight_fn(snr))
-            k = grad_clips
+            k = grad_clips if params else 0  # a frozen student has no gradient to measure
             if k:
                 grad_norm = self._weighted_grad_norm(
                     params, text[:k], scale[:k], z_t[:k], tb[:k], target[:k], weight
@@ -322,8 +322,6 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
     def _weighted_grad_norm(self, params, text, scale, z_t, t, target, weight: float) -> float:
         """‖∇_θ w · mean((x̂_θ(z_t) − target)²)‖₂ for the trained student θ (no optimizer step;
         the gradients are returned, not accumulated into ``.grad``)."""
-        if not params:
-            return 0.0
         fn = self._with_guidance("student", text, scale)
         with torch.enable_grad():
             loss = weight * (fn(z_t, t).float() - target.float()).pow(2).mean()

@@ -114,8 +114,20 @@ def comparison_profiles(out: str | Path) -> list[dict]:
     latest: dict[tuple[str, int], dict] = {}
     for log in sorted(Path(out).glob(f"*/{PROFILES}")):
         for rec in read_jsonl(log):
-            latest[(rec["run"], rec["stage"])] = rec
+            latest[(rec["run"], rec["stage"])] = without_void_gradients(rec)
     return [latest[k] for k in sorted(latest)]
+
+
+def without_void_gradients(profile: dict) -> dict:
+    """A profile whose gradient norms are all zero measured none: a population's members of later
+    stages had no trainable parameter before 2026-11-29 (``Population.member``) and recorded 0.0 at
+    every step, shares of 0. Such rows lose ``grad_norm``/``grad_share`` (reported as missing, not
+    as zero); any other profile is returned as it is."""
+    rows = profile.get("profile") or []
+    if not rows or not all(r.get("grad_norm") == 0.0 for r in rows):
+        return profile
+    void = ("grad_norm", "grad_share")
+    return {**profile, "profile": [{k: v for k, v in r.items() if k not in void} for r in rows]}
 
 
 def loss_curve(run_dir: str | Path) -> list[tuple[float, float, float]]:
