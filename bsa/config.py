@@ -295,6 +295,10 @@ class TrainerConfig:
     # (bsa.models.graphs): one launch per call instead of hundreds, for launch-bound small models;
     # single-process runs (DDP steps eagerly), ignored when compile is on
     cuda_graphs: bool = False
+    # cuDNN times its convolution algorithms for each new shape and keeps the fastest (Lightning's
+    # ``benchmark``): a population's grouped convolutions step 10 % faster on an H200
+    # (results/bench/2026-11-29-population-speed); a run's numbers may then differ in the last digits
+    cudnn_benchmark: bool = False
     # DDP (more than one rank): gradient bucket size in MB, the gradients kept as views of the
     # buckets; 100 measured best for the 185 M UNet on 2 H100 (1.74× one GPU against 1.63× at
     # torch's 25 and 1.40× at 5: results/bench/2026-11-28-ddp)

@@ -140,20 +140,25 @@ def test_slurm_template_runs_a_valid_distill_command(tmp_path):
     assert line.startswith(".venv/bin/python -m bsa.cli.distill")
 
 
-def test_trainer_applies_the_float32_matmul_precision(tmp_path):
+@pytest.mark.parametrize("benchmark", [True, False])
+def test_trainer_applies_the_float32_matmul_precision_and_cudnn_benchmark(tmp_path, benchmark):
     import torch
 
     from bsa.experiment.build import lightning_trainer
 
     cfg = load_config(
-        [ROOT / "experiments/debug.yaml"], ["trainer.matmul_precision=high", "trainer.accelerator=cpu"]
+        [ROOT / "experiments/debug.yaml"],
+        ["trainer.matmul_precision=high", "trainer.accelerator=cpu", f"trainer.cudnn_benchmark={benchmark}"],
     )
-    before = torch.get_float32_matmul_precision()
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = not benchmark
     try:
         lightning_trainer(cfg, max_steps=1, logger=False, default_root_dir=tmp_path)
         assert torch.get_float32_matmul_precision() == "high"
+        assert torch.backends.cudnn.benchmark is benchmark
     finally:
-        torch.set_float32_matmul_precision(before)
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.benchmark = before[1]
 
 
 @pytest.mark.parametrize("preset", ["embedded-cpu.yaml", "embedded-gpu.yaml", "audioldm.yaml"])

@@ -13,9 +13,10 @@ from bsa.models.unet import audioldm_unet_config
 
 def test_group_norm_by_hand_and_against_torch():
     """Two groups of two channels, one position each: x = [1, 3 | 2, 6] → each group (a, b) maps
-    to (−1, +1) (mean (a+b)/2, biased std |a−b|/2); then γ = (1, 2, 3, 4), β = (0, 0, 0, 1)."""
+    to (−1, +1) (mean (a+b)/2, biased std |a−b|/2); then γ = (1, 2, 3, 4), β = (0, 0, 0, 1).
+    (ε = 1e-12: batch norm, which computes it, refuses ε = 0.)"""
     x = torch.tensor([[1.0, 3.0, 2.0, 6.0]]).reshape(1, 4, 1)
-    y = group_norm(x, 2, torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 0.0, 0.0, 1.0]), 0.0)
+    y = group_norm(x, 2, torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 0.0, 0.0, 1.0]), 1e-12)
     assert y.flatten().tolist() == pytest.approx([-1.0, 2.0, -3.0, 5.0])
     x = torch.randn(3, 8, 5, 4)
     norm = torch.nn.GroupNorm(4, 8)
@@ -298,3 +299,16 @@ def test_a_comparison_scoring_only_some_step_counts_plans_runs_whose_configs_loa
             loaded = load_config(["experiments/debug.yaml"], [*user, *run["overrides"]])
             stages = [s for s in loaded.distill.plan.stages if loaded.distill.scores(s)]
             assert [s.student_steps for s in stages] == ([8] if run["name"].startswith("guided") else [2])
+
+
+def test_a_member_trains_like_its_population_even_when_built_from_frozen_teachers():
+    """Later stages build their students from the previous stage's frozen teachers: the 25-step
+    members of a population came out with no trainable parameter, and their error profile's
+    gradient norms were 0.0 at every step (results/weighting-study, seed 1, 2026-11-29)."""
+    from bsa.models.population import PopulationUNet
+
+    members = [m.requires_grad_(False) for m in _members(2)]
+    pop = PopulationUNet(members).requires_grad_(True)
+    assert all(p.requires_grad for p in pop.member(1).parameters())
+    frozen = PopulationUNet(members).requires_grad_(False)
+    assert not any(p.requires_grad for p in frozen.member(0).parameters())

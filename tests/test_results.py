@@ -65,19 +65,20 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
     [
         "results/weighting-study/summary.json",  # the (floor, γ) map
         "results/weighting-study/comparison-25steps-seed0/summary.json",  # the five named weightings
+        "results/weighting-study/map-seed1-2026-11-29/summary.json",  # 9 of the map's points, vocoder
     ],
 )
 def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summaries(path):
-    from bsa.report.records import comparison_profiles, comparison_records
-    from bsa.report.study import format_study, study_summary
+    from bsa.report.study import format_study, study_of_comparisons
 
     summary = json.loads((REPO / path).read_text())
     assert format_study(summary).strip() in (REPO / "README.md").read_text()
-    # the summary is what its records give (nothing edited by hand)
-    again = study_summary(
-        [r for c in summary["comparisons"] for r in comparison_records(REPO / c)],
+    # the summary is what its records give (nothing edited by hand); the paired FAD differences
+    # from the summary written on the GPU machine, where the embeddings are
+    again = study_of_comparisons(
+        [REPO / c for c in summary["comparisons"]],
         summary["reference"],
-        profiles=[p for c in summary["comparisons"] for p in comparison_profiles(REPO / c)],
+        fad_from=[REPO / f for f in summary.get("fad_differences", [])],
     )
     assert again["steps"] == summary["steps"]
     assert {"seeds", "captions", "device", "date", "command"} <= set(summary)
@@ -517,3 +518,53 @@ def test_readme_heads_tables_are_those_of_their_summary():
         ).replace("%", " %")
         in flat
     )
+
+
+def test_readme_population_speed_figures_are_those_of_the_two_runs():
+    """The population step before and after the batch-norm GroupNorm and cudnn.benchmark: the
+    calls table and the step times are the rows of results/bench/2026-11-29-population-speed."""
+    from bsa.report.bench import population_calls_table
+
+    folder = REPO / "results/bench/2026-11-29-population-speed"
+
+    def rows(run, name):
+        return [json.loads(line) for line in (folder / run / name).open()]
+
+    calls = population_calls_table(
+        {
+            "reductions (before)": rows("groupnorm-reductions", "population_kernels.jsonl"),
+            "batch norm (now)": rows("groupnorm-batchnorm", "population_kernels.jsonl"),
+        }
+    )
+    readme = (REPO / "README.md").read_text()
+    assert calls in readme
+    earlier = {
+        r["teachers"]: r["step_ms"]
+        for r in rows("../2026-11-28-population-step", "population_step.jsonl")
+        if r["members"] == 17 and r.get("graphs")
+    }
+    steps = [
+        {r["teachers"]: r["step_ms"] for r in rows(run, "population_step.jsonl")}
+        for run in ("groupnorm-reductions", "groupnorm-batchnorm")
+    ]
+    ms = [f"{s['shared']:.1f} / {s['own']:.1f}" for s in (earlier, *steps)]
+    ratio = f"{earlier['shared'] / steps[1]['shared']:.2f}× / {earlier['own'] / steps[1]['own']:.2f}×"
+    assert (
+        f"goes from {ms[0]} ms (shared / own teachers, 2026-11-28) to {ms[1]} with the benchmark and "
+        f"{ms[2]} with the batch norm as well: {ratio}."
+    ) in " ".join(readme.split())
+
+
+def test_population_calls_table_by_hand():
+    from bsa.report.bench import population_calls_table
+
+    table = population_calls_table(
+        {
+            "a": [
+                {"variant": "vmap+profile", "call": "teacher", "ms": 10.0},
+                {"variant": "vmap+profile", "kernel": "k", "ms": 3.0},  # a profile row: not a call
+                {"variant": "single", "call": "student", "ms": 7.26},
+            ]
+        }
+    )
+    assert table.splitlines()[2:] == ["| a | vmap | 10.0 | – |", "| a | single | – | 7.3 |"]

@@ -78,6 +78,36 @@ def test_bsa_study_writes_the_summary_and_refuses_a_folder_without_records(tmp_p
     empty.mkdir()
     assert main(["study", str(empty)]) == 2
     assert "empty: no */eval.jsonl records" in capsys.readouterr().err
+    # the paired FAD differences of a summary written where the embeddings were (none here)
+    assert "fad_vs_teacher" not in summary["steps"]["25"]["min_snr"]["diff_to_bsa"]
+    device = json.loads((out / "summary.json").read_text())
+    paired = {"mean": -1.5, "lo": -2.0, "hi": -1.0}
+    device["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] = paired
+    (tmp_path / "device.json").write_text(json.dumps(device))
+    again = tmp_path / "again"
+    assert (
+        main(
+            [
+                "study",
+                str(comparison),
+                "--out",
+                str(again),
+                "--fad-differences",
+                str(tmp_path / "device.json"),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] == paired
+    assert "fad_vs_teacher" not in summary["steps"]["25"]["snr_plus_one"]["diff_to_bsa"]
+    assert summary["fad_differences"] == [str(tmp_path / "device.json")]
+    (tmp_path / "bad.json").write_text("{")
+    assert (
+        main(["study", str(comparison), "--out", str(again), "--fad-differences", str(tmp_path / "bad.json")])
+        == 2
+    )
+    assert f"{tmp_path / 'bad.json'}: not a study summary" in capsys.readouterr().err
 
 
 def test_low_noise_shares_sum_the_steps_above_snr_one():
@@ -184,3 +214,24 @@ def test_paired_fad_differences_read_each_record_from_its_own_comparison(tmp_pat
             embeddings[folder, "bsa"], teacher
         )
         assert fad["min_snr", steps]["mean"] == pytest.approx(expected)
+
+
+def test_a_profile_with_only_zero_gradient_norms_reports_no_gradient_share(tmp_path):
+    """Seed 1's 25-step members (2026-11-29) recorded grad_norm 0.0 at every step (no trainable
+    parameter): the study read a gradient share of 0.000 below SNR 1. Such a profile has none."""
+    from bsa.report.records import comparison_profiles
+    from bsa.report.study import low_noise_shares
+
+    def profile(norms):
+        rows = [
+            {"snr": snr, "share": 0.5, "grad_norm": g, "grad_share": g / (sum(norms) or 1.0)}
+            for snr, g in zip((0.1, 10.0), norms, strict=True)
+        ]
+        return {"run": "bsa-seed1", "stage": 3, "profile": rows}
+
+    for name, norms in (("void", (0.0, 0.0)), ("real", (1.0, 3.0))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "profiles.jsonl").write_text(json.dumps({**profile(norms), "run": name}) + "\n")
+    by_run = {p["run"]: p for p in comparison_profiles(tmp_path)}
+    assert low_noise_shares(by_run["void"]) == {"steps": 1, "of": 2, "loss": 0.5}
+    assert low_noise_shares(by_run["real"])["gradient"] == pytest.approx(0.75)

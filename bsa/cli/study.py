@@ -3,7 +3,9 @@
 The weighting study's summary of one or more comparisons (``bsa compare`` folders, e.g. the
 25-step and the 4-step block): per student step count (25, 4) and weighting, CLAP, attribute
 accuracy and FAD vs teacher with their 95 % intervals, and each weighting's paired difference to
-bsa. Writes summary.json and summary.md; ``--command`` records the command that made the runs.
+bsa. Writes summary.json and summary.md; ``--command`` records the command that made the runs;
+``--fad-differences`` takes the paired FAD differences from summaries written on the GPU machine,
+where the runs' embeddings stay.
 """
 
 from __future__ import annotations
@@ -22,21 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reference", default="bsa", help="the weighting the differences are taken to")
     parser.add_argument("--command", default="", help="the command that produced the comparisons (recorded)")
+    parser.add_argument(
+        "--fad-differences", nargs="*", default=[], metavar="SUMMARY",
+        help="summaries written where the runs' embeddings were: their paired FAD differences",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    from bsa.report.records import comparison_profiles, comparison_records
-    from bsa.report.study import format_study, paired_fad_differences, study_summary
+    from bsa.report.study import format_study, study_of_comparisons
 
-    by_folder, profiles = {}, []
-    for folder in args.comparisons:
-        profiles += comparison_profiles(folder)
-        by_folder[folder] = comparison_records(folder)
-        if not by_folder[folder]:
-            print(f"bsa study: {folder}: no */eval.jsonl records (not a comparison folder?)", file=sys.stderr)
-            return 2
-    records = [r for found in by_folder.values() for r in found]
     try:
-        fad = paired_fad_differences(by_folder, args.reference)
-        summary = study_summary(records, args.reference, profiles=profiles, fad_differences=fad)
+        summary = study_of_comparisons(args.comparisons, args.reference, fad_from=args.fad_differences)
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)
         return 2
@@ -46,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         format_study,
         command=args.command or "bsa study " + " ".join(argv if argv is not None else sys.argv[1:]),
         comparisons=[str(x) for x in args.comparisons],
+        fad_differences=args.fad_differences,
     )
     print(text, end="")
     if summary["not_reached"]:

@@ -66,7 +66,7 @@ def ddp_strategy(ranks: int, bucket_mb: float):
 
 def lightning_trainer(cfg: BsaConfig, **kwargs):
     """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision,
-    DDP buckets and logging interval (plus ``kwargs``); sets the process's float32 matmul precision
+    DDP buckets, cuDNN benchmarking and logging interval (plus ``kwargs``); sets the process's float32 matmul precision
     first."""
     import lightning.pytorch as pl
     import torch
@@ -81,6 +81,7 @@ def lightning_trainer(cfg: BsaConfig, **kwargs):
         strategy=ddp_strategy(world_size(cfg), t.ddp_bucket_mb),
         precision=t.precision,
         log_every_n_steps=t.log_every_n_steps,
+        benchmark=t.cudnn_benchmark,
         **kwargs,
     )
 

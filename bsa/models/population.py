@@ -8,7 +8,7 @@ parameters and calling the UNet under ``vmap`` turns every layer into one kernel
 
 ``torch.group_norm`` cannot run under ``vmap`` (it queries memory formats: "NYI: querying
 is_contiguous inside of vmap"), so the batched skeleton's GroupNorms compute the same normalisation
-from reshapes and reductions (:func:`group_norm`). Members keep diffusers' parameter names:
+as a batch norm of a reshaped view (:func:`group_norm`). Members keep diffusers' parameter names:
 :meth:`Population.member` gives back an ordinary ``UNet2DConditionModel``.
 """
 
@@ -19,21 +19,24 @@ import copy
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
 
 
 def group_norm(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> torch.Tensor:
-    """GroupNorm (Wu & He 2018, eq. 1–3 with per-channel affine) from reshapes and reductions,
-    which ``vmap`` can batch: (x − μ_g) / √(σ²_g + ε) · γ_c + β_c over each group's channels and
-    positions, biased variance as ``torch.nn.GroupNorm``."""
+    """GroupNorm (Wu & He 2018, eq. 1–3 with per-channel affine) in a form ``vmap`` can batch:
+    (x − μ_g) / √(σ²_g + ε) · γ_c + β_c over each group's channels and positions, biased variance
+    as ``torch.nn.GroupNorm``. The normalisation is a batch norm without running statistics over
+    x viewed as [1, N·G, C/G·…] — its channels are the (sample, group) pairs, so it takes each
+    group's mean and biased variance — which ``vmap`` batches into one fused kernel (its members
+    become more channels), forward and backward; the affine is one ``addcmul``. Written out of
+    reductions instead, each GroupNorm was ~6 element-wise kernels each way, a population step's
+    largest cost (results/bench/2026-11-29-population-speed)."""
     n, c = x.shape[:2]
-    g = x.reshape(n, num_groups, -1)
-    mean = g.mean(-1, keepdim=True)
-    var = g.var(-1, unbiased=False, keepdim=True)
-    y = ((g - mean) * torch.rsqrt(var + eps)).reshape(x.shape)
+    y = F.batch_norm(x.reshape(1, n * num_groups, -1), None, None, training=True, eps=eps).reshape(x.shape)
     if weight is None:
         return y
     shape = (1, c) + (1,) * (x.dim() - 2)
-    return y * weight.reshape(shape) + bias.reshape(shape)
+    return torch.addcmul(bias.reshape(shape), y, weight.reshape(shape))
 
 
 class BatchableGroupNorm(nn.GroupNorm):
@@ -99,12 +102,15 @@ class Population(nn.Module):
         )
 
     def member(self, k: int, template: nn.Module) -> nn.Module:
-        """Member ``k`` as an ordinary module: a copy of ``template`` with its parameters."""
+        """Member ``k`` as an ordinary module: a copy of ``template`` with its parameters, trainable
+        where the population's are (the template may be a frozen teacher's copy)."""
         module = copy.deepcopy(template)
         params, buffers = self._state()
         module.load_state_dict(
             {**{n: p[k].detach() for n, p in params.items()}, **{n: b[k] for n, b in buffers.items()}}
         )
+        for name, p in module.named_parameters():
+            p.requires_grad_(params[name].requires_grad)
         return module
 
 

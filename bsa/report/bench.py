@@ -109,10 +109,31 @@ def population_step_table(rows: list[dict]) -> str:
         k, alone = r["members"], one.get((r["teachers"], r.get("graphs", False)))
         ratio = f"{k * alone / r['step_ms']:.2f}×" if alone else "–"
         teacher = "one shared" if r["teachers"] == "shared" else "one per member"
-        calls = "graphed" if r.get("graphs") else "eager"
+        calls = ("graphed" if r.get("graphs") else "eager") + (
+            " + cudnn.benchmark" if r.get("cudnn_benchmark") else ""
+        )
         out.append(
             f"| {k} | {teacher} | {calls} | {r['step_ms']:.1f} | {r['samples_per_s_all']:.0f} | {ratio} |"
         )
+    return "\n".join(out)
+
+
+def population_calls_table(runs: dict[str, list[dict]]) -> str:
+    """``experiments/gpu/population_kernels.py``'s timings, one run per GroupNorm form (``runs``:
+    its label → rows): per way of running the calls (``variant``), the K teachers' forward and the
+    K students' forward + backward in ms; "–" where that run did not time it."""
+    out = [
+        "| GroupNorm | calls | teachers' forward (ms) | students' forward + backward (ms) |",
+        "|---|---|---|---|",
+    ]
+    for label, rows in runs.items():
+        ms: dict[str, dict[str, float]] = {}
+        for r in rows:
+            if "call" in r:
+                ms.setdefault(r["variant"].replace("+profile", ""), {})[r["call"]] = r["ms"]
+        for variant, calls in ms.items():
+            cells = [f"{calls[c]:.1f}" if c in calls else "–" for c in ("teacher", "student")]
+            out.append(f"| {label} | {variant} | {cells[0]} | {cells[1]} |")
     return "\n".join(out)
 
 

@@ -95,6 +95,46 @@ def paired_fad_differences(comparisons: dict, reference: str = "bsa") -> dict:
     return out
 
 
+def fad_differences_from(summary: dict) -> dict:
+    """(weighting, steps) → the paired FAD-vs-teacher difference a study summary holds (written
+    where the runs' embeddings were: the GPU machine, which they never leave), for a summary
+    computed again elsewhere (:func:`study_of_comparisons`)."""
+    ref = summary["reference"]
+    return {
+        (w, int(n)): row[f"diff_to_{ref}"]["fad_vs_teacher"]
+        for n, block in summary["steps"].items()
+        for w, row in block.items()
+        if "fad_vs_teacher" in row.get(f"diff_to_{ref}", {})
+    }
+
+
+def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list = ()) -> dict:
+    """The study summary of comparison folders (:func:`study_summary`): their records, profiles and
+    the paired FAD differences computable from the embeddings found here, completed by those of
+    ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`) where the
+    embeddings are not."""
+    import json
+
+    from bsa.report.records import comparison_profiles, comparison_records
+
+    fad = {}
+    for path in fad_from:
+        try:
+            fad.update(fad_differences_from(json.loads(Path(path).read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a study summary ({type(e).__name__}: {e})") from e
+
+    by_folder, profiles = {}, []
+    for folder in folders:
+        profiles += comparison_profiles(folder)
+        by_folder[folder] = comparison_records(folder)
+        if not by_folder[folder]:
+            raise ValueError(f"{folder}: no */eval.jsonl records (not a comparison folder?)")
+    fad.update(paired_fad_differences(by_folder, reference))
+    records = [r for found in by_folder.values() for r in found]
+    return study_summary(records, reference, profiles=profiles, fad_differences=fad)
+
+
 def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dict[str, float]]]:
     """(weighting, steps) → {metric: {mean, lo, hi}} of every student's final records: CLAP and
     mean attribute accuracy from the per-clip scores (95 % bootstrap over seeds and captions),

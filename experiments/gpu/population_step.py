@@ -34,7 +34,13 @@ def main() -> None:
     parser.add_argument(
         "--graphs", action="store_true", help="the vmapped calls from CUDA graphs (trainer.cuda_graphs)"
     )
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="cuDNN times its algorithms per shape (trainer.cudnn_benchmark)",
+    )
     args = parser.parse_args()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the CPU: a smoke run only
     schedule = audioldm_schedule()
     base = with_guidance_input(load_unet(resolve_model_path("embedded:teacher")).float())
@@ -78,6 +84,7 @@ def main() -> None:
             row = {
                 "members": k, "teachers": "own" if own_teachers else "shared", "batch": b, "step_ms": 1000 * seconds,
                 "samples_per_s_all": k * b / seconds, "fused_adamw": bool(opt.defaults.get("fused")), "graphs": args.graphs,
+                "cudnn_benchmark": args.cudnn_benchmark,
                 "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "torch": torch.__version__,
                 "date": time.strftime("%Y-%m-%d %H:%M"),
             }  # fmt: skip

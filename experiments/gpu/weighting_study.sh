@@ -12,6 +12,9 @@
 # SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
 # eager (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
+# The guided stage of each seed comes home as resume-guided-seed<N>.tgz (~13 MB, pack_resume.py):
+# the block's other weightings can start from that same guided student in a later session (after
+# restore_resume.sh, carry .resume: a guided run found there and missing here is put in place).
 # DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
 # comparison's results and dashboard come back in $OUT/study.tar.gz.
 set -uo pipefail
@@ -30,6 +33,10 @@ if [ ! -f $C/data.done ]; then
   log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
   touch $C/data.done
 fi
+CID=$C/compare/${COMPARE_ID:-weighting-sweep-${STEPS:-25}steps}
+for g in .resume/guided-seed*; do
+  [ -d "$g" ] && [ ! -d "$CID/$(basename $g)" ] && { mkdir -p $CID; cp -r "$g" "$CID/"; log "restored $g"; }
+done
 left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 40 ))
 log "compare ($left s left): $ARGS"
 echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
@@ -37,6 +44,9 @@ timeout $left python3 -m bsa.cli.compare $EXP $D $ARGS >> $L/compare.log 2>&1
 log "compare exit $?"
 pkill -f bsa.cli.distill; sleep 3   # runs still training stop here (atomic checkpoints: they resume)
 P=$L/pack; rm -rf $P; mkdir -p $P
+for g in $C/compare/*/guided-seed*/; do  # once finished: its stage folder and evaluation record
+  [ -f $g/eval.jsonl ] && [ ! -f $OUT/resume-$(basename $g).tgz ] && timeout 60 python3 experiments/gpu/pack_resume.py $OUT $g >> $L/phases.txt 2>&1
+done
 for r in $C/compare/*/*/; do
   n=$(basename $r); [ "$n" = logs ] && continue; mkdir -p $P/$n
   cp $r/eval.jsonl $r/profiles.jsonl $r/summary.json $r/summary.md $r/config.yaml $P/$n/ 2>/dev/null
