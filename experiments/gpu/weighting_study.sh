@@ -33,7 +33,8 @@ if [ ! -f $C/data.done ]; then
   log cache; timeout 200 python3 -m bsa.cli.cache $EXP $D > $L/cache.log 2>&1 || { tail $L/cache.log; exit 1; }
   touch $C/data.done
 fi
-CID=$C/compare/${COMPARE_ID:-weighting-sweep-${STEPS:-25}steps}
+# the comparison's folder, as bsa compare names it (preset, steps, grid)
+CID=$(python3 -c "import sys; from bsa.config import load_config; from bsa.experiment.compare import compare_dir; print(compare_dir(load_config(sys.argv[1].split(), sys.argv[2:])))" "$EXP" $D $ARGS) || exit 1
 for g in .resume/guided-seed*; do
   [ -d "$g" ] && [ ! -d "$CID/$(basename $g)" ] && { mkdir -p $CID; cp -r "$g" "$CID/"; log "restored $g"; }
 done
