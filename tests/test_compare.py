@@ -2,6 +2,7 @@
 results aggregated over the runs, and a dashboard that renders in a real browser."""
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -133,6 +134,45 @@ def test_a_population_comparison_trains_the_same_runs_in_one_process_and_resumes
         ("bsa(floor=0,gamma=5)", 4),
         ("bsa(floor=0,gamma=5)", 2),
     }
+
+
+def test_a_comparison_elsewhere_starts_from_a_seeds_guided_stage_brought_in_its_resume_state(
+    comparison, debug_env
+):
+    """The map's points of one seed can run in several sessions on machines lent for minutes:
+    each seed's guided stage comes home as its resume state (weighting_study.sh, pack_resume.py)
+    and, put in another comparison's folder, is that comparison's guided stage — not trained
+    again — and its members start from that same student."""
+    from bsa.config import load_config
+    from bsa.experiment.runs import resume_state
+
+    source = comparison / "guided-seed0"
+    moved = debug_env["root"] / "runs" / "compare" / "cmp-restored" / "guided-seed0"
+    for f in resume_state(load_config([source / "config.yaml"]), source):
+        (moved / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / f, moved / f)
+    out = bsa_cli(
+        "compare",
+        *[
+            "experiments/debug.yaml",
+            *debug_env["overrides"],
+            "distill.target_steps=4",
+            "distill.eval_clips=4",
+            "compare.weightings=['bsa(floor=0.1,gamma=inf)']",
+            "compare.population=1",
+            "compare.id=cmp-restored",
+        ],
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    guided_log = (moved.parent / "logs" / "guided-seed0.log").read_text()
+    trained = re.compile(r"stage 0 \(guided, .*\): \d+ optimizer steps")
+    assert trained.search((comparison / "logs" / "guided-seed0.log").read_text())  # where it trained
+    assert not trained.search(guided_log), guided_log[-2000:]  # here: nothing trained again
+    member = moved.parent / "bsa-floor0.1-gammainf-seed0"
+    assert f"teacher: {moved / 'stage00_guided_8steps'}" in (member / "config.yaml").read_text()
+    records = [json.loads(line) for line in (member / "eval.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (1, True)]
 
 
 def test_a_population_stopped_among_its_members_stage_ends_finishes_only_the_others(
