@@ -287,13 +287,15 @@ class TrainerConfig:
     compile: str = "off"
     compile_backend: str = "inductor"  # "aot_eager" traces without generating kernels (tests, debugging)
     # with compile on: compile only the UNets' repeated transformer and resnet blocks, in place
-    # (regional compilation: each block type compiles once, a fraction of the whole graph's warm-up)
+    # (regional compilation: each block type compiles once, a fraction of the whole graph's warm-up);
+    # with cuda_graphs too, only the student's blocks, the teacher's calls replayed from graphs
     compile_regions: bool = False
     # float32 matmuls: "highest" (exact fp32, torch's default), "high" (TF32 tensor cores), "medium"
     matmul_precision: str = "highest"
     # CUDA graphs of the teacher's and the student's training calls without compiling
     # (bsa.models.graphs): one launch per call instead of hundreds, for launch-bound small models;
-    # single-process runs (DDP steps eagerly), ignored when compile is on
+    # single-process runs (DDP steps eagerly); with compile on, only the teacher's calls and only
+    # beside compile_regions (whole-call compile's reduce-overhead mode is the compiled way to graphs)
     cuda_graphs: bool = False
     # cuDNN times its convolution algorithms for each new shape and keeps the fastest (Lightning's
     # ``benchmark``): a population's grouped convolutions step 10 % faster on an H200

@@ -515,6 +515,31 @@ def test_regional_compilation_compiles_the_repeated_blocks_in_place_and_trains_l
     assert all(m._compiled_call_impl is None for m in exported.unet.modules())
 
 
+def test_regional_compilation_with_graphs_compiles_the_students_blocks_and_graphs_the_teachers_calls():
+    """trainer.compile_regions with trainer.cuda_graphs: the teacher's calls (no gradient) are
+    replayed from CUDA graphs and its blocks stay eager — half the graphs of the compile warm-up
+    (issue "Speed at AudioLDM scale": 42 graphs a step, 21 of them the teacher's) — while the
+    student's blocks are compiled; the step trains as eager does (graphs run eagerly on the CPU)."""
+    import torch._dynamo
+
+    from bsa.models.graphs import GraphedCall
+    from bsa.models.unet import REPEATED_BLOCKS
+
+    def blocks(denoiser):
+        return [m for m in denoiser.unet.modules() if type(m).__name__ in REPEATED_BLOCKS]
+
+    b = batch(3)
+    eager = module()
+    torch._dynamo.reset()
+    both = module(compile={"backend": "eager"}, compile_regions=True, cuda_graphs=True)
+    assert list(both._graphed) == ["teacher"] and isinstance(both._graphed["teacher"], GraphedCall)
+    assert all(m._compiled_call_impl is not None for m in blocks(both.student))
+    assert all(m._compiled_call_impl is None for m in blocks(both.teacher))
+    assert_trains_like(both, eager, b)
+    # whole-call compile keeps no graphs (its reduce-overhead mode is the compiled way to them)
+    assert module(compile={"backend": "eager"}, cuda_graphs=True)._graphed == {}
+
+
 def evaluate_teacher_reference_run(debug_env, out, *extra) -> dict:
     """`bsa evaluate` of the tiny world's teacher on 4 captions, no baselines, paired with that
     teacher (distill.reference_teacher); returns its metrics.json."""

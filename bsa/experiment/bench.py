@@ -198,7 +198,8 @@ denoiser calls (``trainer.compile``: DistillationModule's compiled calls). AdamW
 AdamW with gradient clipping under mixed precision); ``+graphs`` replays the denoiser calls from
 CUDA graphs (``trainer.cuda_graphs``); ``+ro`` compiles them in "reduce-overhead" mode
 (``trainer.compile=reduce-overhead``: fused kernels, replayed from CUDA graphs); ``+regional``
-compiles only the UNets' repeated transformer and resnet blocks (``trainer.compile_regions``)."""
+compiles only the UNets' repeated transformer and resnet blocks (``trainer.compile_regions``);
+``+regional+graphs`` only the student's, the teacher's calls replayed from CUDA graphs."""
 
 
 def parse_combo(combo: str) -> dict:

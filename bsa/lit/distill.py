@@ -91,16 +91,17 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             if compile and not compile_regions
             else {}
         )
-        if compile and compile_regions:  # only the UNets' repeated blocks, in place, after the EMA copy
-            for denoiser in (self.teacher, self.student):
-                compile_repeated_blocks(denoiser.unet, **compile)
-        # CUDA graphs of the two denoisers' training calls (``bsa.models.graphs``; not with compile,
-        # whose "reduce-overhead" mode is the compiled way to the same graphs)
-        self._graphed = (
-            {name: GraphedCall(getattr(self, name)) for name in ("teacher", "student")}
-            if cuda_graphs and not compile
-            else {}
-        )
+        # regional compilation: only the UNets' repeated blocks, in place, after the EMA copy; with
+        # CUDA graphs too, only the student's — the teacher's no-gradient calls are replayed from
+        # graphs instead (a capture, not a compilation: half the graphs of the warm-up)
+        regional = (self.student,) if cuda_graphs else (self.teacher, self.student)
+        for denoiser in regional if compile and compile_regions else ():
+            compile_repeated_blocks(denoiser.unet, **compile)
+        # CUDA graphs of the denoisers' training calls (``bsa.models.graphs``): both without compile;
+        # with compile only beside regional compilation, for the teacher (compile's "reduce-overhead"
+        # mode is the compiled way to the same graphs)
+        graphed = ("teacher", "student") if not compile else ("teacher",) if compile_regions else ()
+        self._graphed = {name: GraphedCall(getattr(self, name)) for name in graphed} if cuda_graphs else {}
         self.register_buffer("null_text_emb", null_text_emb.float().clone())
         if mode == "progressive":
             # the student's steps (t → t'' through the teacher's t') on the nested grids of the plan
