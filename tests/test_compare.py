@@ -156,7 +156,8 @@ def test_a_comparison_elsewhere_starts_from_a_seeds_guided_stage_brought_in_its_
         *[
             "experiments/debug.yaml",
             *debug_env["overrides"],
-            "distill.target_steps=4",
+            "distill.target_steps=2",
+            "distill.score_steps=[2]",  # the 4-step stage exported, not scored
             "distill.eval_clips=4",
             "compare.weightings=['bsa(floor=0.1,gamma=inf)']",
             "compare.population=1",
@@ -172,7 +173,13 @@ def test_a_comparison_elsewhere_starts_from_a_seeds_guided_stage_brought_in_its_
     member = moved.parent / "bsa-floor0.1-gammainf-seed0"
     assert f"teacher: {moved / 'stage00_guided_8steps'}" in (member / "config.yaml").read_text()
     records = [json.loads(line) for line in (member / "eval.jsonl").read_text().splitlines()]
-    assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (1, True)]
+    assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (2, True)]
+    (log,) = (moved.parent / "logs").glob("population-seed0-*.log")
+    said = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("member ")]
+    assert said == [  # the console says what was done: the unscored stage is not "scored"
+        "member bsa-floor0.1-gammainf-seed0: exported",
+        "member bsa-floor0.1-gammainf-seed0: exported and scored",
+    ]
 
 
 def test_a_population_stopped_among_its_members_stage_ends_finishes_only_the_others(

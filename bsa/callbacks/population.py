@@ -37,7 +37,8 @@ class MemberStageEnd(pl.Callback):
     """When the population's stage has all its ``total_steps``: each member not ``done`` before is
     materialised (``PopulationDistillationModule.member``) and handed to the callbacks its own run
     would call at the stage's end — its promotion first, then its error profile and evaluation —
-    with its own loggers. ``members``: per member ``{"name", "callbacks", "loggers", "done"}``;
+    with its own loggers. ``members``: per member ``{"name", "callbacks", "loggers", "done",
+    "scored"}`` ("scored": its callbacks evaluate the stage);
     ``promoted``: per member the promoted teacher (None where done before)."""
 
     def __init__(self, total_steps: int, members: list[dict]):
@@ -58,5 +59,8 @@ class MemberStageEnd(pl.Callback):
             self.promoted[k] = member["callbacks"][0].promoted
             for logger in member["loggers"]:
                 logger.save()
-            print(f"  member {member['name']}: exported and scored", flush=True)
+            print(
+                f"  member {member['name']}: exported" + (" and scored" if member.get("scored") else ""),
+                flush=True,
+            )
         self.ran = True

@@ -163,6 +163,7 @@ def train_population_stage(
                 # its records in its folder; in W&B, its metrics under its label in the population's run
                 "loggers": own + [PrefixedLogger(lg, ctx.cfg.distill.weighting_label) for lg in loggers[1:]],
                 "done": finished is not None,
+                "scored": cb.evaluation is not None,  # distill.score_steps may leave the stage unscored
             }
         )
     stopper, timer, end = StopAfterSteps(d.stop_after, steps_done), Timer(), MemberStageEnd(steps, members)
