@@ -13,16 +13,50 @@ from bsa.models.unet import audioldm_unet_config
 
 def test_group_norm_by_hand_and_against_torch():
     """Two groups of two channels, one position each: x = [1, 3 | 2, 6] → each group (a, b) maps
-    to (−1, +1) (mean (a+b)/2, biased std |a−b|/2); then γ = (1, 2, 3, 4), β = (0, 0, 0, 1).
-    (ε = 1e-12: batch norm, which computes it, refuses ε = 0.)"""
+    to (−1, +1) (mean (a+b)/2, biased std |a−b|/2); then γ = (1, 2, 3, 4), β = (0, 0, 0, 1)."""
     x = torch.tensor([[1.0, 3.0, 2.0, 6.0]]).reshape(1, 4, 1)
-    y = group_norm(x, 2, torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 0.0, 0.0, 1.0]), 1e-12)
+    y = group_norm(x, 2, torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 0.0, 0.0, 1.0]), 0.0)
     assert y.flatten().tolist() == pytest.approx([-1.0, 2.0, -3.0, 5.0])
     x = torch.randn(3, 8, 5, 4)
     norm = torch.nn.GroupNorm(4, 8)
     torch.nn.init.normal_(norm.weight)
     torch.nn.init.normal_(norm.bias)
     torch.testing.assert_close(group_norm(x, 4, norm.weight, norm.bias, norm.eps), norm(x))
+
+
+@pytest.mark.parametrize("layout", ["members first", "members second", "shared input"])
+def test_group_norm_under_vmap_is_torchs_per_member_forward_and_backward(layout):
+    """K members' GroupNorms as one call of torch's kernel (the batching rule folds the members
+    into the channels): outputs and gradients of x, γ and β equal each member's own
+    ``torch.nn.functional.group_norm`` — whichever dimension the members come in, or none."""
+    from torch.func import vmap
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    k, b, c = 3, 4, 8
+    x = (2 * torch.randn(k, b, c, 5, 3, dtype=torch.float64) + 1).requires_grad_()
+    w, beta = (torch.randn(k, c, dtype=torch.float64).requires_grad_() for _ in range(2))
+    if layout == "shared input":
+        x_in, dims, own = x[0], (None, 0, 0), [x[0]] * k
+    elif layout == "members second":
+        x_in, dims, own = x.transpose(0, 1), (1, 0, 0), list(x)
+    else:
+        x_in, dims, own = x, (0, 0, 0), list(x)
+    out = vmap(lambda x, w, beta: group_norm(x, 4, w, beta, 1e-5), in_dims=dims)(x_in, w, beta)
+    ref = torch.stack([F.group_norm(own[i], 4, w[i], beta[i], 1e-5) for i in range(k)])
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    ones = torch.randn_like(ref)
+    grads = torch.autograd.grad((out * ones).sum(), (x, w, beta))
+    expected = torch.autograd.grad((ref * ones).sum(), (x, w, beta))
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
+    if dims[0] is None:
+        return  # the affine-free norm of a shared input has nothing to batch
+    # without the affine: the normalisation alone
+    plain = vmap(lambda x: group_norm(x, 4, None, None, 1e-5), in_dims=dims[0])(x_in)
+    torch.testing.assert_close(
+        plain, torch.stack([F.group_norm(o, 4, eps=1e-5) for o in own]), rtol=0, atol=1e-12
+    )
 
 
 def _members(k=3):

@@ -533,7 +533,7 @@ def test_readme_population_speed_figures_are_those_of_the_two_runs():
     calls = population_calls_table(
         {
             "reductions (before)": rows("groupnorm-reductions", "population_kernels.jsonl"),
-            "batch norm (now)": rows("groupnorm-batchnorm", "population_kernels.jsonl"),
+            "batch norm": rows("groupnorm-batchnorm", "population_kernels.jsonl"),
         }
     )
     readme = (REPO / "README.md").read_text()

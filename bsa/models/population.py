@@ -7,36 +7,95 @@ parameters and calling the UNet under ``vmap`` turns every layer into one kernel
 (convolutions become grouped ones), so a step costs about one member's launches.
 
 ``torch.group_norm`` cannot run under ``vmap`` (it queries memory formats: "NYI: querying
-is_contiguous inside of vmap"), so the batched skeleton's GroupNorms compute the same normalisation
-as a batch norm of a reshaped view (:func:`group_norm`). Members keep diffusers' parameter names:
+is_contiguous inside of vmap"), so the batched skeleton's GroupNorms call torch's kernel through an
+operator with a batching rule of its own (:func:`group_norm`). Members keep diffusers' parameter names:
 :meth:`Population.member` gives back an ordinary ``UNet2DConditionModel``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-from torch.nn import functional as F
+
+
+@torch.library.custom_op("bsa::group_norm", mutates_args=())
+def _group_norm(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, num_groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """torch's own GroupNorm kernel (``aten.native_group_norm``: the output, each (sample, group)'s
+    mean and 1/σ) as an operator of its own, so that it can carry the batching rule below."""
+    n, c = x.shape[:2]
+    return torch.ops.aten.native_group_norm(
+        x.contiguous(), weight, bias, n, c, math.prod(x.shape[2:]), num_groups, eps
+    )
+
+
+@_group_norm.register_fake
+def _(x, weight, bias, num_groups, eps):
+    n = x.shape[0]
+    return (
+        torch.empty_like(x, memory_format=torch.contiguous_format),
+        x.new_empty(n, num_groups),
+        x.new_empty(n, num_groups),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, num_groups, _ = inputs
+    ctx.save_for_backward(x, weight, output[1], output[2])
+    ctx.num_groups, ctx.affine = num_groups, (weight is not None, bias is not None)
+
+
+def _backward(ctx, grad, _grad_mean, _grad_rstd):
+    x, weight, mean, rstd = ctx.saved_tensors
+    n, c = x.shape[:2]
+    gx, gw, gb = torch.ops.aten.native_group_norm_backward(
+        grad.contiguous(), x.contiguous(), mean, rstd, weight, n, c, math.prod(x.shape[2:]), ctx.num_groups,
+        [True, *ctx.affine],
+    )  # fmt: skip
+    return gx, gw, gb, None, None
+
+
+_group_norm.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _group_norm_batched(info, in_dims, x, weight, bias, num_groups, eps):
+    """``vmap``'s rule: K members' GroupNorms are one GroupNorm of K·G groups over their channels
+    side by side — x [B, K, C, …] viewed as [B, K·C, …] (no copy when the members' dimension is
+    already second, as the batched convolutions leave it), γ and β [K, C] as [K·C]."""
+    k, (x_dim, w_dim, b_dim) = info.batch_size, in_dims[:3]
+    x = x.movedim(x_dim, 1) if x_dim is not None else x.unsqueeze(1).expand(x.shape[0], k, *x.shape[1:])
+    b, c = x.shape[0], x.shape[2]
+
+    def per_channel(p, dim):
+        return None if p is None else p.movedim(dim, 0).reshape(k * c) if dim is not None else p.repeat(k)
+
+    y, mean, rstd = _group_norm(
+        x.reshape(b, k * c, *x.shape[3:]),
+        per_channel(weight, w_dim),
+        per_channel(bias, b_dim),
+        k * num_groups,
+        eps,
+    )
+    return (y.reshape(x.shape), mean.reshape(b, k, num_groups), rstd.reshape(b, k, num_groups)), (1, 1, 1)
+
+
+_group_norm.register_vmap(_group_norm_batched)
 
 
 def group_norm(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> torch.Tensor:
-    """GroupNorm (Wu & He 2018, eq. 1–3 with per-channel affine) in a form ``vmap`` can batch:
-    (x − μ_g) / √(σ²_g + ε) · γ_c + β_c over each group's channels and positions, biased variance
-    as ``torch.nn.GroupNorm``. The normalisation is a batch norm without running statistics over
-    x viewed as [1, N·G, C/G·…] — its channels are the (sample, group) pairs, so it takes each
-    group's mean and biased variance — which ``vmap`` batches into one fused kernel (its members
-    become more channels), forward and backward; the affine is one ``addcmul``. Written out of
-    reductions instead, each GroupNorm was ~6 element-wise kernels each way, a population step's
-    largest cost (results/bench/2026-11-29-population-speed)."""
-    n, c = x.shape[:2]
-    y = F.batch_norm(x.reshape(1, n * num_groups, -1), None, None, training=True, eps=eps).reshape(x.shape)
-    if weight is None:
-        return y
-    shape = (1, c) + (1,) * (x.dim() - 2)
-    return torch.addcmul(bias.reshape(shape), y, weight.reshape(shape))
+    """GroupNorm (Wu & He 2018, eq. 1–3 with per-channel affine), computed by torch's own kernel, in
+    a form ``vmap`` can batch: ``torch.group_norm`` cannot run under it ("NYI: querying
+    is_contiguous inside of vmap"), this operator has a batching rule that makes K members' norms
+    one call of that kernel (forward and backward: exactly ``torch.nn.GroupNorm``'s arithmetic).
+    Written out of reductions, as before 2026-11-29, each GroupNorm was ~6 element-wise kernels each
+    way, a population step's largest cost; as a batch norm of a reshaped view, one kernel and two
+    layout copies (results/bench/2026-11-29-population-speed)."""
+    return _group_norm(x, weight, bias, num_groups, eps)[0]
 
 
 class BatchableGroupNorm(nn.GroupNorm):
