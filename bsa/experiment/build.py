@@ -66,8 +66,8 @@ def ddp_strategy(ranks: int, bucket_mb: float):
 
 def lightning_trainer(cfg: BsaConfig, **kwargs):
     """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision,
-    DDP buckets, cuDNN benchmarking and logging interval (plus ``kwargs``); sets the process's float32 matmul precision
-    first."""
+    DDP buckets, cuDNN benchmarking and logging interval (plus ``kwargs``); sets the process's
+    float32 matmul precision first."""
     import lightning.pytorch as pl
     import torch
 
