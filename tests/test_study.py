@@ -1,6 +1,7 @@
 """The weighting study's summary (bsa.report.study, bsa study) on hand-built records."""
 
 import json
+import shutil
 
 import pytest
 
@@ -102,6 +103,10 @@ def test_bsa_study_writes_the_summary_and_refuses_a_folder_without_records(tmp_p
     assert summary["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] == paired
     assert "fad_vs_teacher" not in summary["steps"]["25"]["snr_plus_one"]["diff_to_bsa"]
     assert summary["fad_differences"] == [str(tmp_path / "device.json")]
+    copy = tmp_path / "copy"
+    shutil.copytree(comparison, copy)
+    twice = main(["study", str(comparison), str(copy), "--out", str(tmp_path / "twice")])
+    assert twice == 2 and "is in " in capsys.readouterr().err  # the same students in two folders
     (tmp_path / "bad.json").write_text("{")
     assert (
         main(["study", str(comparison), "--out", str(again), "--fad-differences", str(tmp_path / "bad.json")])

@@ -124,12 +124,21 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a study summary ({type(e).__name__}: {e})") from e
 
-    by_folder, profiles = {}, []
+    by_folder, profiles, where = {}, [], {}
     for folder in folders:
         profiles += comparison_profiles(folder)
         by_folder[folder] = comparison_records(folder)
         if not by_folder[folder]:
             raise ValueError(f"{folder}: no */eval.jsonl records (not a comparison folder?)")
+        for r in by_folder[folder]:  # one student per (weighting, steps, seed): none silently replaced
+            if r.get("mode") != "progressive":
+                continue
+            key = (r["weighting"], r["steps"], r["seed"])
+            if where.setdefault(key, folder) != folder:
+                raise ValueError(
+                    f"{r['weighting']} at {r['steps']} steps, seed {r['seed']}, is in {where[key]} and in "
+                    f"{folder}: a study takes each student once"
+                )
     fad.update(paired_fad_differences(by_folder, reference))
     records = [r for found in by_folder.values() for r in found]
     return study_summary(records, reference, profiles=profiles, fad_differences=fad)
