@@ -107,6 +107,9 @@ def test_bsa_study_writes_the_summary_and_refuses_a_folder_without_records(tmp_p
     shutil.copytree(comparison, copy)
     twice = main(["study", str(comparison), str(copy), "--out", str(tmp_path / "twice")])
     assert twice == 2 and "is in " in capsys.readouterr().err  # the same students in two folders
+    other = main(["study", str(comparison), "--out", str(again), "--reference", "min_snr",
+                  "--fad-differences", str(tmp_path / "device.json")])  # fmt: skip
+    assert other == 2 and "its paired differences are to bsa, not to min_snr" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{")
     assert (
         main(["study", str(comparison), "--out", str(again), "--fad-differences", str(tmp_path / "bad.json")])

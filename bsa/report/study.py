@@ -120,9 +120,14 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
     fad = {}
     for path in fad_from:
         try:
-            fad.update(fad_differences_from(json.loads(Path(path).read_text())))
+            earlier = json.loads(Path(path).read_text())
+            fad.update(fad_differences_from(earlier))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a study summary ({type(e).__name__}: {e})") from e
+        if earlier["reference"] != reference:
+            raise ValueError(
+                f"{path}: its paired differences are to {earlier['reference']}, not to {reference}"
+            )
 
     by_folder, profiles, where = {}, [], {}
     for folder in folders:
