@@ -59,6 +59,32 @@ def test_group_norm_under_vmap_is_torchs_per_member_forward_and_backward(layout)
     )
 
 
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")],
+        ),
+    ],
+)
+def test_group_norm_under_autocast_runs_in_the_dtype_torchs_does(device):
+    """CUDA autocast runs torch.group_norm in float32 whatever its input (the CPU's in the input's
+    dtype); the population's operator, which autocast does not know, must do the same, or a bf16
+    population on a GPU would normalise in bf16 where its members alone do not."""
+    from torch.func import vmap
+    from torch.nn import functional as F
+
+    x = torch.randn(2, 3, 8, 4, 4, device=device).bfloat16()
+    w, b = torch.randn(2, 8, device=device), torch.randn(2, 8, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        out = vmap(lambda x, w, b: group_norm(x, 4, w, b, 1e-5))(x, w, b)
+        ref = torch.stack([F.group_norm(x[i], 4, w[i], b[i], 1e-5) for i in range(2)])
+    assert out.dtype == ref.dtype == (torch.float32 if device == "cuda" else torch.bfloat16)
+    torch.testing.assert_close(out, ref)
+
+
 def _members(k=3):
     torch.manual_seed(0)
     config = audioldm_unet_config("tiny", text_dim=6, latent_channels=4, sample_size=(8, 4))

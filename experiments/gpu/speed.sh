@@ -16,7 +16,7 @@ log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 for part in ${PARTS:-tests probe training sampling}; do
   log "$part"
   case $part in
-    tests) timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py > $L/pytest.log 2>&1 ;;
+    tests) timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_population.py > $L/pytest.log 2>&1 ;;
     probe)
       for graphs in "" --graphs; do
         for K in ${PROBE_K:-1 8 16}; do
