@@ -60,7 +60,7 @@ class MemberStageEnd(pl.Callback):
             for logger in member["loggers"]:
                 logger.save()
             print(
-                f"  member {member['name']}: exported" + (" and scored" if member.get("scored") else ""),
+                f"  member {member['name']}: exported" + (" and scored" if member["scored"] else ""),
                 flush=True,
             )
         self.ran = True

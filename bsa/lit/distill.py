@@ -94,9 +94,9 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         # regional compilation: only the UNets' repeated blocks, in place, after the EMA copy; with
         # CUDA graphs too, only the student's — the teacher's no-gradient calls are replayed from
         # graphs instead (a capture, not a compilation: half the graphs of the warm-up)
-        regional = (self.student,) if cuda_graphs else (self.teacher, self.student)
-        for denoiser in regional if compile and compile_regions else ():
-            compile_repeated_blocks(denoiser.unet, **compile)
+        if compile and compile_regions:
+            for denoiser in (self.student,) if cuda_graphs else (self.teacher, self.student):
+                compile_repeated_blocks(denoiser.unet, **compile)
         # CUDA graphs of the denoisers' training calls (``bsa.models.graphs``): both without compile;
         # with compile only beside regional compilation, for the teacher (compile's "reduce-overhead"
         # mode is the compiled way to the same graphs)
