@@ -521,8 +521,9 @@ def test_readme_heads_tables_are_those_of_their_summary():
 
 
 def test_readme_population_speed_figures_are_those_of_the_two_runs():
-    """The population step before and after the batch-norm GroupNorm and cudnn.benchmark: the
-    calls table and the step times are the rows of results/bench/2026-11-29-population-speed."""
+    """The population step before and after cudnn.benchmark, the batch-norm GroupNorm and the
+    GroupNorm operator: the calls table and the step times are the rows of
+    results/bench/2026-11-29-population-speed."""
     from bsa.report.bench import population_calls_table
 
     folder = REPO / "results/bench/2026-11-29-population-speed"
@@ -534,6 +535,7 @@ def test_readme_population_speed_figures_are_those_of_the_two_runs():
         {
             "reductions (before)": rows("groupnorm-reductions", "population_kernels.jsonl"),
             "batch norm": rows("groupnorm-batchnorm", "population_kernels.jsonl"),
+            "operator": rows("groupnorm-operator", "population_kernels.jsonl"),
         }
     )
     readme = (REPO / "README.md").read_text()
@@ -545,14 +547,16 @@ def test_readme_population_speed_figures_are_those_of_the_two_runs():
     }
     steps = [
         {r["teachers"]: r["step_ms"] for r in rows(run, "population_step.jsonl")}
-        for run in ("groupnorm-reductions", "groupnorm-batchnorm")
+        for run in ("groupnorm-reductions", "groupnorm-batchnorm", "groupnorm-operator")
     ]
     ms = [f"{s['shared']:.1f} / {s['own']:.1f}" for s in (earlier, *steps)]
-    ratio = f"{earlier['shared'] / steps[1]['shared']:.2f}× / {earlier['own'] / steps[1]['own']:.2f}×"
+    ratio = f"{earlier['shared'] / steps[2]['shared']:.2f}× / {earlier['own'] / steps[2]['own']:.2f}×"
+    flat = " ".join(readme.split())
     assert (
-        f"goes from {ms[0]} ms (shared / own teachers, 2026-11-28) to {ms[1]} with the benchmark and "
-        f"{ms[2]} with the batch norm as well: {ratio}."
-    ) in " ".join(readme.split())
+        f"goes from {ms[0]} ms (shared / own teachers, 2026-11-28) to {ms[1]} with the benchmark, "
+        f"{ms[2]} with the batch norm and {ms[3]} with the operator: {ratio}."
+    ) in flat
+    assert f"**The population step, {ratio.split('×')[0]}× faster**" in flat
 
 
 def test_population_calls_table_by_hand():
