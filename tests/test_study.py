@@ -243,3 +243,82 @@ def test_a_profile_with_only_zero_gradient_norms_reports_no_gradient_share(tmp_p
     by_run = {p["run"]: p for p in comparison_profiles(tmp_path)}
     assert low_noise_shares(by_run["void"]) == {"steps": 1, "of": 2, "loss": 0.5}
     assert low_noise_shares(by_run["real"])["gradient"] == pytest.approx(0.75)
+
+
+def write_comparison(folder, recs):
+    for r in recs:
+        run = folder / r["run"]
+        run.mkdir(parents=True, exist_ok=True)
+        with open(run / "eval.jsonl", "a") as f:
+            f.write(json.dumps(r) + "\n")
+
+
+def test_a_reference_run_again_beside_other_students_makes_each_comparison_a_block(tmp_path):
+    """Seed 1's map in two comparisons (2026-11-29), each a population with its own bsa: each
+    weighting's difference is to the bsa trained beside it, and the two bsa runs' difference is the
+    run-to-run noise, reported beneath the reference."""
+    from bsa.report.study import study_of_comparisons
+
+    clap = [0.5, 0.6, 0.7, 0.8]
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_comparison(first, [record("bsa", 1, 25, clap, [1.0] * 4, fad=4.0),
+                             record("min_snr", 1, 25, [c + 0.1 for c in clap], [1.0] * 4)])  # fmt: skip
+    run2 = [c + 0.02 for c in clap]  # bsa trained again: every clip 0.02 higher
+    write_comparison(second, [record("bsa", 1, 25, run2, [1.0, 1.0, 0.0, 1.0], fad=5.0),
+                              record("snr_plus_one", 1, 25, [c + 0.05 for c in run2], [1.0] * 4)])  # fmt: skip
+    s = study_of_comparisons([first, second])
+    block = s["steps"]["25"]
+    # to its own comparison's bsa: +0.05, not +0.07 (the first bsa)
+    assert block["snr_plus_one"]["diff_to_bsa"]["clap"] == pytest.approx(
+        {"mean": 0.05, "lo": 0.05, "hi": 0.05}
+    )
+    assert block["min_snr"]["diff_to_bsa"]["clap"] == pytest.approx({"mean": 0.1, "lo": 0.1, "hi": 0.1})
+    bsa = block["bsa"]
+    assert bsa["runs"] == 2 and bsa["seeds"] == [1]
+    assert bsa["clap"]["mean"] == pytest.approx(0.66)  # both runs pooled
+    rep = bsa["replicate_difference"]
+    assert rep["clap"] == pytest.approx({"mean": 0.02, "lo": 0.02, "hi": 0.02}, abs=1e-6)
+    assert rep["attribute_acc"]["mean"] == pytest.approx(-0.25)
+    half = 1.959964 * (0.5**2 + 0.5**2) ** 0.5  # unpaired: 5.0 − 4.0 with both standard errors
+    assert rep["fad_vs_teacher"] == pytest.approx({"mean": 1.0, "lo": 1.0 - half, "hi": 1.0 + half}, rel=1e-4)
+    table = format_study(s)
+    assert "| 25 | bsa | (1, 5) | 1 (2 runs) |" in table
+    assert "| 25 | bsa: run 2 − run 1 | – | 1 | – | – | – | +0.0200 [+0.0200, +0.0200] ✓ |" in table
+    assert "(unpaired)" in table
+    # a student without a bsa of its own comparison cannot be paired: refused by name
+    third = tmp_path / "third"
+    write_comparison(third, [record("constant", 1, 25, clap, [1.0] * 4)])
+    with pytest.raises(ValueError, match="third: constant at 25 steps, seed 1, has no bsa of its own"):
+        study_of_comparisons([first, second, third])
+    # one comparison alone: no replicate rows
+    assert "runs" not in study_of_comparisons([first])["steps"]["25"]["bsa"]
+
+
+def test_paired_fad_differences_within_blocks_take_their_own_teacher_and_reference(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from bsa.metrics.frechet import embedding_frechet
+    from bsa.report.study import paired_fad_differences
+
+    g = torch.Generator().manual_seed(3)
+    comparisons, embeddings = {}, {}
+    for folder, w in ((tmp_path / "a", "min_snr"), (tmp_path / "b", "constant")):
+        teacher = torch.randn(200, 4, generator=g)  # each block scored its own teacher reference
+        recs = [dict(record("bsa", 0, 25, [0.5], [1.0]), mode="teacher", stage=-1)]
+        recs += [record(x, 0, 25, [0.5], [1.0]) for x in ("bsa", w)]
+        for r in recs:
+            name = "teacher" if r["mode"] == "teacher" else r["weighting"]
+            e = teacher if name == "teacher" else teacher + 0.3 * torch.randn(200, 4, generator=g)
+            embeddings[folder, name] = e
+            (folder / r["run"] / "embeddings").mkdir(parents=True, exist_ok=True)
+            save_file({"embedding": e}, str(folder / r["run"] / "embeddings" / f"{name}.safetensors"))
+            r["embedding_file"] = f"embeddings/{name}.safetensors"
+        comparisons[folder] = recs
+    fad = paired_fad_differences(comparisons, blocks=True)
+    for folder, w in ((tmp_path / "a", "min_snr"), (tmp_path / "b", "constant")):
+        t = embeddings[folder, "teacher"]
+        expected = embedding_frechet(embeddings[folder, w], t) - embedding_frechet(
+            embeddings[folder, "bsa"], t
+        )
+        assert fad[w, 25]["mean"] == pytest.approx(expected)

@@ -61,34 +61,39 @@ def _embedding(folder: Path, record: dict) -> torch.Tensor | None:
     return record_embedding(folder / record["run"], record)
 
 
-def paired_fad_differences(comparisons: dict, reference: str = "bsa") -> dict:
+def paired_fad_differences(comparisons: dict, reference: str = "bsa", blocks: bool = False) -> dict:
     """(weighting, steps) → the paired difference of FAD vs teacher to ``reference`` as
     {mean, lo, hi}, from the per-clip embeddings the runs kept (``eval.keep_embeddings``): per
     seed FD(w, teacher) − FD(reference, teacher) on shared half-samples
     (:func:`bsa.metrics.frechet.paired_frechet_difference`), pooled over seeds as
     :func:`pooled_estimate` does. ``comparisons``: comparison folder → its records (each run
-    under ``<folder>/<run>``: two comparisons may hold runs of the same name). Pairs without
-    embeddings are left out."""
+    under ``<folder>/<run>``: two comparisons may hold runs of the same name). ``blocks``: each
+    folder trained its own reference and teacher reference, and pairs within itself. Pairs
+    without embeddings are left out."""
     from bsa.metrics.frechet import paired_frechet_difference
 
-    found: dict[tuple, torch.Tensor] = {}  # (weighting, steps, seed) → embedding; ("teacher", seed)
+    found: dict[
+        tuple, torch.Tensor
+    ] = {}  # (weighting, steps, block, seed) → embedding; ("teacher", block, seed)
     for folder, records in comparisons.items():
+        block = str(folder) if blocks else None
         for r in records:
             e = _embedding(Path(folder), r)
             if e is None:
                 continue
             if r.get("mode") == "teacher":
-                found["teacher", r["seed"]] = e
+                found["teacher", block, r["seed"]] = e
             elif r.get("mode") == "progressive":
-                found[r["weighting"], r["steps"], r["seed"]] = e
+                found[r["weighting"], r["steps"], block, r["seed"]] = e
     out = {}
     pairs: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    for w, n, seed in sorted(k for k in found if len(k) == 3 and k[0] != reference):
-        ref, teacher = found.get((reference, n, seed)), found.get(("teacher", seed))
+    students = sorted((k for k in found if len(k) == 4 and k[0] != reference), key=str)
+    for w, n, block, seed in students:
+        ref, teacher = found.get((reference, n, block, seed)), found.get(("teacher", block, seed))
         if ref is None or teacher is None:
             continue
         pairs.setdefault((w, n), []).append(
-            paired_frechet_difference(found[w, n, seed], ref, teacher, seed=seed)
+            paired_frechet_difference(found[w, n, block, seed], ref, teacher, seed=seed)
         )
     for key, values in pairs.items():
         out[key] = pooled_estimate([m for m, _ in values], [se for _, se in values])
@@ -129,7 +134,7 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
                 f"{path}: its paired differences are to {earlier['reference']}, not to {reference}"
             )
 
-    by_folder, profiles, where = {}, [], {}
+    by_folder, profiles, where, replicated = {}, [], {}, False
     for folder in folders:
         profiles += comparison_profiles(folder)
         by_folder[folder] = comparison_records(folder)
@@ -140,11 +145,25 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
                 continue
             key = (r["weighting"], r["steps"], r["seed"])
             if where.setdefault(key, folder) != folder:
-                raise ValueError(
-                    f"{r['weighting']} at {r['steps']} steps, seed {r['seed']}, is in {where[key]} and in "
-                    f"{folder}: a study takes each student once"
-                )
-    fad.update(paired_fad_differences(by_folder, reference))
+                if r["weighting"] != reference:
+                    raise ValueError(
+                        f"{r['weighting']} at {r['steps']} steps, seed {r['seed']}, is in {where[key]} and in "
+                        f"{folder}: a study takes each student once (only {reference} may be run again, "
+                        "beside the students of its own comparison)"
+                    )
+                replicated = True
+    if replicated:  # every comparison a block with its own reference: differences taken within it
+        for folder, records in by_folder.items():
+            own = {(r["steps"], r["seed"]) for r in records if r.get("weighting") == reference}
+            for r in records:
+                if r.get("mode") == "progressive" and (r["steps"], r["seed"]) not in own:
+                    raise ValueError(
+                        f"{folder}: {r['weighting']} at {r['steps']} steps, seed {r['seed']}, has no {reference} "
+                        f"of its own comparison to pair with ({reference} was run in several comparisons: "
+                        "each pairs within itself)"
+                    )
+            by_folder[folder] = [r | {"block": str(folder)} for r in records]
+    fad.update(paired_fad_differences(by_folder, reference, blocks=replicated))
     records = [r for found in by_folder.values() for r in found]
     return study_summary(records, reference, profiles=profiles, fad_differences=fad)
 
@@ -154,18 +173,19 @@ def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dic
     mean attribute accuracy from the per-clip scores (95 % bootstrap over seeds and captions),
     FAD vs teacher and its ratio to the floor from their half-sample standard errors pooled over
     seeds — the intervals the dashboard draws (they exist from one seed on, unlike a std over
-    seeds)."""
+    seeds). A weighting run again in another block (``block``: the reference of
+    :func:`study_of_comparisons`) counts each run as a seed does."""
     import torch
 
     from bsa.metrics.paired import two_level_bootstrap_ci
 
-    groups: dict[tuple[str, int], dict[int, dict]] = {}  # the latest record of each seed
+    groups: dict[tuple[str, int], dict[tuple, dict]] = {}  # the latest record of each (block, seed)
     for r in records:
         if r.get("mode") == "progressive":
-            groups.setdefault((r["weighting"], r["steps"]), {})[r["seed"]] = r
+            groups.setdefault((r["weighting"], r["steps"]), {})[str(r.get("block")), r["seed"]] = r
     out = {}
-    for key, by_seed in groups.items():
-        recs = [by_seed[seed] for seed in sorted(by_seed)]
+    for key, by_unit in groups.items():
+        recs = [by_unit[unit] for unit in sorted(by_unit)]
         row = {}
         for score in SCORES:
             if all(score in (r.get("per_clip") or {}) for r in recs):
@@ -177,6 +197,46 @@ def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dic
             if all(metric in x for x in m):  # None where a seed has no standard error
                 row[metric] = pooled_estimate([x[metric] for x in m], [x.get(f"{metric}_se") for x in m])
         out[key] = row
+    return out
+
+
+def replicate_differences(records: list[dict], weighting: str) -> dict:
+    """steps → how far apart two training runs of ``weighting`` land on the same seed, captions and
+    initial noise (it was run again in another block of :func:`study_of_comparisons`: another
+    training run and another GPU run of the teacher's reference): each later block's run minus the
+    first's, per clip for CLAP and attribute accuracy (95 % bootstrap over seeds and captions) and,
+    unpaired, for FAD vs teacher (each against its own block's teacher; normal interval from both
+    half-sample standard errors), with ``runs``, the number of runs. The run-to-run noise a
+    difference between weightings has to stand out of. Empty where the weighting ran once."""
+    import torch
+
+    from bsa.metrics.paired import two_level_bootstrap_ci
+
+    runs: dict[int, dict[int, dict[str, dict]]] = {}  # steps → seed → block (in the folders' order) → record
+    for r in records:
+        if r.get("mode") == "progressive" and r.get("weighting") == weighting and r.get("per_clip"):
+            runs.setdefault(r["steps"], {}).setdefault(r["seed"], {})[str(r.get("block"))] = r
+    out = {}
+    for n, by_seed in runs.items():
+        pairs = [
+            (by_block[b], next(iter(by_block.values())))
+            for _, by_block in sorted(by_seed.items())
+            for b in list(by_block)[1:]
+        ]
+        if not pairs:
+            continue
+        row: dict = {"runs": max(len(by_block) for by_block in by_seed.values())}
+        for score, key in SCORES.items():
+            if all(score in a["per_clip"] and score in b["per_clip"] for a, b in pairs):
+                a_, b_ = (torch.tensor([p[i]["per_clip"][score] for p in pairs]) for i in (0, 1))
+                row[key] = _interval(two_level_bootstrap_ci(a_ - b_))
+        m = [(a["metrics"], b["metrics"]) for a, b in pairs]
+        if all(x.get("fad_teacher_se") is not None for pair in m for x in pair):
+            row["fad_vs_teacher"] = pooled_estimate(
+                [a["fad_teacher"] - b["fad_teacher"] for a, b in m],
+                [math.hypot(a["fad_teacher_se"], b["fad_teacher_se"]) for a, b in m],
+            )
+        out[n] = row
     return out
 
 
@@ -195,7 +255,9 @@ def study_summary(
     the map), ``diff_to_<reference>``: the paired difference of each score to the reference, and
     with ``profiles`` (:func:`comparison_profiles`) ``low_noise_share`` per seed
     (:func:`low_noise_shares`); ``fad_differences`` (:func:`paired_fad_differences`) add
-    ``fad_vs_teacher`` to the paired differences."""
+    ``fad_vs_teacher`` to the paired differences. A reference run again in several blocks
+    (:func:`study_of_comparisons`) has ``runs`` and ``replicate_difference``
+    (:func:`replicate_differences`); its scores pool the runs."""
     from bsa.report.records import check_one_measurement
     from bsa.report.tables import weighting_differences
 
@@ -208,6 +270,7 @@ def study_summary(
         raise ValueError("no progressive student records with per-clip scores")
     intervals = metric_intervals(scored)
     differences = weighting_differences(records, reference)
+    replicates = replicate_differences(scored, reference)
     out: dict[str, dict] = {}
     for n in steps:
         labels = sorted({w for (w, m) in students if m == n}, key=lambda w: (w != reference, w))
@@ -220,6 +283,9 @@ def study_summary(
             row.update({key: ci[score] for score, key in SCORES.items() if score in ci})
             if "fad_teacher" in ci:
                 row["fad_vs_teacher"] = ci["fad_teacher"]
+            if w == reference and n in replicates:
+                row["runs"] = replicates[n].pop("runs")
+                row["replicate_difference"] = replicates[n]
             if w != reference and (w, n) in differences:
                 d = differences[w, n]
                 row[f"diff_to_{reference}"] = {SCORES[k]: _interval(d[k]) for k in SCORES if k in d}
@@ -249,7 +315,8 @@ def study_summary(
 
 def format_study(summary: dict) -> str:
     """The README's and summary.md's table: one row per (step count, weighting); ✓ marks a paired
-    difference whose interval excludes zero."""
+    difference whose interval excludes zero. A reference run more than once has a row of its runs'
+    differences beneath it."""
     ref = summary["reference"]
 
     def cell(v, fmt="{:.4f}", mark=False):
@@ -277,12 +344,23 @@ def format_study(summary: dict) -> str:
     for n, block in summary["steps"].items():
         for w, row in block.items():
             d = row.get(f"diff_to_{ref}", {})
+            seeds = ",".join(map(str, row["seeds"])) + (f" ({row['runs']} runs)" if "runs" in row else "")
             lines.append(
-                f"| {n} | {w} | {family(row.get('family'))} | {','.join(map(str, row['seeds']))} | "
+                f"| {n} | {w} | {family(row.get('family'))} | {seeds} | "
                 f"{cell(row.get('clap'))} | {cell(row.get('attribute_acc'))} | "
                 f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
                 f"{cell(d.get('clap'), '{:+.4f}', True) if w != ref else 'reference'} | "
                 f"{cell(d.get('attribute_acc'), '{:+.4f}', True) if w != ref else 'reference'} | "
                 f"{cell(d.get('fad_vs_teacher'), '{:+.2f}', True) if w != ref else 'reference'} | {share(row)} |"
             )
+            if "replicate_difference" in row:  # the run-to-run noise, in the columns of the differences
+                r, later = (
+                    row["replicate_difference"],
+                    "run 2" if row["runs"] == 2 else f"runs 2–{row['runs']}",
+                )
+                lines.append(
+                    f"| {n} | {w}: {later} − run 1 | – | {','.join(map(str, row['seeds']))} | – | – | – | "
+                    f"{cell(r.get('clap'), '{:+.4f}', True)} | {cell(r.get('attribute_acc'), '{:+.4f}', True)} | "
+                    f"{cell(r.get('fad_vs_teacher'), '{:+.2f}', True)} (unpaired) | – |"
+                )
     return "\n".join(lines) + "\n"

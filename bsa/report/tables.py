@@ -115,7 +115,9 @@ def weighting_differences(records: list[dict], reference: str = "bsa", keys=PAIR
     """(weighting, steps) → {key: (mean, lo, hi)}: each weighting's per-clip score minus the
     ``reference`` weighting's, on the seeds both ran (same captions and initial noise), with a 95 %
     bootstrap interval over seeds and captions (:func:`bsa.metrics.paired.two_level_bootstrap_ci`).
-    From the final progressive records that keep their per-clip scores."""
+    From the final progressive records that keep their per-clip scores. Records tagged with a
+    ``block`` (:func:`bsa.report.study.study_of_comparisons`: each comparison that trained its own
+    reference) pair with the reference of their block only."""
     import torch
 
     from bsa.metrics.paired import two_level_bootstrap_ci
@@ -123,22 +125,25 @@ def weighting_differences(records: list[dict], reference: str = "bsa", keys=PAIR
     by = {}
     for r in records:
         if r.get("mode") == "progressive" and r.get("per_clip"):
-            by[(r["weighting"], r["steps"], r["seed"])] = r["per_clip"]
+            by[(r["weighting"], r["steps"], r.get("block"), r["seed"])] = r["per_clip"]
     out = {}
-    for w, n in sorted({(w, n) for (w, n, _) in by}):
+    for w, n in sorted({(w, n) for (w, n, _, _) in by}):
         if w == reference:
             continue
-        seeds = sorted(s for (ww, nn, s) in by if ww == w and nn == n and (reference, n, s) in by)
-        if not seeds:
+        units = sorted(
+            ((b, s) for (ww, nn, b, s) in by if ww == w and nn == n and (reference, n, b, s) in by),
+            key=lambda u: (str(u[0]), u[1]),
+        )
+        if not units:
             continue
         out[(w, n)] = {
             k: two_level_bootstrap_ci(
-                torch.tensor([by[(w, n, s)][k] for s in seeds])
-                - torch.tensor([by[(reference, n, s)][k] for s in seeds])
+                torch.tensor([by[(w, n, *u)][k] for u in units])
+                - torch.tensor([by[(reference, n, *u)][k] for u in units])
             )
             for k in keys
-            if all(k in by[(w, n, s)] and k in by[(reference, n, s)] for s in seeds)
-        } | {"seeds": seeds}
+            if all(k in by[(w, n, *u)] and k in by[(reference, n, *u)] for u in units)
+        } | {"seeds": [s for _, s in units]}
     return out
 
 
