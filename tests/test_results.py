@@ -84,6 +84,11 @@ def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summari
     )
     assert again["steps"] == summary["steps"]
     assert {"seeds", "captions", "device", "date", "command"} <= set(summary)
+    page = (REPO / path).with_name("map.html")  # the (floor, γ) heat maps: what bsa study writes
+    if page.exists():
+        from bsa.report.dashboard import study_maps
+
+        assert page.read_text() == study_maps(summary)
     for block in summary["steps"].values():
         for w, row in block.items():
             for key in ("clap", "attribute_acc", "fad_vs_teacher") + (("diff_to_bsa",) if w != "bsa" else ()):

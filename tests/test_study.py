@@ -322,3 +322,29 @@ def test_paired_fad_differences_within_blocks_take_their_own_teacher_and_referen
             embeddings[folder, "bsa"], t
         )
         assert fad[w, 25]["mean"] == pytest.approx(expected)
+
+
+def test_study_maps_place_each_point_and_its_paired_difference_on_the_grid(tmp_path):
+    """map.html of `bsa study`: per step count, the scores and the paired differences to bsa on the
+    (floor, γ) grid — bsa at (1, 5), min_snr at (0, 5); SNR+1 is off the map."""
+    from bsa.cli.main import main
+    from bsa.report.dashboard import study_maps
+
+    s = study_summary(records())
+    page = study_maps(s)
+    # 3 scores, Δ CLAP and Δ accuracy at 25 steps (Δ FAD needs the runs' embeddings: none here)
+    assert page.count("<table class='heat'>") == 5 and "Δ FAD" not in page
+    assert "<caption>Δ CLAP vs bsa @ 25 steps (paired)</caption>" in page
+    assert "<th>floor = 0</th>" in page and "<th>floor = 1</th>" in page and "<th>γ = 5</th>" in page
+    clap = page.split("<caption>CLAP @ 25 steps</caption>")[1].split("</table>")[0]
+    rows = clap.split("<tr>")[2:]  # floor 0 (min_snr) above floor 1 (bsa)
+    assert "0.7500 [" in rows[0] and "0.6500 [" in rows[1]
+    delta = page.split("<caption>Δ CLAP vs bsa @ 25 steps (paired)</caption>")[1].split("</table>")[0]
+    assert "+0.1000 [+0.1000, +0.1000] ✓" in delta and "reference" in delta
+    assert "snr_plus_one" not in page and "0.6000" not in delta
+    write_comparison(tmp_path / "cmp", records())
+    assert main(["study", str(tmp_path / "cmp"), "--out", str(tmp_path / "out")]) == 0
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (tmp_path / "out" / "map.html").read_text() == study_maps(written)
+    one = study_summary([r for r in records() if r["weighting"] != "min_snr"])
+    assert "fewer than two points of the map" in study_maps(one)

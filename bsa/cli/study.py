@@ -3,9 +3,9 @@
 The weighting study's summary of one or more comparisons (``bsa compare`` folders, e.g. the
 25-step and the 4-step block): per student step count (25, 4) and weighting, CLAP, attribute
 accuracy and FAD vs teacher with their 95 % intervals, and each weighting's paired difference to
-bsa. Writes summary.json and summary.md; ``--command`` records the command that made the runs;
-``--fad-differences`` takes the paired FAD differences from summaries written on the GPU machine,
-where the runs' embeddings stay.
+bsa. Writes summary.json, summary.md and map.html (the (floor, γ) heat maps); ``--command``
+records the command that made the runs; ``--fad-differences`` takes the paired FAD differences
+from summaries written on the GPU machine, where the runs' embeddings stay.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         help="summaries written where the runs' embeddings were: their paired FAD differences",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    from bsa.report.dashboard import study_maps
     from bsa.report.study import format_study, study_of_comparisons
 
     try:
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         summary,
         format_study,
+        pages={"map.html": study_maps},
         command=args.command or "bsa study " + " ".join(argv if argv is not None else sys.argv[1:]),
         comparisons=[str(x) for x in args.comparisons],
         fad_differences=args.fad_differences,

@@ -143,6 +143,31 @@ def svg_plot(
     return "\n".join(out)
 
 
+def heat_table(cells: dict, title: str, better_low: bool) -> str:
+    """A (floor, γ) grid as an HTML table: ``cells`` (floor, γ) → (value, text), shaded by value
+    (darker is better: lower where ``better_low``); "–" where the grid has no point."""
+    floors, gammas = sorted({f for f, _ in cells}), sorted({g for _, g in cells})
+    values = [v for v, _ in cells.values()]
+    lo, hi = min(values), max(values)
+
+    def shade(v: float) -> str:
+        x = (v - lo) / (hi - lo) if hi > lo else 0.5
+        x = 1 - x if better_low else x
+        return f"rgb({int(255 - 180 * x)},{int(255 - 110 * x)},255)"
+
+    head = "".join(f"<th>γ = {'∞' if g == float('inf') else f'{g:g}'}</th>" for g in gammas)
+    rows = []
+    for f in floors:
+        tds = "".join(
+            f"<td style='background:{shade(cells[f, g][0])}'>{html.escape(cells[f, g][1])}</td>"
+            if (f, g) in cells
+            else "<td>–</td>"
+            for g in gammas
+        )
+        rows.append(f"<tr><th>floor = {f:g}</th>{tds}</tr>")
+    return f"<table class='heat'><caption>{html.escape(title)}</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
 def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str:
     """The BSA family's (floor, γ) grid at ``steps`` as a table coloured by ``metric`` (mean ± std over
     seeds, the mean alone for one seed; darker is better): the ``bsa(floor, γ)`` labels and the named baselines the family
@@ -155,31 +180,74 @@ def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str
             continue
         point = family_point(name, **params)
         if point is not None and metric in table.get((w, steps), {}):
-            cells[point] = table[w, steps][metric]
+            cells[point] = (table[w, steps][metric][0], _fmt(table[w, steps][metric]))
     if len(cells) < 2:
         return ""
-    floors, gammas = sorted({f for f, _ in cells}), sorted({g for _, g in cells})
-    values = [m for m, _, _ in cells.values()]
-    lo, hi = min(values), max(values)
-    better_low = BY_KEY[metric].better == "lower"
+    return heat_table(cells, f"{BY_KEY[metric].title} @ {steps} steps", BY_KEY[metric].better == "lower")
 
-    def shade(v: float) -> str:
-        x = (v - lo) / (hi - lo) if hi > lo else 0.5
-        x = 1 - x if better_low else x
-        return f"rgb({int(255 - 180 * x)},{int(255 - 110 * x)},255)"
 
-    head = "".join(f"<th>γ = {'∞' if g == float('inf') else f'{g:g}'}</th>" for g in gammas)
-    rows = []
-    for f in floors:
-        tds = "".join(
-            f"<td style='background:{shade(cells[f, g][0])}'>{_fmt(cells[f, g])}</td>"
-            if (f, g) in cells
-            else "<td>–</td>"
-            for g in gammas
-        )
-        rows.append(f"<tr><th>floor = {f:g}</th>{tds}</tr>")
-    title = f"{html.escape(BY_KEY[metric].title)} @ {steps} steps"
-    return f"<table class='heat'><caption>{title}</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+STUDY_MAPS = (  # (summary key, title, lower is better, digits)
+    ("clap", "CLAP", False, 4),
+    ("attribute_acc", "attribute accuracy", False, 4),
+    ("fad_vs_teacher", "FAD vs teacher", True, 2),
+)
+
+
+def study_maps(summary: dict) -> str:
+    """The weighting study's (floor, γ) map as a page of its own (``bsa study`` → ``map.html``): per
+    step count of ``summary`` (:func:`bsa.report.study.study_summary`), each score with its 95 %
+    interval and each paired difference to the reference (✓: resolved), one heat table each —
+    a map pooled from several comparisons, which no single comparison's dashboard shows."""
+    from bsa.report.fidelity import interval_cell
+
+    ref = summary["reference"]
+    sections = []
+    for n, block in summary["steps"].items():
+        points = {}
+        for row in block.values():
+            f = row.get("family")
+            if f:
+                points[float(f["floor"]), float(f["gamma"])] = row
+        if len(points) < 2:
+            continue
+        tables = []
+        for key, title, better_low, digits in STUDY_MAPS:
+            cells = {
+                p: (r[key]["mean"], interval_cell(r[key], f"{{:.{digits}f}}"))
+                for p, r in points.items()
+                if r.get(key)
+            }
+            if len(cells) > 1:
+                tables.append(heat_table(cells, f"{title} @ {n} steps", better_low))
+        for key, title, better_low, digits in STUDY_MAPS:
+            cells = {}
+            for p, r in points.items():
+                d = r.get(f"diff_to_{ref}", {}).get(key)
+                if r is block.get(ref):
+                    cells[p] = (0.0, "reference")
+                elif d:
+                    resolved = d["lo"] > 0 or d["hi"] < 0
+                    cells[p] = (d["mean"], interval_cell(d, f"{{:+.{digits}f}}") + (" ✓" if resolved else ""))
+            if len(cells) > 1:
+                tables.append(heat_table(cells, f"Δ {title} vs {ref} @ {n} steps (paired)", better_low))
+        sections.append(f"<h2>{n} steps</h2><div class='maps'>{''.join(tables)}</div>")
+    seeds = ", ".join(map(str, summary.get("seeds", [])))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>bsa — the (floor, γ) map</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
+.maps {{ display: flex; flex-wrap: wrap; gap: 16px; }}
+</style></head><body>
+<h1>The BSA family's (floor, γ) map</h1>
+<p>w(SNR) = clip(SNR, floor, γ) on the x-space loss; seeds {html.escape(seeds)}, {summary.get("captions")} captions,
+{html.escape(str(summary.get("device")))}, {html.escape(str(summary.get("date", "")))}. Intervals: 95 %; Δ: paired
+difference to {html.escape(ref)} (✓: the interval excludes zero); darker is better. Command:
+<code>{html.escape(str(summary.get("command", "")))}</code></p>
+{"".join(sections) or "<p>fewer than two points of the map</p>"}
+</body></html>
+"""
 
 
 RENDER_CHECK = """

@@ -152,10 +152,11 @@ def run_config(run_dir: str | Path):
     return load_config([Path(run_dir) / "config.yaml"], [])
 
 
-def write_summary(out: str, summary: dict, format_summary, **provenance) -> str:
+def write_summary(out: str, summary: dict, format_summary, pages: dict | None = None, **provenance) -> str:
     """A summary command's output: ``summary`` with the date and ``provenance`` (its command, its
-    inputs) to ``<out>/summary.json``, its table (``format_summary``) to ``<out>/summary.md``;
-    returns the table. Each file is replaced whole (a kill leaves the old one or the new one)."""
+    inputs) to ``<out>/summary.json``, its table (``format_summary``) to ``<out>/summary.md``, and
+    ``pages`` (file name → function of the summary, e.g. an HTML page) beside them; returns the
+    table. Each file is replaced whole (a kill leaves the old one or the new one)."""
     import json
     import time
 
@@ -163,7 +164,9 @@ def write_summary(out: str, summary: dict, format_summary, **provenance) -> str:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     text = format_summary(summary)
-    for name, content in (("summary.json", json.dumps(summary, indent=1) + "\n"), ("summary.md", text)):
+    files = {"summary.json": json.dumps(summary, indent=1) + "\n", "summary.md": text}
+    files |= {name: page(summary) for name, page in (pages or {}).items()}
+    for name, content in files.items():
         tmp = folder / f"{name}.tmp"
         tmp.write_text(content)
         replace_durably(tmp, folder / name)
