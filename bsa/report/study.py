@@ -72,9 +72,8 @@ def paired_fad_differences(comparisons: dict, reference: str = "bsa", blocks: bo
     without embeddings are left out."""
     from bsa.metrics.frechet import paired_frechet_difference
 
-    found: dict[
-        tuple, torch.Tensor
-    ] = {}  # (weighting, steps, block, seed) → embedding; ("teacher", block, seed)
+    # (weighting, steps, block, seed) → a student's embeddings; ("teacher", block, seed) → the teacher's
+    found: dict[tuple, torch.Tensor] = {}
     for folder, records in comparisons.items():
         block = str(folder) if blocks else None
         for r in records:
