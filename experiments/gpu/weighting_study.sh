@@ -7,7 +7,9 @@
 # of 9 and 8 students, compare.population; on a machine with several GPUs bsa compare spreads them).
 # The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
 # comparison's folder gets -grid2). POPULATION=<n>: any block's weightings as populations of up to n
-# students. With POPULATION or OVERLAY only the stages of SCORE_STEPS are scored (distill.score_steps,
+# students; on one GPU, POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one
+# guided stage, one bsa: ~23 min on a fresh H200 at 25 steps by the 2026-11-29 stage times). With
+# POPULATION or OVERLAY only the stages of SCORE_STEPS are scored (distill.score_steps,
 # default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in one comparison;
 # SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
 # eager (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
