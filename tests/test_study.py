@@ -348,3 +348,29 @@ def test_study_maps_place_each_point_and_its_paired_difference_on_the_grid(tmp_p
     assert (tmp_path / "out" / "map.html").read_text() == study_maps(written)
     one = study_summary([r for r in records() if r["weighting"] != "min_snr"])
     assert "fewer than two points of the map" in study_maps(one)
+
+
+def test_paired_fad_differences_of_two_seeds_summaries_pool_over_the_seeds(tmp_path):
+    """Each seed's device summary brings its own paired FAD differences: a study over both seeds
+    pools them (it kept the last one, labelled with both seeds), and refuses a difference that
+    covers other seeds than the ones it pairs, or the same seed twice."""
+    from bsa.report.study import study_of_comparisons
+
+    write_comparison(tmp_path / "cmp", [r for r in records() if r["steps"] == 25])  # a run's one stage
+    paths = {}
+    for seed, paired in (
+        (0, {"mean": -1.0, "lo": -2.0, "hi": 0.0}),
+        (1, {"mean": -3.0, "lo": -4.0, "hi": -2.0}),
+    ):
+        device = study_summary([r for r in records() if r["seed"] == seed])
+        device["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] = paired
+        paths[seed] = tmp_path / f"device-seed{seed}.json"
+        paths[seed].write_text(json.dumps(device))
+    s = study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0], paths[1]])
+    pooled = s["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"]
+    half = 1.959964 * ((1 / 1.959964) ** 2 + 2.0 / 2) ** 0.5  # within: se²; between: var(−1, −3) / 2 seeds
+    assert pooled == pytest.approx({"mean": -2.0, "lo": -2.0 - half, "hi": -2.0 + half}, rel=1e-5)
+    with pytest.raises(ValueError, match=r"covers seeds \[0\], the study pairs seeds \[0, 1\]"):
+        study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0]])
+    with pytest.raises(ValueError, match="give each seed's once"):
+        study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0], paths[0]])

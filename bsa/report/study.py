@@ -100,38 +100,65 @@ def paired_fad_differences(comparisons: dict, reference: str = "bsa", blocks: bo
 
 
 def fad_differences_from(summary: dict) -> dict:
-    """(weighting, steps) → the paired FAD-vs-teacher difference a study summary holds (written
-    where the runs' embeddings were: the GPU machine, which they never leave), for a summary
-    computed again elsewhere (:func:`study_of_comparisons`)."""
+    """(weighting, steps) → (the paired FAD-vs-teacher difference a study summary holds, the seeds
+    it covers): written where the runs' embeddings were (the GPU machine, which they never leave),
+    for a summary computed again elsewhere (:func:`study_of_comparisons`)."""
     ref = summary["reference"]
     return {
-        (w, int(n)): row[f"diff_to_{ref}"]["fad_vs_teacher"]
+        (w, int(n)): (row[f"diff_to_{ref}"]["fad_vs_teacher"], tuple(row["diff_seeds"]))
         for n, block in summary["steps"].items()
         for w, row in block.items()
         if "fad_vs_teacher" in row.get(f"diff_to_{ref}", {})
     }
 
 
+def pooled_fad_differences(parts: dict) -> dict:
+    """(weighting, steps) → (interval, seeds) from several summaries' paired FAD differences
+    (``parts``: (weighting, steps) → [(interval, seeds, path)], :func:`fad_differences_from`): one
+    summary's as it is; several, each of one seed and no seed twice, pooled over the seeds as
+    :func:`paired_fad_differences` pools them (each standard error read back from its normal 95 %
+    interval). A ValueError where summaries overlap or hold pooled seeds, which cannot be pooled
+    again."""
+    out = {}
+    for (w, n), found in parts.items():
+        if len(found) == 1:
+            out[w, n] = found[0][:2]
+            continue
+        seeds = [s for _, covered, _ in found for s in covered]
+        if any(len(covered) != 1 for _, covered, _ in found) or len(set(seeds)) != len(seeds):
+            paths = ", ".join(str(p) for _, _, p in found)
+            raise ValueError(
+                f"{w} at {n} steps: paired FAD differences over seeds {seeds} in {paths}; "
+                "give each seed's once, from a summary of that seed alone"
+            )
+        ses = [(d["hi"] - d["lo"]) / (2 * 1.959963984540054) for d, _, _ in found]
+        out[w, n] = (pooled_estimate([d["mean"] for d, _, _ in found], ses), tuple(seeds))
+    return out
+
+
 def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list = ()) -> dict:
     """The study summary of comparison folders (:func:`study_summary`): their records, profiles and
     the paired FAD differences computable from the embeddings found here, completed by those of
-    ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`) where the
-    embeddings are not."""
+    ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`, pooled over
+    their seeds by :func:`pooled_fad_differences`) where the embeddings are not — each only for
+    the very seeds the study pairs that weighting on (a ValueError otherwise)."""
     import json
 
     from bsa.report.records import comparison_profiles, comparison_records
 
-    fad = {}
+    parts: dict[tuple, list] = {}
     for path in fad_from:
         try:
             earlier = json.loads(Path(path).read_text())
-            fad.update(fad_differences_from(earlier))
+            for key, (interval, seeds) in fad_differences_from(earlier).items():
+                parts.setdefault(key, []).append((interval, seeds, path))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a study summary ({type(e).__name__}: {e})") from e
         if earlier["reference"] != reference:
             raise ValueError(
                 f"{path}: its paired differences are to {earlier['reference']}, not to {reference}"
             )
+    given = pooled_fad_differences(parts)
 
     by_folder, profiles, where, replicated = {}, [], {}, False
     for folder in folders:
@@ -162,9 +189,19 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
                         "each pairs within itself)"
                     )
             by_folder[folder] = [r | {"block": str(folder)} for r in records]
-    fad.update(paired_fad_differences(by_folder, reference, blocks=replicated))
+    here = paired_fad_differences(by_folder, reference, blocks=replicated)
+    fad = {key: interval for key, (interval, _) in given.items()} | here
     records = [r for found in by_folder.values() for r in found]
-    return study_summary(records, reference, profiles=profiles, fad_differences=fad)
+    summary = study_summary(records, reference, profiles=profiles, fad_differences=fad)
+    for n, block in summary["steps"].items():  # a difference brought in covers the seeds paired here
+        for w, row in block.items():
+            key = (w, int(n))
+            if key in given and key not in here and tuple(row.get("diff_seeds", ())) != given[key][1]:
+                raise ValueError(
+                    f"{w} at {n} steps: the paired FAD difference given covers seeds {list(given[key][1])}, "
+                    f"the study pairs seeds {row.get('diff_seeds')}; bring each seed's summary"
+                )
+    return summary
 
 
 def metric_intervals(records: list[dict]) -> dict[tuple[str, int], dict[str, dict[str, float]]]:
