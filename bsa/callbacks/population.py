@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning.pytorch as pl
 
 
@@ -52,6 +54,7 @@ class MemberStageEnd(pl.Callback):
         for k, member in enumerate(self.members):
             if member["done"]:
                 continue
+            start = time.perf_counter()
             module = pl_module.member(k)
             view = MemberTrainer(trainer, member["loggers"])
             for callback in member["callbacks"]:
@@ -60,7 +63,9 @@ class MemberStageEnd(pl.Callback):
             for logger in member["loggers"]:
                 logger.save()
             print(
-                f"  member {member['name']}: exported" + (" and scored" if member["scored"] else ""),
+                f"  member {member['name']}: exported"
+                + (" and scored" if member["scored"] else "")
+                + f" in {time.perf_counter() - start:.1f} s",
                 flush=True,
             )
         self.ran = True
