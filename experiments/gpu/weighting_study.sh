@@ -18,16 +18,21 @@
 # the block's other weightings can start from that same guided student in a later session (after
 # restore_resume.sh, carry .resume: a guided run found there and missing here is put in place).
 # DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
-# comparison's results and dashboard come back in $OUT/study.tar.gz.
+# comparison's results and dashboard come back in $OUT/study.tar.gz. DETACH=1: the comparison runs
+# in a process session of its own (setsid), which the device tool leaves running when the call
+# returns: the call waits until DEADLINE_S, packs what is there and leaves it training; the next call
+# on the warm machine finds it running and waits for it again (no stop, no resume, no second set-up
+# of the population at every call), or, where none runs (a fresh machine), starts it anew, resuming.
+# PRESET and DATA_ARGS (default: embedded-gpu and its 16000 clips) point it elsewhere (the tests).
 set -uo pipefail
 T0=$(date +%s)
 source "$(dirname "$0")/common.sh"
 C=runs/study; L=$C/logs; mkdir -p $L
 log() { echo "== $(date -u +%T) $*" | tee -a $L/phases.txt; }
 { nvidia-smi -L; date -u; python3 -c "import torch; print('torch', torch.__version__)"; } >> $L/device.txt
-EXP="experiments/embedded-gpu.yaml ${OVERLAY:-}"
+EXP="${PRESET:-experiments/embedded-gpu.yaml} ${OVERLAY:-}"
 W=${WEIGHTINGS:-}; [ -z "${OVERLAY:-}" ] && W=${W:-[bsa,min_snr,truncated_snr,constant,snr_plus_one]}
-D=$GPU_DATA
+D=${DATA_ARGS:-$GPU_DATA}
 LAST=""; [ -n "${POPULATION:-}${OVERLAY:-}" ] && [ -z "${SCORE_ALL:-}" ] && LAST="distill.score_steps=${SCORE_STEPS:-[${STEPS:-25}]}"
 ARGS="distill.target_steps=${STEPS:-25} compare.seeds=[${SEEDS:-0}] ${W:+compare.weightings=$W} compare.parallel=${PARALLEL:-6} distill.eval_clips=${EVAL_CLIPS:-1000} eval.batch_size=250 data.resident=true paths.output_root=$C trainer.cuda_graphs=${GRAPHS:-true} eval.cuda_graphs=true ${POPULATION:+compare.population=$POPULATION} $LAST ${EXTRA:-}"
 if [ ! -f $C/data.done ]; then
@@ -41,11 +46,30 @@ for g in .resume/guided-seed*; do
   [ -d "$g" ] && [ ! -d "$CID/$(basename $g)" ] && { mkdir -p $CID; cp -r "$g" "$CID/"; log "restored $g"; }
 done
 left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 40 ))
-log "compare ($left s left): $ARGS"
-echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
-timeout $left python3 -m bsa.cli.compare $EXP $D $ARGS >> $L/compare.log 2>&1
-log "compare exit $?"
-pkill -f bsa.cli.distill; sleep 3   # runs still training stop here (atomic checkpoints: they resume)
+PIDF=$C/compare.pid
+running() { [ -f $PIDF ] && kill -0 "$(cat $PIDF)" 2>/dev/null; }
+if [ -n "${DETACH:-}" ]; then
+  if running; then
+    log "compare running since an earlier call (pid $(cat $PIDF)): waiting up to $left s"
+  else
+    log "compare, detached ($left s in this call): $ARGS"
+    echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
+    rm -f $C/compare.rc
+    # its own session: the device tool ends the call's processes, not this one; its pid is the shell's
+    setsid bash -c 'echo $$ > "$1"; shift; python3 -m bsa.cli.compare "$@"; echo $? > '"$C/compare.rc" \
+      _ $PIDF $EXP $D $ARGS >> $L/compare.log 2>&1 < /dev/null &
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s $PIDF ] && break; sleep 0.5; done
+  fi
+  end=$(( $(date +%s) + left ))
+  while running && [ $(date +%s) -lt $end ]; do sleep 5; done
+  if running; then log "compare runs on after this call (pid $(cat $PIDF))"; else log "compare exit $(cat $C/compare.rc 2>/dev/null || echo '?')"; fi
+else
+  log "compare ($left s left): $ARGS"
+  echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
+  timeout $left python3 -m bsa.cli.compare $EXP $D $ARGS >> $L/compare.log 2>&1
+  log "compare exit $?"
+  pkill -f bsa.cli.distill; sleep 3   # runs still training stop here (atomic checkpoints: they resume)
+fi
 P=$L/pack; rm -rf $P; mkdir -p $P
 for g in $C/compare/*/guided-seed*/; do  # once finished: its stage folder and evaluation record
   [ -f $g/eval.jsonl ] && [ ! -f $OUT/resume-$(basename $g).tgz ] && timeout 60 python3 experiments/gpu/pack_resume.py $OUT $g >> $L/phases.txt 2>&1
