@@ -366,7 +366,7 @@ def test_paired_fad_differences_of_two_seeds_summaries_pool_over_the_seeds(tmp_p
         device["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] = paired
         paths[seed] = tmp_path / f"device-seed{seed}.json"
         paths[seed].write_text(json.dumps(device))
-    s = study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0], paths[1]])
+    s = study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[1], paths[0]])  # in any order
     pooled = s["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"]
     half = 1.959964 * ((1 / 1.959964) ** 2 + 2.0 / 2) ** 0.5  # within: se²; between: var(−1, −3) / 2 seeds
     assert pooled == pytest.approx({"mean": -2.0, "lo": -2.0 - half, "hi": -2.0 + half}, rel=1e-5)

@@ -196,9 +196,13 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
     for n, block in summary["steps"].items():  # a difference brought in covers the seeds paired here
         for w, row in block.items():
             key = (w, int(n))
-            if key in given and key not in here and tuple(row.get("diff_seeds", ())) != given[key][1]:
+            if (
+                key in given
+                and key not in here
+                and sorted(row.get("diff_seeds", ())) != sorted(given[key][1])
+            ):
                 raise ValueError(
-                    f"{w} at {n} steps: the paired FAD difference given covers seeds {list(given[key][1])}, "
+                    f"{w} at {n} steps: the paired FAD difference given covers seeds {sorted(given[key][1])}, "
                     f"the study pairs seeds {row.get('diff_seeds')}; bring each seed's summary"
                 )
     return summary
