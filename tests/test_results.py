@@ -81,8 +81,11 @@ def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summari
         [REPO / c for c in summary["comparisons"]],
         summary["reference"],
         fad_from=[REPO / f for f in summary.get("fad_differences", [])],
+        agree_with=[REPO / a["with"] for a in summary.get("agreement", [])],
     )
     assert again["steps"] == summary["steps"]
+    figures = [{k: v for k, v in a.items() if k != "with"} for a in summary.get("agreement", [])]
+    assert [{k: v for k, v in a.items() if k != "with"} for a in again.get("agreement", [])] == figures
     assert {"seeds", "captions", "device", "date", "command"} <= set(summary)
     page = (REPO / path).with_name("map.html")  # the (floor, γ) heat maps: what bsa study writes
     if page.exists():

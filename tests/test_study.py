@@ -1,6 +1,7 @@
 """The weighting study's summary (bsa.report.study, bsa study) on hand-built records."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -374,3 +375,57 @@ def test_paired_fad_differences_of_two_seeds_summaries_pool_over_the_seeds(tmp_p
         study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0]])
     with pytest.raises(ValueError, match="give each seed's once"):
         study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0], paths[0]])
+
+
+def test_map_agreement_is_the_correlation_of_two_maps_differences_with_fishers_interval():
+    from bsa.report.study import map_agreement
+
+    def summary(diffs, paired=True):
+        block = {"bsa": {"fad_vs_teacher": {"mean": 10.0}}}
+        for i, d in enumerate(diffs):
+            row = {"fad_vs_teacher": {"mean": 10.0 + d}}  # unpaired: the difference of the means
+            if paired:
+                row["diff_to_bsa"] = {"fad_vs_teacher": {"mean": d, "lo": d - 1, "hi": d + 1}}
+            block[f"w{i}"] = row
+        return {"reference": "bsa", "steps": {"25": block}}
+
+    # x − 3 = (−2, −1, 0, 1, 2), y − 3 = (−1, −2, 1, 0, 2): Σxy = 8, Σx² = Σy² = 10 → r = 0.8
+    got = map_agreement(summary([1, 2, 3, 4, 5]), summary([2, 1, 4, 3, 5], paired=False), "fad_vs_teacher")
+    z, half = 1.0986123, 1.959964 / 2**0.5  # atanh 0.8; 1/√(5 − 3)
+    assert got == pytest.approx({"points": 5, "r": 0.8, "lo": math.tanh(z - half), "hi": math.tanh(z + half)})
+    assert got["lo"] == pytest.approx(-0.2797, abs=1e-4) and got["hi"] == pytest.approx(0.9862, abs=1e-4)
+    assert map_agreement(summary([1, 2, 3]), summary([1, 2, 3]), "fad_vs_teacher") is None  # too few points
+    assert map_agreement(summary([1, 2, 3, 4]), summary([1, 1, 1, 1]), "fad_vs_teacher") is None  # no spread
+
+
+def test_bsa_study_agreement_with_another_seeds_map(tmp_path, capsys):
+    """--agreement: the correlation of this map's differences to bsa with another summary's, in the
+    summary and beneath the table."""
+    from bsa.cli.main import main
+
+    clap = [0.5, 0.6, 0.7, 0.8]
+    recs = [record("bsa", 0, 25, clap, [1.0] * 4)]
+    for i, d in enumerate([0.01, 0.02, 0.03, 0.04, 0.05]):  # five weightings, CLAP higher by d
+        recs.append(record(f"bsa(floor={i},gamma=5)", 0, 25, [c + d for c in clap], [1.0] * 4))
+    write_comparison(tmp_path / "cmp", recs)
+    other = {"reference": "bsa", "steps": {"25": {"bsa": {}}}}
+    for i, d in enumerate([0.02, 0.01, 0.04, 0.03, 0.05]):  # r = 0.8 with the above
+        other["steps"]["25"][f"bsa(floor={i},gamma=5)"] = {"diff_to_bsa": {"clap": {"mean": d}}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    out = tmp_path / "study"
+    assert (
+        main(["study", str(tmp_path / "cmp"), "--out", str(out), "--agreement", str(tmp_path / "other.json")])
+        == 0
+    )
+    (agreement,) = json.loads((out / "summary.json").read_text())["agreement"]
+    assert agreement["with"] == str(tmp_path / "other.json") and agreement["steps"] == 25
+    assert agreement["clap"]["r"] == pytest.approx(0.8, abs=1e-6) and agreement["clap"]["points"] == 5
+    assert set(agreement) == {"with", "steps", "clap"}  # the other map has no accuracy or FAD
+    assert f"Agreement with {tmp_path / 'other.json'} at 25 steps" in (out / "summary.md").read_text()
+    assert "CLAP 0.80 [-0.28, 0.99]" in (out / "summary.md").read_text()
+    capsys.readouterr()
+    assert (
+        main(["study", str(tmp_path / "cmp"), "--out", str(out), "--agreement", str(tmp_path / "none.json")])
+        == 2
+    )
+    assert "none.json: not a study summary to compare with" in capsys.readouterr().err

@@ -1,11 +1,9 @@
 """``bsa study COMPARISON [COMPARISON ...] --out results/weighting-study``
 
-The weighting study's summary of one or more comparisons (``bsa compare`` folders, e.g. the
-25-step and the 4-step block): per student step count (25, 4) and weighting, CLAP, attribute
-accuracy and FAD vs teacher with their 95 % intervals, and each weighting's paired difference to
-bsa. Writes summary.json, summary.md and map.html (the (floor, γ) heat maps); ``--command``
-records the command that made the runs; ``--fad-differences`` takes the paired FAD differences
-from summaries written on the GPU machine, where the runs' embeddings stay.
+The weighting study's summary of one or more comparisons (``bsa compare`` folders): per step count
+(25, 4) and weighting, CLAP, attribute accuracy and FAD vs teacher with 95 % intervals and the paired
+difference to bsa → summary.json, summary.md, map.html (the (floor, γ) heat maps); the paired FAD
+differences from summaries written where the embeddings stay (``--fad-differences``).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("bsa study", description=__doc__.strip().splitlines()[2])
     parser.add_argument("comparisons", nargs="+", help="comparison folders (runs/compare/<id>)")
     parser.add_argument(
-        "--out", default="results/weighting-study", help="folder for summary.json and summary.md"
+        "--out", default="results/weighting-study", help="folder of summary.json, .md, map.html"
     )
     parser.add_argument("--reference", default="bsa", help="the weighting the differences are taken to")
     parser.add_argument("--command", default="", help="the command that produced the comparisons (recorded)")
@@ -28,12 +26,18 @@ def main(argv: list[str] | None = None) -> int:
         "--fad-differences", nargs="*", default=[], metavar="SUMMARY",
         help="summaries written where the runs' embeddings were: their paired FAD differences",
     )  # fmt: skip
+    parser.add_argument(
+        "--agreement", nargs="*", default=[], metavar="SUMMARY",
+        help="other study summaries (other seeds): how far their maps' differences agree with this one's",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from bsa.report.dashboard import study_maps
     from bsa.report.study import format_study, study_of_comparisons
 
     try:
-        summary = study_of_comparisons(args.comparisons, args.reference, fad_from=args.fad_differences)
+        summary = study_of_comparisons(
+            args.comparisons, args.reference, fad_from=args.fad_differences, agree_with=args.agreement
+        )
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)
         return 2

@@ -136,12 +136,15 @@ def pooled_fad_differences(parts: dict) -> dict:
     return out
 
 
-def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list = ()) -> dict:
+def study_of_comparisons(
+    folders: list, reference: str = "bsa", fad_from: list = (), agree_with: list = ()
+) -> dict:
     """The study summary of comparison folders (:func:`study_summary`): their records, profiles and
     the paired FAD differences computable from the embeddings found here, completed by those of
     ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`, pooled over
     their seeds by :func:`pooled_fad_differences`) where the embeddings are not — each only for
-    the very seeds the study pairs that weighting on (a ValueError otherwise)."""
+    the very seeds the study pairs that weighting on (a ValueError otherwise); with ``agree_with``
+    (other summaries' paths) the maps' agreement, ``agreement`` (:func:`agreements`)."""
     import json
 
     from bsa.report.records import comparison_profiles, comparison_records
@@ -205,6 +208,8 @@ def study_of_comparisons(folders: list, reference: str = "bsa", fad_from: list =
                     f"{w} at {n} steps: the paired FAD difference given covers seeds {sorted(given[key][1])}, "
                     f"the study pairs seeds {row.get('diff_seeds')}; bring each seed's summary"
                 )
+    if agree_with:
+        summary["agreement"] = agreements(summary, agree_with)
     return summary
 
 
@@ -403,4 +408,80 @@ def format_study(summary: dict) -> str:
                     f"{cell(r.get('clap'), '{:+.4f}', True)} | {cell(r.get('attribute_acc'), '{:+.4f}', True)} | "
                     f"{cell(r.get('fad_vs_teacher'), '{:+.2f}', True)} (unpaired) | – |"
                 )
+    for a in summary.get("agreement", []):
+        cells = [
+            f"{title} {a[key]['r']:.2f} [{a[key]['lo']:.2f}, {a[key]['hi']:.2f}]"
+            for key, title in AGREEMENT_KEYS.items()
+            if key in a
+        ]
+        points = max(a[key]["points"] for key in AGREEMENT_KEYS if key in a)
+        lines += [
+            "",
+            f"Agreement with {a['with']} at {a['steps']} steps — Pearson r of the {points} weightings' differences "
+            f"to {ref} (unpaired where a summary has no paired one), 95 % Fisher-z interval: "
+            + "; ".join(cells),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def map_agreement(first: dict, second: dict, key: str, steps: int = 25) -> dict | None:
+    """How far two study summaries (say two seeds) draw the same map: the Pearson correlation, over
+    the weightings both hold at ``steps`` (the reference left out), of each weighting's difference
+    to the reference in ``key`` (``clap``, ``attribute_acc``, ``fad_vs_teacher``) — the paired
+    difference where the summary has it, else the difference of the two means (FAD vs teacher
+    without the runs' embeddings) — with a 95 % interval from Fisher's z (z = atanh r, standard error
+    1/√(n − 3); Fisher 1921). {"points", "r", "lo", "hi"}; None below 4 common points or without
+    spread."""
+    import statistics
+
+    def differences(summary: dict) -> dict[str, float]:
+        ref, block = summary["reference"], summary["steps"].get(str(steps), {})
+        out = {}
+        for w, row in block.items():
+            paired = row.get(f"diff_to_{ref}", {}).get(key)
+            if paired:
+                out[w] = paired["mean"]
+            elif w != ref and row.get(key) and block.get(ref, {}).get(key):
+                out[w] = row[key]["mean"] - block[ref][key]["mean"]
+        return out
+
+    a, b = differences(first), differences(second)
+    common = sorted(set(a) & set(b))
+    if len(common) < 4:
+        return None
+    x, y = [a[w] for w in common], [b[w] for w in common]
+    if statistics.pstdev(x) == 0 or statistics.pstdev(y) == 0:
+        return None
+    r = statistics.correlation(x, y)
+    z, half = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), 1.959963984540054 / math.sqrt(len(common) - 3)
+    return {"points": len(common), "r": r, "lo": math.tanh(z - half), "hi": math.tanh(z + half)}
+
+
+AGREEMENT_KEYS = {"clap": "CLAP", "attribute_acc": "attribute acc", "fad_vs_teacher": "FAD vs teacher"}
+
+
+def agreements(summary: dict, others: list) -> list[dict]:
+    """Per other study summary (paths: say the map of another seed) and step count of ``summary``:
+    how far the two maps agree (:func:`map_agreement`) in each of :data:`AGREEMENT_KEYS`, as
+    {"with", "steps", <key>: {"points", "r", "lo", "hi"}}."""
+    import json
+
+    out = []
+    for path in others:
+        try:
+            other = json.loads(Path(path).read_text())
+            if other["reference"] != summary["reference"]:
+                raise ValueError(
+                    f"its differences are to {other['reference']}, not to {summary['reference']}"
+                )
+            rows = [{"with": str(path), "steps": int(n)} for n in summary["steps"] if n in other["steps"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a study summary to compare with ({type(e).__name__}: {e})") from e
+        for row in rows:
+            for key in AGREEMENT_KEYS:
+                found = map_agreement(summary, other, key, row["steps"])
+                if found:
+                    row[key] = found
+            if len(row) > 2:
+                out.append(row)
+    return out
