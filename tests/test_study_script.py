@@ -56,6 +56,12 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         assert f"compare running since an earlier call (pid {pid})" in phases, phases
         assert phases.count("compare, detached") == 1  # one comparison, never started twice
         assert "compare exit 0" in phases, phases
+        third = subprocess.run(  # a call after the end packs, and starts nothing again
+            script, cwd=work, env=env | {"DEADLINE_S": "100"}, capture_output=True, text=True, timeout=300
+        )
+        assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+        phases = (study / "logs" / "phases.txt").read_text()
+        assert "compare finished in an earlier call" in phases and phases.count("compare, detached") == 1
         with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
             names = tar.getnames()
         assert "./pack/bsa-seed0/eval.jsonl" in names and "./pack/study/summary.json" in names, names

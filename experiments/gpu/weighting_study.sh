@@ -51,6 +51,8 @@ running() { [ -f $PIDF ] && kill -0 "$(cat $PIDF)" 2>/dev/null; }
 if [ -n "${DETACH:-}" ]; then
   if running; then
     log "compare running since an earlier call (pid $(cat $PIDF)): waiting up to $left s"
+  elif [ "$(cat $C/compare.rc 2>/dev/null)" = 0 ]; then
+    log "compare finished in an earlier call: packing"
   else
     log "compare, detached ($left s in this call): $ARGS"
     echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
