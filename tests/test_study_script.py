@@ -27,8 +27,8 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         "DATA_ARGS": " ".join(debug_env["overrides"]),
         "STEPS": "4",
         "EVAL_CLIPS": "4",
-        "PARALLEL": "1",
-        "WEIGHTINGS": "[bsa]",
+        "PARALLEL": "1",  # the two runs one after the other: the comparison outlasts the first call
+        "WEIGHTINGS": "[bsa,min_snr]",
         "GRAPHS": "false",
     }
     script = ["bash", str(REPO / "experiments/gpu/weighting_study.sh")]
