@@ -583,3 +583,20 @@ def test_population_calls_table_by_hand():
         }
     )
     assert table.splitlines()[2:] == ["| a | vmap | 10.0 | – |", "| a | single | – | 7.3 |"]
+
+
+def test_the_pooled_vocoder_map_takes_each_weighting_as_its_own_comparison_measured_it():
+    """results/weighting-study/summary.json pools seed 1's two comparisons, each with its own bsa:
+    every other weighting's scores and paired differences are exactly those of its own half."""
+    pooled = json.loads((REPO / "results/weighting-study/summary.json").read_text())["steps"]["25"]
+    seen = set()
+    for half in ("map-seed1-2026-11-29", "map-seed1-2026-11-29-part2"):
+        rows = json.loads((REPO / "results/weighting-study" / half / "summary.json").read_text())["steps"][
+            "25"
+        ]
+        for w, row in rows.items():
+            if w != "bsa":
+                assert {k: pooled[w][k] for k in row} == row, (half, w)
+                seen.add(w)
+    assert seen == set(pooled) - {"bsa"} and len(seen) == 16
+    assert pooled["bsa"]["runs"] == 2
