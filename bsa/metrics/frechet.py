@@ -152,9 +152,16 @@ def paired_frechet_half_samples(
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def normal_quantile(level: float = 0.95) -> float:
+    """z of a two-sided normal interval at ``level`` (1.96 at 95 %)."""
+    return float(
+        torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64))
+    )
+
+
 def normal_interval(estimate: float, standard_error: float, level: float = 0.95) -> tuple[float, float]:
-    """estimate ± z·SE, z the normal quantile of ``level`` (1.96 at 95 %)."""
-    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    """estimate ± z·SE, z the normal quantile of ``level`` (:func:`normal_quantile`)."""
+    z = normal_quantile(level)
     return estimate - z * standard_error, estimate + z * standard_error
 
 

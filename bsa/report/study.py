@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bsa.config import parse_weighting
 from bsa.diffusion.weighting import family_point
+from bsa.metrics.frechet import normal_interval, normal_quantile
 from bsa.report.fidelity import interval_cell, pooled_estimate
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def pooled_fad_differences(parts: dict) -> dict:
                 f"{w} at {n} steps: paired FAD differences over seeds {seeds} in {paths}; "
                 "give each seed's once, from a summary of that seed alone"
             )
-        ses = [(d["hi"] - d["lo"]) / (2 * 1.959963984540054) for d, _, _ in found]
+        ses = [(d["hi"] - d["lo"]) / (2 * normal_quantile()) for d, _, _ in found]
         out[w, n] = (pooled_estimate([d["mean"] for d, _, _ in found], ses), tuple(seeds))
     return out
 
@@ -453,8 +454,8 @@ def map_agreement(first: dict, second: dict, key: str, steps: int = 25) -> dict 
     if statistics.pstdev(x) == 0 or statistics.pstdev(y) == 0:
         return None
     r = statistics.correlation(x, y)
-    z, half = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), 1.959963984540054 / math.sqrt(len(common) - 3)
-    return {"points": len(common), "r": r, "lo": math.tanh(z - half), "hi": math.tanh(z + half)}
+    lo, hi = normal_interval(math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), 1 / math.sqrt(len(common) - 3))
+    return {"points": len(common), "r": r, "lo": math.tanh(lo), "hi": math.tanh(hi)}
 
 
 AGREEMENT_KEYS = {"clap": "CLAP", "attribute_acc": "attribute acc", "fad_vs_teacher": "FAD vs teacher"}
