@@ -113,6 +113,22 @@ def fad_differences_from(summary: dict) -> dict:
     }
 
 
+def _study_summary_at(path, reference: str, what: str = "a study summary", read=lambda summary: summary):
+    """``read`` of the study summary at ``path`` (its differences taken to ``reference``): a
+    ValueError naming the path where it is not one (``what``), or is one to another reference."""
+    import json
+
+    try:
+        summary = json.loads(Path(path).read_text())
+        found, _ = summary["reference"], dict(summary["steps"])
+        got = read(summary)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not {what} ({type(e).__name__}: {e})") from e
+    if found != reference:
+        raise ValueError(f"{path}: its paired differences are to {found}, not to {reference}")
+    return got
+
+
 def pooled_fad_differences(parts: dict) -> dict:
     """(weighting, steps) → (interval, seeds) from several summaries' paired FAD differences
     (``parts``: (weighting, steps) → [(interval, seeds, path)], :func:`fad_differences_from`): one
@@ -146,22 +162,12 @@ def study_of_comparisons(
     their seeds by :func:`pooled_fad_differences`) where the embeddings are not — each only for
     the very seeds the study pairs that weighting on (a ValueError otherwise); with ``agree_with``
     (other summaries' paths) the maps' agreement, ``agreement`` (:func:`agreements`)."""
-    import json
-
     from bsa.report.records import comparison_profiles, comparison_records
 
     parts: dict[tuple, list] = {}
     for path in fad_from:
-        try:
-            earlier = json.loads(Path(path).read_text())
-            for key, (interval, seeds) in fad_differences_from(earlier).items():
-                parts.setdefault(key, []).append((interval, seeds, path))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a study summary ({type(e).__name__}: {e})") from e
-        if earlier["reference"] != reference:
-            raise ValueError(
-                f"{path}: its paired differences are to {earlier['reference']}, not to {reference}"
-            )
+        for key, (interval, seeds) in _study_summary_at(path, reference, read=fad_differences_from).items():
+            parts.setdefault(key, []).append((interval, seeds, path))
     given = pooled_fad_differences(parts)
 
     by_folder, profiles, where, replicated = {}, [], {}, False
@@ -465,20 +471,10 @@ def agreements(summary: dict, others: list) -> list[dict]:
     """Per other study summary (paths: say the map of another seed) and step count of ``summary``:
     how far the two maps agree (:func:`map_agreement`) in each of :data:`AGREEMENT_KEYS`, as
     {"with", "steps", <key>: {"points", "r", "lo", "hi"}}."""
-    import json
-
     out = []
     for path in others:
-        try:
-            other = json.loads(Path(path).read_text())
-            if other["reference"] != summary["reference"]:
-                raise ValueError(
-                    f"its differences are to {other['reference']}, not to {summary['reference']}"
-                )
-            rows = [{"with": str(path), "steps": int(n)} for n in summary["steps"] if n in other["steps"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a study summary to compare with ({type(e).__name__}: {e})") from e
-        for row in rows:
+        other = _study_summary_at(path, summary["reference"], "a study summary to compare with")
+        for row in [{"with": str(path), "steps": int(n)} for n in summary["steps"] if n in other["steps"]]:
             for key in AGREEMENT_KEYS:
                 found = map_agreement(summary, other, key, row["steps"])
                 if found:
