@@ -293,6 +293,19 @@ def test_a_reference_run_again_beside_other_students_makes_each_comparison_a_blo
         study_of_comparisons([first, second, third])
     # one comparison alone: no replicate rows
     assert "runs" not in study_of_comparisons([first])["steps"]["25"]["bsa"]
+    # another seed's comparison beside them (2026-11-29, seed 2): its bsa ran once, so the replicate
+    # row covers seed 1 alone; the reference row counts all three runs
+    other_seed = tmp_path / "other-seed"
+    write_comparison(other_seed, [record("bsa", 2, 25, clap, [1.0] * 4),
+                                  record("min_snr", 2, 25, clap, [1.0] * 4)])  # fmt: skip
+    s = study_of_comparisons([first, second, other_seed])
+    bsa = s["steps"]["25"]["bsa"]
+    assert bsa["runs"] == 3 and bsa["seeds"] == [1, 2]
+    assert bsa["replicate_difference"]["seeds"] == [1]
+    assert bsa["replicate_difference"]["clap"] == pytest.approx(rep["clap"])
+    table = format_study(s)
+    assert "| 25 | bsa | (1, 5) | 1,2 (3 runs) |" in table
+    assert "| 25 | bsa: run 2 − run 1 | – | 1 | – |" in table
 
 
 def test_paired_fad_differences_within_blocks_take_their_own_teacher_and_reference(tmp_path):

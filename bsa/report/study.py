@@ -258,8 +258,9 @@ def replicate_differences(records: list[dict], weighting: str) -> dict:
     training run and another GPU run of the teacher's reference): each later block's run minus the
     first's, per clip for CLAP and attribute accuracy (95 % bootstrap over seeds and captions) and,
     unpaired, for FAD vs teacher (each against its own block's teacher; normal interval from both
-    half-sample standard errors), with ``runs``, the number of runs. The run-to-run noise a
-    difference between weightings has to stand out of. Empty where the weighting ran once."""
+    half-sample standard errors), with ``runs``, the most runs of one seed, and ``seeds``, the seeds
+    run more than once (the only ones the differences cover). The run-to-run noise a difference
+    between weightings has to stand out of. Empty where the weighting ran once."""
     import torch
 
     from bsa.metrics.paired import two_level_bootstrap_ci
@@ -277,7 +278,10 @@ def replicate_differences(records: list[dict], weighting: str) -> dict:
         ]
         if not pairs:
             continue
-        row: dict = {"runs": max(len(by_block) for by_block in by_seed.values())}
+        row: dict = {
+            "runs": max(len(by_block) for by_block in by_seed.values()),
+            "seeds": [seed for seed, by_block in sorted(by_seed.items()) if len(by_block) > 1],
+        }
         for score, key in SCORES.items():
             if all(score in a["per_clip"] and score in b["per_clip"] for a, b in pairs):
                 a_, b_ = (torch.tensor([p[i]["per_clip"][score] for p in pairs]) for i in (0, 1))
@@ -308,8 +312,8 @@ def study_summary(
     with ``profiles`` (:func:`comparison_profiles`) ``low_noise_share`` per seed
     (:func:`low_noise_shares`); ``fad_differences`` (:func:`paired_fad_differences`) add
     ``fad_vs_teacher`` to the paired differences. A reference run again in several blocks
-    (:func:`study_of_comparisons`) has ``runs`` and ``replicate_difference``
-    (:func:`replicate_differences`); its scores pool the runs."""
+    (:func:`study_of_comparisons`) has ``runs`` (all its runs, over seeds and blocks) and
+    ``replicate_difference`` (:func:`replicate_differences`); its scores pool the runs."""
     from bsa.report.records import check_one_measurement
     from bsa.report.tables import weighting_differences
 
@@ -321,6 +325,9 @@ def study_summary(
     if not students:
         raise ValueError("no progressive student records with per-clip scores")
     intervals = metric_intervals(scored)
+    runs: dict[tuple[str, int], set] = {}  # (weighting, steps) → its runs: (block, seed)
+    for r in scored:
+        runs.setdefault((r["weighting"], r["steps"]), set()).add((str(r.get("block")), r["seed"]))
     differences = weighting_differences(records, reference)
     replicates = replicate_differences(scored, reference)
     out: dict[str, dict] = {}
@@ -336,7 +343,7 @@ def study_summary(
             if "fad_teacher" in ci:
                 row["fad_vs_teacher"] = ci["fad_teacher"]
             if w == reference and n in replicates:
-                row["runs"] = replicates[n].pop("runs")
+                row["runs"] = len(runs[w, n])
                 row["replicate_difference"] = replicates[n]
             if w != reference and (w, n) in differences:
                 d = differences[w, n]
@@ -406,12 +413,10 @@ def format_study(summary: dict) -> str:
                 f"{cell(d.get('fad_vs_teacher'), '{:+.2f}', True) if w != ref else 'reference'} | {share(row)} |"
             )
             if "replicate_difference" in row:  # the run-to-run noise, in the columns of the differences
-                r, later = (
-                    row["replicate_difference"],
-                    "run 2" if row["runs"] == 2 else f"runs 2–{row['runs']}",
-                )
+                r = row["replicate_difference"]
+                later = "run 2" if r["runs"] == 2 else f"runs 2–{r['runs']}"
                 lines.append(
-                    f"| {n} | {w}: {later} − run 1 | – | {','.join(map(str, row['seeds']))} | – | – | – | "
+                    f"| {n} | {w}: {later} − run 1 | – | {','.join(map(str, r['seeds']))} | – | – | – | "
                     f"{cell(r.get('clap'), '{:+.4f}', True)} | {cell(r.get('attribute_acc'), '{:+.4f}', True)} | "
                     f"{cell(r.get('fad_vs_teacher'), '{:+.2f}', True)} (unpaired) | – |"
                 )
