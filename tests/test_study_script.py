@@ -36,7 +36,7 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
     pid = None
     try:
         first = subprocess.Popen(
-            script, cwd=work, env=env | {"DEADLINE_S": "50"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            script, cwd=work, env=env | {"DEADLINE_S": "50", "PACK_S": "40"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
         )  # fmt: skip
         out, err = first.communicate(timeout=300)

@@ -17,7 +17,8 @@
 # The guided stage of each seed comes home as resume-guided-seed<N>.tgz (~13 MB, pack_resume.py):
 # the block's other weightings can start from that same guided student in a later session (after
 # restore_resume.sh, carry .resume: a guided run found there and missing here is put in place).
-# DEADLINE_S bounds the call (training stops in time to pack); every run's records and the
+# DEADLINE_S bounds the call (training stops, or a detached call stops waiting, PACK_S = 100 s before
+# it, and bsa study's summary is cut at it); every run's records and the
 # comparison's results and dashboard come back in $OUT/study.tar.gz. DETACH=1: the comparison runs
 # in a process session of its own (setsid), which the device tool leaves running when the call
 # returns: the call waits until DEADLINE_S, packs what is there and leaves it training; the next call
@@ -45,7 +46,10 @@ CID=$(python3 -c "import sys; from bsa.config import load_config; from bsa.exper
 for g in .resume/guided-seed*; do
   [ -d "$g" ] && [ ! -d "$CID/$(basename $g)" ] && { mkdir -p $CID; cp -r "$g" "$CID/"; log "restored $g"; }
 done
-left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 40 ))
+# packing takes PACK_S of the call: on 2026-11-29 79 s after a 9-student comparison (bsa study's paired
+# FAD differences ~60 s of it, slower beside a comparison still training), where 40 s were reserved and
+# a call ran past the tool's limit without bringing its study back
+left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - ${PACK_S:-100} ))
 PIDF=$C/compare.pid
 running() { [ -f $PIDF ] && kill -0 "$(cat $PIDF)" 2>/dev/null; }
 if [ -n "${DETACH:-}" ]; then
@@ -82,8 +86,10 @@ for r in $C/compare/*/*/; do
 done
 # the study's summary where the runs' embeddings are (paired FAD differences need them; they stay
 # here), every call: a comparison the device time ends before its end still gives the stages it scored
-if ls $C/compare/*/*/eval.jsonl > /dev/null 2>&1; then
-  timeout 120 python3 -m bsa.cli.study $C/compare/*/ --out $P/study --command "$(tail -1 $L/commands.txt)" > $L/study.log 2>&1
+study_s=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 10 )); [ $study_s -gt 120 ] && study_s=120
+if ls $C/compare/*/*/eval.jsonl > /dev/null 2>&1 && [ $study_s -gt 0 ]; then
+  log "study ($study_s s at most)"
+  timeout $study_s python3 -m bsa.cli.study $C/compare/*/ --out $P/study --command "$(tail -1 $L/commands.txt)" > $L/study.log 2>&1
 fi
 for f in $C/compare/*/results.json $C/compare/*/results.md $C/compare/*/dashboard $C/compare/*/logs; do
   [ -e "$f" ] && cp -r $f $P/
