@@ -63,9 +63,14 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
 @pytest.mark.parametrize(
     "path, in_readme",
     [
-        ("results/weighting-study/summary.json", True),  # the (floor, γ) map, seed 1, vocoder: two halves
+        (
+            "results/weighting-study/summary.json",
+            True,
+        ),  # the (floor, γ) map, vocoder, seeds 1–2, 25 and 4 steps
+        ("results/weighting-study/map-seed1-vocoder-2026-11-29/summary.json", True),  # seed 1: two halves
         ("results/weighting-study/map-seed1-2026-11-29/summary.json", False),  # its first half
         ("results/weighting-study/map-seed1-2026-11-29-part2/summary.json", False),  # its second half
+        ("results/weighting-study/map-seed2-2026-11-29/summary.json", False),  # seed 2: 9 points, 25 and 4
         ("results/weighting-study/map-seed0-2026-11-28/summary.json", True),  # the map, seed 0, Griffin-Lim
         ("results/weighting-study/comparison-25steps-seed0/summary.json", True),  # the five named weightings
     ],
@@ -586,9 +591,11 @@ def test_population_calls_table_by_hand():
 
 
 def test_the_pooled_vocoder_map_takes_each_weighting_as_its_own_comparison_measured_it():
-    """results/weighting-study/summary.json pools seed 1's two comparisons, each with its own bsa:
-    every other weighting's scores and paired differences are exactly those of its own half."""
-    pooled = json.loads((REPO / "results/weighting-study/summary.json").read_text())["steps"]["25"]
+    """Seed 1's map pools its two comparisons, each with its own bsa: every other weighting's scores
+    and paired differences are exactly those of its own half."""
+    pooled = json.loads(
+        (REPO / "results/weighting-study/map-seed1-vocoder-2026-11-29/summary.json").read_text()
+    )["steps"]["25"]
     seen = set()
     for half in ("map-seed1-2026-11-29", "map-seed1-2026-11-29-part2"):
         rows = json.loads((REPO / "results/weighting-study" / half / "summary.json").read_text())["steps"][
@@ -600,3 +607,23 @@ def test_the_pooled_vocoder_map_takes_each_weighting_as_its_own_comparison_measu
                 seen.add(w)
     assert seen == set(pooled) - {"bsa"} and len(seen) == 16
     assert pooled["bsa"]["runs"] == 2
+
+
+def test_the_two_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
+    """results/weighting-study/summary.json pools seed 1's map and seed 2's comparison: a point run
+    on one seed only keeps that seed's row exactly (the 8 points of seed 1 alone at 25 steps, the 4-step
+    block of seed 2), a point run on both covers both seeds, and bsa counts its three runs."""
+    folder = REPO / "results/weighting-study"
+    pooled = json.loads((folder / "summary.json").read_text())["steps"]
+    seed1 = json.loads((folder / "map-seed1-vocoder-2026-11-29/summary.json").read_text())["steps"]["25"]
+    seed2 = json.loads((folder / "map-seed2-2026-11-29/summary.json").read_text())["steps"]
+    both = set(seed1) & set(seed2["25"]) - {"bsa"}
+    assert len(both) == 8 and set(pooled["25"]) == set(seed1) and set(pooled["4"]) == set(seed2["4"])
+    for w, row in seed1.items():
+        if w not in both and w != "bsa":
+            assert {k: pooled["25"][w][k] for k in row} == row, w
+    for w in both:
+        assert pooled["25"][w]["seeds"] == [1, 2] and pooled["25"][w]["diff_seeds"] == [1, 2]
+    for w, row in seed2["4"].items():
+        assert {k: pooled["4"][w][k] for k in row} == row, w
+    assert pooled["25"]["bsa"]["runs"] == 3 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]
