@@ -260,6 +260,25 @@ def test_dashboard_renders_in_headless_chromium(comparison):
     assert check["text_overlaps"] == 0, check["overlapping"]  # e.g. "teacher @ 200" over the legend
     assert check["images_ok"] == 12 and check["images_failed"] == 0
     assert check["audio_ok"] == 12 and check["audio_failed"] == 0
+    # the (floor, γ) map at the study's step count reached (4): bsa (1, 5) and (0, 5), shaded
+    assert check["heat_maps"] == [
+        "CLAP score @ 4 steps",
+        "attribute accuracy @ 4 steps",
+        "FAD vs the teacher's outputs @ 4 steps",
+    ]
+    assert check["heat_cells"] == 3 * 2
+
+
+def test_the_dashboard_maps_the_family_at_the_studys_step_counts_and_the_last():
+    """A comparison through 4 steps scored at 25 and 4 (the study's two blocks in one comparison,
+    2026-11-29) showed its map at 4 steps only; a comparison's map is at 25 and 4 where reached."""
+    from bsa.report.dashboard import map_steps
+
+    assert map_steps([200, 100, 50, 25, 13, 7, 4]) == [25, 4]
+    assert map_steps([100, 50, 25]) == [25]
+    assert map_steps([100, 50, 25, 13]) == [25, 13]
+    assert map_steps([8, 4]) == [4]
+    assert map_steps([16, 8]) == [8]
 
 
 def test_dashboard_of_records_without_their_audio_builds_with_the_samples_marked_not_kept(

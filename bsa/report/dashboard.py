@@ -24,7 +24,7 @@ from bsa.report.records import (
     loss_curve,
     run_config,
 )
-from bsa.report.study import metric_intervals
+from bsa.report.study import STUDY_STEPS, metric_intervals
 from bsa.report.tables import aggregate
 
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -186,6 +186,12 @@ def heat_map(table: dict, weightings: list[str], steps: int, metric: str) -> str
     return heat_table(cells, f"{BY_KEY[metric].title} @ {steps} steps", BY_KEY[metric].better == "lower")
 
 
+def map_steps(steps) -> list[int]:
+    """The step counts a comparison's dashboard draws the (floor, γ) map at: the study's (25 and 4,
+    :data:`bsa.report.study.STUDY_STEPS`) that the comparison reached, and its last one."""
+    return sorted(({min(steps)} | set(STUDY_STEPS)) & set(steps), reverse=True)
+
+
 STUDY_MAPS = (  # (summary key, title, lower is better, digits)
     ("clap", "CLAP", False, 4),
     ("attribute_acc", "attribute accuracy", False, 4),
@@ -260,6 +266,15 @@ RENDER_CHECK = """
   function report() { out.textContent = JSON.stringify(state); }
   state.plots = document.querySelectorAll('svg.plot').length;
   state.series = document.querySelectorAll('svg.plot path.series').length;
+  // the (floor, γ) maps: their captions, and how many of their cells are laid out and shaded
+  const heat = Array.from(document.querySelectorAll('table.heat'));
+  state.heat_maps = heat.map(function (t) { return t.caption ? t.caption.textContent : ''; });
+  state.heat_cells = heat.reduce(function (n, t) {
+    return n + Array.from(t.querySelectorAll('td')).filter(function (td) {
+      const box = td.getBoundingClientRect();
+      return box.width > 0 && box.height > 0 && td.style.background !== '';
+    }).length;
+  }, 0);
   // labels drawn over one another (legend entries, axis labels, the reference line's label)
   function overlaps() {  // once laid out (on load): fonts change the labels' widths
   state.text_overlaps = 0; state.overlapping = [];
@@ -415,7 +430,7 @@ def build_dashboard(out: Path, cfg) -> Path:
     maps = (
         "".join(
             heat_map(table, weightings, n, metric)
-            for n in sorted({steps[-1], 4} & set(steps), reverse=True)
+            for n in map_steps(steps)
             for metric in ("clap", "acc_mean", "fad_teacher")
         )
         if steps
