@@ -442,3 +442,42 @@ def test_bsa_study_agreement_with_another_seeds_map(tmp_path, capsys):
         == 2
     )
     assert "none.json: not a study summary to compare with" in capsys.readouterr().err
+
+
+def test_verdicts_sort_resolved_differences_by_which_side_is_better():
+    """Lower FAD vs teacher is better, higher CLAP is: a weighting whose FAD difference to bsa is
+    resolved below zero is better than bsa, one whose CLAP difference is resolved below zero is
+    worse; a difference over fewer seeds than the study's names them."""
+    from bsa.report.study import format_verdicts, verdicts
+
+    def d(mean, lo, hi):
+        return {"mean": mean, "lo": lo, "hi": hi}
+
+    summary = {
+        "reference": "bsa",
+        "seeds": [1, 2],
+        "steps": {
+            "25": {
+                "bsa": {"family": {"floor": 1.0, "gamma": 5.0}},
+                "bsa(floor=0,gamma=5)": {
+                    "family": {"floor": 0.0, "gamma": 5.0},
+                    "diff_to_bsa": {"clap": d(-0.01, -0.02, -0.001), "fad_vs_teacher": d(-1.0, -2.0, -0.5)},
+                    "diff_seeds": [1],
+                },
+                "snr_plus_one": {
+                    "family": None,
+                    "diff_to_bsa": {"clap": d(0.01, -0.001, 0.02)},
+                    "diff_seeds": [1, 2],
+                },
+            }
+        },
+    }
+    found = {v["score"]: v for v in verdicts(summary)}
+    assert set(found) == {"CLAP", "FAD vs teacher"}  # no accuracy difference: no row
+    clap, fad = found["CLAP"], found["FAD vs teacher"]
+    assert [w for w, *_ in clap["behind"]] == ["bsa(floor=0,gamma=5)"] and clap["ahead"] == []
+    assert (clap["ties"], clap["compared"]) == (1, 2)
+    assert [w for w, *_ in fad["ahead"]] == ["bsa(floor=0,gamma=5)"] and fad["behind"] == []
+    table = format_verdicts(summary)
+    assert "| 25 | CLAP | – | (0, 5) -0.0100 [-0.0200, -0.0010] (seed 1) | 1 of 2 |" in table
+    assert "| 25 | FAD vs teacher | (0, 5) -1.00 [-2.00, -0.50] (seed 1) | – | 0 of 1 |" in table

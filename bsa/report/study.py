@@ -372,6 +372,71 @@ def study_summary(
     }
 
 
+VERDICT_SCORES = (  # (summary key, title, lower is better)
+    ("clap", "CLAP", False),
+    ("attribute_acc", "attribute acc", False),
+    ("fad_vs_teacher", "FAD vs teacher", True),
+)
+
+
+def verdicts(summary: dict) -> list[dict]:
+    """Where the reference wins, loses or ties, per step count and score: the weightings whose paired
+    difference to it is resolved (95 % interval excluding zero) in its favour (``behind``: worse than
+    the reference — lower CLAP or accuracy, higher FAD vs teacher) or against it (``ahead``), and how
+    many of the weightings with a paired difference resolve neither way (``ties`` of ``compared``)."""
+    ref, out = summary["reference"], []
+    for n, block in summary["steps"].items():
+        for key, title, lower_better in VERDICT_SCORES:
+            row = {"steps": int(n), "score": title, "ahead": [], "behind": [], "ties": 0, "compared": 0}
+            for w, found in block.items():
+                d = found.get(f"diff_to_{ref}", {}).get(key)
+                if w == ref or not d:
+                    continue
+                row["compared"] += 1
+                if d["lo"] > 0 or d["hi"] < 0:
+                    better = (d["mean"] < 0) == lower_better
+                    row["ahead" if better else "behind"].append((w, d, found.get("diff_seeds", [])))
+                else:
+                    row["ties"] += 1
+            if row["compared"]:
+                out.append(row)
+    return out
+
+
+def format_verdicts(summary: dict) -> str:
+    """:func:`verdicts` as a table: each resolved difference with its interval, a point of the BSA
+    family by its (floor, γ)."""
+    ref = summary["reference"]
+
+    def name(w):
+        f = summary["steps"][next(iter(summary["steps"]))].get(w, {}).get("family") or _family(w)
+        if not f:
+            return w
+        return f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
+
+    def listed(found, fmt):  # a difference over fewer seeds than the study's says which
+        return (
+            "; ".join(
+                f"{name(w)} {interval_cell(d, fmt)}"
+                + (f" (seed {','.join(map(str, seeds))})" if seeds and seeds != summary["seeds"] else "")
+                for w, d, seeds in found
+            )
+            or "–"
+        )
+
+    lines = [
+        f"| steps | score | better than {ref} (resolved) | worse than {ref} (resolved) | no resolved difference |",
+        "|---|---|---|---|---|",
+    ]
+    for v in verdicts(summary):
+        fmt = "{:+.2f}" if v["score"] == "FAD vs teacher" else "{:+.4f}"
+        lines.append(
+            f"| {v['steps']} | {v['score']} | {listed(v['ahead'], fmt)} | {listed(v['behind'], fmt)} | "
+            f"{v['ties']} of {v['compared']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def format_study(summary: dict) -> str:
     """The README's and summary.md's table: one row per (step count, weighting); ✓ marks a paired
     difference whose interval excludes zero. A reference run more than once has a row of its runs'
@@ -420,6 +485,12 @@ def format_study(summary: dict) -> str:
                     f"{cell(r.get('clap'), '{:+.4f}', True)} | {cell(r.get('attribute_acc'), '{:+.4f}', True)} | "
                     f"{cell(r.get('fad_vs_teacher'), '{:+.2f}', True)} (unpaired) | – |"
                 )
+    lines += [
+        "",
+        f"Resolved differences to {ref} (95 % intervals that exclude zero):",
+        "",
+        format_verdicts(summary).rstrip(),
+    ]
     for a in summary.get("agreement", []):
         cells = [
             f"{title} {a[key]['r']:.2f} [{a[key]['lo']:.2f}, {a[key]['hi']:.2f}]"
