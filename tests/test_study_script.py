@@ -4,6 +4,7 @@ started that way trains on between calls instead of being stopped and resumed at
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         assert f"compare running since an earlier call (pid {pid})" in phases, phases
         assert phases.count("compare, detached") == 1  # one comparison, never started twice
         assert "compare exit 0" in phases, phases
+        # each run's last progress line in the call's output (where a detached comparison stands)
+        assert re.search(r"^== \S+   guided-seed0: \S", phases, re.M), phases
         third = subprocess.run(  # a call after the end packs, and starts nothing again
             script, cwd=work, env=env | {"DEADLINE_S": "100"}, capture_output=True, text=True, timeout=300
         )

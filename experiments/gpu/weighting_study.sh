@@ -69,6 +69,10 @@ if [ -n "${DETACH:-}" ]; then
   end=$(( $(date +%s) + left ))
   while running && [ $(date +%s) -lt $end ]; do sleep 5; done
   if running; then log "compare runs on after this call (pid $(cat $PIDF))"; else log "compare exit $(cat $C/compare.rc 2>/dev/null || echo '?')"; fi
+  # where each run stands (its progress bar's last state), for the call's output
+  for f in $C/compare/*/logs/*.log; do
+    [ -f "$f" ] && log "  $(basename "$f" .log): $(tail -c 2000 "$f" | tr '\r' '\n' | grep -v '^\s*$' | tail -1 | cut -c1-160)"
+  done
 else
   log "compare ($left s left): $ARGS"
   echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
