@@ -481,3 +481,52 @@ def test_verdicts_sort_resolved_differences_by_which_side_is_better():
     table = format_verdicts(summary)
     assert "| 25 | CLAP | – | (0, 5) -0.0100 [-0.0200, -0.0010] (seed 1) | 1 of 2 |" in table
     assert "| 25 | FAD vs teacher | (0, 5) -1.00 [-2.00, -0.50] (seed 1) | – | 0 of 1 |" in table
+
+
+def test_the_best_point_is_never_worse_and_most_often_better_and_changes_the_default_over_two_seeds():
+    from bsa.report.study import best_point, format_best_point
+
+    def d(mean, lo, hi):
+        return {"mean": mean, "lo": lo, "hi": hi}
+
+    def row(floor, gamma, seeds, **diffs):
+        return {"family": {"floor": floor, "gamma": gamma}, "diff_to_bsa": diffs, "diff_seeds": seeds}
+
+    summary = {
+        "reference": "bsa",
+        "seeds": [1, 2],
+        "steps": {
+            "25": {
+                "bsa": {"family": {"floor": 1.0, "gamma": 5.0}},
+                # better twice, but worse in accuracy: out
+                "bsa(floor=0,gamma=5)": row(
+                    0.0, 5.0, [1, 2], clap=d(0.01, 0.005, 0.02), fad_vs_teacher=d(-1.0, -2.0, -0.5),
+                    attribute_acc=d(-0.01, -0.02, -0.001),
+                ),
+                "bsa(floor=0.1,gamma=5)": row(0.1, 5.0, [1, 2], clap=d(0.001, -0.001, 0.003)),
+                "bsa(floor=0.1,gamma=1)": row(0.1, 1.0, [1], clap=d(0.004, 0.001, 0.007)),
+            },
+            "4": {
+                "bsa": {"family": {"floor": 1.0, "gamma": 5.0}},
+                "bsa(floor=0.1,gamma=5)": row(0.1, 5.0, [2], clap=d(0.003, 0.001, 0.006), fad_vs_teacher=d(-0.9, -1.6, -0.3)),
+            },
+        },
+    }  # fmt: skip
+    best = best_point(summary)
+    assert best["weighting"] == "bsa(floor=0.1,gamma=5)"  # two wins against (0.1, 1)'s one
+    assert [(w["steps"], w["score"]) for w in best["wins"]] == [(4, "CLAP"), (4, "FAD vs teacher")]
+    assert best["measured_at"] == [25, 4] and best["change_default"] is False  # its wins: seed 2 alone
+    text = format_best_point(summary)
+    assert text.startswith("Best (never resolved worse than bsa, most often resolved better): (0.1, 5) — ")
+    assert "CLAP at 4 steps +0.0030 [+0.0010, +0.0060] (seed 2)" in text and text.endswith(
+        "Change the default (a win over ≥ 2 seeds): not on this evidence (every win on one seed)."
+    )
+    summary["steps"]["4"]["bsa(floor=0.1,gamma=5)"]["diff_seeds"] = [1, 2]  # the same win on two seeds
+    assert best_point(summary)["change_default"] is True
+    # a tie in the count of wins goes to the larger CLAP gain
+    del summary["steps"]["4"]["bsa(floor=0.1,gamma=5)"]["diff_to_bsa"]["fad_vs_teacher"]
+    summary["steps"]["25"]["bsa(floor=0.1,gamma=5)"]["diff_to_bsa"]["clap"] = d(0.0005, -0.001, 0.002)
+    assert best_point(summary)["weighting"] == "bsa(floor=0.1,gamma=1)"  # +0.004 against +0.0035
+    summary["steps"]["25"]["bsa(floor=0.1,gamma=1)"]["diff_to_bsa"]["attribute_acc"] = d(-0.01, -0.02, -0.001)
+    summary["steps"]["4"]["bsa(floor=0.1,gamma=5)"]["diff_to_bsa"]["clap"] = d(-0.003, -0.006, -0.001)
+    assert best_point(summary) is None and format_best_point(summary).startswith("Best: none")

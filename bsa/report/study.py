@@ -403,6 +403,65 @@ def verdicts(summary: dict) -> list[dict]:
     return out
 
 
+def best_point(summary: dict) -> dict | None:
+    """The study's answer, by one fixed rule: of the weightings never resolved worse
+    than the reference (any score, any step count they were measured at), the one resolved better
+    most often (ties: the larger sum of its CLAP differences' means). ``change_default``: one of its
+    wins holds over two seeds or more — a difference on one seed is of the size retraining alone
+    moves a run (README, the weighting study). None where every weighting resolved better somewhere
+    is resolved worse somewhere else, or none is better anywhere."""
+    ref = summary["reference"]
+    wins: dict[str, list] = {}
+    losses: set[str] = set()
+    for v in verdicts(summary):
+        for w, d, seeds in v["ahead"]:
+            wins.setdefault(w, []).append(
+                {"steps": v["steps"], "score": v["score"], "difference": d, "seeds": seeds}
+            )
+        losses |= {w for w, *_ in v["behind"]}
+    candidates = [w for w in wins if w not in losses]
+    if not candidates:
+        return None
+
+    def clap_sum(w: str) -> float:
+        return sum(
+            b.get(w, {}).get(f"diff_to_{ref}", {}).get("clap", {}).get("mean", 0.0)
+            for b in summary["steps"].values()
+        )
+
+    best = max(candidates, key=lambda w: (len(wins[w]), clap_sum(w)))
+    return {
+        "weighting": best,
+        "wins": wins[best],
+        "measured_at": [int(n) for n, b in summary["steps"].items() if f"diff_to_{ref}" in b.get(best, {})],
+        "change_default": any(len(win["seeds"]) >= 2 for win in wins[best]),
+    }
+
+
+def format_best_point(summary: dict) -> str:
+    """:func:`best_point` in a sentence."""
+    ref, best = summary["reference"], best_point(summary)
+    if best is None:
+        return f"Best: none — no weighting is resolved better than {ref} somewhere without being resolved worse elsewhere."
+    f = summary["steps"][str(best["measured_at"][0])][best["weighting"]].get("family")
+    name = (
+        best["weighting"]
+        if not f
+        else f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
+    )
+    wins = "; ".join(
+        f"{w['score']} at {w['steps']} steps {interval_cell(w['difference'], '{:+.2f}' if w['score'] == 'FAD vs teacher' else '{:+.4f}')}"
+        f" (seed{'s' if len(w['seeds']) > 1 else ''} {','.join(map(str, w['seeds']))})"
+        for w in best["wins"]
+    )
+    at = " and ".join(map(str, best["measured_at"]))
+    verdict = "yes" if best["change_default"] else "not on this evidence (every win on one seed)"
+    return (
+        f"Best (never resolved worse than {ref}, most often resolved better): {name} — better in {wins}; "
+        f"worse nowhere (measured at {at} steps). Change the default (a win over ≥ 2 seeds): {verdict}."
+    )
+
+
 def format_verdicts(summary: dict) -> str:
     """:func:`verdicts` as a table: each resolved difference with its interval, a point of the BSA
     family by its (floor, γ)."""
@@ -490,6 +549,8 @@ def format_study(summary: dict) -> str:
         f"Resolved differences to {ref} (95 % intervals that exclude zero):",
         "",
         format_verdicts(summary).rstrip(),
+        "",
+        format_best_point(summary),
     ]
     for a in summary.get("agreement", []):
         cells = [
