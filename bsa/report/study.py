@@ -42,6 +42,15 @@ def _family(label: str) -> dict | None:
     return {k: ("inf" if math.isinf(v) else v) for k, v in zip(("floor", "gamma"), point, strict=True)}
 
 
+def family_label(label: str) -> str:
+    """A weighting as the study's tables name it: a point of the BSA family by its (floor, γ),
+    anything else by its label."""
+    f = _family(label)
+    if not f:
+        return label
+    return f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
+
+
 def low_noise_shares(profile: dict) -> dict | None:
     """Of a stage's end-of-stage error profile (``profiles.jsonl``): the share of the weighted loss
     and of its gradient norm that the student steps with SNR > 1 carry — where the weightings
@@ -372,10 +381,10 @@ def study_summary(
     }
 
 
-VERDICT_SCORES = (  # (summary key, title, lower is better)
-    ("clap", "CLAP", False),
-    ("attribute_acc", "attribute acc", False),
-    ("fad_vs_teacher", "FAD vs teacher", True),
+VERDICT_SCORES = (  # (summary key, title, lower is better, format of a difference)
+    ("clap", "CLAP", False, "{:+.4f}"),
+    ("attribute_acc", "attribute acc", False, "{:+.4f}"),
+    ("fad_vs_teacher", "FAD vs teacher", True, "{:+.2f}"),
 )
 
 
@@ -386,8 +395,16 @@ def verdicts(summary: dict) -> list[dict]:
     many of the weightings with a paired difference resolve neither way (``ties`` of ``compared``)."""
     ref, out = summary["reference"], []
     for n, block in summary["steps"].items():
-        for key, title, lower_better in VERDICT_SCORES:
-            row = {"steps": int(n), "score": title, "ahead": [], "behind": [], "ties": 0, "compared": 0}
+        for key, title, lower_better, fmt in VERDICT_SCORES:
+            row = {
+                "steps": int(n),
+                "score": title,
+                "format": fmt,
+                "ahead": [],
+                "behind": [],
+                "ties": 0,
+                "compared": 0,
+            }
             for w, found in block.items():
                 d = found.get(f"diff_to_{ref}", {}).get(key)
                 if w == ref or not d:
@@ -416,7 +433,13 @@ def best_point(summary: dict) -> dict | None:
     for v in verdicts(summary):
         for w, d, seeds in v["ahead"]:
             wins.setdefault(w, []).append(
-                {"steps": v["steps"], "score": v["score"], "difference": d, "seeds": seeds}
+                {
+                    "steps": v["steps"],
+                    "score": v["score"],
+                    "format": v["format"],
+                    "difference": d,
+                    "seeds": seeds,
+                }
             )
         losses |= {w for w, *_ in v["behind"]}
     candidates = [w for w in wins if w not in losses]
@@ -443,21 +466,15 @@ def format_best_point(summary: dict) -> str:
     ref, best = summary["reference"], best_point(summary)
     if best is None:
         return f"Best: none — no weighting is resolved better than {ref} somewhere without being resolved worse elsewhere."
-    f = summary["steps"][str(best["measured_at"][0])][best["weighting"]].get("family")
-    name = (
-        best["weighting"]
-        if not f
-        else f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
-    )
     wins = "; ".join(
-        f"{w['score']} at {w['steps']} steps {interval_cell(w['difference'], '{:+.2f}' if w['score'] == 'FAD vs teacher' else '{:+.4f}')}"
+        f"{w['score']} at {w['steps']} steps {interval_cell(w['difference'], w['format'])}"
         f" (seed{'s' if len(w['seeds']) > 1 else ''} {','.join(map(str, w['seeds']))})"
         for w in best["wins"]
     )
     at = " and ".join(map(str, best["measured_at"]))
     verdict = "yes" if best["change_default"] else "not on this evidence (every win on one seed)"
     return (
-        f"Best (never resolved worse than {ref}, most often resolved better): {name} — better in {wins}; "
+        f"Best (never resolved worse than {ref}, most often resolved better): {family_label(best['weighting'])} — better in {wins}; "
         f"worse nowhere (measured at {at} steps). Change the default (a win over ≥ 2 seeds): {verdict}."
     )
 
@@ -467,16 +484,10 @@ def format_verdicts(summary: dict) -> str:
     family by its (floor, γ)."""
     ref = summary["reference"]
 
-    def name(w):
-        f = summary["steps"][next(iter(summary["steps"]))].get(w, {}).get("family") or _family(w)
-        if not f:
-            return w
-        return f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
-
     def listed(found, fmt):  # a difference over fewer seeds than the study's says which
         return (
             "; ".join(
-                f"{name(w)} {interval_cell(d, fmt)}"
+                f"{family_label(w)} {interval_cell(d, fmt)}"
                 + (f" (seed {','.join(map(str, seeds))})" if seeds and seeds != summary["seeds"] else "")
                 for w, d, seeds in found
             )
@@ -488,9 +499,8 @@ def format_verdicts(summary: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for v in verdicts(summary):
-        fmt = "{:+.2f}" if v["score"] == "FAD vs teacher" else "{:+.4f}"
         lines.append(
-            f"| {v['steps']} | {v['score']} | {listed(v['ahead'], fmt)} | {listed(v['behind'], fmt)} | "
+            f"| {v['steps']} | {v['score']} | {listed(v['ahead'], v['format'])} | {listed(v['behind'], v['format'])} | "
             f"{v['ties']} of {v['compared']} |"
         )
     return "\n".join(lines) + "\n"
@@ -505,11 +515,6 @@ def format_study(summary: dict) -> str:
     def cell(v, fmt="{:.4f}", mark=False):
         resolved = mark and v and (v["lo"] > 0 or v["hi"] < 0)
         return interval_cell(v, fmt) + (" ✓" if resolved else "")
-
-    def family(f):
-        return (
-            "–" if not f else f"({f['floor']:g}, {'∞' if f['gamma'] == 'inf' else format(f['gamma'], 'g')})"
-        )
 
     def share(row):
         shares = row.get("low_noise_share")
@@ -529,7 +534,7 @@ def format_study(summary: dict) -> str:
             d = row.get(f"diff_to_{ref}", {})
             seeds = ",".join(map(str, row["seeds"])) + (f" ({row['runs']} runs)" if "runs" in row else "")
             lines.append(
-                f"| {n} | {w} | {family(row.get('family'))} | {seeds} | "
+                f"| {n} | {w} | {family_label(w) if row.get('family') else '–'} | {seeds} | "
                 f"{cell(row.get('clap'))} | {cell(row.get('attribute_acc'))} | "
                 f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
                 f"{cell(d.get('clap'), '{:+.4f}', True) if w != ref else 'reference'} | "
