@@ -278,3 +278,10 @@ def test_a_population_names_its_own_folder_and_its_members_runs():
     assert f"run         runs/{distill.run_name(cfg)}" not in text
     assert "members in runs: bsa-seed0, bsa-floor0-gamma5-seed0" in text
     assert "runs        runs/population-seed0-" in text
+
+
+def test_the_deciding_points_are_points_of_the_sweep_so_their_studies_pool():
+    sweep = load_config([ROOT / "experiments/weighting-sweep.yaml"]).compare.weightings
+    deciding = load_config([ROOT / "experiments/weighting-deciding.yaml"]).compare
+    assert set(deciding.weightings) < set(sweep) and "bsa" in deciding.weightings
+    assert deciding.population == len(deciding.weightings)  # one population: one guided stage, one bsa
