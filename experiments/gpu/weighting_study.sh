@@ -5,6 +5,8 @@
 #   WEIGHTINGS='[bsa,min_snr,truncated_snr,constant,snr_plus_one]' SEEDS=0 STEPS=25 bash experiments/gpu/weighting_study.sh
 # The (floor, γ) map: OVERLAY=experiments/weighting-sweep.yaml (its 17 weightings as two populations
 # of 9 and 8 students, compare.population; on a machine with several GPUs bsa compare spreads them).
+# The 9 points that decide the default, a seed of both blocks in one session (24.2 min on an H200):
+# DETACH=1 OVERLAY=experiments/weighting-deciding.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=1.
 # The grid with more steps at low noise (the part 4): EXTRA=distill.grid_power=2 (the
 # comparison's folder gets -grid2). POPULATION=<n>: any block's weightings as populations of up to n
 # students; on one GPU, POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one
