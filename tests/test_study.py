@@ -481,6 +481,7 @@ def test_verdicts_sort_resolved_differences_by_which_side_is_better():
     table = format_verdicts(summary)
     assert "| 25 | CLAP | – | (0, 5) -0.0100 [-0.0200, -0.0010] (seed 1) | 1 of 2 |" in table
     assert "| 25 | FAD vs teacher | (0, 5) -1.00 [-2.00, -0.50] (seed 1) | – | 0 of 1 |" in table
+    assert table.rstrip().endswith("(5 % of each): 25 steps 2 of 3 (by chance ~0.2).")  # 0.05 · 3
 
 
 def test_the_best_point_is_never_worse_and_most_often_better_and_changes_the_default_over_two_seeds():

@@ -503,6 +503,18 @@ def format_verdicts(summary: dict) -> str:
             f"| {v['steps']} | {v['score']} | {listed(v['ahead'], v['format'])} | {listed(v['behind'], v['format'])} | "
             f"{v['ties']} of {v['compared']} |"
         )
+    counts: dict[int, list[int]] = {}  # steps → [resolved, compared]
+    for v in verdicts(summary):
+        c = counts.setdefault(v["steps"], [0, 0])
+        c[0] += len(v["ahead"]) + len(v["behind"])
+        c[1] += v["compared"]
+    lines += [
+        "",
+        "Resolved differences against those expected by chance alone were no weighting different from "
+        f"{ref} (5 % of each): "
+        + "; ".join(f"{n} steps {r} of {c} (by chance ~{0.05 * c:.1f})" for n, (r, c) in counts.items())
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
