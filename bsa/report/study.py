@@ -465,7 +465,9 @@ def format_best_point(summary: dict) -> str:
     """:func:`best_point` in a sentence."""
     ref, best = summary["reference"], best_point(summary)
     if best is None:
-        return f"Best: none — no weighting is resolved better than {ref} somewhere without being resolved worse elsewhere."
+        if any(v["ahead"] for v in verdicts(summary)):
+            return f"Best: none — every weighting resolved better than {ref} somewhere is resolved worse elsewhere."
+        return f"Best: none — no weighting is resolved better than {ref} anywhere."
     wins = "; ".join(
         f"{w['score']} at {w['steps']} steps {interval_cell(w['difference'], w['format'])}"
         f" (seed{'s' if len(w['seeds']) > 1 else ''} {','.join(map(str, w['seeds']))})"
