@@ -63,10 +63,7 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
 @pytest.mark.parametrize(
     "path, in_readme",
     [
-        (
-            "results/weighting-study/summary.json",
-            True,
-        ),  # the (floor, γ) map, vocoder, seeds 1–2, 25 and 4 steps
+        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–2, 25 and 4 steps
         ("results/weighting-study/map-seed1-vocoder-2026-11-29/summary.json", True),  # seed 1: two halves
         ("results/weighting-study/map-seed1-2026-11-29/summary.json", False),  # its first half
         ("results/weighting-study/map-seed1-2026-11-29-part2/summary.json", False),  # its second half
