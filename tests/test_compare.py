@@ -269,6 +269,20 @@ def test_dashboard_renders_in_headless_chromium(comparison):
     assert check["heat_cells"] == 3 * 2
 
 
+def test_a_comparison_ends_with_its_weighting_study(comparison):
+    """make compare answers the study's question itself: the summary bsa study would write, with
+    where bsa wins, ties or loses and the best point beneath the table, and the heat maps."""
+    from bsa.report.study import format_study, study_of_comparisons
+
+    summary = json.loads((comparison / "study" / "summary.json").read_text())
+    assert summary["reference"] == "bsa" and set(summary["steps"]["4"]) == {"bsa", "bsa(floor=0,gamma=5)"}
+    assert summary["steps"] == json.loads(json.dumps(study_of_comparisons([comparison])["steps"]))
+    assert summary["command"].startswith("bsa compare experiments/debug.yaml")
+    text = (comparison / "study" / "summary.md").read_text()
+    assert text == format_study(summary) and "\nBest" in text
+    assert "<table class='heat'>" in (comparison / "study" / "map.html").read_text()
+
+
 def test_the_dashboard_maps_the_family_at_the_studys_step_counts_and_the_last():
     """A comparison through 4 steps scored at 25 and 4 (the study's two blocks in one comparison,
     2026-11-29) showed its map at 4 steps only; a comparison's map is at 25 and 4 where reached."""

@@ -65,6 +65,7 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
         phases = (study / "logs" / "phases.txt").read_text()
         assert "compare finished in an earlier call" in phases and phases.count("compare, detached") == 1
+        assert "study: the comparison's own" in phases  # written by bsa compare at its end, not again
         with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
             names = tar.getnames()
         assert "./pack/bsa-seed0/eval.jsonl" in names and "./pack/study/summary.json" in names, names

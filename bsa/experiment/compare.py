@@ -4,7 +4,8 @@ Compare loss weightings: for each seed, one shared guided stage (the w-condition
 one progressive distillation per weighting from it — same teacher, same data order, same steps —
 each stage scored by the evaluation callback against the real clips and the CFG teacher. W&B
 groups every stage run under the comparison id. Finally results.json / results.md (mean ± std
-over seeds per weighting and step count) and the dashboard (``bsa.report.dashboard``).
+over seeds per weighting and step count), the dashboard (``bsa.report.dashboard``) and the
+weighting study's summary (``bsa.report.study``) in ``study/``.
 Runs are separate processes (``compare.parallel`` at once), spread over the visible GPUs when
 each run takes one (each started on the GPU with the fewest runs); running the same command
 again skips finished runs and resumes interrupted ones.
@@ -182,8 +183,8 @@ def _run_wave(
 
 
 def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tuple[Path, list[str]]:
-    """Run every wave (each run a ``bsa distill`` process), then write results.json, results.md and
-    the dashboard. Returns the comparison folder and the runs that failed (then nothing is written)."""
+    """Run every wave (each run a ``bsa distill`` process), then write results.json, results.md,
+    the dashboard and the study (:func:`comparison_study`). Returns the comparison folder and the runs that failed (then nothing is written)."""
     from bsa.report.dashboard import build_dashboard
     from bsa.report.records import comparison_records, comparison_rows
     from bsa.report.tables import aggregate, format_differences, format_results, weighting_differences
@@ -213,4 +214,35 @@ def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tu
     (out / "results.md").write_text(text + "\n")
     print(text)
     print(f"dashboard: {build_dashboard(out, cfg)}")
+    study = comparison_study(out, reference, "bsa compare " + " ".join(files + overrides))
+    if study:
+        print(f"study: {study}")
     return out, []
+
+
+def comparison_study(out: Path, reference: str, command: str) -> Path | None:
+    """The weighting study of this comparison (what ``bsa study <out>`` writes) in ``<out>/study/``:
+    summary.json and summary.md — the table with where ``reference`` wins, ties or loses and the
+    best point — and map.html; its path, or None (and why, printed) where no student reached the
+    study's step counts."""
+    from bsa.report.dashboard import study_maps
+    from bsa.report.records import write_summary
+    from bsa.report.study import format_study, study_of_comparisons
+
+    try:
+        summary = study_of_comparisons([out], reference)
+    except ValueError as e:
+        print(f"no study summary: {e}")
+        return None
+    if not summary["steps"]:
+        print(f"no study summary: no student reached {summary['not_reached']} steps")
+        return None
+    write_summary(
+        out / "study",
+        summary,
+        format_study,
+        pages={"map.html": study_maps},
+        command=command,
+        comparisons=[str(out)],
+    )
+    return out / "study" / "summary.md"

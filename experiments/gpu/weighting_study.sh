@@ -71,6 +71,7 @@ if [ -n "${DETACH:-}" ]; then
   end=$(( $(date +%s) + left ))
   while running && [ $(date +%s) -lt $end ]; do sleep 5; done
   if running; then log "compare runs on after this call (pid $(cat $PIDF))"; else log "compare exit $(cat $C/compare.rc 2>/dev/null || echo '?')"; fi
+  ! running && [ "$(cat $C/compare.rc 2>/dev/null)" = 0 ] && FINISHED=1
   # where each run stands (its progress bar's last state), for the call's output
   for f in $C/compare/*/logs/*.log; do
     [ -f "$f" ] && log "  $(basename "$f" .log): $(tail -c 2000 "$f" | tr '\r' '\n' | grep -v '^\s*$' | tail -1 | cut -c1-160)"
@@ -79,7 +80,7 @@ else
   log "compare ($left s left): $ARGS"
   echo "bsa compare $EXP $D $ARGS" >> $L/commands.txt
   timeout $left python3 -m bsa.cli.compare $EXP $D $ARGS >> $L/compare.log 2>&1
-  log "compare exit $?"
+  rc=$?; log "compare exit $rc"; [ $rc = 0 ] && FINISHED=1
   pkill -f bsa.cli.distill; sleep 3   # runs still training stop here (atomic checkpoints: they resume)
 fi
 P=$L/pack; rm -rf $P; mkdir -p $P
@@ -87,13 +88,17 @@ for g in $C/compare/*/guided-seed*/; do  # once finished: its stage folder and e
   [ -f $g/eval.jsonl ] && [ ! -f $OUT/resume-$(basename $g).tgz ] && timeout 60 python3 experiments/gpu/pack_resume.py $OUT $g >> $L/phases.txt 2>&1
 done
 for r in $C/compare/*/*/; do
-  n=$(basename $r); [ "$n" = logs ] && continue; mkdir -p $P/$n
+  n=$(basename $r); { [ "$n" = logs ] || [ "$n" = study ] || [ "$n" = dashboard ]; } && continue; mkdir -p $P/$n
   cp $r/eval.jsonl $r/profiles.jsonl $r/summary.json $r/summary.md $r/config.yaml $P/$n/ 2>/dev/null
 done
 # the study's summary where the runs' embeddings are (paired FAD differences need them; they stay
-# here), every call: a comparison the device time ends before its end still gives the stages it scored
+# here), every call: a comparison the device time ends before its end still gives the stages it scored;
+# a finished comparison wrote its own at its end (bsa compare: <comparison>/study/)
+dirs=( $C/compare/*/ )
 study_s=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 10 )); [ $study_s -gt 120 ] && study_s=120
-if ls $C/compare/*/*/eval.jsonl > /dev/null 2>&1 && [ $study_s -gt 0 ]; then
+if [ "${FINISHED:-}" = 1 ] && [ ${#dirs[@]} = 1 ] && [ -f ${dirs[0]}study/summary.json ]; then
+  cp -r ${dirs[0]}study $P/study; log "study: the comparison's own (${dirs[0]}study)"
+elif ls $C/compare/*/*/eval.jsonl > /dev/null 2>&1 && [ $study_s -gt 0 ]; then
   log "study ($study_s s at most)"
   timeout $study_s python3 -m bsa.cli.study $C/compare/*/ --out $P/study --command "$(tail -1 $L/commands.txt)" > $L/study.log 2>&1
 fi
