@@ -184,7 +184,8 @@ def _run_wave(
 
 def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tuple[Path, list[str]]:
     """Run every wave (each run a ``bsa distill`` process), then write results.json, results.md,
-    the dashboard and the study (:func:`comparison_study`). Returns the comparison folder and the runs that failed (then nothing is written)."""
+    the dashboard and the study (:func:`comparison_study`). Returns the comparison folder and the
+    runs that failed (then nothing is written)."""
     from bsa.report.dashboard import build_dashboard
     from bsa.report.records import comparison_records, comparison_rows
     from bsa.report.tables import aggregate, format_differences, format_results, weighting_differences
