@@ -281,6 +281,14 @@ def test_a_comparison_ends_with_its_weighting_study(comparison):
     text = (comparison / "study" / "summary.md").read_text()
     assert text == format_study(summary) and "\nBest" in text
     assert "<table class='heat'>" in (comparison / "study" / "map.html").read_text()
+    # and its dashboard shows the verdicts and the best point (read from the study's summary)
+    import html
+
+    from bsa.report.study import format_best_point
+
+    page = (comparison / "dashboard" / "index.html").read_text()
+    assert "<h2>Where bsa wins, ties or loses</h2><table class='verdicts'>" in page
+    assert html.escape(format_best_point(summary)) in page
 
 
 def test_the_dashboard_maps_the_family_at_the_studys_step_counts_and_the_last():

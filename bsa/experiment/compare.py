@@ -214,10 +214,10 @@ def run_comparison(cfg: BsaConfig, files: list[str], overrides: list[str]) -> tu
     text += "\n" + format_differences(differences, reference)
     (out / "results.md").write_text(text + "\n")
     print(text)
-    print(f"dashboard: {build_dashboard(out, cfg)}")
     study = comparison_study(out, reference, "bsa compare " + " ".join(files + overrides))
     if study:
         print(f"study: {study}")
+    print(f"dashboard: {build_dashboard(out, cfg)}")  # after the study: it shows its verdicts
     return out, []
 
 

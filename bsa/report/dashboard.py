@@ -10,6 +10,7 @@ for its weighting's hyper-parameters), never from folder names.
 from __future__ import annotations
 
 import html
+import json
 import math
 import shutil
 from pathlib import Path
@@ -24,7 +25,7 @@ from bsa.report.records import (
     loss_curve,
     run_config,
 )
-from bsa.report.study import STUDY_STEPS, metric_intervals
+from bsa.report.study import STUDY_STEPS, format_best_point, metric_intervals, verdict_rows
 from bsa.report.tables import aggregate
 
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -190,6 +191,21 @@ def map_steps(steps) -> list[int]:
     """The step counts a comparison's dashboard draws the (floor, γ) map at: the study's (25 and 4,
     :data:`bsa.report.study.STUDY_STEPS`) that the comparison reached, and its last one."""
     return sorted(({min(steps)} | set(STUDY_STEPS)) & set(steps), reverse=True)
+
+
+def study_verdicts(summary: dict) -> str:
+    """A comparison's study (``<comparison>/study/summary.json``, written by ``bsa compare`` at its
+    end) on its dashboard: where the reference wins, ties or loses — every resolved paired
+    difference, against how many would resolve by chance — and the best point (``bsa study``'s
+    verdict table and line, :func:`bsa.report.study.verdict_rows`)."""
+    header, rows, chance = verdict_rows(summary)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f"<h2>Where {html.escape(summary['reference'])} wins, ties or loses</h2>"
+        f"<table class='verdicts'><tr>{head}</tr>{body}</table>"
+        f"<p>{html.escape(chance)}</p><p>{html.escape(format_best_point(summary))}</p>"
+    )
 
 
 STUDY_MAPS = (  # (summary key, title, lower is better, digits)
@@ -449,6 +465,9 @@ def build_dashboard(out: Path, cfg) -> Path:
             trs.append(f"<tr><td>{metric}</td><td>{n}</td>{cells}</tr>")
     table_html = f"<table><tr><th>metric</th><th>steps</th>{head}</tr>{''.join(trs)}</table>"
 
+    study = out / "study" / "summary.json"
+    verdicts_html = study_verdicts(json.loads(study.read_text())) if study.is_file() else ""
+
     # audio: the teacher and, per weighting (first seed), the students at compare.audio_steps
     show = [n for n in cfg.compare.audio_steps if n in steps] or steps[-1:]
     audio_rows = []
@@ -486,6 +505,7 @@ table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
 td.cap {{ text-align: left; max-width: 220px; }}
 table.audio td {{ text-align: center; }}
+table.verdicts td {{ text-align: left; max-width: 420px; }}
 .maps {{ display: flex; flex-wrap: wrap; gap: 16px; }}
 table.audio img {{ display: block; width: 200px; }}
 table.audio audio {{ width: 200px; }}
@@ -498,6 +518,7 @@ seeds for the other metrics.
 Protocol: {html.escape(", ".join(f"{k}={v}" for k, v in protocol.items()))}.</p>
 <div class="plots">{"".join(parts)}</div>
 {f"<h2>The BSA(floor, γ) map</h2><div class='maps'>{maps}</div>" if maps else ""}
+{verdicts_html}
 <h2>Results</h2>{table_html}
 <h2>Listen</h2>{audio_html}
 <pre id="render-check">not rendered</pre>

@@ -481,43 +481,54 @@ def format_best_point(summary: dict) -> str:
     )
 
 
-def format_verdicts(summary: dict) -> str:
-    """:func:`verdicts` as a table: each resolved difference with its interval, a point of the BSA
-    family by its (floor, γ)."""
-    ref = summary["reference"]
+def verdict_rows(summary: dict) -> tuple[list[str], list[list[str]], str]:
+    """:func:`verdicts` as text cells — (header, rows, the line on chance) — for the markdown table
+    (:func:`format_verdicts`) and the dashboard's: each resolved difference with its interval, a
+    point of the BSA family by its (floor, γ), the seeds named where fewer than the study's."""
+    ref, found = summary["reference"], verdicts(summary)
 
-    def listed(found, fmt):  # a difference over fewer seeds than the study's says which
+    def listed(side, fmt):
         return (
             "; ".join(
                 f"{family_label(w)} {interval_cell(d, fmt)}"
                 + (f" (seed {','.join(map(str, seeds))})" if seeds and seeds != summary["seeds"] else "")
-                for w, d, seeds in found
+                for w, d, seeds in side
             )
             or "–"
         )
 
-    lines = [
-        f"| steps | score | better than {ref} (resolved) | worse than {ref} (resolved) | no resolved difference |",
-        "|---|---|---|---|---|",
+    header = [
+        "steps",
+        "score",
+        f"better than {ref} (resolved)",
+        f"worse than {ref} (resolved)",
+        "no resolved difference",
     ]
-    for v in verdicts(summary):
-        lines.append(
-            f"| {v['steps']} | {v['score']} | {listed(v['ahead'], v['format'])} | {listed(v['behind'], v['format'])} | "
-            f"{v['ties']} of {v['compared']} |"
-        )
+    rows = [
+        [str(v["steps"]), v["score"], listed(v["ahead"], v["format"]), listed(v["behind"], v["format"]),
+         f"{v['ties']} of {v['compared']}"]
+        for v in found
+    ]  # fmt: skip
     counts: dict[int, list[int]] = {}  # steps → [resolved, compared]
-    for v in verdicts(summary):
+    for v in found:
         c = counts.setdefault(v["steps"], [0, 0])
         c[0] += len(v["ahead"]) + len(v["behind"])
         c[1] += v["compared"]
-    lines += [
-        "",
+    chance = (
         "Resolved differences against those expected by chance alone were no weighting different from "
         f"{ref} (5 % of each): "
         + "; ".join(f"{n} steps {r} of {c} (by chance ~{0.05 * c:.1f})" for n, (r, c) in counts.items())
-        + ".",
-    ]
-    return "\n".join(lines) + "\n"
+        + "."
+    )
+    return header, rows, chance
+
+
+def format_verdicts(summary: dict) -> str:
+    """:func:`verdict_rows` as a markdown table and its line on chance."""
+    header, rows, chance = verdict_rows(summary)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines + ["", chance]) + "\n"
 
 
 def format_study(summary: dict) -> str:
