@@ -25,7 +25,7 @@ from bsa.report.records import (
     loss_curve,
     run_config,
 )
-from bsa.report.study import STUDY_STEPS, format_best_point, metric_intervals, verdict_rows
+from bsa.report.study import STUDY_STEPS, format_best_point, is_resolved, metric_intervals, verdict_rows
 from bsa.report.tables import aggregate
 
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -248,8 +248,10 @@ def study_maps(summary: dict) -> str:
                 if r is block.get(ref):
                     cells[p] = (0.0, "reference")
                 elif d:
-                    resolved = d["lo"] > 0 or d["hi"] < 0
-                    cells[p] = (d["mean"], interval_cell(d, f"{{:+.{digits}f}}") + (" ✓" if resolved else ""))
+                    cells[p] = (
+                        d["mean"],
+                        interval_cell(d, f"{{:+.{digits}f}}") + (" ✓" if is_resolved(d) else ""),
+                    )
             if len(cells) > 1:
                 tables.append(heat_table(cells, f"Δ {title} vs {ref} @ {n} steps (paired)", better_low))
         sections.append(f"<h2>{n} steps</h2><div class='maps'>{''.join(tables)}</div>")

@@ -31,6 +31,11 @@ def _interval(triple) -> dict[str, float]:
     return {"mean": mean, "lo": lo, "hi": hi}
 
 
+def is_resolved(interval: dict | None) -> bool:
+    """A difference's 95 % interval ({mean, lo, hi}) excludes zero."""
+    return bool(interval) and (interval["lo"] > 0 or interval["hi"] < 0)
+
+
 def _family(label: str) -> dict | None:
     try:
         name, params = parse_weighting(label)
@@ -381,7 +386,7 @@ def study_summary(
     }
 
 
-VERDICT_SCORES = (  # (summary key, title, lower is better, format of a difference)
+STUDY_SCORES = (  # (summary key, title, lower is better, format of a difference)
     ("clap", "CLAP", False, "{:+.4f}"),
     ("attribute_acc", "attribute acc", False, "{:+.4f}"),
     ("fad_vs_teacher", "FAD vs teacher", True, "{:+.2f}"),
@@ -395,7 +400,7 @@ def verdicts(summary: dict) -> list[dict]:
     many of the weightings with a paired difference resolve neither way (``ties`` of ``compared``)."""
     ref, out = summary["reference"], []
     for n, block in summary["steps"].items():
-        for key, title, lower_better, fmt in VERDICT_SCORES:
+        for key, title, lower_better, fmt in STUDY_SCORES:
             row = {
                 "steps": int(n),
                 "score": title,
@@ -410,7 +415,7 @@ def verdicts(summary: dict) -> list[dict]:
                 if w == ref or not d:
                     continue
                 row["compared"] += 1
-                if d["lo"] > 0 or d["hi"] < 0:
+                if is_resolved(d):
                     better = (d["mean"] < 0) == lower_better
                     row["ahead" if better else "behind"].append((w, d, found.get("diff_seeds", [])))
                 else:
@@ -538,8 +543,7 @@ def format_study(summary: dict) -> str:
     ref = summary["reference"]
 
     def cell(v, fmt="{:.4f}", mark=False):
-        resolved = mark and v and (v["lo"] > 0 or v["hi"] < 0)
-        return interval_cell(v, fmt) + (" ✓" if resolved else "")
+        return interval_cell(v, fmt) + (" ✓" if mark and is_resolved(v) else "")
 
     def share(row):
         shares = row.get("low_noise_share")
@@ -631,7 +635,7 @@ def map_agreement(first: dict, second: dict, key: str, steps: int = 25) -> dict 
     return {"points": len(common), "r": r, "lo": math.tanh(lo), "hi": math.tanh(hi)}
 
 
-AGREEMENT_KEYS = {"clap": "CLAP", "attribute_acc": "attribute acc", "fad_vs_teacher": "FAD vs teacher"}
+AGREEMENT_KEYS = {key: title for key, title, _, _ in STUDY_SCORES}
 
 
 def agreements(summary: dict, others: list) -> list[dict]:
