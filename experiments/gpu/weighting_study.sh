@@ -10,7 +10,8 @@
 # The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
 # comparison's folder gets -grid2). POPULATION=<n>: any block's weightings as populations of up to n
 # students; on one GPU, POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one
-# guided stage, one bsa: ~23 min on a fresh H200 at 25 steps by the 2026-11-29 stage times). With
+# guided stage, one bsa: the 25-step block ~20 min on an H200, estimated from seed 2's stage times and
+# the 17-student step — README; not measured). With
 # POPULATION or OVERLAY only the stages of SCORE_STEPS are scored (distill.score_steps,
 # default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in one comparison;
 # SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
@@ -51,7 +52,8 @@ done
 # packing takes PACK_S of the call: on 2026-11-29 79 s after a 9-student comparison (bsa study's paired
 # FAD differences ~60 s of it, slower beside a comparison still training), where 40 s were reserved and
 # a call ran past the tool's limit without bringing its study back
-left=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - ${PACK_S:-100} ))
+until_deadline() { echo $(( ${DEADLINE_S:-560} - ($(date +%s) - T0) )); }
+left=$(( $(until_deadline) - ${PACK_S:-100} ))
 PIDF=$C/compare.pid
 running() { [ -f $PIDF ] && kill -0 "$(cat $PIDF)" 2>/dev/null; }
 if [ -n "${DETACH:-}" ]; then
@@ -95,7 +97,7 @@ done
 # here), every call: a comparison the device time ends before its end still gives the stages it scored;
 # a finished comparison wrote its own at its end (bsa compare: <comparison>/study/)
 dirs=( $C/compare/*/ )
-study_s=$(( ${DEADLINE_S:-560} - ($(date +%s) - T0) - 10 )); [ $study_s -gt 120 ] && study_s=120
+study_s=$(( $(until_deadline) - 10 )); [ $study_s -gt 120 ] && study_s=120
 if [ "${FINISHED:-}" = 1 ] && [ ${#dirs[@]} = 1 ] && [ -f ${dirs[0]}study/summary.json ]; then
   cp -r ${dirs[0]}study $P/study; log "study: the comparison's own (${dirs[0]}study)"
 elif ls $C/compare/*/*/eval.jsonl > /dev/null 2>&1 && [ $study_s -gt 0 ]; then
