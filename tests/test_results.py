@@ -63,11 +63,12 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
 @pytest.mark.parametrize(
     "path, in_readme",
     [
-        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–2, 25 and 4 steps
+        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–3, 25 and 4 steps
         ("results/weighting-study/map-seed1-vocoder-2026-11-29/summary.json", True),  # seed 1: two halves
         ("results/weighting-study/map-seed1-2026-11-29/summary.json", False),  # its first half
         ("results/weighting-study/map-seed1-2026-11-29-part2/summary.json", False),  # its second half
         ("results/weighting-study/map-seed2-2026-11-29/summary.json", False),  # seed 2: 9 points, 25 and 4
+        ("results/weighting-study/map-seed3-2026-11-29/summary.json", False),  # seed 3: all 17, 25 and 4
         ("results/weighting-study/map-seed0-2026-11-28/summary.json", True),  # the map, seed 0, Griffin-Lim
         ("results/weighting-study/comparison-25steps-seed0/summary.json", True),  # the five named weightings
     ],
@@ -84,7 +85,10 @@ def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summari
         [REPO / c for c in summary["comparisons"]],
         summary["reference"],
         fad_from=[REPO / f for f in summary.get("fad_differences", [])],
-        agree_with=[REPO / a["with"] for a in summary.get("agreement", [])],
+        agree_with=list(
+            dict.fromkeys(REPO / a["with"] for a in summary.get("agreement", []))
+        ),  # one per step count
+        fad_partial=summary.get("fad_partial", False),
     )
     assert again["steps"] == summary["steps"]
     figures = [{k: v for k, v in a.items() if k != "with"} for a in summary.get("agreement", [])]
@@ -606,21 +610,27 @@ def test_the_pooled_vocoder_map_takes_each_weighting_as_its_own_comparison_measu
     assert pooled["bsa"]["runs"] == 2
 
 
-def test_the_two_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
-    """results/weighting-study/summary.json pools seed 1's map and seed 2's comparison: a point run
-    on one seed only keeps that seed's row exactly (the 8 points of seed 1 alone at 25 steps, the 4-step
-    block of seed 2), a point run on both covers both seeds, and bsa counts its three runs."""
+def test_the_three_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
+    """results/weighting-study/summary.json pools seed 1's map, seed 2's 9 deciding points and seed
+    3's map: every point at both step counts; a point run on seed 3 alone at 4 steps keeps seed 3's
+    row exactly; the deciding points cover seeds 1–3 at 25 steps and 2–3 at 4, the others 1 and 3 at
+    25; the paired FAD differences (seed 3's lost with its machine) name the seeds they cover; bsa
+    counts its four runs at 25 steps."""
     folder = REPO / "results/weighting-study"
     pooled = json.loads((folder / "summary.json").read_text())["steps"]
-    seed1 = json.loads((folder / "map-seed1-vocoder-2026-11-29/summary.json").read_text())["steps"]["25"]
     seed2 = json.loads((folder / "map-seed2-2026-11-29/summary.json").read_text())["steps"]
-    both = set(seed1) & set(seed2["25"]) - {"bsa"}
-    assert len(both) == 8 and set(pooled["25"]) == set(seed1) and set(pooled["4"]) == set(seed2["4"])
-    for w, row in seed1.items():
-        if w not in both and w != "bsa":
-            assert {k: pooled["25"][w][k] for k in row} == row, w
-    for w in both:
-        assert pooled["25"][w]["seeds"] == [1, 2] and pooled["25"][w]["diff_seeds"] == [1, 2]
-    for w, row in seed2["4"].items():
-        assert {k: pooled["4"][w][k] for k in row} == row, w
-    assert pooled["25"]["bsa"]["runs"] == 3 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]
+    seed3 = json.loads((folder / "map-seed3-2026-11-29/summary.json").read_text())["steps"]
+    deciding = set(seed2["4"]) - {"bsa"}
+    assert len(deciding) == 8 and set(pooled["25"]) == set(pooled["4"]) == set(seed3["4"])
+    assert len(pooled["4"]) == 17
+    for w, row in seed3["4"].items():
+        if w not in deciding and w != "bsa":
+            assert {k: pooled["4"][w][k] for k in row} == row, w
+            assert pooled["25"][w]["diff_seeds"] == [1, 3]
+            assert (
+                pooled["25"][w].get("fad_diff_seeds", [1]) == [1] and "fad_diff_seeds" not in pooled["4"][w]
+            )
+    for w in deciding:
+        assert pooled["25"][w]["diff_seeds"] == [1, 2, 3] and pooled["4"][w]["diff_seeds"] == [2, 3]
+        assert pooled["25"][w]["fad_diff_seeds"] == [1, 2] and pooled["4"][w]["fad_diff_seeds"] == [2]
+    assert pooled["25"]["bsa"]["runs"] == 4 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]

@@ -384,7 +384,9 @@ def test_paired_fad_differences_of_two_seeds_summaries_pool_over_the_seeds(tmp_p
     pooled = s["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"]
     half = 1.959964 * ((1 / 1.959964) ** 2 + 2.0 / 2) ** 0.5  # within: se²; between: var(−1, −3) / 2 seeds
     assert pooled == pytest.approx({"mean": -2.0, "lo": -2.0 - half, "hi": -2.0 + half}, rel=1e-5)
-    with pytest.raises(ValueError, match=r"covers seeds \[0\], the study pairs seeds \[0, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"covers seeds \[0\], the study pairs seeds \[0, 1\].*--fad-partial"
+    ):
         study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0]])
     with pytest.raises(ValueError, match="give each seed's once"):
         study_of_comparisons([tmp_path / "cmp"], fad_from=[paths[0], paths[0]])
@@ -534,3 +536,34 @@ def test_the_best_point_is_never_worse_and_most_often_better_and_changes_the_def
     assert format_best_point(summary) == (
         "Best: none — every weighting resolved better than bsa somewhere is resolved worse elsewhere."
     )
+
+
+def test_a_fad_difference_of_fewer_seeds_is_taken_only_when_asked_and_names_its_seeds(tmp_path, capsys):
+    """Seed 1's embeddings lost with its machine: with --fad-partial the study takes seed 0's paired
+    FAD difference for a row paired on seeds 0 and 1, and says so in the row (``fad_diff_seeds``), its
+    table cell and its verdict; without it, a one-line error."""
+    from bsa.cli.main import main
+    from bsa.report.study import format_verdicts, study_of_comparisons, verdicts
+
+    write_comparison(tmp_path / "cmp", [r for r in records() if r["steps"] == 25])
+    device = study_summary([r for r in records() if r["seed"] == 0])
+    device["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] = {"mean": -1.0, "lo": -2.0, "hi": -0.5}
+    path = tmp_path / "device-seed0.json"
+    path.write_text(json.dumps(device))
+    s = study_of_comparisons([tmp_path / "cmp"], fad_from=[path], fad_partial=True)
+    row = s["steps"]["25"]["min_snr"]
+    assert row["diff_to_bsa"]["fad_vs_teacher"] == {"mean": -1.0, "lo": -2.0, "hi": -0.5}
+    assert row["fad_diff_seeds"] == [0] and row["diff_seeds"] == [0, 1]
+    assert "fad_diff_seeds" not in s["steps"]["25"]["snr_plus_one"]  # no FAD difference given
+    assert s["fad_partial"] is True
+    assert "| -1.00 [-2.00, -0.50] ✓ (seed 0) |" in format_study(s)
+    fad = next(v for v in verdicts(s) if v["score"] == "FAD vs teacher")
+    assert fad["ahead"][0][2] == [0]  # the seeds of the FAD difference, not the row's
+    table = format_verdicts(s)
+    assert "| 25 | FAD vs teacher | (0, 5) -1.00 [-2.00, -0.50] (seed 0) | – | 0 of 1 |" in table
+    assert "| 25 | CLAP | (0, 5) +0.1000 [+0.1000, +0.1000] | – |" in table  # its seeds are the study's
+    args = ["study", str(tmp_path / "cmp"), "--out", str(tmp_path / "out"), "--fad-differences", str(path)]
+    assert main(args) == 2 and "--fad-partial" in capsys.readouterr().err
+    assert main([*args, "--fad-partial"]) == 0
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert written["steps"]["25"]["min_snr"]["fad_diff_seeds"] == [0]

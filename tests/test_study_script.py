@@ -3,6 +3,7 @@ tool ends what a call leaves running except a process in a session of its own, s
 started that way trains on between calls instead of being stopped and resumed at every call."""
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -58,7 +59,7 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         assert phases.count("compare, detached") == 1  # one comparison, never started twice
         assert "compare exit 0" in phases, phases
         # each run's last progress line in the call's output (where a detached comparison stands)
-        assert re.search(r"^== \S+   guided-seed0: \S", phases, re.M), phases
+        assert re.search(r"^== \S+   guided-seed0: +\S", phases, re.M), phases
         third = subprocess.run(  # a call after the end packs, and starts nothing again
             script, cwd=work, env=env | {"DEADLINE_S": "100"}, capture_output=True, text=True, timeout=300
         )
@@ -69,7 +70,69 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
             names = tar.getnames()
         assert "./pack/bsa-seed0/eval.jsonl" in names and "./pack/study/summary.json" in names, names
+        # the runs' embeddings come home beside the records: the study computed again at home (FAD
+        # differences included) is the one computed where the runs are
+        home = tmp_path / "home"
+        with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
+            tar.extractall(home, filter="data")
+        pieces = sorted((tmp_path / "out").glob("embeddings.tar.part-*"))
+        assert pieces, sorted(p.name for p in (tmp_path / "out").iterdir())
+        unpacked = subprocess.run(
+            f"cat {' '.join(map(str, pieces))} | tar x -C {home / 'pack'}", shell=True, capture_output=True
+        )
+        assert unpacked.returncode == 0, unpacked.stderr
+        from bsa.report.study import study_of_comparisons
+
+        there = study_of_comparisons([next((study / "compare").iterdir())])
+        again = study_of_comparisons([home / "pack"])
+        assert again["steps"] == there["steps"]
+        assert "fad_vs_teacher" in again["steps"]["4"]["min_snr"]["diff_to_bsa"]
     finally:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_pack_embeddings_stores_identical_files_once_in_pieces_that_cat_puts_back(tmp_path):
+    """pack_embeddings.py: every run's embeddings/*.safetensors under the comparison, a file identical
+    to one stored before as a hard link, in pieces of at most --piece-mib that `cat | tar x` restores
+    byte for byte; above --max-mib nothing is written."""
+    import hashlib
+
+    comparison, out = tmp_path / "cmp", tmp_path / "out"
+    out.mkdir()
+    files = {
+        "bsa-seed0/embeddings/teacher.safetensors": b"T" * 3000,
+        "min_snr-seed0/embeddings/teacher.safetensors": b"T" * 3000,  # the same teacher reference
+        "bsa-seed0/embeddings/stage06_4steps.safetensors": bytes(range(256)) * 20,
+        "min_snr-seed0/embeddings/stage06_4steps.safetensors": bytes(range(255, -1, -1)) * 20,
+        "study/summary.json": b"{}",  # not an embedding
+    }
+    for name, data in files.items():
+        (comparison / name).parent.mkdir(parents=True, exist_ok=True)
+        (comparison / name).write_bytes(data)
+    script = [sys.executable, str(REPO / "experiments/gpu/pack_embeddings.py"), str(out), str(comparison)]
+    done = subprocess.run([*script, "--piece-mib", "0.004"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "4 embeddings (1 stored once before)" in done.stdout, done.stdout
+    pieces = sorted(out.glob("embeddings.tar.part-*"))
+    joined = b"".join(p.read_bytes() for p in pieces)
+    piece = int(0.004 * 2**20)
+    assert [p.name[-2:] for p in pieces] == ["aa", "ab", "ac", "ad", "ae"][: -(-len(joined) // piece)]
+    assert len(pieces) > 1 and all(p.stat().st_size <= piece for p in pieces)
+    with tarfile.open(fileobj=io.BytesIO(joined)) as tar:
+        links = [m.name for m in tar.getmembers() if m.islnk()]
+    assert links == ["min_snr-seed0/embeddings/teacher.safetensors"]
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(f"cat {' '.join(map(str, pieces))} | tar x -C {home}", shell=True, check=True)
+    for name, data in files.items():
+        restored = home / name
+        if name.endswith(".safetensors"):
+            assert hashlib.sha256(restored.read_bytes()).digest() == hashlib.sha256(data).digest(), name
+        else:
+            assert not restored.exists()
+    for p in pieces:
+        p.unlink()
+    done = subprocess.run([*script, "--max-mib", "0.001"], capture_output=True, text=True)
+    assert "not packed" in done.stdout and not list(out.iterdir())

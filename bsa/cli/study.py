@@ -2,8 +2,7 @@
 
 The weighting study's summary of one or more comparisons (``bsa compare`` folders): per step count
 (25, 4) and weighting, CLAP, attribute accuracy and FAD vs teacher with 95 % intervals and the paired
-difference to bsa → summary.json, summary.md, map.html (the (floor, γ) heat maps); the paired FAD
-differences from summaries written where the embeddings stay (``--fad-differences``).
+difference to bsa → summary.json, .md, map.html (heat maps); FAD differences also ``--fad-differences``.
 """
 
 from __future__ import annotations
@@ -30,13 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         "--agreement", nargs="*", default=[], metavar="SUMMARY",
         help="other study summaries (other seeds): how far their maps' differences agree with this one's",
     )  # fmt: skip
+    parser.add_argument("--fad-partial", action="store_true", help="FAD differences of fewer seeds, named")
     args = parser.parse_args(argv)
     from bsa.report.dashboard import study_maps
     from bsa.report.study import format_study, study_of_comparisons
 
     try:
         summary = study_of_comparisons(
-            args.comparisons, args.reference, fad_from=args.fad_differences, agree_with=args.agreement
+            args.comparisons, args.reference, args.fad_differences, args.agreement, args.fad_partial
         )
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)

@@ -168,14 +168,20 @@ def pooled_fad_differences(parts: dict) -> dict:
 
 
 def study_of_comparisons(
-    folders: list, reference: str = "bsa", fad_from: list = (), agree_with: list = ()
+    folders: list,
+    reference: str = "bsa",
+    fad_from: list = (),
+    agree_with: list = (),
+    fad_partial: bool = False,
 ) -> dict:
     """The study summary of comparison folders (:func:`study_summary`): their records, profiles and
     the paired FAD differences computable from the embeddings found here, completed by those of
     ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`, pooled over
-    their seeds by :func:`pooled_fad_differences`) where the embeddings are not — each only for
-    the very seeds the study pairs that weighting on (a ValueError otherwise); with ``agree_with``
-    (other summaries' paths) the maps' agreement, ``agreement`` (:func:`agreements`)."""
+    their seeds by :func:`pooled_fad_differences`) where the embeddings are not — each for the very
+    seeds the study pairs that weighting on (a ValueError otherwise), or, with ``fad_partial``, for
+    some of them: the row then names the seeds its FAD difference covers (``fad_diff_seeds``; a
+    seed whose embeddings were lost with its machine); with ``agree_with`` (other summaries' paths)
+    the maps' agreement, ``agreement`` (:func:`agreements`)."""
     from bsa.report.records import comparison_profiles, comparison_records
 
     parts: dict[tuple, list] = {}
@@ -220,15 +226,25 @@ def study_of_comparisons(
     for n, block in summary["steps"].items():  # a difference brought in covers the seeds paired here
         for w, row in block.items():
             key = (w, int(n))
-            if (
-                key in given
-                and key not in here
-                and sorted(row.get("diff_seeds", ())) != sorted(given[key][1])
-            ):
-                raise ValueError(
-                    f"{w} at {n} steps: the paired FAD difference given covers seeds {sorted(given[key][1])}, "
-                    f"the study pairs seeds {row.get('diff_seeds')}; bring each seed's summary"
+            if key not in given or key in here:
+                continue
+            covered, paired = sorted(given[key][1]), sorted(row.get("diff_seeds", ()))
+            if covered == paired:
+                continue
+            if fad_partial and set(covered) < set(paired):
+                row["fad_diff_seeds"] = covered
+                continue
+            raise ValueError(
+                f"{w} at {n} steps: the paired FAD difference given covers seeds {covered}, "
+                f"the study pairs seeds {row.get('diff_seeds')}; bring each seed's summary"
+                + (
+                    " (or, where a seed's embeddings are lost, --fad-partial)"
+                    if set(covered) < set(paired)
+                    else ""
                 )
+            )
+    if fad_partial:  # recorded: the summary is computed again from its inputs the same way
+        summary["fad_partial"] = True
     if agree_with:
         summary["agreement"] = agreements(summary, agree_with)
     return summary
@@ -393,6 +409,14 @@ STUDY_SCORES = (  # (summary key, title, lower is better, format of a difference
 )
 
 
+def difference_seeds(row: dict, key: str) -> list:
+    """The seeds a row's paired difference of score ``key`` covers: ``diff_seeds``, or for the FAD
+    difference ``fad_diff_seeds`` where it covers fewer (:func:`study_of_comparisons`)."""
+    if key == "fad_vs_teacher" and "fad_diff_seeds" in row:
+        return row["fad_diff_seeds"]
+    return row.get("diff_seeds", [])
+
+
 def verdicts(summary: dict) -> list[dict]:
     """Where the reference wins, loses or ties, per step count and score: the weightings whose paired
     difference to it is resolved (95 % interval excluding zero) in its favour (``behind``: worse than
@@ -417,7 +441,7 @@ def verdicts(summary: dict) -> list[dict]:
                 row["compared"] += 1
                 if is_resolved(d):
                     better = (d["mean"] < 0) == lower_better
-                    row["ahead" if better else "behind"].append((w, d, found.get("diff_seeds", [])))
+                    row["ahead" if better else "behind"].append((w, d, difference_seeds(found, key)))
                 else:
                     row["ties"] += 1
             if row["compared"]:
@@ -536,6 +560,12 @@ def format_verdicts(summary: dict) -> str:
     return "\n".join(lines + ["", chance]) + "\n"
 
 
+def fad_seeds_note(row: dict) -> str:
+    """ " (seed 2)" after a FAD difference that covers fewer seeds than its row pairs, else ""."""
+    seeds = row.get("fad_diff_seeds")
+    return f" (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})" if seeds else ""
+
+
 def format_study(summary: dict) -> str:
     """The README's and summary.md's table: one row per (step count, weighting); ✓ marks a paired
     difference whose interval excludes zero. A reference run more than once has a row of its runs'
@@ -568,7 +598,9 @@ def format_study(summary: dict) -> str:
                 f"{cell(row.get('fad_vs_teacher'), '{:.2f}')} | "
                 f"{cell(d.get('clap'), '{:+.4f}', True) if w != ref else 'reference'} | "
                 f"{cell(d.get('attribute_acc'), '{:+.4f}', True) if w != ref else 'reference'} | "
-                f"{cell(d.get('fad_vs_teacher'), '{:+.2f}', True) if w != ref else 'reference'} | {share(row)} |"
+                f"{cell(d.get('fad_vs_teacher'), '{:+.2f}', True) if w != ref else 'reference'}"
+                f"{fad_seeds_note(row)} | "
+                f"{share(row)} |"
             )
             if "replicate_difference" in row:  # the run-to-run noise, in the columns of the differences
                 r = row["replicate_difference"]

@@ -4,7 +4,9 @@
 # denoiser calls graph-replayed, the paired metrics on EVAL_CLIPS captions.
 #   WEIGHTINGS='[bsa,min_snr,truncated_snr,constant,snr_plus_one]' SEEDS=0 STEPS=25 bash experiments/gpu/weighting_study.sh
 # The (floor, γ) map: OVERLAY=experiments/weighting-sweep.yaml (its 17 weightings as two populations
-# of 9 and 8 students, compare.population; on a machine with several GPUs bsa compare spreads them).
+# of 9 and 8 students, compare.population; on a machine with several GPUs bsa compare spreads them):
+# a seed of the whole map at both blocks on a 2-GPU machine, 22.6 min on 2 × H200 (seed 3, 2026-11-29):
+# DETACH=1 OVERLAY=experiments/weighting-sweep.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=2.
 # The 9 points that decide the default, a seed of both blocks in one session (24.2 min on an H200):
 # DETACH=1 OVERLAY=experiments/weighting-deciding.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=1.
 # The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
@@ -22,7 +24,10 @@
 # restore_resume.sh, carry .resume: a guided run found there and missing here is put in place).
 # DEADLINE_S bounds the call (training stops, or a detached call stops waiting, PACK_S = 100 s before
 # it, and bsa study's summary is cut at it); every run's records and the
-# comparison's results and dashboard come back in $OUT/study.tar.gz. DETACH=1: the comparison runs
+# comparison's results and dashboard come back in $OUT/study.tar.gz, the runs' kept embeddings in
+# $OUT/embeddings.tar.part-* (home: cat …/embeddings.tar.part-* | tar x -C <results folder>; then
+# bsa study <folder> --out <folder>/device-study, and the folder's own study with --fad-differences
+# <folder>/device-study/summary.json: the paired FAD differences, computed where the embeddings are). DETACH=1: the comparison runs
 # in a process session of its own (setsid), which the device tool leaves running when the call
 # returns: the call waits until DEADLINE_S, packs what is there and leaves it training; the next call
 # on the warm machine finds it running and waits for it again (no stop, no resume, no second set-up
@@ -93,10 +98,13 @@ for r in $C/compare/*/*/; do
   n=$(basename $r); { [ "$n" = logs ] || [ "$n" = study ] || [ "$n" = dashboard ]; } && continue; mkdir -p $P/$n
   cp $r/eval.jsonl $r/profiles.jsonl $r/summary.json $r/summary.md $r/config.yaml $P/$n/ 2>/dev/null
 done
+# the runs' kept per-clip embeddings, in pieces (pack_embeddings.py): a study can be computed again at
+# home, paired FAD differences included, whatever this call's time left for the study below
+dirs=( $C/compare/*/ )
+[ ${#dirs[@]} = 1 ] && timeout 60 python3 experiments/gpu/pack_embeddings.py $OUT ${dirs[0]} >> $L/phases.txt 2>&1
 # the study's summary where the runs' embeddings are (paired FAD differences need them; they stay
 # here), every call: a comparison the device time ends before its end still gives the stages it scored;
 # a finished comparison wrote its own at its end (bsa compare: <comparison>/study/)
-dirs=( $C/compare/*/ )
 study_s=$(( $(until_deadline) - 10 )); [ $study_s -gt 120 ] && study_s=120
 if [ "${FINISHED:-}" = 1 ] && [ ${#dirs[@]} = 1 ] && [ -f ${dirs[0]}study/summary.json ]; then
   cp -r ${dirs[0]}study $P/study; log "study: the comparison's own (${dirs[0]}study)"
