@@ -561,7 +561,8 @@ def format_verdicts(summary: dict) -> str:
 
 
 def fad_seeds_note(row: dict) -> str:
-    """ " (seed 2)" after a FAD difference that covers fewer seeds than its row pairs, else ""."""
+    """What follows a FAD difference that covers fewer seeds than its row pairs — e.g. `` (seed 2)``
+    (``fad_diff_seeds``) — and nothing where it covers them all."""
     seeds = row.get("fad_diff_seeds")
     return f" (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})" if seeds else ""
 
