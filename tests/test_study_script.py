@@ -67,14 +67,13 @@ def test_a_detached_study_trains_on_after_its_call_and_the_next_call_waits_for_i
         phases = (study / "logs" / "phases.txt").read_text()
         assert "compare finished in an earlier call" in phases and phases.count("compare, detached") == 1
         assert "study: the comparison's own" in phases  # written by bsa compare at its end, not again
+        home = tmp_path / "home"
         with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
             names = tar.getnames()
+            tar.extractall(home, filter="data")
         assert "./pack/bsa-seed0/eval.jsonl" in names and "./pack/study/summary.json" in names, names
         # the runs' embeddings come home beside the records: the study computed again at home (FAD
         # differences included) is the one computed where the runs are
-        home = tmp_path / "home"
-        with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
-            tar.extractall(home, filter="data")
         pieces = sorted((tmp_path / "out").glob("embeddings.tar.part-*"))
         assert pieces, sorted(p.name for p in (tmp_path / "out").iterdir())
         unpacked = subprocess.run(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bsa.report.records import write_summary
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("bsa study", description=__doc__.strip().splitlines()[2])
@@ -31,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--fad-partial", action="store_true", help="FAD differences of fewer seeds, named")
     args = parser.parse_args(argv)
-    from bsa.report.dashboard import study_maps
-    from bsa.report.study import format_study, study_of_comparisons
+    from bsa.experiment.compare import write_study
+    from bsa.report.study import study_of_comparisons
 
     try:
         summary = study_of_comparisons(
@@ -41,13 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"bsa study: {e}", file=sys.stderr)
         return 2
-    text = write_summary(
+    text = write_study(
         args.out,
         summary,
-        format_study,
-        pages={"map.html": study_maps},
-        command=args.command or "bsa study " + " ".join(argv if argv is not None else sys.argv[1:]),
-        comparisons=[str(x) for x in args.comparisons],
+        args.command or "bsa study " + " ".join(argv if argv is not None else sys.argv[1:]),
+        args.comparisons,
         fad_differences=args.fad_differences,
     )
     print(text, end="")

@@ -226,9 +226,7 @@ def comparison_study(out: Path, reference: str, command: str) -> Path | None:
     summary.json and summary.md — the table with where ``reference`` wins, ties or loses and the
     best point — and map.html; its path, or None (and why, printed) where no student reached the
     study's step counts."""
-    from bsa.report.dashboard import study_maps
-    from bsa.report.records import write_summary
-    from bsa.report.study import format_study, study_of_comparisons
+    from bsa.report.study import study_of_comparisons
 
     try:
         summary = study_of_comparisons([out], reference)
@@ -238,12 +236,26 @@ def comparison_study(out: Path, reference: str, command: str) -> Path | None:
     if not summary["steps"]:
         print(f"no study summary: no student reached {summary['not_reached']} steps")
         return None
-    write_summary(
-        out / "study",
+    write_study(out / "study", summary, command, [out])
+    return out / "study" / "summary.md"
+
+
+def write_study(out, summary: dict, command: str, comparisons: list, **provenance) -> str:
+    """A study as ``bsa study`` and ``bsa compare`` write it: ``summary``
+    (:func:`bsa.report.study.study_of_comparisons`) with its ``command``, ``comparisons`` and
+    ``provenance`` to ``<out>/summary.json``, its table (:func:`bsa.report.study.format_study`) to
+    summary.md and its heat maps to map.html (:func:`bsa.report.dashboard.study_maps`); returns the
+    table."""
+    from bsa.report.dashboard import study_maps
+    from bsa.report.records import write_summary
+    from bsa.report.study import format_study
+
+    return write_summary(
+        out,
         summary,
         format_study,
         pages={"map.html": study_maps},
         command=command,
-        comparisons=[str(out)],
+        comparisons=[str(x) for x in comparisons],
+        **provenance,
     )
-    return out / "study" / "summary.md"

@@ -498,8 +498,7 @@ def format_best_point(summary: dict) -> str:
             return f"Best: none — every weighting resolved better than {ref} somewhere is resolved worse elsewhere."
         return f"Best: none — no weighting is resolved better than {ref} anywhere."
     wins = "; ".join(
-        f"{w['score']} at {w['steps']} steps {interval_cell(w['difference'], w['format'])}"
-        f" (seed{'s' if len(w['seeds']) > 1 else ''} {','.join(map(str, w['seeds']))})"
+        f"{w['score']} at {w['steps']} steps {interval_cell(w['difference'], w['format'])}{seeds_note(w['seeds'])}"
         for w in best["wins"]
     )
     at = " and ".join(map(str, best["measured_at"]))
@@ -560,10 +559,8 @@ def format_verdicts(summary: dict) -> str:
     return "\n".join(lines + ["", chance]) + "\n"
 
 
-def fad_seeds_note(row: dict) -> str:
-    """What follows a FAD difference that covers fewer seeds than its row pairs — e.g. `` (seed 2)``
-    (``fad_diff_seeds``) — and nothing where it covers them all."""
-    seeds = row.get("fad_diff_seeds")
+def seeds_note(seeds) -> str:
+    """`` (seed 2)``, `` (seeds 1,2)``: the seeds a difference covers, after it; "" for none."""
     return f" (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})" if seeds else ""
 
 
@@ -600,7 +597,7 @@ def format_study(summary: dict) -> str:
                 f"{cell(d.get('clap'), '{:+.4f}', True) if w != ref else 'reference'} | "
                 f"{cell(d.get('attribute_acc'), '{:+.4f}', True) if w != ref else 'reference'} | "
                 f"{cell(d.get('fad_vs_teacher'), '{:+.2f}', True) if w != ref else 'reference'}"
-                f"{fad_seeds_note(row)} | "
+                f"{seeds_note(row.get('fad_diff_seeds'))} | "  # a FAD difference of fewer seeds
                 f"{share(row)} |"
             )
             if "replicate_difference" in row:  # the run-to-run noise, in the columns of the differences

@@ -38,17 +38,16 @@ def embeddings_tar(comparison: Path) -> tuple[bytes, int, int]:
     buffer, first, links = io.BytesIO(), {}, 0
     files = sorted(comparison.glob(f"*/{EMBEDDINGS}/*.safetensors"))
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in files:
-            name = str(path.relative_to(comparison))
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in files:  # each read once: hashed, then stored from the bytes read
+            name, data = str(path.relative_to(comparison)), path.read_bytes()
+            info, digest = tar.gettarinfo(str(path), arcname=name), hashlib.sha256(data).hexdigest()
             if digest in first:
-                info = tar.gettarinfo(str(path), arcname=name)
                 info.type, info.linkname, info.size = tarfile.LNKTYPE, first[digest], 0
                 tar.addfile(info)
                 links += 1
             else:
                 first[digest] = name
-                tar.add(str(path), arcname=name)
+                tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue(), len(files), links
 
 

@@ -23,15 +23,16 @@
 # the block's other weightings can start from that same guided student in a later session (after
 # restore_resume.sh, carry .resume: a guided run found there and missing here is put in place).
 # DEADLINE_S bounds the call (training stops, or a detached call stops waiting, PACK_S = 100 s before
-# it, and bsa study's summary is cut at it); every run's records and the
-# comparison's results and dashboard come back in $OUT/study.tar.gz, the runs' kept embeddings in
-# $OUT/embeddings.tar.part-* (home: cat …/embeddings.tar.part-* | tar x -C <results folder>; then
-# bsa study <folder> --out <folder>/device-study, and the folder's own study with --fad-differences
-# <folder>/device-study/summary.json: the paired FAD differences, computed where the embeddings are). DETACH=1: the comparison runs
-# in a process session of its own (setsid), which the device tool leaves running when the call
-# returns: the call waits until DEADLINE_S, packs what is there and leaves it training; the next call
-# on the warm machine finds it running and waits for it again (no stop, no resume, no second set-up
-# of the population at every call), or, where none runs (a fresh machine), starts it anew, resuming.
+# it, and bsa study's summary is cut at it); every run's records and the comparison's results and
+# dashboard come back in $OUT/study.tar.gz, the runs' kept embeddings in $OUT/embeddings.tar.part-*
+# (home: cat …/embeddings.tar.part-* | tar x -C <results folder>; then bsa study <folder> --out
+# <folder>/device-study, and the folder's own study with --fad-differences
+# <folder>/device-study/summary.json: the paired FAD differences, computed where the embeddings are).
+# DETACH=1: the comparison runs in a process session of its own (setsid), which the device tool
+# leaves running when the call returns: the call waits until DEADLINE_S, packs what is there and
+# leaves it training; the next call on the warm machine finds it running and waits for it again (no
+# stop, no resume, no second set-up of the population at every call), or, where none runs (a fresh
+# machine), starts it anew, resuming.
 # PRESET and DATA_ARGS (default: embedded-gpu and its 16000 clips) point it elsewhere (the tests).
 set -uo pipefail
 T0=$(date +%s)
