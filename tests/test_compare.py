@@ -40,12 +40,15 @@ def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
         "guided-seed0",
     ]
     guided = comparison / "guided-seed0" / "stage00_guided_8steps"
-    for run, floor in (("bsa-seed0", 1.0), ("bsa-floor0-gamma5-seed0", 0.0)):
+    for run, floor, label in (
+        ("bsa-seed0", 1.0, "bsa"),
+        ("bsa-floor0-gamma5-seed0", 0.0, "bsa(floor=0,gamma=5)"),
+    ):
         cfg = (comparison / run / "config.yaml").read_text()
         assert f"teacher: {guided}" in cfg and "guided_stage: false" in cfg and "weighting: bsa" in cfg
-        assert f"bsa_floor: {floor}" in cfg and "bsa_gamma: 5.0" in cfg
+        assert f"bsa_floor: {floor}" in cfg and "bsa_gamma: 5.0" in cfg  # "bsa" is (1, 5), not the default
         stage = json.loads((comparison / run / "stage01_4steps" / "bsa_stage.json").read_text())
-        assert stage["weighting"] == "bsa" and stage["w_conditioned"] and stage["num_sample_steps"] == 4
+        assert stage["weighting"] == label and stage["w_conditioned"] and stage["num_sample_steps"] == 4
         # FAD vs teacher is against the original CFG teacher, not the guided student it started from
         teacher = json.loads((comparison / run / "eval.jsonl").read_text().splitlines()[0])
         assert teacher["mode"] == "teacher" and teacher["metrics"]["nfe"] == 16
@@ -64,7 +67,7 @@ def test_compare_runs_every_weighting_from_one_guided_teacher(comparison):
     rows = json.loads((comparison / "results.json").read_text())["rows"]
     # run, weighting, mode and seed come from each record, not from the runs' folder names
     assert {(r["mode"], r["weighting"], r["steps"]) for r in rows if r["stage"] >= 0} == {
-        ("guided", "bsa", 8),  # the shared guided stage (trained with the default weighting)
+        ("guided", "bsa(floor=0.1,gamma=20)", 8),  # the shared guided stage: the package default, named
         ("progressive", "bsa", 4),
         ("progressive", "bsa(floor=0,gamma=5)", 4),  # the spec it was given names it
     }

@@ -55,7 +55,7 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
         ),
         (["distill.weighting=bsaa"], r"distill.weighting: unknown 'bsaa'"),
         (["distill.teacher_steps=abc"], r"bad value for 'distill.teacher_steps'"),
-        (["distill.bsa_floor=6"], r"distill.bsa_floor/bsa_gamma"),
+        (["distill.bsa_floor=30"], r"distill.bsa_floor/bsa_gamma"),
         (["distill.guidance_scale=0.5"], r"distill.guidance_scale"),
         (["oops"], r"not of the form key=value"),
         (["trainer.compile=fast"], r"trainer.compile: unknown 'fast'; expected one of off, default"),
@@ -176,7 +176,10 @@ def test_the_run_says_where_its_metrics_go(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", "/nonexistent")
-    assert "csv, wandb (offline) under runs/embedded-cpu-bsa-seed0/wandb" in distill.describe(cfg)
+    assert (
+        "csv, wandb (offline) under runs/embedded-cpu-bsa-floor0.1-gamma20-seed0/wandb"
+        in distill.describe(cfg)
+    )
     monkeypatch.setattr(build, "wandb_installed", lambda: False)
     assert build.loggers_in_use(cfg) == ["csv"]
     assert "the wandb package is not installed" in distill.describe(cfg)
@@ -285,3 +288,42 @@ def test_the_deciding_points_are_points_of_the_sweep_so_their_studies_pool():
     deciding = load_config([ROOT / "experiments/weighting-deciding.yaml"]).compare
     assert set(deciding.weightings) < set(sweep) and "bsa" in deciding.weightings
     assert deciding.population == len(deciding.weightings)  # one population: one guided stage, one bsa
+
+
+def test_the_package_default_is_the_studys_best_point_and_its_records_name_it():
+    """The weighting study's rule named (0.1, 20) best (2026-11-29): a run left at its defaults
+    trains bsa at (0.1, 20) and its records, folder and exports name that point; the name ``bsa``
+    alone keeps meaning the paper's (1, 5) — in a comparison's specs whatever the config's default,
+    and in the records of earlier runs."""
+    from bsa.config import parse_weighting, weighting_spec
+    from bsa.experiment.compare import planned_runs
+    from bsa.experiment.runs import run_name
+
+    cfg = load_config([ROOT / "experiments/embedded-cpu.yaml"])
+    assert cfg.distill.weighting_kwargs == {"floor": 0.1, "gamma": 20.0}
+    assert cfg.distill.weighting_label == "bsa(floor=0.1,gamma=20)"
+    assert run_name(cfg) == "embedded-cpu-bsa-floor0.1-gamma20-seed0"
+    paper = load_config(
+        [ROOT / "experiments/embedded-cpu.yaml"], ["distill.bsa_floor=1", "distill.bsa_gamma=5"]
+    )
+    assert paper.distill.weighting_label == "bsa" and run_name(paper) == "embedded-cpu-bsa-seed0"
+    # a comparison's "bsa" is (1, 5); its best point by its spec
+    cfg = load_config(
+        [ROOT / "experiments/debug.yaml"], ["compare.weightings=[bsa,'bsa(floor=0.1,gamma=20)']"]
+    )
+    runs = {
+        r["name"]: load_config([ROOT / "experiments/debug.yaml"], r["overrides"])
+        for r in planned_runs(cfg, [])[-1]
+    }
+    assert runs["bsa-seed0"].distill.weighting_kwargs == {"floor": 1.0, "gamma": 5.0}
+    assert runs["bsa-seed0"].distill.weighting_label == "bsa"
+    assert runs["bsa-floor0.1-gamma20-seed0"].distill.weighting_kwargs == {"floor": 0.1, "gamma": 20.0}
+    # every spec of the sweep is spelled as a run at its point labels itself
+    import yaml
+
+    sweep = yaml.safe_load((ROOT / "experiments/weighting-sweep.yaml").read_text())["compare"]["weightings"]
+    assert [weighting_spec(*parse_weighting(spec)) for spec in sweep] == sweep
+    assert (
+        weighting_spec("min_snr", {"gamma": 5.0}) == "min_snr"
+        and weighting_spec("constant", {}) == "constant"
+    )

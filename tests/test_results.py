@@ -63,12 +63,14 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
 @pytest.mark.parametrize(
     "path, in_readme",
     [
-        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–3, 25 and 4 steps
+        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–4, 25 and 4 steps
         ("results/weighting-study/map-seed1-vocoder-2026-11-29/summary.json", True),  # seed 1: two halves
         ("results/weighting-study/map-seed1-2026-11-29/summary.json", False),  # its first half
         ("results/weighting-study/map-seed1-2026-11-29-part2/summary.json", False),  # its second half
         ("results/weighting-study/map-seed2-2026-11-29/summary.json", False),  # seed 2: 9 points, 25 and 4
         ("results/weighting-study/map-seed3-2026-11-29/summary.json", False),  # seed 3: all 17, 25 and 4
+        ("results/weighting-study/map-seed4-2026-11-29/summary.json", False),  # seed 4: 17 at 25, 8 at 4
+        ("results/weighting-study/against-0.1-20/summary.json", False),  # seeds 2–4 to the new default
         ("results/weighting-study/map-seed0-2026-11-28/summary.json", True),  # the map, seed 0, Griffin-Lim
         ("results/weighting-study/comparison-25steps-seed0/summary.json", True),  # the five named weightings
     ],
@@ -99,9 +101,12 @@ def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summari
         from bsa.report.dashboard import study_maps
 
         assert page.read_text() == study_maps(summary)
+    ref = summary["reference"]
     for block in summary["steps"].values():
         for w, row in block.items():
-            for key in ("clap", "attribute_acc", "fad_vs_teacher") + (("diff_to_bsa",) if w != "bsa" else ()):
+            for key in ("clap", "attribute_acc", "fad_vs_teacher") + (
+                (f"diff_to_{ref}",) if w != ref else ()
+            ):
                 assert row[key], (w, key)
 
 
@@ -279,7 +284,9 @@ def test_readme_rerun_differences_are_those_of_the_committed_records():
 def test_no_result_record_is_ignored_by_git():
     """.gitignore's `runs/` matched every folder of that name, results/fidelity/runs/ included: the
     records behind results/fidelity/summary.json were never committed, and a fresh clone could not
-    check the README against them. Nothing under results/ may be ignored."""
+    check the README against them. Nothing under results/ may be ignored but the runs' per-clip
+    embeddings brought home (``results/**/embeddings/``: their paired FAD differences are kept in
+    each folder's device-study/summary.json)."""
     import subprocess
 
     if not (REPO / ".git").exists():
@@ -293,7 +300,7 @@ def test_no_result_record_is_ignored_by_git():
         text=True,
         check=True,
     ).stdout.split()
-    assert ignored == []
+    assert [f for f in ignored if "/embeddings/" not in f] == []
 
 
 def test_readme_population_figures_are_those_of_the_probe():
@@ -610,27 +617,29 @@ def test_the_pooled_vocoder_map_takes_each_weighting_as_its_own_comparison_measu
     assert pooled["bsa"]["runs"] == 2
 
 
-def test_the_three_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
-    """results/weighting-study/summary.json pools seed 1's map, seed 2's 9 deciding points and seed
-    3's map: every point at both step counts; a point run on seed 3 alone at 4 steps keeps seed 3's
-    row exactly; the deciding points cover seeds 1–3 at 25 steps and 2–3 at 4, the others 1 and 3 at
-    25; the paired FAD differences (seed 3's lost with its machine) name the seeds they cover; bsa
-    counts its four runs at 25 steps."""
+def test_the_four_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
+    """results/weighting-study/summary.json pools seed 1's map, seed 2's 9 deciding points, seed 3's
+    map and seed 4's (all 17 at 25 steps, its population of 8 at 4): every point at both step counts;
+    a point run on seed 3 alone at 4 steps keeps seed 3's row exactly; each row covers the seeds that
+    ran it; the paired FAD differences (seed 3's lost with its machine, seed 4's computed at home from
+    its embeddings) name the seeds they cover; bsa counts its five runs at 25 steps."""
     folder = REPO / "results/weighting-study"
     pooled = json.loads((folder / "summary.json").read_text())["steps"]
-    seed2 = json.loads((folder / "map-seed2-2026-11-29/summary.json").read_text())["steps"]
-    seed3 = json.loads((folder / "map-seed3-2026-11-29/summary.json").read_text())["steps"]
-    deciding = set(seed2["4"]) - {"bsa"}
-    assert len(deciding) == 8 and set(pooled["25"]) == set(pooled["4"]) == set(seed3["4"])
-    assert len(pooled["4"]) == 17
-    for w, row in seed3["4"].items():
-        if w not in deciding and w != "bsa":
-            assert {k: pooled["4"][w][k] for k in row} == row, w
-            assert pooled["25"][w]["diff_seeds"] == [1, 3]
-            assert (
-                pooled["25"][w].get("fad_diff_seeds", [1]) == [1] and "fad_diff_seeds" not in pooled["4"][w]
-            )
-    for w in deciding:
-        assert pooled["25"][w]["diff_seeds"] == [1, 2, 3] and pooled["4"][w]["diff_seeds"] == [2, 3]
-        assert pooled["25"][w]["fad_diff_seeds"] == [1, 2] and pooled["4"][w]["fad_diff_seeds"] == [2]
-    assert pooled["25"]["bsa"]["runs"] == 4 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]
+    seed2, seed3, seed4 = (
+        json.loads((folder / f"map-seed{n}-2026-11-29/summary.json").read_text())["steps"] for n in (2, 3, 4)
+    )
+    deciding, at4 = set(seed2["4"]) - {"bsa"}, set(seed4["4"]) - {"bsa"}
+    assert len(deciding) == 8 and len(at4) == 7 and len(seed4["25"]) == 17
+    assert set(pooled["25"]) == set(pooled["4"]) == set(seed3["4"]) and len(pooled["4"]) == 17
+    for w in set(pooled["4"]) - {"bsa"}:
+        seeds2 = [2] if w in deciding else []
+        assert pooled["25"][w]["diff_seeds"] == [1, *seeds2, 3, 4], w
+        assert pooled["25"][w].get("fad_diff_seeds") == [1, *seeds2, 4], w
+        seeds4 = [4] if w in at4 else []
+        assert pooled["4"][w]["diff_seeds"] == [*seeds2, 3, *seeds4], w
+        if seeds2 or seeds4:
+            assert pooled["4"][w]["fad_diff_seeds"] == [*seeds2, *seeds4], w
+        else:  # seed 3 alone: its row as it is, no FAD difference
+            assert {k: pooled["4"][w][k] for k in seed3["4"][w]} == seed3["4"][w], w
+            assert "fad_vs_teacher" not in pooled["4"][w]["diff_to_bsa"]
+    assert pooled["25"]["bsa"]["runs"] == 5 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]

@@ -567,3 +567,58 @@ def test_a_fad_difference_of_fewer_seeds_is_taken_only_when_asked_and_names_its_
     assert main([*args, "--fad-partial"]) == 0
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["steps"]["25"]["min_snr"]["fad_diff_seeds"] == [0]
+
+
+def test_fad_differences_here_and_given_cover_their_seeds_together(tmp_path):
+    """A pooled study at home where one seed's embeddings were brought back and another's are given
+    by its device summary (2026-11-29, seed 4 beside seeds 1–3): the paired FAD difference pools
+    both seeds — as the study with every embedding here does — and is not silently replaced by the
+    seed found here alone; a given seed whose embeddings are also here is taken once."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bsa.report.study import study_of_comparisons
+
+    g = torch.Generator().manual_seed(5)
+    folder, recs = tmp_path / "cmp", []
+    for seed in (0, 1):
+        teacher = torch.randn(300, 4, generator=g)
+        seed_recs = [dict(record("bsa", seed, 25, [0.5], [1.0]), mode="teacher", stage=-1)]
+        seed_recs += [record(w, seed, 25, [0.5], [1.0]) for w in ("bsa", "min_snr")]
+        for r in seed_recs:
+            name = "teacher" if r["mode"] == "teacher" else r["weighting"]
+            e = (
+                teacher
+                if name == "teacher"
+                else teacher + (0.5 if name == "bsa" else 0.2) * torch.randn(300, 4, generator=g)
+            )
+            (folder / r["run"] / "embeddings").mkdir(parents=True, exist_ok=True)
+            save_file({"embedding": e}, str(folder / r["run"] / "embeddings" / f"{name}-{seed}.safetensors"))
+            r["embedding_file"] = f"embeddings/{name}-{seed}.safetensors"
+        recs += seed_recs
+    write_comparison(folder, recs)
+    both = study_of_comparisons([folder])["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"]
+    # seed 0's device summary, computed where its embeddings were
+    write_comparison(tmp_path / "seed0", [r for r in recs if r["seed"] == 0])
+    for r in recs:
+        if r["seed"] == 0:
+            shutil.copytree(
+                folder / r["run"] / "embeddings",
+                tmp_path / "seed0" / r["run"] / "embeddings",
+                dirs_exist_ok=True,
+            )
+    device = tmp_path / "device-seed0.json"
+    device.write_text(json.dumps(study_of_comparisons([tmp_path / "seed0"])))
+    # every embedding here and seed 0's given as well: the same difference (seed 0 taken once)
+    s = study_of_comparisons([folder], fad_from=[device])
+    assert s["steps"]["25"]["min_snr"]["diff_to_bsa"]["fad_vs_teacher"] == pytest.approx(both, rel=1e-9)
+    # seed 0's embeddings gone from here: seed 1's found here and seed 0's given, pooled
+    for r in recs:
+        if r["seed"] == 0:
+            shutil.rmtree(folder / r["run"] / "embeddings", ignore_errors=True)
+    s = study_of_comparisons([folder], fad_from=[device])
+    row = s["steps"]["25"]["min_snr"]
+    assert row["diff_to_bsa"]["fad_vs_teacher"] == pytest.approx(both, rel=1e-9)
+    assert "fad_diff_seeds" not in row
+    with pytest.raises(ValueError, match=r"covers seeds \[1\], the study pairs seeds \[0, 1\]"):
+        study_of_comparisons([folder])  # seed 0's neither here nor given: not taken silently

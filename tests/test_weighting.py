@@ -110,3 +110,11 @@ def test_family_points_of_the_named_weightings_give_their_weights():
         floor, gamma = family_point(name)
         assert torch.equal(WEIGHTINGS["bsa"](snr, floor, gamma), WEIGHTINGS[name](snr)), name
     assert family_point("snr_plus_one") is None and family_point("smooth_bsa") is None
+
+
+def test_what_a_weightings_name_alone_means():
+    from bsa.diffusion.weighting import weighting_defaults
+
+    assert weighting_defaults("bsa") == {"floor": 1.0, "gamma": 5.0}  # the paper's reading
+    assert weighting_defaults("min_snr") == {"gamma": 5.0} and weighting_defaults("constant") == {}
+    assert family_point("bsa", **weighting_defaults("bsa")) == family_point("bsa") == (1.0, 5.0)

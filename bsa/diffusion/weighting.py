@@ -49,7 +49,10 @@ def bsa_weight(snr: torch.Tensor, floor: float = 1.0, gamma: float = 5.0) -> tor
     "unbalanced at both high and low noise levels", BSA "weights the loss in a balanced way for
     both" — as the floor of truncated-SNR at high noise (SNR → 0: w → floor, not 0 as Min-SNR)
     combined with the cap of Min-SNR at low noise (SNR → ∞: w → γ, not ∞ as truncated-SNR and
-    SNR+1). Defaults floor = 1, γ = 5 (config ``distill.bsa_floor`` / ``distill.bsa_gamma``).
+    SNR+1). Defaults floor = 1, γ = 5: the paper's reading, what the name ``bsa`` alone means in
+    comparisons and records (the weighting study's reference). The package's runs default to
+    (0.1, 20) instead (config ``distill.bsa_floor`` / ``distill.bsa_gamma``), the point the study
+    found best (README "The (floor, γ) map through the vocoder, seeds 1–4…"); their records name it.
 
     The family nests the baselines (issue "A weighting study that can tell weightings apart"):
     floor = 0 is Min-SNR-γ, γ = ∞ is truncated SNR (floor = 1), floor = γ = 1 is constant.
@@ -87,6 +90,15 @@ WEIGHTINGS: dict[str, Weighting] = {
 """Registry name → w(SNR), x-space. ``min_snr``/``bsa``/``smooth_bsa`` use their default γ/floor."""
 
 _HYPERPARAMETERS = {"min_snr": ("gamma",), "bsa": ("floor", "gamma"), "smooth_bsa": ("floor", "gamma")}
+
+
+def weighting_defaults(name: str) -> dict[str, float]:
+    """The hyper-parameters ``name`` takes, at its function's defaults: what the name alone means
+    (``bsa`` → floor 1, γ 5; ``min_snr`` → γ 5)."""
+    import inspect
+
+    parameters = inspect.signature(WEIGHTINGS[name]).parameters
+    return {k: parameters[k].default for k in _HYPERPARAMETERS.get(name, ())}
 
 
 def family_point(name: str, **hyperparameters: float) -> tuple[float, float] | None:

@@ -249,7 +249,7 @@ def stage_metadata(ctx: RunContext, stage: Stage, w_conditioned: bool) -> dict:
         "guidance_scale": d.guidance_scale,
         "guidance_range": [d.guidance_min, d.guidance_max],
         "w_conditioned": w_conditioned,
-        "weighting": d.weighting,
+        "weighting": d.weighting_label,
         "text_encoder": cfg.models.text_encoder,
         "null_text_embedding": ctx.dm.null_text_embedding.tolist(),
         "run": run_name(cfg),

@@ -54,9 +54,16 @@ LATER_KEYS = {
 
 def run_name(cfg) -> str:
     """The run's folder under ``paths.output_root``: ``distill.run_name``, else
-    ``<preset>-<weighting>-seed<seed>``. The same name resumes the run."""
+    ``<preset>-<weighting>-seed<seed>``, the weighting with its hyper-parameters where they are not
+    what its name alone means (``embedded-cpu-bsa-floor0.1-gamma20-seed0``). The same name resumes
+    the run."""
+    from bsa.config import weighting_spec
+
     d = cfg.distill
-    return d.run_name or f"{cfg.preset}-{d.weighting}-seed{cfg.trainer.seed}"
+    return (
+        d.run_name
+        or f"{cfg.preset}-{run_slug(weighting_spec(d.weighting, d.weighting_kwargs))}-seed{cfg.trainer.seed}"
+    )
 
 
 def run_slug(spec: str) -> str:

@@ -85,6 +85,15 @@ def paired_fad_differences(comparisons: dict, reference: str = "bsa", blocks: bo
     under ``<folder>/<run>``: two comparisons may hold runs of the same name). ``blocks``: each
     folder trained its own reference and teacher reference, and pairs within itself. Pairs
     without embeddings are left out."""
+    return {
+        key: pooled_estimate([m for m, _, _ in found], [se for _, se, _ in found])
+        for key, found in paired_fad_per_seed(comparisons, reference, blocks).items()
+    }
+
+
+def paired_fad_per_seed(comparisons: dict, reference: str = "bsa", blocks: bool = False) -> dict:
+    """(weighting, steps) → [(difference, its standard error, seed)] of :func:`paired_fad_differences`
+    before it pools them over the seeds: the seeds whose embeddings are found here."""
     from bsa.metrics.frechet import paired_frechet_difference
 
     # (weighting, steps, block, seed) → a student's embeddings; ("teacher", block, seed) → the teacher's
@@ -99,19 +108,16 @@ def paired_fad_differences(comparisons: dict, reference: str = "bsa", blocks: bo
                 found["teacher", block, r["seed"]] = e
             elif r.get("mode") == "progressive":
                 found[r["weighting"], r["steps"], block, r["seed"]] = e
-    out = {}
-    pairs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    pairs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
     students = sorted((k for k in found if len(k) == 4 and k[0] != reference), key=str)
     for w, n, block, seed in students:
         ref, teacher = found.get((reference, n, block, seed)), found.get(("teacher", block, seed))
         if ref is None or teacher is None:
             continue
         pairs.setdefault((w, n), []).append(
-            paired_frechet_difference(found[w, n, block, seed], ref, teacher, seed=seed)
+            (*paired_frechet_difference(found[w, n, block, seed], ref, teacher, seed=seed), seed)
         )
-    for key, values in pairs.items():
-        out[key] = pooled_estimate([m for m, _ in values], [se for _, se in values])
-    return out
+    return pairs
 
 
 def fad_differences_from(summary: dict) -> dict:
@@ -143,6 +149,32 @@ def _study_summary_at(path, reference: str, what: str = "a study summary", read=
     return got
 
 
+def fad_differences_here_and_given(here: dict, parts: dict) -> dict:
+    """(weighting, steps) → (paired FAD difference, the seeds it covers) from the seeds whose
+    embeddings are found here (``here``: :func:`paired_fad_per_seed`) and those summaries bring
+    (``parts``: :func:`pooled_fad_differences`) together: only here, pooled as
+    :func:`paired_fad_differences` pools; otherwise every seed's once (a summary's seed that is also
+    found here is taken from here: the same difference), pooled over all of them — a difference is
+    never silently narrowed to the seeds one of the two holds (a study at home beside one seed's
+    embeddings brought back, 2026-11-29)."""
+    out = {}
+    for key in sorted(set(here) | set(parts), key=str):
+        found = here.get(key, [])
+        seeds_here = {seed for _, _, seed in found}
+        given = [p for p in parts.get(key, []) if not set(p[1]) <= seeds_here]
+        if not given:
+            out[key] = (
+                pooled_estimate([m for m, _, _ in found], [se for _, se, _ in found]),
+                tuple(sorted(seeds_here)),
+            )
+            continue
+        # each seed's as its own summary holds it (:func:`pooled_estimate` of one seed): the same
+        # figures as a study given that seed's device summary instead of its embeddings
+        as_parts = [(pooled_estimate([m], [se]), (seed,), "the embeddings here") for m, se, seed in found]
+        out[key] = pooled_fad_differences({key: given + as_parts})[key]
+    return out
+
+
 def pooled_fad_differences(parts: dict) -> dict:
     """(weighting, steps) → (interval, seeds) from several summaries' paired FAD differences
     (``parts``: (weighting, steps) → [(interval, seeds, path)], :func:`fad_differences_from`): one
@@ -152,6 +184,7 @@ def pooled_fad_differences(parts: dict) -> dict:
     again."""
     out = {}
     for (w, n), found in parts.items():
+        found = sorted(found, key=lambda part: part[1])  # by seed: the same sums whatever the order given
         if len(found) == 1:
             out[w, n] = found[0][:2]
             continue
@@ -188,7 +221,6 @@ def study_of_comparisons(
     for path in fad_from:
         for key, (interval, seeds) in _study_summary_at(path, reference, read=fad_differences_from).items():
             parts.setdefault(key, []).append((interval, seeds, path))
-    given = pooled_fad_differences(parts)
 
     by_folder, profiles, where, replicated = {}, [], {}, False
     for folder in folders:
@@ -219,23 +251,25 @@ def study_of_comparisons(
                         "each pairs within itself)"
                     )
             by_folder[folder] = [r | {"block": str(folder)} for r in records]
-    here = paired_fad_differences(by_folder, reference, blocks=replicated)
-    fad = {key: interval for key, (interval, _) in given.items()} | here
+    fad = fad_differences_here_and_given(paired_fad_per_seed(by_folder, reference, blocks=replicated), parts)
     records = [r for found in by_folder.values() for r in found]
-    summary = study_summary(records, reference, profiles=profiles, fad_differences=fad)
-    for n, block in summary["steps"].items():  # a difference brought in covers the seeds paired here
+    summary = study_summary(
+        records, reference, profiles=profiles, fad_differences={k: v for k, (v, _) in fad.items()}
+    )
+    for n, block in summary["steps"].items():  # a difference covers the seeds paired here
         for w, row in block.items():
             key = (w, int(n))
-            if key not in given or key in here:
+            if key not in fad:
                 continue
-            covered, paired = sorted(given[key][1]), sorted(row.get("diff_seeds", ()))
+            covered, paired = sorted(fad[key][1]), sorted(row.get("diff_seeds", ()))
             if covered == paired:
                 continue
             if fad_partial and set(covered) < set(paired):
                 row["fad_diff_seeds"] = covered
                 continue
             raise ValueError(
-                f"{w} at {n} steps: the paired FAD difference given covers seeds {covered}, "
+                f"{w} at {n} steps: the paired FAD difference (the runs' embeddings found here and the "
+                f"--fad-differences summaries) covers seeds {covered}, "
                 f"the study pairs seeds {row.get('diff_seeds')}; bring each seed's summary"
                 + (
                     " (or, where a seed's embeddings are lost, --fad-partial)"
