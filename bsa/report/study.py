@@ -208,9 +208,9 @@ def study_of_comparisons(
     fad_partial: bool = False,
 ) -> dict:
     """The study summary of comparison folders (:func:`study_summary`): their records, profiles and
-    the paired FAD differences computable from the embeddings found here, completed by those of
-    ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`, pooled over
-    their seeds by :func:`pooled_fad_differences`) where the embeddings are not — each for the very
+    the paired FAD differences computable from the embeddings found here, pooled with those of
+    ``fad_from`` (paths of earlier summary.json files, :func:`fad_differences_from`) for the seeds
+    whose embeddings are not here (:func:`fad_differences_here_and_given`) — each for the very
     seeds the study pairs that weighting on (a ValueError otherwise), or, with ``fad_partial``, for
     some of them: the row then names the seeds its FAD difference covers (``fad_diff_seeds``; a
     seed whose embeddings were lost with its machine); with ``agree_with`` (other summaries' paths)
