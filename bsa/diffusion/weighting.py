@@ -105,11 +105,10 @@ def family_point(name: str, **hyperparameters: float) -> tuple[float, float] | N
     """Where a weighting sits on the BSA family's (floor, γ) map, w = clip(SNR, floor, γ), or None
     outside it (SNR+1, smooth BSA): ``bsa`` at its (floor, γ), Min-SNR-γ at (0, γ), truncated SNR
     at (1, ∞), constant at (1, 1), the ε-MSE weight SNR at (0, ∞). Unset hyper-parameters take
-    the functions' defaults."""
-    if name == "bsa":
-        return (hyperparameters.get("floor", 1.0), hyperparameters.get("gamma", 5.0))
-    if name == "min_snr":
-        return (0.0, hyperparameters.get("gamma", 5.0))
+    the functions' defaults (:func:`weighting_defaults`)."""
+    if name in ("bsa", "min_snr"):
+        h = weighting_defaults(name) | hyperparameters
+        return (h["floor"] if name == "bsa" else 0.0, h["gamma"])
     return {"truncated_snr": (1.0, math.inf), "constant": (1.0, 1.0), "snr": (0.0, math.inf)}.get(name)
 
 

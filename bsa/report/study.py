@@ -86,9 +86,15 @@ def paired_fad_differences(comparisons: dict, reference: str = "bsa", blocks: bo
     folder trained its own reference and teacher reference, and pairs within itself. Pairs
     without embeddings are left out."""
     return {
-        key: pooled_estimate([m for m, _, _ in found], [se for _, se, _ in found])
+        key: _pooled_over_seeds(found)
         for key, found in paired_fad_per_seed(comparisons, reference, blocks).items()
     }
+
+
+def _pooled_over_seeds(found: list) -> dict:
+    """[(difference, standard error, seed)] (:func:`paired_fad_per_seed`) → {mean, lo, hi} pooled
+    over the seeds (:func:`pooled_estimate`)."""
+    return pooled_estimate([m for m, _, _ in found], [se for _, se, _ in found])
 
 
 def paired_fad_per_seed(comparisons: dict, reference: str = "bsa", blocks: bool = False) -> dict:
@@ -163,14 +169,11 @@ def fad_differences_here_and_given(here: dict, parts: dict) -> dict:
         seeds_here = {seed for _, _, seed in found}
         given = [p for p in parts.get(key, []) if not set(p[1]) <= seeds_here]
         if not given:
-            out[key] = (
-                pooled_estimate([m for m, _, _ in found], [se for _, se, _ in found]),
-                tuple(sorted(seeds_here)),
-            )
+            out[key] = (_pooled_over_seeds(found), tuple(sorted(seeds_here)))
             continue
         # each seed's as its own summary holds it (:func:`pooled_estimate` of one seed): the same
         # figures as a study given that seed's device summary instead of its embeddings
-        as_parts = [(pooled_estimate([m], [se]), (seed,), "the embeddings here") for m, se, seed in found]
+        as_parts = [(_pooled_over_seeds([one]), (one[2],), "the embeddings here") for one in found]
         out[key] = pooled_fad_differences({key: given + as_parts})[key]
     return out
 
