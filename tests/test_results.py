@@ -71,6 +71,8 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
         ("results/weighting-study/map-seed3-2026-11-29/summary.json", False),  # seed 3: all 17, 25 and 4
         ("results/weighting-study/map-seed4-2026-11-29/summary.json", False),  # seed 4: 17 at 25, 8 at 4
         ("results/weighting-study/against-0.1-20/summary.json", False),  # seeds 2–4 to the new default
+        ("results/weighting-study/lownoise-grid2-seed4-2026-11-29/summary.json", True),  # ρ = 2, 9 points
+        ("results/weighting-study/lownoise-grid2-seed4-2026-11-29/against-0.1-20/summary.json", False),
         ("results/weighting-study/map-seed0-2026-11-28/summary.json", True),  # the map, seed 0, Griffin-Lim
         ("results/weighting-study/comparison-25steps-seed0/summary.json", True),  # the five named weightings
     ],

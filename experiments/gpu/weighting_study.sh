@@ -10,7 +10,9 @@
 # The 9 points that decide the default, a seed of both blocks in one session (24.2 min on an H200):
 # DETACH=1 OVERLAY=experiments/weighting-deciding.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=1.
 # The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
-# comparison's folder gets -grid2). POPULATION=<n>: any block's weightings as populations of up to n
+# comparison's folder gets -grid2); the low-noise cap's 9 points on it, both blocks of a seed on a
+# 2-GPU machine, 23.6 min on 2 × H200 (seed 4, 2026-11-29): DETACH=1
+# OVERLAY=experiments/weighting-lownoise.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=2. POPULATION=<n>: any block's weightings as populations of up to n
 # students; on one GPU, POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one
 # guided stage, one bsa: the 25-step block ~20 min on an H200, estimated from seed 2's stage times and
 # the 17-student step — README; not measured). With
