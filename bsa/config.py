@@ -150,6 +150,10 @@ class DistillConfig:
     # bsa(floor=0.1,gamma=20) (weighting_label)
     bsa_floor: float = 0.1
     bsa_gamma: float = 20.0
+    # the guided stage's own weighting, a spec in compare.weightings' syntax ("min_snr",
+    # "bsa(floor=0,gamma=5)"; what it leaves out is what the name alone means): the weighting study
+    # varies the halvings' weighting from a guided stage of another. Empty: ``weighting`` in every stage
+    guided_weighting: str = ""
     min_snr_gamma: float = 5.0
     guidance_scale: float = 2.5  # AudioLDM convention: x̂_∅ + s (x̂_c − x̂_∅)
     guided_stage: bool = True  # stage 0: fold CFG into a w-conditioned student (Meng et al. 2023)
@@ -250,6 +254,9 @@ class DistillConfig:
             f"{list(self.score_steps)}: each must be a step count of the plan, one of {sorted(set(plan_steps))}",
         )
         _check_weightings(self.population, "distill.population")
+        _check_weightings(
+            [self.guided_weighting] if self.guided_weighting else [], "distill.guided_weighting"
+        )
         _check(
             not self.population or not self.guided_stage,
             "distill.population",
@@ -280,6 +287,23 @@ class DistillConfig:
     def weighting_kwargs(self) -> dict[str, float]:
         """The hyper-parameters of the configured ``weighting``."""
         return self.weighting_kwargs_of(self.weighting)
+
+    def stage_weighting(self, mode: str) -> tuple[str, dict[str, float]]:
+        """The weighting and its hyper-parameters that a stage of ``mode`` ("guided", "progressive")
+        trains with: the guided stage's own where ``guided_weighting`` is set (a spec: what it leaves
+        out at what the name alone means, :func:`bsa.diffusion.weighting.weighting_defaults`), else
+        ``weighting`` with this config's hyper-parameters."""
+        if mode == "guided" and self.guided_weighting:
+            name, params = parse_weighting(self.guided_weighting)
+            return name, weighting_defaults(name) | params
+        return self.weighting, self.weighting_kwargs
+
+    def stage_weighting_label(self, mode: str) -> str:
+        """How the records of a stage of ``mode`` name its weighting: the guided stage's own spec
+        (:meth:`stage_weighting`) where it has one, else :attr:`weighting_label`."""
+        if mode == "guided" and self.guided_weighting:
+            return weighting_spec(*self.stage_weighting(mode))
+        return self.weighting_label
 
     def optimizer_steps(self, stage) -> int:
         """Optimizer steps of ``stage`` (a :class:`bsa.diffusion.Stage`)."""

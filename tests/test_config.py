@@ -327,3 +327,44 @@ def test_the_package_default_is_the_studys_best_point_and_its_records_name_it():
         weighting_spec("min_snr", {"gamma": 5.0}) == "min_snr"
         and weighting_spec("constant", {}) == "constant"
     )
+
+
+def test_the_guided_stage_weighting_is_a_spec_of_its_own_that_leaves_the_halvings_alone():
+    """distill.guided_weighting: a spec (what it leaves out at what the name alone means, as in a
+    comparison), the guided stage's only; empty: distill.weighting in every stage. A bad spec is
+    refused naming the key; setting it tells the run apart (fingerprint, folder)."""
+    from bsa.experiment.runs import differences, fingerprint, run_name
+
+    cfg = load_config([ROOT / "experiments/embedded-cpu.yaml"], ["distill.guided_weighting=min_snr"])
+    d = cfg.distill
+    assert d.stage_weighting("guided") == ("min_snr", {"gamma": 5.0})
+    assert d.stage_weighting("progressive") == ("bsa", {"floor": 0.1, "gamma": 20.0})
+    assert (d.stage_weighting_label("guided"), d.stage_weighting_label("progressive")) == (
+        "min_snr",
+        "bsa(floor=0.1,gamma=20)",
+    )
+    assert run_name(cfg) == "embedded-cpu-bsa-floor0.1-gamma20-guided-min_snr-seed0"
+    # "bsa" alone is the paper's (1, 5) here too, whatever the halvings' point
+    paper = load_config([ROOT / "experiments/embedded-cpu.yaml"], ["distill.guided_weighting=bsa"]).distill
+    assert paper.stage_weighting("guided") == ("bsa", {"floor": 1.0, "gamma": 5.0})
+    spec = load_config(
+        [ROOT / "experiments/embedded-cpu.yaml"], ["distill.guided_weighting='bsa(floor=0,gamma=5)'"]
+    ).distill
+    assert spec.stage_weighting("guided") == ("bsa", {"floor": 0.0, "gamma": 5.0})
+    assert spec.stage_weighting_label("guided") == "bsa(floor=0,gamma=5)"
+    # unset: one weighting in every stage, the run as before
+    base = load_config([ROOT / "experiments/embedded-cpu.yaml"])
+    assert base.distill.stage_weighting("guided") == base.distill.stage_weighting("progressive")
+    assert run_name(base) == "embedded-cpu-bsa-floor0.1-gamma20-seed0"
+    assert "distill.guided_weighting" not in fingerprint(base, "sha", {})
+    assert differences(fingerprint(base, "sha", {}), fingerprint(cfg, "sha", {})) == [
+        "distill.guided_weighting: '(absent)' → 'min_snr'"
+    ]
+    # without a guided stage it has nothing to weight: the run's folder is the halvings' alone
+    off = load_config(
+        [ROOT / "experiments/embedded-cpu.yaml"],
+        ["distill.guided_weighting=min_snr", "distill.guided_stage=false"],
+    )
+    assert run_name(off) == "embedded-cpu-bsa-floor0.1-gamma20-seed0"
+    with pytest.raises(ConfigError, match="distill.guided_weighting.*min_snrr"):
+        load_config([ROOT / "experiments/debug.yaml"], ["distill.guided_weighting=min_snrr"])

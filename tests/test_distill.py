@@ -787,3 +787,34 @@ def test_scoring_only_the_listed_step_counts_skips_the_others_and_resumes_as_fin
     ]
     assert trained == [], again.stdout[-2000:]  # no stage trained, resumed or exported again
     assert (run / "eval.jsonl").read_text().count("\n") == len(records)
+
+
+def test_the_guided_stage_trains_with_its_own_weighting_and_the_records_say_which(debug_env):
+    """distill.guided_weighting: the guided stage's loss is weighted by that spec, the halvings' by
+    distill.weighting (here the package default, bsa at (0.1, 20)); each stage's folder, records and
+    error profile name the weighting it trained with, and the run's folder says both."""
+    import json
+
+    from bsa.diffusion.weighting import get_weighting
+
+    out = run_distill(
+        debug_env, "distill.target_steps=4", "distill.guided_weighting=min_snr", "eval.every_n_steps=0"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "the guided stage min_snr (distill.guided_weighting)" in out.stdout
+    run = debug_env["root"] / "runs" / "debug-bsa-floor0.1-gamma20-guided-min_snr-seed0"
+    labels = {0: "min_snr", 1: "bsa(floor=0.1,gamma=20)"}
+    for stage, name in ((0, "stage00_guided_8steps"), (1, "stage01_4steps")):
+        assert json.loads((run / name / "bsa_stage.json").read_text())["weighting"] == labels[stage]
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert {(r["stage"], r["weighting"]) for r in records if r["stage"] >= 0} == set(labels.items())
+    weight_fns = {0: get_weighting("min_snr", gamma=5.0), 1: get_weighting("bsa", floor=0.1, gamma=20.0)}
+    profiles = [json.loads(line) for line in (run / "profiles.jsonl").read_text().splitlines()]
+    assert [p["stage"] for p in profiles] == [0, 1]
+    for p in profiles:
+        snr = torch.tensor([r["snr"] for r in p["profile"]], dtype=torch.float64)
+        weights = [r["weight"] for r in p["profile"]]
+        assert weights == pytest.approx(weight_fns[p["stage"]](snr).tolist(), rel=1e-5)
+        other = weight_fns[1 - p["stage"]](snr).tolist()  # the two differ on these grids' SNRs
+        assert weights != pytest.approx(other, rel=1e-3)
+    assert "weighting bsa(floor=0.1,gamma=20) (the guided stage min_snr)" in (run / "summary.md").read_text()

@@ -157,7 +157,7 @@ def wandb_logger(cfg: BsaConfig, run: str, run_dir, stage):
             "plan": plan,
             "stage": stage.index,
             "student_steps": stage.student_steps,
-            "weighting": cfg.distill.weighting,
+            "weighting": cfg.distill.stage_weighting_label(stage.mode),
             "seed": cfg.trainer.seed,
         },
     )

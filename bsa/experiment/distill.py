@@ -93,6 +93,11 @@ def describe(cfg: BsaConfig) -> str:
         f"plan        {d.plan.describe()}",
         f"weighting   {d.weighting}"
         + (f" (floor={d.bsa_floor}, gamma={d.bsa_gamma})" if d.weighting == "bsa" else "")
+        + (
+            f"; the guided stage {d.stage_weighting_label('guided')} (distill.guided_weighting)"
+            if d.guided_stage and d.guided_weighting
+            else ""
+        )
         if not d.population
         else f"population  {len(d.population)} students trained together, one run each: "
         + ", ".join(d.population),
@@ -249,7 +254,7 @@ def stage_metadata(ctx: RunContext, stage: Stage, w_conditioned: bool) -> dict:
         "guidance_scale": d.guidance_scale,
         "guidance_range": [d.guidance_min, d.guidance_max],
         "w_conditioned": w_conditioned,
-        "weighting": d.weighting_label,
+        "weighting": d.stage_weighting_label(stage.mode),
         "text_encoder": cfg.models.text_encoder,
         "null_text_embedding": ctx.dm.null_text_embedding.tolist(),
         "run": run_name(cfg),
@@ -268,12 +273,13 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
     cfg, d = ctx.cfg, ctx.cfg.distill
     pl.seed_everything(cfg.trainer.seed + stage.index, workers=True, verbose=False)
     unet = with_guidance_input(teacher.unet) if stage.mode == "guided" else copy.deepcopy(teacher.unet)
+    weighting, weighting_kwargs = d.stage_weighting(stage.mode)
     return DistillationModule(
         teacher,
         _denoiser_of(cfg, unet.train().requires_grad_(True), d.student_prediction or teacher.prediction_type),
         ctx.dm.null_text_embedding,
-        weighting=d.weighting,
-        weighting_kwargs=d.weighting_kwargs,
+        weighting=weighting,
+        weighting_kwargs=weighting_kwargs,
         **module_arguments(cfg, stage),
         compile=cfg.trainer.compile_kwargs(),
         compile_regions=cfg.trainer.compile_regions,
@@ -392,7 +398,7 @@ def stage_identity(cfg: BsaConfig, stage: Stage) -> dict:
     """What a stage's records (evaluation, error profile) say about where they come from."""
     return {
         "run": run_name(cfg),
-        "weighting": cfg.distill.weighting_label,
+        "weighting": cfg.distill.stage_weighting_label(stage.mode),
         "seed": cfg.trainer.seed,
         "stage": stage.index,
         "stage_name": stage.folder_name,

@@ -49,20 +49,27 @@ LATER_KEYS = {
     "distill.student_prediction": "",
     "distill.fresh_data_order": False,
     "distill.grid_power": 1.0,
+    "distill.guided_weighting": "",
 }
 
 
 def run_name(cfg) -> str:
     """The run's folder under ``paths.output_root``: ``distill.run_name``, else
     ``<preset>-<weighting>-seed<seed>``, the weighting with its hyper-parameters where they are not
-    what its name alone means (``embedded-cpu-bsa-floor0.1-gamma20-seed0``). The same name resumes
+    what its name alone means (``embedded-cpu-bsa-floor0.1-gamma20-seed0``), and the guided stage's
+    own where it has one (``-guided-min_snr``, ``distill.guided_weighting``). The same name resumes
     the run."""
     from bsa.config import weighting_spec
 
     d = cfg.distill
-    return (
-        d.run_name
-        or f"{cfg.preset}-{run_slug(weighting_spec(d.weighting, d.weighting_kwargs))}-seed{cfg.trainer.seed}"
+    guided = d.guided_stage and d.guided_weighting
+    return d.run_name or "-".join(
+        [
+            cfg.preset,
+            run_slug(weighting_spec(d.weighting, d.weighting_kwargs)),
+            *(["guided", run_slug(d.guided_weighting)] if guided else []),
+            f"seed{cfg.trainer.seed}",
+        ]
     )
 
 

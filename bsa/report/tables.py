@@ -219,7 +219,13 @@ def format_summary(cfg, run_dir: str | Path, stages: list, rows: list[dict], sec
     lines = [
         f"# bsa distillation — {Path(run_dir).name}",
         "",
-        f"{d.plan.describe()}, weighting {d.weighting}, {seconds / 60:.1f} min"
+        f"{d.plan.describe()}, weighting {d.weighting_label}"
+        + (
+            f" (the guided stage {d.stage_weighting_label('guided')})"
+            if d.guided_stage and d.guided_weighting
+            else ""
+        )
+        + f", {seconds / 60:.1f} min"
         f" (this invocation), {d.eval_clips} test captions, seeds from {cfg.eval.seed}.",
         "",
     ]
