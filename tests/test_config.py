@@ -352,6 +352,11 @@ def test_the_guided_stage_weighting_is_a_spec_of_its_own_that_leaves_the_halving
     ).distill
     assert spec.stage_weighting("guided") == ("bsa", {"floor": 0.0, "gamma": 5.0})
     assert spec.stage_weighting_label("guided") == "bsa(floor=0,gamma=5)"
+    # one spelling per point: the folder of a spec that gives the defaults is the name's alone
+    spelled = load_config(
+        [ROOT / "experiments/embedded-cpu.yaml"], ["distill.guided_weighting='min_snr(gamma=5)'"]
+    )
+    assert run_name(spelled) == run_name(cfg) and spelled.distill.stage_weighting_label("guided") == "min_snr"
     # unset: one weighting in every stage, the run as before
     base = load_config([ROOT / "experiments/embedded-cpu.yaml"])
     assert base.distill.stage_weighting("guided") == base.distill.stage_weighting("progressive")

@@ -67,7 +67,7 @@ def run_name(cfg) -> str:
         [
             cfg.preset,
             run_slug(weighting_spec(d.weighting, d.weighting_kwargs)),
-            *(["guided", run_slug(d.guided_weighting)] if guided else []),
+            *(["guided", run_slug(weighting_spec(*d.stage_weighting("guided")))] if guided else []),
             f"seed{cfg.trainer.seed}",
         ]
     )
