@@ -125,6 +125,14 @@ def parse_weighting(spec: str) -> tuple[str, dict[str, float]]:
     return name, params
 
 
+def spec_weighting(spec: str) -> tuple[str, dict[str, float]]:
+    """The weighting a spec trains with: :func:`parse_weighting`, every hyper-parameter the spec
+    leaves out at what the name alone means (:func:`bsa.diffusion.weighting.weighting_defaults`):
+    "bsa" → ("bsa", {floor: 1, gamma: 5}) whatever the config's default."""
+    name, params = parse_weighting(spec)
+    return name, weighting_defaults(name) | params
+
+
 def weighting_spec(name: str, params: dict[str, float]) -> str:
     """A weighting as comparisons and records name it (the inverse of :func:`parse_weighting`): the
     name alone where every hyper-parameter is at its function's default (what the name alone means,
@@ -290,20 +298,24 @@ class DistillConfig:
 
     def stage_weighting(self, mode: str) -> tuple[str, dict[str, float]]:
         """The weighting and its hyper-parameters that a stage of ``mode`` ("guided", "progressive")
-        trains with: the guided stage's own where ``guided_weighting`` is set (a spec: what it leaves
-        out at what the name alone means, :func:`bsa.diffusion.weighting.weighting_defaults`), else
-        ``weighting`` with this config's hyper-parameters."""
+        trains with: the guided stage's own where ``guided_weighting`` is set (:func:`spec_weighting`),
+        else ``weighting`` with this config's hyper-parameters."""
         if mode == "guided" and self.guided_weighting:
-            name, params = parse_weighting(self.guided_weighting)
-            return name, weighting_defaults(name) | params
+            return spec_weighting(self.guided_weighting)
         return self.weighting, self.weighting_kwargs
 
+    @property
+    def guided_weighting_label(self) -> str:
+        """The guided stage's own weighting as records name it (one spelling, :func:`weighting_spec`),
+        or "" where the run has no guided stage or its guided stage takes ``weighting``."""
+        if not (self.guided_stage and self.guided_weighting):
+            return ""
+        return weighting_spec(*self.stage_weighting("guided"))
+
     def stage_weighting_label(self, mode: str) -> str:
-        """How the records of a stage of ``mode`` name its weighting: the guided stage's own spec
-        (:meth:`stage_weighting`) where it has one, else :attr:`weighting_label`."""
-        if mode == "guided" and self.guided_weighting:
-            return weighting_spec(*self.stage_weighting(mode))
-        return self.weighting_label
+        """How the records of a stage of ``mode`` name its weighting: the guided stage's own
+        (:attr:`guided_weighting_label`) where it has one, else :attr:`weighting_label`."""
+        return (mode == "guided" and self.guided_weighting_label) or self.weighting_label
 
     def optimizer_steps(self, stage) -> int:
         """Optimizer steps of ``stage`` (a :class:`bsa.diffusion.Stage`)."""

@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bsa.config import WEIGHTING_PARAMETERS, BsaConfig, parse_weighting
-from bsa.diffusion.weighting import weighting_defaults
+from bsa.config import WEIGHTING_PARAMETERS, BsaConfig, spec_weighting
 from bsa.experiment.distill import EXIT_UNFINISHED
 from bsa.experiment.runs import member_run_name, population_name
 
@@ -93,8 +92,7 @@ def weighting_overrides(spec: str, seed: int) -> list[str]:
     """What makes a comparison's run the run of weighting ``spec``: its name, weighting, the
     weighting's hyper-parameters — every one, those the spec leaves out at what the name alone means
     — and its label (a population member gets the same)."""
-    weighting, params = parse_weighting(spec)
-    params = weighting_defaults(weighting) | params  # "bsa" is (1, 5) whatever the config's default
+    weighting, params = spec_weighting(spec)  # "bsa" is (1, 5) whatever the config's default
     return [
         f"distill.run_name={member_run_name(spec, seed)}",
         f"distill.weighting={weighting}",

@@ -94,8 +94,8 @@ def describe(cfg: BsaConfig) -> str:
         f"weighting   {d.weighting}"
         + (f" (floor={d.bsa_floor}, gamma={d.bsa_gamma})" if d.weighting == "bsa" else "")
         + (
-            f"; the guided stage {d.stage_weighting_label('guided')} (distill.guided_weighting)"
-            if d.guided_stage and d.guided_weighting
+            f"; the guided stage {d.guided_weighting_label} (distill.guided_weighting)"
+            if d.guided_weighting_label
             else ""
         )
         if not d.population

@@ -62,12 +62,12 @@ def run_name(cfg) -> str:
     from bsa.config import weighting_spec
 
     d = cfg.distill
-    guided = d.guided_stage and d.guided_weighting
+    guided = d.guided_weighting_label
     return d.run_name or "-".join(
         [
             cfg.preset,
             run_slug(weighting_spec(d.weighting, d.weighting_kwargs)),
-            *(["guided", run_slug(weighting_spec(*d.stage_weighting("guided")))] if guided else []),
+            *(["guided", run_slug(guided)] if guided else []),
             f"seed{cfg.trainer.seed}",
         ]
     )

@@ -220,11 +220,7 @@ def format_summary(cfg, run_dir: str | Path, stages: list, rows: list[dict], sec
         f"# bsa distillation — {Path(run_dir).name}",
         "",
         f"{d.plan.describe()}, weighting {d.weighting_label}"
-        + (
-            f" (the guided stage {d.stage_weighting_label('guided')})"
-            if d.guided_stage and d.guided_weighting
-            else ""
-        )
+        + (f" (the guided stage {d.guided_weighting_label})" if d.guided_weighting_label else "")
         + f", {seconds / 60:.1f} min"
         f" (this invocation), {d.eval_clips} test captions, seeds from {cfg.eval.seed}.",
         "",

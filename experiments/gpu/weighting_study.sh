@@ -12,14 +12,14 @@
 # The grid with more steps at low noise (the issue's part 4): EXTRA=distill.grid_power=2 (the
 # comparison's folder gets -grid2); the low-noise cap's 9 points on it, both blocks of a seed on a
 # 2-GPU machine, 23.6 min on 2 × H200 (seed 4, 2026-11-29): DETACH=1
-# OVERLAY=experiments/weighting-lownoise.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=2. POPULATION=<n>: any block's weightings as populations of up to n
-# students; on one GPU, POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one
-# guided stage, one bsa: the 25-step block ~20 min on an H200, estimated from seed 2's stage times and
-# the 17-student step — README; not measured). With
-# POPULATION or OVERLAY only the stages of SCORE_STEPS are scored (distill.score_steps,
-# default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in one comparison;
-# SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls
-# eager (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
+# OVERLAY=experiments/weighting-lownoise.yaml SEEDS=<n> STEPS=4 SCORE_STEPS=[25,4] PARALLEL=2.
+# POPULATION=<n>: any block's weightings as populations of up to n students; on one GPU,
+# POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one guided stage, one bsa:
+# the 25-step block ~20 min on an H200, estimated from seed 2's stage times and the 17-student step —
+# README; not measured). With POPULATION or OVERLAY only the stages of SCORE_STEPS are scored
+# (distill.score_steps, default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in
+# one comparison; SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls eager
+# (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
 # The guided stage of each seed comes home as resume-guided-seed<N>.tgz (~13 MB, pack_resume.py):
 # the block's other weightings can start from that same guided student in a later session (after
