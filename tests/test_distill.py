@@ -737,6 +737,67 @@ def test_error_profile_gradient_norms_are_those_of_the_weighted_loss_per_step():
     assert not any("grad_norm" in r for r in m.error_profile(latents, text, seed=0))
 
 
+def profile_row_by_hand(m, latents, text, t, two_steps, seed=0, k=16):
+    """One step's row of ``error_profile`` as its definition reads, on that step's items alone."""
+    device = latents.device
+    g = torch.Generator(device=device).manual_seed(seed)
+    eps = torch.randn(latents.shape, generator=g, device=device)
+    b = latents.shape[0]
+    scale = torch.full((b,), m.hparams.guidance_scale, device=device)
+    tb = torch.full((b,), int(t), device=device)
+    alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in m.schedule.alpha_sigma(tb))
+    z_t = alpha * latents + sigma * eps
+    two = None if two_steps is None else tuple(torch.full((b,), int(v), device=device) for v in two_steps)
+    target = m.teacher_target(m._with_guidance("teacher", text, scale), z_t, tb, two)
+    student = m.ema.module if m.ema is not None else m.student
+    with torch.no_grad():
+        x_mse = float((m._guided_call(student, text, scale)(z_t, tb) - target).pow(2).mean())
+    weight = float(m.weight_fn(m.schedule.snr(torch.tensor([int(t)], device=device)).float()))
+    params = [q for q in m.student.parameters() if q.requires_grad]
+    loss = (
+        weight * (m._guided_call(m.student, text[:k], scale[:k])(z_t[:k], tb[:k]) - target[:k]).pow(2).mean()
+    )
+    grad_norm = float(torch.sqrt(sum(q.pow(2).sum() for q in torch.autograd.grad(loss, params))))
+    return x_mse, grad_norm
+
+
+@pytest.mark.parametrize(
+    "mode, guided, device",
+    [
+        ("progressive", False, "cpu"),
+        ("guided", True, "cpu"),
+        ("progressive", True, "cpu"),
+        pytest.param(
+            "progressive",
+            True,
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")],
+        ),
+    ],
+)
+def test_the_error_profile_batches_its_steps_and_gives_each_step_its_own_row(mode, guided, device):
+    """The steps' items share denoiser calls and one backward pass (a population of the student's
+    copies): each row must still be its step's error and gradient alone, in any chunking."""
+    m = module(mode, student_steps=4, guided_student=guided).eval().to(device)
+    latents, text = (v.to(device) for v in batch(0, n=6).values())
+    rows = m.error_profile(latents, text, seed=0, points=5, grad_clips=3)
+    steps = (
+        [(t, (mid, s)) for t, mid, s in zip(m.step_t, m.step_mid, m.step_s, strict=True)]
+        if mode == "progressive"
+        else [(t, None) for t in step_grid(5, m.schedule.num_train_timesteps).to(device)]
+    )
+    assert len(rows) == len(steps) and len({r["x_mse"] for r in rows}) == len(rows)
+    for row, (t, two) in zip(rows, steps, strict=True):
+        x_mse, grad_norm = profile_row_by_hand(m, latents, text, t, two, k=3)
+        assert row["t"] == int(t)
+        assert row["x_mse"] == pytest.approx(x_mse, rel=1e-5)
+        assert row["grad_norm"] == pytest.approx(grad_norm, rel=1e-4)
+    # one step per call and one step's gradients at a time: the same rows
+    apart = m.error_profile(latents, text, seed=0, points=5, grad_clips=3, batch_items=6, gradient_elements=1)
+    for a, b in zip(rows, apart, strict=True):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
 def test_progress_updates_every_step_on_a_terminal_and_about_twenty_times_a_stage_in_a_log():
     from bsa.callbacks.progress import refresh_rate_for
 

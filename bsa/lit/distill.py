@@ -143,10 +143,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         call = self._calls.get(name, model)
         if name in self._graphed and self.training and self._single_process():
             call = self._graphed[name]  # training only: evaluation runs other shapes
-        if model.takes_guidance:
-            return lambda z, t: call(z, t, text, scale)
-        null = self.null_text_emb.to(text.dtype)
-        return classifier_free_guidance(lambda z, t, c: call(z, t, c), text, null, scale)
+        return self._guided_call(model, text, scale, call)
 
     def _single_process(self) -> bool:
         return self._trainer is None or self.trainer.world_size == 1
@@ -255,6 +252,8 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         seed: int = 0,
         points: int = 25,
         grad_clips: int = 16,
+        batch_items: int = 1024,
+        gradient_elements: int = 1 << 28,
     ) -> list[dict]:
         """The distillation error per noise level of the current student (its EMA when kept):
         for each student step (progressive) or each of ``points`` timesteps of the step grid
@@ -262,54 +261,65 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         its ε-space MSE (= SNR · x-MSE), the loss weight, the share of the weighted loss, and
         the norm of the weighted loss's gradient with respect to the trained student's parameters
         (``grad_norm``, the live student even when an EMA is kept: it is what the optimizer
-        moves) with its share of the steps' total, on the first ``grad_clips`` items (a backward
-        pass per step) (issue "A weighting study…", part 1). The guidance scale is the evaluation
-        scale."""
+        moves) with its share of the steps' total, on the first ``grad_clips`` items (issue "A
+        weighting study…", part 1). The guidance scale is the evaluation scale.
+
+        The steps are batched: each call of a denoiser takes as many steps' items as fit
+        ``batch_items`` (a step's rows are its own: its x-MSE is the mean over its items), and
+        the steps' gradients are one ``vmap`` of ``torch.func.grad`` over them
+        (:meth:`_weighted_grad_norms`) — at a 100-step stage a few calls instead of 500
+        launch-bound ones, which cost a population of 17 about 2.5 minutes a stage);
+        ``gradient_elements`` bounds the steps' gradients held at once."""
         student = self.ema.module if self.ema is not None else self.student
-        params = [q for q in self.student.parameters() if q.requires_grad]
         g = torch.Generator(device=self.device).manual_seed(seed)
         b = latents.shape[0]
         eps = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
         scale = torch.full((b,), self.hparams.guidance_scale, device=self.device)
-        teacher_fn = self._with_guidance("teacher", text, scale)
-        if student.takes_guidance:
-            student_fn = lambda z, t: student(z, t, text, scale)  # noqa: E731
-        else:
-            null = self.null_text_emb.to(text.dtype)
-            student_fn = classifier_free_guidance(lambda z, t, c: student(z, t, c), text, null, scale)
         if self.hparams.mode == "progressive":
-            steps = [
-                (self.step_t[i], (self.step_mid[i], self.step_s[i]))
-                for i in range(self.hparams.student_steps)
-            ]
+            n = self.hparams.student_steps
+            ts, two_steps = self.step_t[:n], (self.step_mid[:n], self.step_s[:n])
         else:
-            steps = [(t, None) for t in step_grid(points, self.schedule.num_train_timesteps).to(self.device)]
-        rows = []
-        for i, (t, two_steps) in enumerate(steps):
-            tb = t.expand(b)
+            ts, two_steps = step_grid(points, self.schedule.num_train_timesteps).to(self.device), None
+        k = min(grad_clips, b) if any(q.requires_grad for q in self.student.parameters()) else 0
+        x_mse, z_k, target_k = [], [], []
+        per_call = max(1, batch_items // b)
+        for lo in range(0, len(ts), per_call):
+            c = len(ts[lo : lo + per_call])
+            tb = ts[lo : lo + c].repeat_interleave(b)  # step j's items are rows j·b … (j+1)·b − 1
+            text_c, scale_c = text.repeat(c, *(1,) * (text.dim() - 1)), scale.repeat(c)
             alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in self.schedule.alpha_sigma(tb))
-            z_t = alpha * latents + sigma * eps
-            target = self.teacher_target(
-                teacher_fn, z_t, tb, None if two_steps is None else tuple(v.expand(b) for v in two_steps)
+            z_t = alpha * latents.repeat(c, 1, 1, 1) + sigma * eps.repeat(c, 1, 1, 1)
+            two = None if two_steps is None else tuple(v[lo : lo + c].repeat_interleave(b) for v in two_steps)
+            target = self.teacher_target(self._with_guidance("teacher", text_c, scale_c), z_t, tb, two)
+            with torch.no_grad():
+                x = self._guided_call(student, text_c, scale_c)(z_t, tb)
+            x_mse.append((x.float() - target.float()).pow(2).view(c, b, -1).mean((1, 2)))
+            z_k.append(z_t.view(c, b, *z_t.shape[1:])[:, :k])
+            target_k.append(target.view(c, b, *target.shape[1:])[:, :k])
+        x_mse = torch.cat(x_mse).tolist()
+        snr = self.schedule.snr(ts).float()
+        weights = self.weight_fn(snr).float()
+        grad_norms = (
+            self._weighted_grad_norms(
+                text[:k], scale[:k], torch.cat(z_k), ts, torch.cat(target_k), weights, gradient_elements
             )
-            x_mse = float((student_fn(z_t, tb).float() - target.float()).pow(2).mean())
-            snr = self.schedule.snr(t.view(1)).float()
-            weight = float(self.weight_fn(snr))
-            k = grad_clips if params else 0  # a frozen student has no gradient to measure
-            if k:
-                grad_norm = self._weighted_grad_norm(
-                    params, text[:k], scale[:k], z_t[:k], tb[:k], target[:k], weight
-                )
+            if k
+            else None
+        )
+        rows = []
+        for i, (t, s, w, e) in enumerate(
+            zip(ts.tolist(), snr.tolist(), weights.tolist(), x_mse, strict=True)
+        ):
             rows.append(
                 {
                     "step": i,
                     "t": int(t),
-                    "snr": float(snr),
-                    "weight": weight,
-                    "x_mse": x_mse,
-                    "eps_mse": float(snr) * x_mse,
-                    "weighted": weight * x_mse,
-                    **({"grad_norm": grad_norm} if k else {}),
+                    "snr": s,
+                    "weight": w,
+                    "x_mse": e,
+                    "eps_mse": s * e,
+                    "weighted": w * e,
+                    **({"grad_norm": grad_norms[i]} if k else {}),
                 }
             )
         total = sum(r["weighted"] for r in rows) or 1.0
@@ -320,14 +330,51 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
                 r["grad_share"] = r["grad_norm"] / total_grad
         return rows
 
-    def _weighted_grad_norm(self, params, text, scale, z_t, t, target, weight: float) -> float:
-        """‖∇_θ w · mean((x̂_θ(z_t) − target)²)‖₂ for the trained student θ (no optimizer step;
-        the gradients are returned, not accumulated into ``.grad``)."""
-        fn = self._with_guidance("student", text, scale)
-        with torch.enable_grad():
-            loss = weight * (fn(z_t, t).float() - target.float()).pow(2).mean()
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-        return float(torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None)))
+    def _guided_call(self, denoiser, text: torch.Tensor, scale: torch.Tensor, call=None):
+        """x̂(z, t) of ``denoiser`` at guidance ``scale`` [B] through ``call`` (default: the module):
+        one call if w-conditioned, CFG otherwise."""
+        call = call or denoiser
+        if denoiser.takes_guidance:
+            return lambda z, t: call(z, t, text, scale)
+        null = self.null_text_emb.to(text.dtype)
+        return classifier_free_guidance(lambda z, t, c: call(z, t, c), text, null, scale)
+
+    def _weighted_grad_norms(self, text, scale, z_t, t, target, weights, max_elements: int = 1 << 28) -> list:
+        """Per step i: ‖∇_θ w_i · mean((x̂_θ(z_t[i]) − target[i])²)‖₂ for the trained student θ
+        (z_t, target [S, k, …], t and weights [S]; no optimizer step, nothing accumulated into
+        ``.grad``). The steps are a population of copies of θ (``bsa.models.population``: one
+        ``vmap``ped call of a batchable copy of the student, each copy on its step's items), so
+        one backward pass gives every step's gradient in its row; ``max_elements`` bounds the
+        gradients held at once (chunks of steps)."""
+        from torch.func import functional_call, vmap
+
+        from bsa.models.population import batchable
+
+        student = self.student
+        trained = {n: q.detach() for n, q in student.named_parameters() if q.requires_grad}
+        frozen = {n: q.detach() for n, q in student.named_parameters() if not q.requires_grad}
+        frozen.update(dict(student.named_buffers()))
+        skeleton = batchable(student).to("meta")  # the state comes from the student
+
+        def loss(params, z, step_t, step_target, w):  # one step's, under vmap
+            state = {**frozen, **params}
+            call = lambda *args: functional_call(skeleton, state, args)  # noqa: E731
+            x = self._guided_call(student, text, scale, call)(z, step_t.expand(z.shape[0]))
+            return w * (x.float() - step_target.float()).pow(2).mean()
+
+        size = sum(q.numel() for q in trained.values())
+        chunk = max(1, max_elements // max(size, 1))
+        norms = []
+        for lo in range(0, len(t), chunk):
+            c = len(t[lo : lo + chunk])
+            copies = {n: q.expand(c, *q.shape).requires_grad_() for n, q in trained.items()}
+            with torch.enable_grad():
+                losses = vmap(loss)(
+                    copies, z_t[lo : lo + c], t[lo : lo + c], target[lo : lo + c], weights[lo : lo + c]
+                )
+                grads = torch.autograd.grad(losses.sum(), list(copies.values()), allow_unused=True)
+            norms.append(torch.sqrt(sum(g.float().pow(2).flatten(1).sum(1) for g in grads if g is not None)))
+        return torch.cat(norms).tolist()
 
     def training_step(self, batch: dict, batch_idx: int):
         loss, logs = self.distillation_loss(batch["latents"], batch["text_emb"])

@@ -114,16 +114,17 @@ class BatchableGroupNorm(nn.GroupNorm):
 
 def batchable(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` whose GroupNorms are :class:`BatchableGroupNorm` (same names) and
-    whose attention (a diffusers model's) is computed by matmuls (``AttnProcessor``): torch has no
+    whose attention (a diffusers model's, or one's inside it) is computed by matmuls (``AttnProcessor``): torch has no
     ``vmap`` rule for the fused attention kernels and would loop over the members there."""
     module = copy.deepcopy(module)
     for m in module.modules():
         if type(m) is nn.GroupNorm:
             m.__class__ = BatchableGroupNorm
-    if hasattr(module, "set_attn_processor"):
-        from diffusers.models.attention_processor import AttnProcessor
+    for m in module.modules():  # the UNet, or the UNet inside a denoiser
+        if hasattr(m, "set_attn_processor"):
+            from diffusers.models.attention_processor import AttnProcessor
 
-        module.set_attn_processor(AttnProcessor())
+            m.set_attn_processor(AttnProcessor())
     return module
 
 
