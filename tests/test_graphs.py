@@ -156,3 +156,105 @@ def test_a_population_trains_from_graphs_as_it_does_eagerly():
         a, b = eager.member(k).student.unet.state_dict(), graphed.member(k).student.unet.state_dict()
         for name in a:
             torch.testing.assert_close(b[name], a[name], atol=5e-4, rtol=0, msg=f"{k} {name}")
+
+
+def _fake_captures(monkeypatch):
+    """Graphs 'captured' on the CPU: the capture returns the eager call, held only by the
+    GraphedCall; weak references tell when it is gone."""
+    import weakref
+
+    import bsa.models.graphs as graphs
+
+    refs = []
+
+    class Captured:
+        def __init__(self, module):
+            self.module = module
+
+        def __call__(self, *args):
+            return self.module(*args)
+
+    def capture(self, args, grad):
+        captured = Captured(self.module)
+        refs.append(weakref.ref(captured))
+        self.captures += 1
+        return captured
+
+    monkeypatch.setattr(graphs, "graphs_available", lambda *tensors: True)
+    monkeypatch.setattr(graphs.GraphedCall, "_capture", capture)
+    return refs
+
+
+def test_release_drops_the_captured_graphs_and_a_later_call_captures_again(monkeypatch):
+    import gc
+
+    refs = _fake_captures(monkeypatch)
+    d = tiny_denoiser().eval()
+    call = GraphedCall(d)
+    with torch.no_grad():
+        first = call(*_inputs())
+        assert call.captures == 1 and call.release() == 1
+        gc.collect()
+        assert refs[0]() is None  # nothing else held the graph: its memory pool goes with it
+        assert torch.equal(call(*_inputs()), first) and call.captures == 2
+    assert call.release() == 1 and call.release() == 0
+
+
+def test_a_stage_module_releases_its_graphs_when_its_training_ends(monkeypatch):
+    """Lightning's teardown after fit, and a population's stage end before its members' exports
+    (MemberStageEnd), leave no graph of the stage's training calls alive."""
+    import gc
+
+    from bsa.callbacks.population import MemberStageEnd
+
+    refs = _fake_captures(monkeypatch)
+    m = module(cuda_graphs=True).train()
+    m.distillation_loss(**dict(zip(("latents", "text"), batch(0).values(), strict=True)))
+    assert len(refs) == 2 and all(r() is not None for r in refs)  # the teacher's call and the student's
+    m.teardown("fit")
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+    order = []
+
+    class Trainer:
+        global_step = 4
+
+    class Module:
+        def release_graphs(self):
+            order.append("release")
+
+        def member(self, k):
+            order.append(f"member {k}")
+
+    class Promotion:
+        promoted = None
+
+        def on_train_end(self, trainer, module):
+            pass
+
+    members = [{"name": "a", "callbacks": [Promotion()], "loggers": [], "done": False, "scored": False}]
+    MemberStageEnd(4, members).on_train_end(Trainer(), Module())
+    assert order == ["release", "member 0"]
+
+
+@needs_gpu
+def test_released_graphs_give_their_memory_back():
+    """A stage's captured training calls hold their memory pools until released (a population of
+    17 ran out of an H100's 80 GB at its third stage, the first two stages' graphs still held)."""
+    from test_population import _stage_modules, _train
+
+    population, _ = _stage_modules(teachers_of_their_own=True, cuda_graphs=True)
+    population = population.cuda()
+    g = torch.Generator().manual_seed(1)
+    latents, text = torch.randn(64, 4, 8, 4, generator=g).cuda(), torch.randn(64, 6, generator=g).cuda()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    _train(population, 2, latents, text, clip=0.05)
+    for p in population.parameters():
+        p.grad = None  # the graphs' pools alone
+    torch.cuda.synchronize()
+    held = torch.cuda.memory_allocated() - before
+    population.release_graphs()
+    released = torch.cuda.memory_allocated() - before
+    assert held > 0 and released < held / 4, (held, released)

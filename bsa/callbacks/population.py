@@ -51,6 +51,7 @@ class MemberStageEnd(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
         if trainer.global_step < self.total_steps or self.ran:
             return
+        pl_module.release_graphs()  # the training is over: its graphs' memory to the members' scoring
         for k, member in enumerate(self.members):
             if member["done"]:
                 continue

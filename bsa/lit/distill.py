@@ -13,6 +13,7 @@ uninterrupted one would have, and the W ranks of a DDP run draw W different batc
 from __future__ import annotations
 
 import copy
+import gc
 from contextlib import nullcontext
 
 import lightning.pytorch as pl
@@ -115,6 +116,21 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
                 )
             for name, value in zip(("step_t", "step_mid", "step_s"), triples, strict=True):
                 self.register_buffer(name, value, persistent=False)
+
+    def release_graphs(self) -> None:
+        """Drops the CUDA graphs of the training calls and returns their memory. A process trains
+        the plan's stages one after another, a module each: a population of 17 on an 80 GB H100
+        ran out of memory entering its third stage with 49.7 GiB in graph pools, where the same
+        stage resumed in a fresh process trained in 43 GB (2026-12-07). Called when the stage's
+        training is over (its teardown; a population's stage end, before its members' exports and
+        scores)."""
+        if sum(call.release() for call in self._graphed.values()):
+            gc.collect()  # whatever cycles still hold a graph
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def teardown(self, stage: str) -> None:
+        self.release_graphs()
 
     # -- the frozen teacher stays frozen and in eval mode, whatever Lightning does with .train()
     def train(self, mode: bool = True):

@@ -80,6 +80,14 @@ class GraphedCall:
             call = self._graphs[key] = self._capture(args, grad)
         return call(*args).clone()
 
+    def release(self) -> int:
+        """Drops the captured graphs, so that their memory pools go back to the allocator (a
+        graph's pool lives as long as the graph); a later call captures again. Returns how many
+        were dropped."""
+        dropped = len(self._graphs)
+        self._graphs.clear()
+        return dropped
+
     def _capture(self, args: tuple[torch.Tensor, ...], grad: bool):
         holder = _Forward(self.module)
         samples = tuple(a.detach().clone() for a in args)
