@@ -790,12 +790,30 @@ def test_the_error_profile_batches_its_steps_and_gives_each_step_its_own_row(mod
     for row, (t, two) in zip(rows, steps, strict=True):
         x_mse, grad_norm = profile_row_by_hand(m, latents, text, t, two, k=3)
         assert row["t"] == int(t)
-        assert row["x_mse"] == pytest.approx(x_mse, rel=1e-5)
-        assert row["grad_norm"] == pytest.approx(grad_norm, rel=1e-4)
+        # on the GPU cuDNN's convolutions run in TF32 (torch's default), by algorithms per shape
+        tol = 1e-4 if device == "cpu" else 5e-3
+        assert row["x_mse"] == pytest.approx(x_mse, rel=tol / 10 if device == "cpu" else tol)
+        assert row["grad_norm"] == pytest.approx(grad_norm, rel=tol)
     # one step per call and one step's gradients at a time: the same rows
     apart = m.error_profile(latents, text, seed=0, points=5, grad_clips=3, batch_items=6, gradient_elements=1)
     for a, b in zip(rows, apart, strict=True):
-        assert a == pytest.approx(b, rel=1e-4)
+        assert a == pytest.approx(b, rel=tol)
+
+
+def test_the_error_profile_chooses_convolutions_by_heuristics_and_restores_the_setting():
+    """cudnn.benchmark would time every new shape of the profile's few calls (a first member's stage
+    end 27.4 s against 1.6 s on an H100); the setting is the preset's again afterwards."""
+    m = module("progressive", student_steps=4).eval()
+    seen = []
+    forward = m.teacher.forward
+    m.teacher.forward = lambda *a, **k: seen.append(torch.backends.cudnn.benchmark) or forward(*a, **k)
+    was = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True
+        m.error_profile(*batch(0).values(), seed=0, grad_clips=0)
+        assert seen and not any(seen) and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = was
 
 
 def test_progress_updates_every_step_on_a_terminal_and_about_twenty_times_a_stage_in_a_log():

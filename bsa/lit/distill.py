@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import gc
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import lightning.pytorch as pl
 import torch
@@ -41,6 +41,21 @@ def draw_seed(seed: int, global_step: int, rank: int) -> int:
     multiplier), which moves the low 32 bits — the only ones torch's CPU generator keeps — far
     from any step count, so no two (step, rank) pairs of a run share their draws."""
     return seed * 1_000_003 + global_step + (rank * 0x9E3779B1) % (1 << 32)
+
+
+@contextmanager
+def cudnn_heuristics():
+    """cuDNN's heuristic choice of convolution algorithms, not its timing of each (``cudnn.benchmark``,
+    on in the embedded-gpu preset): for the few calls of a new shape a stage's error profile makes,
+    the timing costs more than it saves (on an H100, 2026-12-07: a population's first member's stage
+    end took 27.4 s with the timing on, each of the next 16 about 1.6 s, and a profile of the same
+    size 1.6 s on the first call of a fresh process without it: experiments/gpu/profile_speed.py)."""
+    was = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = was
 
 
 class DistillationModule(NonFiniteGuard, pl.LightningModule):
@@ -286,6 +301,14 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         (:meth:`_weighted_grad_norms`) — at a 100-step stage a few calls instead of 500
         launch-bound ones, which cost a population of 17 about 2.5 minutes a stage);
         ``gradient_elements`` bounds the steps' gradients held at once."""
+        with cudnn_heuristics():
+            return self._error_profile(
+                latents, text, seed, points, grad_clips, batch_items, gradient_elements
+            )
+
+    def _error_profile(
+        self, latents, text, seed, points, grad_clips, batch_items, gradient_elements
+    ) -> list[dict]:
         student = self.ema.module if self.ema is not None else self.student
         g = torch.Generator(device=self.device).manual_seed(seed)
         b = latents.shape[0]
