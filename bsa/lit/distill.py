@@ -297,10 +297,10 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
 
         The steps are batched: each call of a denoiser takes as many steps' items as fit
         ``batch_items`` (a step's rows are its own: its x-MSE is the mean over its items), and
-        the steps' gradients are one ``vmap`` of ``torch.func.grad`` over them
-        (:meth:`_weighted_grad_norms`) — at a 100-step stage a few calls instead of 500
-        launch-bound ones, which cost a population of 17 about 2.5 minutes a stage);
-        ``gradient_elements`` bounds the steps' gradients held at once."""
+        one backward pass gives every step's gradient (:meth:`_weighted_grad_norms`) — at a
+        100-step stage a few calls instead of 500 launch-bound ones, which cost a population of
+        17 about 2.5 minutes a stage; ``gradient_elements`` bounds the steps' gradients held at
+        once."""
         with cudnn_heuristics():
             return self._error_profile(
                 latents, text, seed, points, grad_clips, batch_items, gradient_elements

@@ -114,8 +114,9 @@ class BatchableGroupNorm(nn.GroupNorm):
 
 def batchable(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` whose GroupNorms are :class:`BatchableGroupNorm` (same names) and
-    whose attention (a diffusers model's, or one's inside it) is computed by matmuls (``AttnProcessor``): torch has no
-    ``vmap`` rule for the fused attention kernels and would loop over the members there."""
+    whose attention (a diffusers model's, or one's inside it) is computed by matmuls
+    (``AttnProcessor``): torch has no ``vmap`` rule for the fused attention kernels and would loop
+    over the members there."""
     module = copy.deepcopy(module)
     for m in module.modules():
         if type(m) is nn.GroupNorm:
