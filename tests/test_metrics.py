@@ -183,3 +183,34 @@ def test_frechet_distance_says_nothing_on_the_console(recwarn):
         warnings.simplefilter("error")
         d = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
     assert d > 3.0 and not recwarn.list
+
+
+def test_the_teachers_half_samples_are_prepared_once_and_measure_as_the_pairwise_replicates(monkeypatch):
+    """A stage's students and the teacher's floor are measured against one teacher reference: its
+    side of the half-sample replicates is decomposed once (per teacher outputs), and the replicates
+    are those of the pairwise computation."""
+    from types import SimpleNamespace
+
+    import bsa.callbacks.evaluation as evaluation
+    from bsa.callbacks.evaluation import StageScorer
+
+    g = torch.Generator().manual_seed(0)
+    teacher, other, student = (torch.randn(40, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    built = []
+    real = evaluation.HalfSampleReplicates
+    monkeypatch.setattr(evaluation, "HalfSampleReplicates", lambda *a, **k: built.append(1) or real(*a, **k))
+    scorer = SimpleNamespace(
+        teacher_clips={"embedding": teacher, "embedding_other": other},
+        _half_samples=None,
+        device="cpu",
+        set=SimpleNamespace(seeds=[3]),
+    )
+    reference, floor = StageScorer.teacher_half_samples(scorer)
+    want = paired_frechet_half_samples({"s": (student, teacher), "floor": (other, teacher)}, seed=3)
+    torch.testing.assert_close(reference.distances(student), want["s"])
+    torch.testing.assert_close(floor, want["floor"])
+    assert StageScorer.teacher_half_samples(scorer)[0] is reference and len(built) == 1
+    scorer.teacher_clips = {"embedding": other, "embedding_other": teacher}  # new teacher outputs
+    assert StageScorer.teacher_half_samples(scorer)[0] is not reference and len(built) == 2
+    with pytest.raises(ValueError, match="must be paired"):
+        reference.distances(student[:20])

@@ -143,7 +143,9 @@ def test_stage_scorer_fad_intervals_need_as_many_clips_as_dimensions():
         fad_floor=0.2,
         set=SimpleNamespace(seeds=[1234]),
         device="cpu",
+        _half_samples=None,
     )
+    scorer.teacher_half_samples = lambda: StageScorer.teacher_half_samples(scorer)
     metrics = {"fad_teacher": 0.8, "fad_teacher_floor": 0.2, "fad_teacher_ratio": 4.0}
     got = StageScorer.fad_intervals(scorer, student, metrics)
     for name, point in metrics.items():  # centred on the full-set estimate, ±1.96 SE

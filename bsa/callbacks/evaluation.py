@@ -28,9 +28,9 @@ from bsa.durable import append_jsonl, exclusive, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
 from bsa.metrics.frechet import (
     GaussianStats,
+    HalfSampleReplicates,
     frechet_from_stats,
     normal_interval,
-    paired_frechet_half_samples,
 )
 from bsa.metrics.paired import paired_per_clip, per_clip_scores, summarise_paired
 from bsa.metrics.scores import clip_levels, silence_floor
@@ -301,6 +301,7 @@ class StageScorer:
         self.teacher_metrics: dict[str, float] | None = None  # the teacher's own scores, once computed
         self.batch_size = 64  # clips per sampling batch (``eval.batch_size``)
         self.cuda_graphs = False  # sampling calls replayed as CUDA graphs (``eval.cuda_graphs``)
+        self._half_samples = None  # (teacher embedding, its half-sample replicates, the floor's)
         # the students' base grid spacing (``distill.grid_power``); the teacher samples on its own
         self.grid_power = 1.0
 
@@ -424,21 +425,15 @@ class StageScorer:
 
     def fad_intervals(self, embedding: torch.Tensor, metrics: dict) -> dict[str, float]:
         """Standard errors and 95 % intervals of ``fad_teacher``, its floor and their ratio, from
-        half-sample replicates over the clips (:func:`bsa.metrics.frechet.paired_frechet_half_samples`),
+        half-sample replicates over the clips (:meth:`teacher_half_samples`),
         when the set has at least as many clips as the embedding has dimensions (fewer give a
         rank-deficient covariance: no FAD interval worth the name)."""
         t = self.teacher_clips or {}
         n, dim = embedding.shape
         if "embedding_other" not in t or n < dim or not self.fad_floor:
             return {}
-        device = self.device if self.device == "cuda" else "cpu"
-        reps = paired_frechet_half_samples(
-            {
-                "fad_teacher": (embedding.to(device), t["embedding"].to(device)),
-                "fad_teacher_floor": (t["embedding_other"].to(device), t["embedding"].to(device)),
-            },
-            seed=self.set.seeds[0],
-        )
+        reference, floor = self.teacher_half_samples()
+        reps = {"fad_teacher": reference.distances(embedding), "fad_teacher_floor": floor}
         reps["fad_teacher_ratio"] = reps["fad_teacher"] / reps["fad_teacher_floor"]
         out = {}
         for name, r in reps.items():
@@ -446,6 +441,19 @@ class StageScorer:
             out[f"{name}_se"] = se
             out[f"{name}_lo"], out[f"{name}_hi"] = normal_interval(metrics[name], se)
         return out
+
+    def teacher_half_samples(self) -> tuple[HalfSampleReplicates, torch.Tensor]:
+        """The teacher's half-sample replicates (:class:`bsa.metrics.frechet.HalfSampleReplicates`)
+        and the floor's (the teacher's second draw against it), prepared once for every stage and
+        member scored against the same teacher outputs: a member's FAD interval then decomposes
+        only its own covariances (the teacher's side and the floor were decomposed anew for each,
+        four times the work)."""
+        t = self.teacher_clips
+        if self._half_samples is None or self._half_samples[0] is not t["embedding"]:
+            device = self.device if self.device == "cuda" else "cpu"
+            reference = HalfSampleReplicates(t["embedding"].to(device), seed=self.set.seeds[0])
+            self._half_samples = (t["embedding"], reference, reference.distances(t["embedding_other"]))
+        return self._half_samples[1], self._half_samples[2]
 
     def teacher_per_clip(self) -> dict[str, list]:
         """The teacher's own per-clip scores (CLAP, attribute correctness), from its kept outputs."""

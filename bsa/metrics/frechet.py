@@ -102,12 +102,17 @@ def frechet_from_stats(a: GaussianStats, b: GaussianStats) -> float:
     return frechet_distance(*a.mean_cov(), *b.mean_cov())
 
 
-def _trace_sqrt_product(s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-    """Tr((Σ₁Σ₂)^{1/2}) for batches of PSD matrices [R, D, D]: the eigenvalues of Σ₁Σ₂ are those
-    of the symmetric Σ₁^{1/2} Σ₂ Σ₁^{1/2}, so two ``eigh`` replace the general ``sqrtm``."""
-    w, v = torch.linalg.eigh(s1)
-    half = (v * w.clamp_min(0).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
-    return torch.linalg.eigvalsh(half @ s2 @ half).clamp_min(0).sqrt().sum(-1)
+def _psd_sqrt(s: torch.Tensor) -> torch.Tensor:
+    """Σ^{1/2} for a batch of PSD matrices [R, D, D] (``eigh``; negative rounding clamped to 0)."""
+    w, v = torch.linalg.eigh(s)
+    return (v * w.clamp_min(0).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
+
+
+def _trace_sqrt_product(root: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Tr((Σ₁Σ₂)^{1/2}) for batches of PSD matrices [R, D, D], given ``root`` = Σ₂^{1/2}: the
+    eigenvalues of Σ₁Σ₂ are those of the symmetric Σ₂^{1/2} Σ₁ Σ₂^{1/2}, so one ``eigvalsh``
+    replaces the general ``sqrtm`` (and the root of a shared reference is taken once)."""
+    return torch.linalg.eigvalsh(root @ s @ root).clamp_min(0).sqrt().sum(-1)
 
 
 def _resampled_mean_cov(x: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,37 +124,64 @@ def _resampled_mean_cov(x: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Te
     return mu, cov
 
 
+class HalfSampleReplicates:
+    """Replicates of Fréchet distances to one ``reference`` set [N, D] on random half-samples of
+    its clips: each replicate keeps one random half of the clips, without replacement, and a set
+    ``x`` whose row i belongs to clip i (same caption, same noise) is measured on the same half
+    (:meth:`distances`). For a mean, the spread of half-sample means equals the standard error at
+    N exactly (McCarthy 1969, "half-sample replication"); the with-replacement bootstrap is no use
+    for FAD, whose bias grows as duplicates shrink the effective sample (its replicates need not
+    even cover the estimate). The reference's side — each half's mean, trace and covariance root —
+    is computed once and serves every set measured against it (the evaluation scores a stage's
+    students, and the teacher against itself, on one teacher reference), float64 on the
+    reference's device; ``chunk`` replicates are decomposed at a time."""
+
+    def __init__(self, reference: torch.Tensor, num_replicates: int = 200, seed: int = 0, chunk: int = 25):
+        n = reference.shape[0]
+        if n < 4:
+            raise ValueError(f"need at least 4 clips for half-sample replicates, got {n}")
+        g = torch.Generator().manual_seed(seed)
+        keep = torch.stack([torch.randperm(n, generator=g)[: n // 2] for _ in range(num_replicates)])
+        self.n, self.device = n, reference.device
+        reference = reference.to(torch.float64)
+        self._chunks = []
+        for start in range(0, num_replicates, chunk):
+            rows = keep[start : start + chunk]
+            counts = torch.zeros(rows.shape[0], n, dtype=torch.float64).scatter_(1, rows, 1.0).to(self.device)
+            mu, cov = _resampled_mean_cov(reference, counts)
+            self._chunks.append((counts, mu, cov.diagonal(0, -2, -1).sum(-1), _psd_sqrt(cov)))
+
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """[R] Fréchet distances between ``x`` [N, D] and the reference, replicate by replicate on
+        the same half of the clips (on the CPU)."""
+        if x.shape[0] != self.n:
+            raise ValueError(f"{x.shape[0]} clips against a reference of {self.n}: the sets must be paired")
+        x = x.to(self.device, torch.float64)
+        out = []
+        for counts, mu_ref, trace_ref, root in self._chunks:
+            mu, cov = _resampled_mean_cov(x, counts)
+            d = (mu - mu_ref).pow(2).sum(-1) + cov.diagonal(0, -2, -1).sum(-1) + trace_ref
+            out.append((d - 2 * _trace_sqrt_product(root, cov)).cpu())
+        return torch.cat(out)
+
+
 def paired_frechet_half_samples(
     sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
     num_replicates: int = 200,
     seed: int = 0,
     chunk: int = 25,
 ) -> dict[str, torch.Tensor]:
-    """Replicates of Fréchet distances between paired embedding sets on random half-samples:
-    ``sets`` maps a name to (a [N, D], b [N, D]) whose row i belongs to clip i in both (same caption,
-    same noise). Each replicate keeps one random half of the clips, without replacement, for every
-    pair (so ratios of two distances replicate as pairs too). For a mean, the spread of half-sample
-    means equals the standard error at N exactly (McCarthy 1969, "half-sample replication"); the
-    with-replacement bootstrap is no use for FAD, whose bias grows as duplicates shrink the
-    effective sample (its replicates need not even cover the estimate). Returns name → [R]."""
-    names = list(sets)
-    n = sets[names[0]][0].shape[0]
-    if n < 4:
-        raise ValueError(f"need at least 4 clips for half-sample replicates, got {n}")
-    g = torch.Generator().manual_seed(seed)
-    keep = torch.stack([torch.randperm(n, generator=g)[: n // 2] for _ in range(num_replicates)])
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in names}
-    device = sets[names[0]][0].device
-    pairs = {k: tuple(t.to(device, torch.float64) for t in v) for k, v in sets.items()}
-    for start in range(0, num_replicates, chunk):
-        rows = keep[start : start + chunk]
-        counts = torch.zeros(rows.shape[0], n, dtype=torch.float64).scatter_(1, rows, 1.0).to(device)
-        for name, (a, b) in pairs.items():
-            mu1, s1 = _resampled_mean_cov(a, counts)
-            mu2, s2 = _resampled_mean_cov(b, counts)
-            d = (mu1 - mu2).pow(2).sum(-1) + s1.diagonal(0, -2, -1).sum(-1) + s2.diagonal(0, -2, -1).sum(-1)
-            out[name].append((d - 2 * _trace_sqrt_product(s1, s2)).cpu())
-    return {k: torch.cat(v) for k, v in out.items()}
+    """Replicates of Fréchet distances between paired embedding sets on random half-samples
+    (:class:`HalfSampleReplicates`): ``sets`` maps a name to (a [N, D], b [N, D]) whose row i
+    belongs to clip i in both; every pair is measured on the same halves (so ratios of two
+    distances replicate as pairs too), each distinct ``b`` prepared once. Returns name → [R]."""
+    references: dict[int, HalfSampleReplicates] = {}
+    out = {}
+    for name, (a, b) in sets.items():
+        if id(b) not in references:
+            references[id(b)] = HalfSampleReplicates(b, num_replicates, seed, chunk)
+        out[name] = references[id(b)].distances(a.to(b.device))
+    return out
 
 
 def normal_quantile(level: float = 0.95) -> float:
