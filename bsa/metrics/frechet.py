@@ -153,7 +153,7 @@ class HalfSampleReplicates:
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """[R] Fréchet distances between ``x`` [N, D] and the reference, replicate by replicate on
-        the same half of the clips (on the CPU)."""
+        the same half of the clips (returned on the CPU)."""
         if x.shape[0] != self.n:
             raise ValueError(f"{x.shape[0]} clips against a reference of {self.n}: the sets must be paired")
         x = x.to(self.device, torch.float64)
