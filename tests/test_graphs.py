@@ -238,6 +238,42 @@ def test_a_stage_module_releases_its_graphs_when_its_training_ends(monkeypatch):
     assert order == ["release", "member 0"]
 
 
+def test_a_scorers_pipeline_gives_its_graphs_back_after_sampling(monkeypatch):
+    """A stage's evaluation builds a pipeline per model it scores (a population's members one after
+    another): the graphs of each are released when its sampling is done, not left to the garbage
+    collector (a captured call sits in a reference cycle with its module)."""
+    import gc
+    import types
+
+    from bsa.callbacks.evaluation import StageScorer
+    from bsa.models.pipeline import TextToAudio
+
+    refs = _fake_captures(monkeypatch)
+    made = []
+
+    class Pipe(TextToAudio):
+        def latents(self, text_emb, seeds, steps, scale):
+            made.append(self)
+            call = self.denoise_call()
+            return call(torch.zeros(len(seeds), 8, 8, 4), torch.zeros(len(seeds), dtype=torch.long), text_emb)
+
+        def waveforms(self, z):
+            return z.flatten(1)
+
+    monkeypatch.setattr("bsa.models.pipeline.TextToAudio", Pipe)
+    scorer = types.SimpleNamespace(
+        vae=None, vocoder=None, null=torch.zeros(6), base_steps=200, cuda_graphs=True, device="cpu",
+        batch_size=2, grid_power=1.0, guidance_scale=2.5,
+        set=types.SimpleNamespace(text_emb=torch.randn(3, 6), seeds=[0, 1, 2]),
+    )  # fmt: skip
+    d = tiny_denoiser().eval()
+    with torch.no_grad():
+        StageScorer.generate_latents(scorer, d, 4, [0, 1, 2])
+    gc.collect()
+    assert len({id(p) for p in made}) == 1 and len(refs) == 2  # batches of 2 and 1: two shapes
+    assert all(r() is None for r in refs)
+
+
 @needs_gpu
 def test_released_graphs_give_their_memory_back():
     """A stage's captured training calls hold their memory pools until released (a population of

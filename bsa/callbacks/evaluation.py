@@ -346,6 +346,7 @@ class StageScorer:
             latents.append(z.cpu())
         if self.device == "cuda":
             torch.cuda.synchronize()
+        pipe.release_graphs()
         denoiser.train(was_training)
         if not waves:
             return torch.zeros(0, 1), torch.zeros(0), time.time() - start

@@ -13,7 +13,6 @@ uninterrupted one would have, and the W ranks of a DDP run draw W different batc
 from __future__ import annotations
 
 import copy
-import gc
 from contextlib import contextmanager, nullcontext
 
 import lightning.pytorch as pl
@@ -31,7 +30,7 @@ from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
 from bsa.models.denoiser import Denoiser
 from bsa.models.ema import EMA
-from bsa.models.graphs import GraphedCall
+from bsa.models.graphs import GraphedCall, release_graphs
 from bsa.models.unet import compile_repeated_blocks
 
 
@@ -139,10 +138,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         stage resumed in a fresh process trained in 43 GB (2026-12-07). Called when the stage's
         training is over (its teardown; a population's stage end, before its members' exports and
         scores)."""
-        if sum(call.release() for call in self._graphed.values()):
-            gc.collect()  # whatever cycles still hold a graph
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        release_graphs(self._graphed.values())
 
     def teardown(self, stage: str) -> None:
         self.release_graphs()

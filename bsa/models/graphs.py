@@ -17,6 +17,8 @@ What it needs: the module's parameters stay the same tensors (optimizers update 
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 
@@ -101,6 +103,18 @@ class GraphedCall:
         torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False)
         self.captures += 1
         return graphed
+
+
+def release_graphs(calls) -> None:
+    """Drops the captured graphs of ``calls`` (:meth:`GraphedCall.release`) and gives their memory
+    back. A captured call is its module's patched ``forward`` closing over the module
+    (``make_graphed_callables``): a reference cycle, so only the cycle collector frees the graphs'
+    pools — collected here rather than whenever the collector next runs, since it counts Python
+    objects, not the GPU memory they hold."""
+    if sum(call.release() for call in calls):
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 class GraphedLoop:

@@ -9,7 +9,7 @@ import torch
 from bsa.diffusion import NoiseSchedule, guidance_active, network_calls, sample
 from bsa.models.autoencoder import decode_latents
 from bsa.models.denoiser import Denoiser
-from bsa.models.graphs import GraphedCall
+from bsa.models.graphs import GraphedCall, release_graphs
 from bsa.models.stages import stage_grid
 
 
@@ -58,6 +58,13 @@ class TextToAudio:
                 self._graphed = GraphedCall(self.denoiser)
             return self._graphed
         return self.denoiser
+
+    def release_graphs(self) -> None:
+        """Drops the graphs of the denoiser's calls (``cuda_graphs``) and gives their memory back:
+        a stage's evaluation builds one pipeline per model it scores (17 members of a population
+        one after another), whose graphs would otherwise wait for the garbage collector."""
+        if getattr(self, "_graphed", None) is not None:
+            release_graphs([self._graphed])
 
     @property
     def schedule(self) -> NoiseSchedule:
