@@ -8,12 +8,14 @@ import sys
 import zlib
 from pathlib import Path
 
-import pytest
-import torch
-from _helpers import bsa_cli
-
+# before anything imports huggingface_hub (it reads HF_HUB_OFFLINE once, at its import): a run of
+# pytest outside `make test` stays offline too, instead of retrying downloads for minutes
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from _helpers import bsa_cli  # noqa: E402
 
 
 @pytest.fixture
