@@ -272,6 +272,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self._level_sums = None
 
     @torch.no_grad()
+    @cudnn_heuristics()
     def error_profile(
         self,
         latents: torch.Tensor,
@@ -297,14 +298,6 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         100-step stage a few calls instead of 500 launch-bound ones, which cost a population of
         17 about 2.5 minutes a stage; ``gradient_elements`` bounds the steps' gradients held at
         once."""
-        with cudnn_heuristics():
-            return self._error_profile(
-                latents, text, seed, points, grad_clips, batch_items, gradient_elements
-            )
-
-    def _error_profile(
-        self, latents, text, seed, points, grad_clips, batch_items, gradient_elements
-    ) -> list[dict]:
         student = self.ema.module if self.ema is not None else self.student
         g = torch.Generator(device=self.device).manual_seed(seed)
         b = latents.shape[0]

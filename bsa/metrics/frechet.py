@@ -180,7 +180,7 @@ def paired_frechet_half_samples(
     for name, (a, b) in sets.items():
         if id(b) not in references:
             references[id(b)] = HalfSampleReplicates(b, num_replicates, seed, chunk)
-        out[name] = references[id(b)].distances(a.to(b.device))
+        out[name] = references[id(b)].distances(a)
     return out
 
 

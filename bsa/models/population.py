@@ -121,8 +121,7 @@ def batchable(module: nn.Module) -> nn.Module:
     for m in module.modules():
         if type(m) is nn.GroupNorm:
             m.__class__ = BatchableGroupNorm
-    for m in module.modules():  # the UNet, or the UNet inside a denoiser
-        if hasattr(m, "set_attn_processor"):
+        elif hasattr(m, "set_attn_processor"):  # the UNet, or the UNet inside a denoiser
             from diffusers.models.attention_processor import AttnProcessor
 
             m.set_attn_processor(AttnProcessor())

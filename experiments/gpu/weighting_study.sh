@@ -16,9 +16,10 @@
 # POPULATION=<n>: any block's weightings as populations of up to n students; on one GPU,
 # POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one guided stage, one bsa:
 # the 25-step block ~20.4 min on one H100 by its measured parts, 2026-12-07, where it ran out of
-# memory at stage 3 before the stages' graphs were released — README "The 25-step block on one H100"). With POPULATION or OVERLAY only the stages of SCORE_STEPS are scored
-# (distill.score_steps, default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in
-# one comparison; SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls eager
+# memory at stage 3 before the stages' graphs were released — README "The 25-step block on one
+# H100"). With POPULATION or OVERLAY only the stages of SCORE_STEPS are scored (distill.score_steps,
+# default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in one comparison;
+# SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls eager
 # (trainer.cuda_graphs; on by default, the populations' vmapped calls too).
 # Resumable: a second call on the warm machine continues the runs (finished ones are skipped).
 # The guided stage of each seed comes home as resume-guided-seed<N>.tgz (~13 MB, pack_resume.py):
