@@ -775,9 +775,16 @@ def profile_row_by_hand(m, latents, text, t, two_steps, seed=0, k=16):
         ),
     ],
 )
-def test_the_error_profile_batches_its_steps_and_gives_each_step_its_own_row(mode, guided, device):
+def test_the_error_profile_batches_its_steps_and_gives_each_step_its_own_row(
+    mode, guided, device, monkeypatch
+):
     """The steps' items share denoiser calls and one backward pass (a population of the student's
-    copies): each row must still be its step's error and gradient alone, in any chunking."""
+    copies): each row must still be its step's error and gradient alone, in any chunking. On the GPU
+    in full float32: with cuDNN's TF32 convolutions (torch's default) the small model's first
+    gradient norm differed by 1.1 % on an H100 (2026-12-07), too loose a tolerance to test rows by."""
+    if device == "cuda":
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     m = module(mode, student_steps=4, guided_student=guided).eval().to(device)
     latents, text = (v.to(device) for v in batch(0, n=6).values())
     rows = m.error_profile(latents, text, seed=0, points=5, grad_clips=3)
@@ -790,9 +797,8 @@ def test_the_error_profile_batches_its_steps_and_gives_each_step_its_own_row(mod
     for row, (t, two) in zip(rows, steps, strict=True):
         x_mse, grad_norm = profile_row_by_hand(m, latents, text, t, two, k=3)
         assert row["t"] == int(t)
-        # on the GPU cuDNN's convolutions run in TF32 (torch's default), by algorithms per shape
-        tol = 1e-4 if device == "cpu" else 5e-3
-        assert row["x_mse"] == pytest.approx(x_mse, rel=tol / 10 if device == "cpu" else tol)
+        tol = 1e-4
+        assert row["x_mse"] == pytest.approx(x_mse, rel=tol / 10)
         assert row["grad_norm"] == pytest.approx(grad_norm, rel=tol)
     # one step per call and one step's gradients at a time: the same rows
     apart = m.error_profile(latents, text, seed=0, points=5, grad_clips=3, batch_items=6, gradient_elements=1)

@@ -622,3 +622,15 @@ def test_fad_differences_here_and_given_cover_their_seeds_together(tmp_path):
     assert "fad_diff_seeds" not in row
     with pytest.raises(ValueError, match=r"covers seeds \[1\], the study pairs seeds \[0, 1\]"):
         study_of_comparisons([folder])  # seed 0's neither here nor given: not taken silently
+
+
+def test_a_study_over_several_devices_names_each_with_its_seeds():
+    """Seeds measured on different machines (H200s, then an H100): the summary's device names them
+    all, each with its seeds — not whichever record came first."""
+    rs = records()
+    for r in rs:
+        if r["seed"] == 1:
+            r["protocol"] = {**r["protocol"], "device": "NVIDIA H100 80GB HBM3"}
+    s = study_summary(rs)
+    assert s["device"] == "test (seed 0); NVIDIA H100 80GB HBM3 (seed 1)"
+    assert study_summary([r for r in rs if r["seed"] == 1])["device"] == "NVIDIA H100 80GB HBM3"

@@ -435,8 +435,24 @@ def study_summary(
         "reference": reference,
         "seeds": sorted({s for v in students.values() for s in v}),
         "captions": protocol.get("num_clips"),
-        "device": protocol.get("device"),
+        "device": devices_of(scored),
     }
+
+
+def devices_of(records: list[dict]) -> str | None:
+    """Where the records were measured: the one device, or each device with its seeds in the order
+    of its first seed ("NVIDIA H200 (seeds 1, 2); NVIDIA H100 80GB HBM3 (seed 5)")."""
+    seeds: dict[str, set] = {}
+    for r in records:
+        device = (r.get("protocol") or {}).get("device")
+        if device is not None:
+            seeds.setdefault(device, set()).add(r["seed"])
+    if len(seeds) <= 1:
+        return next(iter(seeds), None)
+    named = sorted(seeds.items(), key=lambda kv: min(kv[1]))
+    return "; ".join(
+        f"{d} (seed{'s' if len(s) > 1 else ''} {', '.join(str(x) for x in sorted(s))})" for d, s in named
+    )
 
 
 STUDY_SCORES = (  # (summary key, title, lower is better, format of a difference)
