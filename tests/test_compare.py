@@ -179,11 +179,21 @@ def test_a_comparison_elsewhere_starts_from_a_seeds_guided_stage_brought_in_its_
     assert [(r["stage"], r["final"]) for r in records] == [(-1, True), (2, True)]
     (log,) = (moved.parent / "logs").glob("population-seed0-*.log")
     said = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("member ")]
-    said = [re.sub(r" in \d+\.\d s$", " in … s", line) for line in said]  # and how long it took
+    said = [re.sub(r"\d+\.\d", "…", line) for line in said]  # and how long it took, part by part
     assert said == [  # the console says what was done: the unscored stage is not "scored"
-        "member bsa-floor0.1-gammainf-seed0: exported in … s",
-        "member bsa-floor0.1-gammainf-seed0: exported and scored in … s",
+        "member bsa-floor…-gammainf-seed0: exported in … s (StagePromotion …, ErrorProfile …)",
+        "member bsa-floor…-gammainf-seed0: exported and scored in … s"
+        " (StagePromotion …, ErrorProfile …, StageEvaluation …)",
     ]
+    # the scoring's parts, in its record: where a member's scoring time goes
+    timed = {
+        k: v
+        for k, v in records[-1]["metrics"].items()
+        if k.startswith("seconds_") and k != "seconds_per_clip"
+    }
+    required = {"sampling", "features", "scores", "paired", "per_clip_scores"}
+    assert {f"seconds_{part}" for part in required} <= set(timed)
+    assert all(v >= 0 for v in timed.values()) and timed["seconds_sampling"] > 0
 
 
 def test_a_population_stopped_among_its_members_stage_ends_finishes_only_the_others(

@@ -39,6 +39,28 @@ from bsa.metrics.suite import EvaluationSuite, score, stats_of
 OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
 
 
+class Laps:
+    """Wall seconds of a scoring's parts, each from the end of the one before (the device's queue
+    drained at each lap, so a part is charged its own kernels): ``laps("features")`` after the
+    features adds ``seconds_features``. A record's scoring then says where its time went — on
+    an H100 a population member's scoring took 9.5 s against 5–6 s on an H200 (2026-12-07)."""
+
+    def __init__(self, device: str):
+        self.device, self.seconds = device, {}
+        self._sync()
+        self._last = time.perf_counter()
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def __call__(self, part: str) -> None:
+        self._sync()
+        now = time.perf_counter()
+        self.seconds[f"seconds_{part}"] = round(now - self._last, 4)
+        self._last = now
+
+
 def _world() -> tuple[int, int]:
     d = torch.distributed
     if d.is_available() and d.is_initialized():
@@ -503,9 +525,12 @@ class StageScorer:
         and its per-clip evaluation embedding [N, D] (for paired FAD differences)."""
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
+        laps = Laps(self.device)
         waves, latents, seconds = self.generate_latents(denoiser, steps, mine)
+        laps("sampling")
         local = self.suite.features(waves)
         features, stats = gather_features(local), reduced_stats(local)
+        laps("features")
         metrics = score(self.suite, features, self.text_joint, self.set.targets, self.references, stats)
         levels = {k: gather_rows(v) for k, v in clip_levels(waves).items()}
         metrics.update(silence_floor(levels["noise_floor_db"], self.set.captions))
@@ -514,13 +539,16 @@ class StageScorer:
             nfe=network_calls(steps, denoiser.takes_guidance, self.guidance_scale),
             seconds_per_clip=seconds / max(len(mine), 1),
         )
+        laps("scores")
         if self.teacher_clips is not None:
             metrics.update(self.paired(waves, latents, local, mine))
+            laps("paired")
         if self.fad_floor and "fad_teacher" in metrics:
             metrics.update(
                 fad_teacher_floor=self.fad_floor, fad_teacher_ratio=metrics["fad_teacher"] / self.fad_floor
             )
             metrics.update(self.fad_intervals(features.embedding, metrics))
+            laps("fad_intervals")
         idx = torch.tensor(mine, dtype=torch.long)
         targets = {k: v[idx] for k, v in self.set.targets.items()} if self.set.targets else None
         per_clip = {
@@ -528,6 +556,8 @@ class StageScorer:
             for k, v in per_clip_scores(local, self.text_joint[idx], targets).items()
         }
         per_clip |= {k: [round(float(x), 6) for x in v] for k, v in levels.items()}  # how loud, how quiet
+        laps("per_clip_scores")
+        metrics.update(laps.seconds)
         return metrics, waves, per_clip, features.embedding
 
 

@@ -58,15 +58,20 @@ class MemberStageEnd(pl.Callback):
             start = time.perf_counter()
             module = pl_module.member(k)
             view = MemberTrainer(trainer, member["loggers"])
+            parts = {}
             for callback in member["callbacks"]:
+                lap = time.perf_counter()
                 callback.on_train_end(view, module)
+                parts[type(callback).__name__] = time.perf_counter() - lap
             self.promoted[k] = member["callbacks"][0].promoted
             for logger in member["loggers"]:
                 logger.save()
             print(
                 f"  member {member['name']}: exported"
                 + (" and scored" if member["scored"] else "")
-                + f" in {time.perf_counter() - start:.1f} s",
+                + f" in {time.perf_counter() - start:.1f} s ("
+                + ", ".join(f"{name} {s:.1f}" for name, s in parts.items())
+                + ")",
                 flush=True,
             )
         self.ran = True
