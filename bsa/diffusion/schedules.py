@@ -50,10 +50,6 @@ class NoiseSchedule:
         if t.dtype.is_floating_point:
             raise TypeError(f"timesteps must be integers, got {t.dtype}")
         compiling = torch.compiler.is_compiling()
-        if not compiling and torch._C._functorch.is_functorch_wrapped_tensor(t):
-            # under vmap (per-step gradients, bsa.lit.distill): no data-dependent check there, and
-            # indexing has a batching rule (take has none: a loop over the batch)
-            return self._table(t.device)[t.long() + 1]
         valid = ((t >= CLEAN) & (t < self.num_train_timesteps)).all()
         message = f"timesteps must lie in [-1, {self.num_train_timesteps - 1}]"
         if t.device.type == "cpu" and not compiling:

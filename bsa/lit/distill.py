@@ -28,7 +28,7 @@ from bsa.diffusion import (
 )
 from bsa.lit.guard import NonFiniteGuard
 from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
-from bsa.models.denoiser import Denoiser
+from bsa.models.denoiser import Denoiser, RawOutput
 from bsa.models.ema import EMA
 from bsa.models.graphs import GraphedCall, release_graphs
 from bsa.models.unet import compile_repeated_blocks
@@ -370,25 +370,27 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
     def _weighted_grad_norms(self, text, scale, z_t, t, target, weights, max_elements: int = 1 << 28) -> list:
         """Per step i: ‖∇_θ w_i · mean((x̂_θ(z_t[i]) − target[i])²)‖₂ for the trained student θ
         (z_t, target [S, k, …], t and weights [S]; no optimizer step, nothing accumulated into
-        ``.grad``). The steps are a population of copies of θ (``bsa.models.population``: one
-        ``vmap``ped call of a batchable copy of the student, each copy on its step's items), so
-        one backward pass gives every step's gradient in its row; ``max_elements`` bounds the
+        ``.grad``). The steps are a population of copies of θ (``bsa.models.population``): one
+        ``vmap``ped call of a batchable copy of the student's network gives each copy's raw
+        output on its step's items — guidance included, CFG being linear in the output as the
+        x̂ conversion is at one (z, t) — and the x̂ conversion and the loss follow outside
+        ``vmap``, as a population's training does (the schedule sees ordinary timesteps). One
+        backward pass gives every step's gradient in its row; ``max_elements`` bounds the
         gradients held at once (chunks of steps)."""
         from torch.func import functional_call, vmap
 
         from bsa.models.population import batchable
 
         student = self.student
-        trained = {n: q.detach() for n, q in student.named_parameters() if q.requires_grad}
-        frozen = {n: q.detach() for n, q in student.named_parameters() if not q.requires_grad}
-        frozen.update(dict(student.named_buffers()))
-        skeleton = batchable(student).to("meta")  # the state comes from the student
+        trained = {f"denoiser.{n}": q.detach() for n, q in student.named_parameters() if q.requires_grad}
+        frozen = {f"denoiser.{n}": q.detach() for n, q in student.named_parameters() if not q.requires_grad}
+        frozen.update({f"denoiser.{n}": b for n, b in student.named_buffers()})
+        skeleton = RawOutput(batchable(student)).to("meta")  # the state comes from the student
 
-        def loss(params, z, step_t, step_target, w):  # one step's, under vmap
+        def network(params, z, step_t):  # one step's raw outputs, under vmap
             state = {**frozen, **params}
             call = lambda *args: functional_call(skeleton, state, args)  # noqa: E731
-            x = self._guided_call(student, text, scale, call)(z, step_t.expand(z.shape[0]))
-            return w * (x.float() - step_target.float()).pow(2).mean()
+            return self._guided_call(student, text, scale, call)(z, step_t.expand(z.shape[0]))
 
         size = sum(q.numel() for q in trained.values())
         chunk = max(1, max_elements // max(size, 1))
@@ -396,10 +398,14 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         for lo in range(0, len(t), chunk):
             c = len(t[lo : lo + chunk])
             copies = {n: q.expand(c, *q.shape).requires_grad_() for n, q in trained.items()}
+            z, k = z_t[lo : lo + c], z_t.shape[1]
             with torch.enable_grad():
-                losses = vmap(loss)(
-                    copies, z_t[lo : lo + c], t[lo : lo + c], target[lo : lo + c], weights[lo : lo + c]
+                out = vmap(network)(copies, z, t[lo : lo + c])  # [c, k, …]
+                x = student.x_from_output(
+                    out.flatten(0, 1), z.flatten(0, 1), t[lo : lo + c].repeat_interleave(k)
                 )
+                error = (x.view(out.shape) - target[lo : lo + c].float()).pow(2).flatten(1).mean(1)
+                losses = weights[lo : lo + c] * error
                 grads = torch.autograd.grad(losses.sum(), list(copies.values()), allow_unused=True)
             norms.append(torch.sqrt(sum(g.float().pow(2).flatten(1).sum(1) for g in grads if g is not None)))
         return torch.cat(norms).tolist()

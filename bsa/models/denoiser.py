@@ -58,6 +58,23 @@ class Denoiser(torch.nn.Module):
         self, z_t: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor, guidance: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x̂ [B, C, T', F'] for z_t [B, C, T', F'], t [B] int64, text_emb [B, D], guidance [B] or None."""
-        out = self.network(z_t, t, text_emb, guidance).float()
+        return self.x_from_output(self.network(z_t, t, text_emb, guidance), z_t, t)
+
+    def x_from_output(self, out: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x̂ (float32) from the network's raw output ``out`` at (z_t, t) — what :meth:`forward`
+        returns for that output; a caller that runs :meth:`network` itself (under ``vmap``, the
+        error profile's per-step gradients) converts with this."""
         alpha, sigma = self.schedule.alpha_sigma(t)
-        return x_from_prediction(out, z_t.float(), alpha.float(), sigma.float(), self.prediction_type)
+        return x_from_prediction(out.float(), z_t.float(), alpha.float(), sigma.float(), self.prediction_type)
+
+
+class RawOutput(torch.nn.Module):
+    """A denoiser's :meth:`Denoiser.network` as a module's ``forward`` (``torch.func.functional_call``
+    calls ``forward``): its parameters are the denoiser's, named ``denoiser.<name>``."""
+
+    def __init__(self, denoiser: Denoiser):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, *args) -> torch.Tensor:
+        return self.denoiser.network(*args).float()
