@@ -179,12 +179,31 @@ def test_fused_adamw_is_clipped_like_the_foreach_one_under_bf16_mixed():
     assert (fused_unclipped - foreach_clipped).abs().max() > 1e-3
 
 
-def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path):
+@pytest.mark.parametrize("check_every", [None, 1, 4])  # None: AdamW unfused, the host decides each step
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, check_every, monkeypatch):
+    """Skipped, counted, stopped after three in a row — by the host each step, or with a fused AdamW
+    on the device (``found_inf``), read every ``check_every`` steps: the same weights, counts and
+    error, and then the guard's own code reads the device once per read, not twice a step."""
     from torch.utils.data import DataLoader
 
+    import bsa.lit.guard as guard
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint
 
-    m = module()
+    reads = {"host": 0, "device": 0}
+    agree = guard._all_ranks_agree
+    monkeypatch.setattr(
+        guard, "_all_ranks_agree", lambda *a: reads.__setitem__("host", reads["host"] + 1) or agree(*a)
+    )
+    read_nonfinite = guard.NonFiniteGuard.read_nonfinite
+
+    def counted(self, *a, **k):
+        reads["device"] += 1
+        return read_nonfinite(self, *a, **k)
+
+    monkeypatch.setattr(guard.NonFiniteGuard, "read_nonfinite", counted)
+    m = module(fused_adamw=check_every is not None)
+    if check_every:
+        m.nonfinite_check_every = check_every
     good, bad = batch(0), batch(1)
     bad["latents"][0, 0, 0, 0] = float("nan")
     ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=1)
@@ -204,6 +223,17 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path):
     adam_updates = {int(st["step"]) for st in saved["optimizer_states"][0]["state"].values()}
     assert adam_updates == {3}, "only the three good batches updated the weights"
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for st in saved["optimizer_states"][0]["state"].values() for v in st.values()
+    )
+    if check_every is None:
+        assert reads == {
+            "host": 10,
+            "device": 0,
+        }  # steps 0–6: the loss each step, the gradients of 3 good ones
+    else:  # read every check_every steps, the error at the first read after the third bad step in a
+        # row: at 1 in step 6 (7 reads), at 4 in step 7 (after steps 3 and 7: 2 reads)
+        assert reads == {"host": 0, "device": {1: 7, 4: 2}[check_every]}
 
 
 def run_distill(env, *extra):
