@@ -179,8 +179,20 @@ def test_fused_adamw_is_clipped_like_the_foreach_one_under_bf16_mixed():
     assert (fused_unclipped - foreach_clipped).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("check_every", [None, 1, 4])  # None: AdamW unfused, the host decides each step
-def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, check_every, monkeypatch):
+@pytest.mark.parametrize(
+    "check_every, accelerator",
+    [
+        (None, "cpu"),  # AdamW unfused: the host decides each step
+        (1, "cpu"),
+        (4, "cpu"),
+        pytest.param(
+            4,
+            "gpu",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")],
+        ),
+    ],
+)
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, check_every, accelerator, monkeypatch):
     """Skipped, counted, stopped after three in a row — by the host each step, or with a fused AdamW
     on the device (``found_inf``), read every ``check_every`` steps: the same weights, counts and
     error, and then the guard's own code reads the device once per read, not twice a step."""
@@ -209,7 +221,8 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, check_every, m
     ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=1)
     trainer = pl.Trainer(
         max_steps=20,
-        accelerator="cpu",
+        accelerator=accelerator,
+        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
