@@ -34,8 +34,9 @@ class NonFiniteGuard:
     no gradient scaler — the guard decides there instead (:meth:`_device_guard`): the step's
     loss and gradients checked in one flag that the optimizer's kernel reads (weights, moments
     and step count untouched on a skipped step), the skips counted on the device and read every
-    ``nonfinite_check_every`` optimizer steps and at the end of training, where the count is
-    logged and ``max_consecutive`` in a row raise as above — up to that many steps later.
+    ``nonfinite_check_every`` optimizer steps and at the last (before the stage's end runs),
+    where the count is logged and ``max_consecutive`` in a row raise as above — up to that many
+    steps later, the skipped steps having changed nothing.
     """
 
     max_consecutive_nonfinite: int = 3
