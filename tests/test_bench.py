@@ -20,6 +20,7 @@ def test_combinations_parse_and_typos_fail():
         "fused_adamw": True,
         "cuda_graphs": False,
         "compile_regions": False,
+        "guard": None,
     }
     assert parse_combo("tf32+foreach") == {
         "bf16": False,
@@ -30,14 +31,57 @@ def test_combinations_parse_and_typos_fail():
         "fused_adamw": False,
         "cuda_graphs": False,
         "compile_regions": False,
+        "guard": None,
     }
     regional = parse_combo("bf16+regional")  # only the repeated blocks, compiled in the default mode
     assert regional["compile"] and regional["compile_regions"] and regional["compile_mode"] is None
     assert parse_combo("fp32+ro")["compile_mode"] == "reduce-overhead" and parse_combo("fp32+ro")["compile"]
     assert parse_combo("fp32+graphs")["cuda_graphs"] is True
-    for bad in ("fp16", "bf16+compiled", "cl+bf16", "tf32+bf16"):
+    assert (
+        parse_combo("fp32+graphs+guard")["guard"] == "host"
+        and parse_combo("bf16+devguard")["guard"] == "device"
+    )
+    for bad in (
+        "fp16",
+        "bf16+compiled",
+        "cl+bf16",
+        "tf32+bf16",
+        "fp32+guard+devguard",
+        "fp32+devguard+foreach",
+    ):
         with pytest.raises(ValueError, match="bad combination"):
             parse_combo(bad)
+
+
+def test_guarded_training_steps_run_the_guard_as_training_does(monkeypatch):
+    """+guard and +devguard time the step with the non-finite guard (host and device decisions):
+    the rows are timed, the host's reads happen on +guard only, and +devguard hands its flag to a
+    fused AdamW (found_inf) — a foreach AdamW refuses one."""
+    import bsa.lit.guard as guard
+
+    reads = []
+    agree = guard._all_ranks_agree
+    monkeypatch.setattr(guard, "_all_ranks_agree", lambda *a: reads.append(1) or agree(*a))
+    cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
+    flags = []
+    step = torch.optim.AdamW.step
+
+    def stepped(self, *a, **k):
+        flags.append(getattr(self, "found_inf", None))
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", stepped)
+    run = lambda combo: bench_training(  # noqa: E731
+        torch.device("cpu"), steps=2, models={"tiny": cfg}, batches=(2,), combos=(combo,)
+    )
+    (host,) = run("fp32+guard")
+    steps = len(flags)  # warm-up and timed
+    assert "error" not in host and host["samples_per_s"] > 0 and steps >= 5 and len(reads) == 2 * steps
+    assert flags == [None] * steps
+    reads.clear(), flags.clear()
+    (device,) = run("fp32+devguard")
+    assert "error" not in device and device["samples_per_s"] > 0 and reads == []
+    assert len(flags) == steps and all(f is not None and float(f) == 0.0 for f in flags)
 
 
 def test_training_rows_count_flops_once_and_time_every_combination():

@@ -199,21 +199,33 @@ AdamW with gradient clipping under mixed precision); ``+graphs`` replays the den
 CUDA graphs (``trainer.cuda_graphs``); ``+ro`` compiles them in "reduce-overhead" mode
 (``trainer.compile=reduce-overhead``: fused kernels, replayed from CUDA graphs); ``+regional``
 compiles only the UNets' repeated transformer and resnet blocks (``trainer.compile_regions``);
-``+regional+graphs`` only the student's, the teacher's calls replayed from CUDA graphs."""
+``+regional+graphs`` only the student's, the teacher's calls replayed from CUDA graphs; ``+guard``
+adds the non-finite guard as a training step runs it on the host (the loss and the gradients' norms
+read there: two waits on the GPU a step), ``+devguard`` as it runs with a fused AdamW on one GPU
+(decided on the device, ``found_inf``: no wait) — the bench's steps have no guard otherwise."""
 
 
 def parse_combo(combo: str) -> dict:
     parts = combo.split("+")
-    if parts[0] not in ("fp32", "tf32", "bf16") or not set(parts[1:]) <= {
-        "cl",
-        "compile",
-        "ro",
-        "foreach",
-        "graphs",
-        "regional",
-    }:
+    if (
+        parts[0] not in ("fp32", "tf32", "bf16")
+        or not set(parts[1:])
+        <= {
+            "cl",
+            "compile",
+            "ro",
+            "foreach",
+            "graphs",
+            "regional",
+            "guard",
+            "devguard",
+        }
+        or {"guard", "devguard"} <= set(parts)
+        or {"devguard", "foreach"} <= set(parts)
+    ):
         raise ValueError(
-            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, +foreach, +graphs"
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, "
+            "+foreach, +graphs, +guard or +devguard (not with +foreach: it needs a fused AdamW)"
         )
     return {
         "bf16": parts[0] == "bf16",
@@ -226,6 +238,8 @@ def parse_combo(combo: str) -> dict:
         "compile_mode": "reduce-overhead" if "ro" in parts else None,
         "fused_adamw": "foreach" not in parts,
         "cuda_graphs": "graphs" in parts,
+        # the non-finite guard: None (none), "host" or "device" (bsa.lit.guard)
+        "guard": "host" if "guard" in parts else "device" if "devguard" in parts else None,
     }
 
 
@@ -272,19 +286,26 @@ def bench_training(
             ).to(device)
             if c["channels_last"]:  # both UNets' weights (compilation and graph capture come later)
                 m.to(memory_format=torch.channels_last)
-            fused = c["fused_adamw"] and device.type == "cuda"
+            # fused on a GPU, and wherever the guard decides on the device (found_inf needs it)
+            fused = c["fused_adamw"] and (device.type == "cuda" or c["guard"] == "device")
             opt = torch.optim.AdamW(m.student.parameters(), lr=1e-4, fused=fused or None, foreach=not fused)
+            if c["guard"]:
+                m.nonfinite_on_device = c["guard"] == "device"
             shape = (batch, cfg["in_channels"], *cfg["sample_size"])
             lat = torch.randn(shape, device=device)
             if c["channels_last"]:
                 lat = lat.to(memory_format=torch.channels_last)
             text = torch.randn(batch, cfg["projection_class_embeddings_input_dim"], device=device)
 
-            def step(m=m, opt=opt, lat=lat, text=text, bf16=c["bf16"]):
+            def step(m=m, opt=opt, lat=lat, text=text, bf16=c["bf16"], guard=c["guard"]):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss, _ = m.distillation_loss(lat, text)
+                if guard and m.guard(loss) is None:  # as training_step returns it
+                    return
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if guard:
+                    m.on_before_optimizer_step(opt)  # as Lightning calls it before the step
                 opt.step()
 
             combo = {"model": name, "batch": batch, "combo": combo_name, **c}

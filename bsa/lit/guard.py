@@ -41,6 +41,9 @@ class NonFiniteGuard:
 
     max_consecutive_nonfinite: int = 3
     nonfinite_check_every: int = 50
+    # None: decided from the trainer (:meth:`_device_guard`); True/False: on the device or the host
+    # whatever the trainer (``bsa bench``'s +devguard and +guard steps, which run without one)
+    nonfinite_on_device: bool | None = None
 
     def _skip(self, what: str) -> None:
         self._nonfinite_run = getattr(self, "_nonfinite_run", 0) + 1
@@ -59,6 +62,8 @@ class NonFiniteGuard:
     def _device_guard(self) -> bool:
         """Whether this run's skips are decided on the device: one process, no gradient scaler,
         one optimizer that takes ``found_inf`` (fused Adam/AdamW: every parameter group fused)."""
+        if self.nonfinite_on_device is not None:
+            return self.nonfinite_on_device
         trainer = self._trainer
         if trainer is None or trainer.world_size > 1:
             return False
