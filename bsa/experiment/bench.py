@@ -205,23 +205,17 @@ read there: two waits on the GPU a step), ``+devguard`` as it runs with a fused 
 (decided on the device, ``found_inf``: no wait) — the bench's steps have no guard otherwise."""
 
 
+COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard")
+COMBO_CONFLICTS = ({"guard", "devguard"}, {"devguard", "foreach"})  # devguard needs a fused AdamW
+
+
 def parse_combo(combo: str) -> dict:
     parts = combo.split("+")
+    options = set(parts[1:])
     if (
         parts[0] not in ("fp32", "tf32", "bf16")
-        or not set(parts[1:])
-        <= {
-            "cl",
-            "compile",
-            "ro",
-            "foreach",
-            "graphs",
-            "regional",
-            "guard",
-            "devguard",
-        }
-        or {"guard", "devguard"} <= set(parts)
-        or {"devguard", "foreach"} <= set(parts)
+        or not options <= set(COMBO_PARTS)
+        or any(pair <= options for pair in COMBO_CONFLICTS)
     ):
         raise ValueError(
             f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, "
