@@ -651,3 +651,13 @@ def test_the_five_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
             assert "fad_vs_teacher" not in pooled["4"][w]["diff_to_bsa"]
     assert pooled["25"]["bsa"]["runs"] == 6 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]
     assert summary["device"] == "NVIDIA H200 (seeds 1, 2, 3, 4); NVIDIA H100 80GB HBM3 (seed 5)"
+
+
+def test_readme_block_time_table_is_the_one_generated_from_its_logs():
+    """The one-H100 block's parts (README "The 25-step block on one H100") are read from the
+    comparison's logs brought home, not copied by hand."""
+    from bsa.report.timeline import block_parts, format_block_parts
+
+    rows = block_parts(REPO / "results/weighting-study/map-seed5-h100-2026-12-07")
+    assert format_block_parts(rows) in (REPO / "README.md").read_text()
+    assert dict(rows)["the comparison's wall clock (`results.md`)"] == "23.0 min"

@@ -634,3 +634,19 @@ def test_a_study_over_several_devices_names_each_with_its_seeds():
     s = study_summary(rs)
     assert s["device"] == "test (seed 0); NVIDIA H100 80GB HBM3 (seed 1)"
     assert study_summary([r for r in rs if r["seed"] == 1])["device"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_run_spans_count_from_a_runs_last_start_and_wrap_past_midnight():
+    from bsa.report.timeline import run_spans
+
+    log = "\n".join(
+        [
+            "[compare] 23:58:00 start guided-seed1, 16 thread(s) (log: …)",
+            "[compare] 00:02:30 guided-seed1: done",
+            "[compare] 00:02:30 start population-seed1-abc, 16 thread(s) (log: …)",
+            "[compare] 00:10:00 population-seed1-abc: FAILED (exit 1, see …)",
+            "[compare] 00:11:00 start population-seed1-abc, 16 thread(s) (log: …)",  # resumed
+            "[compare] 00:20:05 population-seed1-abc: done",
+        ]
+    )
+    assert run_spans(log) == {"guided-seed1": 270.0, "population-seed1-abc": 545.0}
