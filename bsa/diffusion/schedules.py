@@ -49,9 +49,9 @@ class NoiseSchedule:
         t = torch.as_tensor(t)
         if t.dtype.is_floating_point:
             raise TypeError(f"timesteps must be integers, got {t.dtype}")
-        compiling = torch.compiler.is_compiling()
         valid = ((t >= CLEAN) & (t < self.num_train_timesteps)).all()
         message = f"timesteps must lie in [-1, {self.num_train_timesteps - 1}]"
+        compiling = torch.compiler.is_compiling()
         if t.device.type == "cpu" and not compiling:
             if not bool(valid):
                 raise ValueError(f"{message}, got {t.tolist()}")

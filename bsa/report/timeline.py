@@ -1,8 +1,10 @@
-"""Where a comparison's time went, read from its logs (``bsa compare``'s console and each run's): the
-parts the README's block tables show, generated here rather than copied from the logs by hand."""
+"""Where a comparison's time went, read from its runs' records and, for what no record holds, its
+logs (``bsa compare``'s console and each run's): the parts the README's block tables show,
+generated here rather than copied from the logs by hand."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -32,19 +34,26 @@ def _spread(values: list[float]) -> str:
     return f"{len(values)} × {min(values):.1f}–{max(values):.1f} s"
 
 
+def _stages(run_dir: Path) -> list[dict]:
+    """A run's stages as its ``summary.json`` records them (``train_seconds``, ``samples_per_s``)."""
+    return json.loads((run_dir / "summary.json").read_text())["stages"]
+
+
 def block_parts(folder: str | Path) -> list[tuple[str, str]]:
-    """(part, time) of a comparison folder brought home (``compare.log``, ``logs/``, ``results.md``):
-    each guided stage (its training from its log), each population's set-up, stages, members' stage
-    ends and scorings, and the comparison's wall clock."""
+    """(part, time) of a comparison folder brought home (``compare.log``, ``logs/``, the runs'
+    ``summary.json``, ``results.md``): each guided stage and each population's stages from the runs'
+    records (a population's stages from its first member's: one training), and from the consoles
+    what no record holds — a population's set-up, its members' stage ends and scorings, each run's
+    start to end — and the comparison's wall clock."""
     folder = Path(folder)
     spans = run_spans((folder / "compare.log").read_text())
     rows = []
     for log in sorted((folder / "logs").glob("guided-*.log")):
-        m = re.search(r"stage 0: (\d+) steps .* in ([\d.]+) s of training = (\d+) samples/s", log.read_text())
+        (guided,) = _stages(folder / log.stem)
         rows.append(
             (
-                f"{log.stem}: {m[1]} steps ({m[2]} s of training, {m[3]} samples/s), the teacher's "
-                "reference and the scores",
+                f"{log.stem}: {guided['train_seconds']:.1f} s of training ({guided['samples_per_s']:.0f} "
+                "samples/s), the teacher's reference and the scores",
                 _minutes(spans[log.stem]),
             )
         )
@@ -52,14 +61,12 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
         text = log.read_text().replace("\r", "\n")
         setup = re.search(r"^set-up\s+([\d.]+) s \((\d+) members\)", text, re.M)
         rows.append((f"{log.stem}: set-up ({setup[2]} members)", f"{setup[1]} s"))
-        plan = dict(re.findall(r"^stage (\d+) \(progressive, (\d+ → \d+) steps\)", text, re.M))
-        for stage, steps, k, seconds in re.findall(
-            r"^stage (\d+): (\d+) steps × \d+ × (\d+) students in ([\d.]+) s of training", text, re.M
-        ):
+        first = re.search(r"^runs .* members in \S+: ([^,\s]+)", text, re.M)[1]
+        for stage in _stages(folder / first):
             rows.append(
                 (
-                    f"stage {stage}, {plan[stage]} steps: {steps} steps of {k} students' training",
-                    f"{seconds} s",
+                    f"stage {stage['stage']} (to {stage['steps']} steps): {setup[2]} students' training",
+                    f"{stage['train_seconds']:.1f} s",
                 )
             )
         exported = [float(s) for s in re.findall(r"member \S+: exported in ([\d.]+) s", text)]
@@ -77,5 +84,5 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
 
 
 def format_block_parts(rows: list[tuple[str, str]]) -> str:
-    lines = ["| part (from the logs) | time |", "|---|---|"]
+    lines = ["| part (from the records and logs) | time |", "|---|---|"]
     return "\n".join([*lines, *(f"| {part} | {time} |" for part, time in rows)])
