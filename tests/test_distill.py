@@ -249,6 +249,84 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, check_every, a
         assert reads == {"host": 0, "device": {1: 7, 4: 2}[check_every]}
 
 
+def _fit_with_checkpoints(tmp_path, callbacks, steps=6, accelerator="cpu"):
+    from torch.utils.data import DataLoader
+
+    m = module(lr=1e-2)
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    trainer.fit(m, DataLoader([batch(i) for i in range(steps)], batch_size=None))
+    return m
+
+
+@pytest.mark.parametrize(
+    "accelerator",
+    [
+        "cpu",
+        pytest.param(
+            "gpu",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")],
+        ),
+    ],
+)
+def test_checkpoints_are_written_beside_the_training_each_of_its_own_step(tmp_path, monkeypatch, accelerator):
+    """The writer runs in another thread, while the next steps train (each write held up here until
+    two more steps have changed the weights), yet each file holds the weights of the step it was
+    saved at; the run's end waits for the last write."""
+    import threading
+
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, DurableCheckpointIO
+
+    main, written, at_step = threading.get_ident(), [], {}
+    trained = {step: threading.Event() for step in range(1, 7)}
+    save = DurableCheckpointIO.save_checkpoint
+
+    def held_up(self, checkpoint, path, storage_options=None):
+        step = checkpoint["global_step"]
+        if step < 6:  # until two more steps have trained (the last waits for none)
+            assert trained[step + 2].wait(timeout=20), "the training waited for the checkpoint's write"
+        save(self, checkpoint, path, storage_options)
+        written.append((threading.get_ident(), torch.load(path, map_location="cpu", weights_only=False)))
+
+    class Weights(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            at_step[trainer.global_step] = {
+                k: v.to("cpu", copy=True) for k, v in pl_module.student.state_dict().items()
+            }
+            trained[trainer.global_step].set()
+
+    monkeypatch.setattr(DurableCheckpointIO, "save_checkpoint", held_up)
+    ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=2)
+    _fit_with_checkpoints(tmp_path, [Weights(), ckpt], accelerator=accelerator)
+    assert [c["global_step"] for _, c in written] == [2, 4, 6, 6]  # every 2 steps, then the end
+    assert all(thread != main for thread, _ in written)
+    for _, c in written:
+        weights = {k[len("student.") :]: v for k, v in c["state_dict"].items() if k.startswith("student.")}
+        mine = at_step[c["global_step"]]
+        assert weights.keys() == mine.keys() and all(torch.equal(weights[k], mine[k]) for k in mine)
+    assert torch.load(ckpt.path, map_location="cpu", weights_only=False)["global_step"] == 6
+    assert not [p for p in tmp_path.iterdir() if p.name != "last.ckpt"], "no temporary left"
+
+
+def test_a_failed_checkpoint_write_fails_the_run(tmp_path, monkeypatch):
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, DurableCheckpointIO
+
+    def full_disk(self, checkpoint, path, storage_options=None):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(DurableCheckpointIO, "save_checkpoint", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        _fit_with_checkpoints(tmp_path, [AtomicLastCheckpoint(tmp_path, every_n_steps=2)])
+
+
 def run_distill(env, *extra):
     return bsa_cli("distill", "experiments/debug.yaml", *env["overrides"], "distill.eval_clips=4", *extra)
 

@@ -1,16 +1,40 @@
 """Atomic, resumable checkpoints: ``last.ckpt`` every N optimizer steps and at a SIGTERM, written to
 a temporary file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint
-intact; weights that are not finite are never written over a finite checkpoint."""
+intact; weights that are not finite are never written over a finite checkpoint. The writing runs
+in a thread beside the training (Lightning's ``AsyncCheckpointIO``: the state is copied at the
+step, on the device, and written while the next steps train): a population's checkpoint of 17
+students is ~1 GB, 3–4 s of stalled training each time it was written in line."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
-from bsa.durable import replace_durably
+from bsa.durable import replace_durably, temporary_path
+
+
+class DurableCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` of a checkpoint into a temporary beside ``path``, then
+    :func:`bsa.durable.replace_durably`: the previous file stays whole until the new one is."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_path(path)
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        replace_durably(tmp, path)
+
+
+def writes_durably(io) -> bool:
+    """Whether a strategy's checkpoint IO is a :class:`DurableCheckpointIO` (or wraps one)."""
+    while io is not None:
+        if isinstance(io, DurableCheckpointIO):
+            return True
+        io = getattr(io, "checkpoint_io", None)
+    return False
 
 
 def all_finite(module: torch.nn.Module) -> bool:
@@ -19,9 +43,27 @@ def all_finite(module: torch.nn.Module) -> bool:
 
 
 class AtomicLastCheckpoint(pl.Callback):
-    def __init__(self, folder: str | Path, every_n_steps: int):
+    """``last.ckpt`` in ``folder`` every ``every_n_steps`` optimizer steps, at the end of the
+    training and at a SIGTERM, through a :class:`DurableCheckpointIO` that the trainer's strategy
+    gets at set-up — in a writer thread when ``background`` (writes in the order of the saves, each
+    of the state at its step; the trainer's teardown waits for them, and a SIGTERM's save is waited
+    for before the run reports it; a failed write raises at the next save or at the teardown)."""
+
+    def __init__(self, folder: str | Path, every_n_steps: int, background: bool = True):
         self.folder = Path(folder)
         self.every = max(1, every_n_steps)
+        self.background = background
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not writes_durably(trainer.strategy.checkpoint_io):
+            io = DurableCheckpointIO()
+            trainer.strategy.checkpoint_io = AsyncCheckpointIO(io) if self.background else io
+
+    def wait(self, trainer: pl.Trainer) -> None:
+        """Until every checkpoint handed to the writer is on disk (raises a write's error)."""
+        io = trainer.strategy.checkpoint_io
+        if isinstance(io, AsyncCheckpointIO):
+            io.teardown()  # finishes the queue; the next save starts a new writer
 
     @property
     def path(self) -> Path:
@@ -38,11 +80,9 @@ class AtomicLastCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer) -> None:
         if not all_finite(trainer.lightning_module):
             return  # keep the last finite checkpoint
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".last.ckpt.tmp{os.getpid()}"
-        trainer.save_checkpoint(tmp, weights_only=False)  # the full state: optimizer, loops, callbacks
-        if trainer.is_global_zero:
-            replace_durably(tmp, self.path)
+        if not writes_durably(trainer.strategy.checkpoint_io):
+            raise RuntimeError(f"{self.path}: the trainer's checkpoint IO was replaced after set-up")
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: optimizer, loops, callbacks
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step % self.every == 0:
@@ -64,6 +104,7 @@ class AtomicLastCheckpoint(pl.Callback):
         if not isinstance(exception, SIGTERMException):
             return  # anywhere else mid-step the state is not a resumable point: keep the last one
         self.save(trainer)
+        self.wait(trainer)
         if trainer.is_global_zero:
             print(
                 f"\nSIGTERM: stopped at step {trainer.global_step}, checkpointed to {self.path}", flush=True

@@ -25,6 +25,7 @@ from bsa.experiment.distill import (
     _denoiser_of,
     data_seed,
     finished_stage,
+    format_laps,
     loaded_teacher,
     module_arguments,
     prepare_run,
@@ -57,11 +58,13 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
             f"trainer.devices: a population trains in one process on one device (got {cfg.trainer.devices}); "
             "bsa compare spreads populations over the GPUs"
         )
-    start = time.time()
+    start, laps = time.time(), {}
     members = member_configs(cfg)
-    first = prepare_run(members[0])
-    contexts = [first[0]] + [prepare_run(m, shared=first)[0] for m in members[1:]]
-    print(f"set-up      {time.time() - start:.1f} s ({len(members)} members)", flush=True)
+    first = prepare_run(members[0], laps=laps)
+    contexts = [first[0]] + [prepare_run(m, shared=first, laps=laps)[0] for m in members[1:]]
+    print(
+        f"set-up      {time.time() - start:.1f} s ({len(members)} members: {format_laps(laps)})", flush=True
+    )
     results = [DistillationResult(ctx.run_dir, finished=False) for ctx in contexts]
     teachers = [first[1]] * len(members)  # one shared teacher until the members' own
     steps_done = 0

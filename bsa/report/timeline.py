@@ -59,7 +59,7 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
         )
     for log in sorted((folder / "logs").glob("population-*.log")):
         text = log.read_text().replace("\r", "\n")
-        setup = re.search(r"^set-up\s+([\d.]+) s \((\d+) members\)", text, re.M)
+        setup = re.search(r"^set-up\s+([\d.]+) s \((\d+) members[):]", text, re.M)
         rows.append((f"{log.stem}: set-up ({setup[2]} members)", f"{setup[1]} s"))
         first = re.search(r"^runs .* members in \S+: ([^,\s]+)", text, re.M)[1]
         for stage in _stages(folder / first):
