@@ -650,3 +650,65 @@ def test_run_spans_count_from_a_runs_last_start_and_wrap_past_midnight():
         ]
     )
     assert run_spans(log) == {"guided-seed1": 270.0, "population-seed1-abc": 545.0}
+
+
+def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(tmp_path):
+    """A population's console with the split set-up and stage-end lines, its members' scorings with
+    their parts' seconds: the table sums each callback over the members and each scoring part over
+    the scored records at the block's steps (the teacher's record and other step counts left out)."""
+    from bsa.report.timeline import block_parts
+
+    (tmp_path / "compare.log").write_text(
+        "[compare] 10:00:00 start population-seed6-abc, 16 thread(s) (log: …)\n"
+        "[compare] 10:15:30 population-seed6-abc: done\n"
+    )
+    (tmp_path / "results.md").write_text("Wall clock 15.6 min\n")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "population-seed6-abc.log").write_text(
+        "runs        x (the population's), members in x: a-seed6, b-seed6\n"
+        "set-up      12.5 s (2 members: data module 8.0 s, teacher 0.5 s, scorer 4.0 s)\n"
+        "  member a-seed6: exported in 2.0 s (StagePromotion 0.5, ErrorProfile 1.5)\n"
+        "  member b-seed6: exported in 3.0 s (StagePromotion 1.0, ErrorProfile 2.0)\n"
+        "\r  member a-seed6: exported and scored in 9.0 s (StagePromotion 0.5, ErrorProfile 1.5, StageEvaluation 7.0)\n"
+        "  member b-seed6: exported and scored in 8.0 s (StagePromotion 0.5, ErrorProfile 1.0, StageEvaluation 6.5)\n"
+    )
+    for name, sampling in (("a-seed6", 2.0), ("b-seed6", 3.0)):
+        run = tmp_path / name
+        run.mkdir()
+        stages = [
+            {"stage": 1, "steps": 50, "train_seconds": 100.0},
+            {"stage": 2, "steps": 25, "train_seconds": 90.0},
+        ]
+        (run / "summary.json").write_text(json.dumps({"stages": stages}))
+        records = [
+            {"mode": "teacher", "metrics": {"steps": 200, "seconds_sampling": 50.0}},
+            {"mode": "student", "metrics": {"steps": 50, "seconds_sampling": 40.0}},
+            {
+                "mode": "student",
+                "metrics": {
+                    "steps": 25,
+                    "seconds_sampling": sampling,
+                    "seconds_paired": 1.0,
+                    "seconds_per_clip": 0.1,
+                },
+            },
+        ]
+        (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = dict(block_parts(tmp_path))
+    assert (
+        rows["population-seed6-abc: set-up (2 members: data module 8.0 s, teacher 0.5 s, scorer 4.0 s)"]
+        == "12.5 s"
+    )
+    assert (
+        rows["members' exports at unscored stage ends (2 × 2.0–3.0 s; StagePromotion 2 s, ErrorProfile 4 s)"]
+        == "5 s"
+    )
+    assert (
+        rows[
+            "members' exports and scores (2 × 8.0–9.0 s; StagePromotion 1 s, ErrorProfile 2 s, StageEvaluation 14 s;"
+            " the scorings' sampling 5 s, paired 2 s)"
+        ]
+        == "17 s"
+    )
+    assert rows["stage 2 (to 25 steps): 2 students' training"] == "90.0 s"
+    assert rows["population-seed6-abc: start to end"] == "15 min 30 s"

@@ -34,6 +34,45 @@ def _spread(values: list[float]) -> str:
     return f"{len(values)} × {min(values):.1f}–{max(values):.1f} s"
 
 
+_MEMBER_END = re.compile(r"member (\S+): exported( and scored)? in ([\d.]+) s(?: \(([^)]*)\))?")
+
+
+def member_stage_ends(log: str) -> dict[bool, list[tuple[str, float, dict[str, float]]]]:
+    """The members' stage ends of a population's console, unscored (False) and scored (True): per
+    member its name, seconds and, where the line has them, its callbacks' seconds
+    (``member bsa-seed5: exported and scored in 9.0 s (StagePromotion 0.4, ErrorProfile 1.2, …)``)."""
+    ends: dict[bool, list] = {False: [], True: []}
+    for name, scored, seconds, parts in _MEMBER_END.findall(log):
+        split = {k: float(v) for k, v in (p.rsplit(" ", 1) for p in parts.split(", ") if p)}
+        ends[bool(scored)].append((name, float(seconds), split))
+    return ends
+
+
+def _totals(ends: list[tuple[str, float, dict[str, float]]]) -> str:
+    """`` (StagePromotion 5 s, ErrorProfile 40 s)``: the callbacks' seconds summed over members."""
+    totals: dict[str, float] = {}
+    for _, _, split in ends:
+        for k, v in split.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return "; " + ", ".join(f"{k} {v:.0f} s" for k, v in totals.items()) if totals else ""
+
+
+def scoring_parts(run_dirs: list[Path], steps: int) -> dict[str, float]:
+    """The ``seconds_*`` parts of the runs' scorings at ``steps`` (their ``eval.jsonl``), summed."""
+    totals: dict[str, float] = {}
+    for run_dir in run_dirs:
+        path = run_dir / "eval.jsonl"
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            record = json.loads(line)
+            metrics = record.get("metrics", {})
+            if record.get("mode") == "teacher" or metrics.get("steps") != steps:
+                continue
+            for k, v in metrics.items():
+                if k.startswith("seconds_") and k != "seconds_per_clip":
+                    totals[k[len("seconds_") :]] = totals.get(k[len("seconds_") :], 0.0) + v
+    return totals
+
+
 def _stages(run_dir: Path) -> list[dict]:
     """A run's stages as its ``summary.json`` records them (``train_seconds``, ``samples_per_s``)."""
     return json.loads((run_dir / "summary.json").read_text())["stages"]
@@ -59,8 +98,9 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
         )
     for log in sorted((folder / "logs").glob("population-*.log")):
         text = log.read_text().replace("\r", "\n")
-        setup = re.search(r"^set-up\s+([\d.]+) s \((\d+) members[):]", text, re.M)
-        rows.append((f"{log.stem}: set-up ({setup[2]} members)", f"{setup[1]} s"))
+        setup = re.search(r"^set-up\s+([\d.]+) s \((\d+) members(?:: ([^)]*))?\)", text, re.M)
+        split = f": {setup[3]}" if setup[3] else ""
+        rows.append((f"{log.stem}: set-up ({setup[2]} members{split})", f"{setup[1]} s"))
         first = re.search(r"^runs .* members in \S+: ([^,\s]+)", text, re.M)[1]
         for stage in _stages(folder / first):
             rows.append(
@@ -69,14 +109,26 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
                     f"{stage['train_seconds']:.1f} s",
                 )
             )
-        exported = [float(s) for s in re.findall(r"member \S+: exported in ([\d.]+) s", text)]
-        scored = [float(s) for s in re.findall(r"member \S+: exported and scored in ([\d.]+) s", text)]
+        ends = member_stage_ends(text)
+        exported, scored = ([e[1] for e in ends[k]] for k in (False, True))
         if exported:
             rows.append(
-                (f"members' exports at unscored stage ends ({_spread(exported)})", f"{sum(exported):.0f} s")
+                (
+                    f"members' exports at unscored stage ends ({_spread(exported)}{_totals(ends[False])})",
+                    f"{sum(exported):.0f} s",
+                )
             )
         if scored:
-            rows.append((f"members' exports and scores ({_spread(scored)})", f"{sum(scored):.0f} s"))
+            parts = scoring_parts([folder / name for name, _, _ in ends[True]], stage["steps"])
+            scoring = (
+                "; the scorings' " + ", ".join(f"{k} {v:.0f} s" for k, v in parts.items()) if parts else ""
+            )
+            rows.append(
+                (
+                    f"members' exports and scores ({_spread(scored)}{_totals(ends[True])}{scoring})",
+                    f"{sum(scored):.0f} s",
+                )
+            )
         rows.append((f"{log.stem}: start to end", _minutes(spans[log.stem])))
     wall = re.search(r"Wall clock ([\d.]+) min", (folder / "results.md").read_text())
     rows.append(("the comparison's wall clock (`results.md`)", f"{wall[1]} min"))
