@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -345,6 +346,13 @@ def test_two_stage_run_through_the_cli(debug_env):
 
     # one bar per stage: the stage of all, its optimizer steps of their total (not "Epoch 0/-2")
     assert "stage 2/2 (4 → 2 steps)" in out.stdout and "4/4 [" in out.stdout
+    # where the set-up's seconds went, in the order they came
+    assert re.search(
+        r"^set-up +[\d.]+ s \(data module [\d.]+ s, teacher [\d.]+ s, fingerprint and folder [\d.]+ s, "
+        r"scorer [\d.]+ s\)$",
+        out.stdout,
+        re.M,
+    ), out.stdout[:2000]
     assert "Epoch" not in out.stdout and "v_num" not in out.stdout
     # no advertisement, no warning about the frozen teacher being in eval mode (it is, on purpose)
     assert "Tip:" not in out.stdout + out.stderr and "in eval mode" not in out.stderr
