@@ -317,6 +317,38 @@ def test_checkpoints_are_written_beside_the_training_each_of_its_own_step(tmp_pa
     assert not [p for p in tmp_path.iterdir() if p.name != "last.ckpt"], "no temporary left"
 
 
+def test_a_preemption_checkpoint_is_on_disk_when_its_save_returns(tmp_path, monkeypatch):
+    """Lightning's SLURM handler saves ``hpc_ckpt_<n>.ckpt`` and then requeues the job, which ends
+    it: that save (any save but the callback's own ``last.ckpt``) is written in line, after the
+    queued periodic writes, so it is the newest file on disk the moment the call returns."""
+    import threading
+
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, DurableCheckpointIO
+
+    release, order = threading.Event(), []
+    save = DurableCheckpointIO.save_checkpoint
+
+    def slow_last(self, checkpoint, path, storage_options=None):
+        if Path(path).name == "last.ckpt":
+            assert release.wait(timeout=20)
+        save(self, checkpoint, path, storage_options)
+        order.append(Path(path).name)
+
+    class Preempted(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                release.set()  # the periodic write of step 2 may finish now, not before
+                trainer.save_checkpoint(tmp_path / "hpc_ckpt_1.ckpt")  # as the SIGUSR1 handler does
+                assert order == ["last.ckpt", "hpc_ckpt_1.ckpt"], order
+                assert torch.load(tmp_path / "hpc_ckpt_1.ckpt", weights_only=False)["global_step"] == 3
+
+    monkeypatch.setattr(DurableCheckpointIO, "save_checkpoint", slow_last)
+    ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=2)
+    _fit_with_checkpoints(tmp_path, [ckpt, Preempted()], steps=4)
+    assert ckpt.resume_path() == ckpt.path  # the end's last.ckpt (step 4) is newer again
+    assert torch.load(ckpt.path, weights_only=False)["global_step"] == 4
+
+
 def test_a_failed_checkpoint_write_fails_the_run(tmp_path, monkeypatch):
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint, DurableCheckpointIO
 

@@ -28,6 +28,24 @@ class DurableCheckpointIO(TorchCheckpointIO):
         replace_durably(tmp, path)
 
 
+class BackgroundCheckpointIO(AsyncCheckpointIO):
+    """Lightning's ``AsyncCheckpointIO`` for the files of ``background`` alone (the periodic
+    ``last.ckpt``): any other save through the trainer — Lightning's SLURM pre-emption checkpoint,
+    written just before it requeues the job and the job is ended, a user's
+    ``trainer.save_checkpoint`` — waits for the queued writes, then is on disk when the call
+    returns, as before."""
+
+    def __init__(self, checkpoint_io, background: tuple[Path, ...]):
+        super().__init__(checkpoint_io)
+        self.background = {Path(p) for p in background}
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if Path(path) in self.background:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        self.teardown()  # the queued writes first (and their errors)
+        self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
+
+
 def writes_durably(io) -> bool:
     """Whether a strategy's checkpoint IO is a :class:`DurableCheckpointIO` (or wraps one)."""
     while io is not None:
@@ -45,9 +63,10 @@ def all_finite(module: torch.nn.Module) -> bool:
 class AtomicLastCheckpoint(pl.Callback):
     """``last.ckpt`` in ``folder`` every ``every_n_steps`` optimizer steps, at the end of the
     training and at a SIGTERM, through a :class:`DurableCheckpointIO` that the trainer's strategy
-    gets at set-up — in a writer thread when ``background`` (writes in the order of the saves, each
-    of the state at its step; the trainer's teardown waits for them, and a SIGTERM's save is waited
-    for before the run reports it; a failed write raises at the next save or at the teardown)."""
+    gets at set-up — in a writer thread when ``background`` (:class:`BackgroundCheckpointIO`:
+    writes in the order of the saves, each of the state at its step; the trainer's teardown waits
+    for them, and a SIGTERM's save is waited for before the run reports it; a failed write raises
+    at the next save or at the teardown)."""
 
     def __init__(self, folder: str | Path, every_n_steps: int, background: bool = True):
         self.folder = Path(folder)
@@ -57,7 +76,9 @@ class AtomicLastCheckpoint(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not writes_durably(trainer.strategy.checkpoint_io):
             io = DurableCheckpointIO()
-            trainer.strategy.checkpoint_io = AsyncCheckpointIO(io) if self.background else io
+            trainer.strategy.checkpoint_io = (
+                BackgroundCheckpointIO(io, (self.path,)) if self.background else io
+            )
 
     def wait(self, trainer: pl.Trainer) -> None:
         """Until every checkpoint handed to the writer is on disk (raises a write's error)."""
