@@ -655,7 +655,7 @@ def test_run_spans_count_from_a_runs_last_start_and_wrap_past_midnight():
 def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(tmp_path):
     """A population's console with the split set-up and stage-end lines, its members' scorings with
     their parts' seconds: the table sums each callback over the members and each scoring part over
-    the scored records at the block's steps (the teacher's record and other step counts left out)."""
+    the members' records (the teacher's, shared by the population, left out)."""
     from bsa.report.timeline import block_parts
 
     (tmp_path / "compare.log").write_text(
@@ -682,7 +682,6 @@ def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(
         (run / "summary.json").write_text(json.dumps({"stages": stages}))
         records = [
             {"mode": "teacher", "metrics": {"steps": 200, "seconds_sampling": 50.0}},
-            {"mode": "student", "metrics": {"steps": 50, "seconds_sampling": 40.0}},
             {
                 "mode": "student",
                 "metrics": {

@@ -1,9 +1,10 @@
 """Atomic, resumable checkpoints: ``last.ckpt`` every N optimizer steps and at a SIGTERM, written to
 a temporary file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint
-intact; weights that are not finite are never written over a finite checkpoint. The writing runs
-in a thread beside the training (Lightning's ``AsyncCheckpointIO``: the state is copied at the
-step, on the device, and written while the next steps train): a population's checkpoint of 17
-students is ~1 GB, 3–4 s of stalled training each time it was written in line."""
+intact; weights that are not finite are never written over a finite checkpoint. The periodic
+``last.ckpt`` is written in a thread beside the training (Lightning's ``AsyncCheckpointIO``: the
+state is copied at the step, on the device, and written while the next steps train): a population's
+checkpoint of 17 students is ~1 GB, 2.5–4 s of stalled training each time it was written in line
+(the seed-5 block's progress bars, 2026-12-07)."""
 
 from __future__ import annotations
 

@@ -57,15 +57,16 @@ def _totals(ends: list[tuple[str, float, dict[str, float]]]) -> str:
     return "; " + ", ".join(f"{k} {v:.0f} s" for k, v in totals.items()) if totals else ""
 
 
-def scoring_parts(run_dirs: list[Path], steps: int) -> dict[str, float]:
-    """The ``seconds_*`` parts of the runs' scorings at ``steps`` (their ``eval.jsonl``), summed."""
+def scoring_parts(run_dirs: list[Path]) -> dict[str, float]:
+    """The ``seconds_*`` parts of the runs' own scorings (their ``eval.jsonl``, the teacher's
+    record left out: a population's members share its one reference), summed."""
     totals: dict[str, float] = {}
     for run_dir in run_dirs:
         path = run_dir / "eval.jsonl"
         for line in path.read_text().splitlines() if path.is_file() else []:
             record = json.loads(line)
             metrics = record.get("metrics", {})
-            if record.get("mode") == "teacher" or metrics.get("steps") != steps:
+            if record.get("mode") == "teacher":
                 continue
             for k, v in metrics.items():
                 if k.startswith("seconds_") and k != "seconds_per_clip":
@@ -119,7 +120,7 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
                 )
             )
         if scored:
-            parts = scoring_parts([folder / name for name, _, _ in ends[True]], stage["steps"])
+            parts = scoring_parts(sorted({folder / name for name, _, _ in ends[True]}))
             scoring = (
                 "; the scorings' " + ", ".join(f"{k} {v:.0f} s" for k, v in parts.items()) if parts else ""
             )
