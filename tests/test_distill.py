@@ -307,7 +307,7 @@ def test_checkpoints_are_written_beside_the_training_each_of_its_own_step(tmp_pa
     monkeypatch.setattr(DurableCheckpointIO, "save_checkpoint", held_up)
     ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=2)
     _fit_with_checkpoints(tmp_path, [Weights(), ckpt], accelerator=accelerator)
-    assert [c["global_step"] for _, c in written] == [2, 4, 6, 6]  # every 2 steps, then the end
+    assert [c["global_step"] for _, c in written] == [2, 4, 6]  # every 2 steps; the end's step was saved
     assert all(thread != main for thread, _ in written)
     for _, c in written:
         weights = {k[len("student.") :]: v for k, v in c["state_dict"].items() if k.startswith("student.")}
@@ -347,6 +347,24 @@ def test_a_preemption_checkpoint_is_on_disk_when_its_save_returns(tmp_path, monk
     _fit_with_checkpoints(tmp_path, [ckpt, Preempted()], steps=4)
     assert ckpt.resume_path() == ckpt.path  # the end's last.ckpt (step 4) is newer again
     assert torch.load(ckpt.path, weights_only=False)["global_step"] == 4
+
+
+@pytest.mark.parametrize("steps, saved", [(5, [2, 4, 5]), (6, [2, 4, 6])])
+def test_the_training_end_saves_only_a_step_not_saved_yet(tmp_path, monkeypatch, steps, saved):
+    from bsa.callbacks.checkpoint import AtomicLastCheckpoint, DurableCheckpointIO
+
+    written = []
+    save = DurableCheckpointIO.save_checkpoint
+
+    def recorded(self, checkpoint, path, storage_options=None):
+        written.append(checkpoint["global_step"])
+        save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(DurableCheckpointIO, "save_checkpoint", recorded)
+    ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=2)
+    _fit_with_checkpoints(tmp_path, [ckpt], steps=steps)
+    assert written == saved
+    assert torch.load(ckpt.path, weights_only=False)["global_step"] == steps
 
 
 def test_a_failed_checkpoint_write_fails_the_run(tmp_path, monkeypatch):

@@ -73,6 +73,7 @@ class AtomicLastCheckpoint(pl.Callback):
         self.folder = Path(folder)
         self.every = max(1, every_n_steps)
         self.background = background
+        self.saved_step: int | None = None  # the optimizer step of this process's last save
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not writes_durably(trainer.strategy.checkpoint_io):
@@ -105,13 +106,17 @@ class AtomicLastCheckpoint(pl.Callback):
         if not writes_durably(trainer.strategy.checkpoint_io):
             raise RuntimeError(f"{self.path}: the trainer's checkpoint IO was replaced after set-up")
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state: optimizer, loops, callbacks
+        self.saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step % self.every == 0:
             self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer)
+        # a stage whose steps are a multiple of every_n_steps was saved at its last step already
+        # (a population's: another ~1 GB written beside its members' exports, for nothing)
+        if self.saved_step != trainer.global_step:
+            self.save(trainer)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
