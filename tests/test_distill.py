@@ -284,6 +284,8 @@ def test_checkpoints_are_written_beside_the_training_each_of_its_own_step(tmp_pa
     saved at; the run's end waits for the last write."""
     import threading
 
+    from lightning_utilities.core.apply_func import apply_to_collection
+
     from bsa.callbacks.checkpoint import AtomicLastCheckpoint, DurableCheckpointIO
 
     main, written, at_step = threading.get_ident(), [], {}
@@ -291,6 +293,11 @@ def test_checkpoints_are_written_beside_the_training_each_of_its_own_step(tmp_pa
     save = DurableCheckpointIO.save_checkpoint
 
     def held_up(self, checkpoint, path, storage_options=None):
+        # the writer gets the state on the host: no CUDA call in its thread, where a capture in
+        # the main thread (a stage's first steps, a scoring's sampling) forbids them
+        tensors = []
+        apply_to_collection(checkpoint, torch.Tensor, tensors.append)
+        assert tensors and not any(t.is_cuda for t in tensors)
         step = checkpoint["global_step"]
         if step < 6:  # until two more steps have trained (the last waits for none)
             assert trained[step + 2].wait(timeout=20), "the training waited for the checkpoint's write"

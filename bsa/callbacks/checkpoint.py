@@ -2,7 +2,7 @@
 a temporary file, fsynced and renamed, so a kill at any moment leaves the previous checkpoint
 intact; weights that are not finite are never written over a finite checkpoint. The periodic
 ``last.ckpt`` is written in a thread beside the training (Lightning's ``AsyncCheckpointIO``: the
-state is copied at the step, on the device, and written while the next steps train): a population's
+state is copied to the host at the step and written while the next steps train): a population's
 checkpoint of 17 students is ~1 GB, 2.5–4 s of stalled training each time it was written in line
 (the seed-5 block's progress bars, 2026-12-07)."""
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
+from lightning_utilities.core.apply_func import apply_to_collection
 
 from bsa.durable import replace_durably, temporary_path
 
@@ -29,12 +30,19 @@ class DurableCheckpointIO(TorchCheckpointIO):
         replace_durably(tmp, path)
 
 
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().cpu()  # a device tensor copied; a host one as it is (the writer clones it)
+
+
 class BackgroundCheckpointIO(AsyncCheckpointIO):
     """Lightning's ``AsyncCheckpointIO`` for the files of ``background`` alone (the periodic
-    ``last.ckpt``): any other save through the trainer — Lightning's SLURM pre-emption checkpoint,
-    written just before it requeues the job and the job is ended, a user's
-    ``trainer.save_checkpoint`` — waits for the queued writes, then is on disk when the call
-    returns, as before."""
+    ``last.ckpt``), its state first copied to the host by the caller: the writer thread makes no
+    CUDA call, since a CUDA-graph capture in the main thread (a stage's first steps, a scoring's
+    sampling, captured in torch's "global" mode) forbids every other thread's copies — a ~1 GB
+    population state takes a fraction of a second to copy, against seconds to serialise, write and
+    fsync. Any other save through the trainer — Lightning's SLURM pre-emption checkpoint, written
+    just before it requeues the job and the job is ended, a user's ``trainer.save_checkpoint`` —
+    waits for the queued writes, then is on disk when the call returns, as before."""
 
     def __init__(self, checkpoint_io, background: tuple[Path, ...]):
         super().__init__(checkpoint_io)
@@ -42,7 +50,8 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if Path(path) in self.background:
-            return super().save_checkpoint(checkpoint, path, storage_options)
+            host = apply_to_collection(checkpoint, torch.Tensor, _to_host)
+            return super().save_checkpoint(host, path, storage_options)
         self.teardown()  # the queued writes first (and their errors)
         self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
 
