@@ -38,9 +38,8 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
     """Lightning's ``AsyncCheckpointIO`` for the files of ``background`` alone (the periodic
     ``last.ckpt``), its state first copied to the host by the caller: the writer thread makes no
     CUDA call, since a CUDA-graph capture in the main thread (a stage's first steps, a scoring's
-    sampling, captured in torch's "global" mode) forbids every other thread's copies — a ~1 GB
-    population state takes a fraction of a second to copy, against seconds to serialise, write and
-    fsync. Any other save through the trainer — Lightning's SLURM pre-emption checkpoint, written
+    sampling, captured in torch's "global" mode) forbids every other thread's copies; the caller
+    pays the device-to-host copy, the thread the serialising, writing and fsyncing. Any other save through the trainer — Lightning's SLURM pre-emption checkpoint, written
     just before it requeues the job and the job is ended, a user's ``trainer.save_checkpoint`` —
     waits for the queued writes, then is on disk when the call returns, as before."""
 
