@@ -35,7 +35,7 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
 
 
 class BackgroundCheckpointIO(AsyncCheckpointIO):
-    """Lightning's ``AsyncCheckpointIO`` for the files of ``background`` alone (the periodic
+    """Lightning's ``AsyncCheckpointIO`` for the file ``background`` alone (the periodic
     ``last.ckpt``), its state first copied to the host by the caller: the writer thread makes no
     CUDA call, since a CUDA-graph capture in the main thread (a stage's first steps, a scoring's
     sampling, captured in torch's "global" mode) forbids every other thread's copies; the caller
@@ -43,12 +43,12 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
     just before it requeues the job and the job is ended, a user's ``trainer.save_checkpoint`` —
     waits for the queued writes, then is on disk when the call returns, as before."""
 
-    def __init__(self, checkpoint_io, background: tuple[Path, ...]):
+    def __init__(self, checkpoint_io, background: Path):
         super().__init__(checkpoint_io)
-        self.background = {Path(p) for p in background}
+        self.background = Path(background)
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if Path(path) in self.background:
+        if Path(path) == self.background:
             host = apply_to_collection(checkpoint, torch.Tensor, _to_host)
             return super().save_checkpoint(host, path, storage_options)
         self.teardown()  # the queued writes first (and their errors)
@@ -86,9 +86,7 @@ class AtomicLastCheckpoint(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not writes_durably(trainer.strategy.checkpoint_io):
             io = DurableCheckpointIO()
-            trainer.strategy.checkpoint_io = (
-                BackgroundCheckpointIO(io, (self.path,)) if self.background else io
-            )
+            trainer.strategy.checkpoint_io = BackgroundCheckpointIO(io, self.path) if self.background else io
 
     def wait(self, trainer: pl.Trainer) -> None:
         """Until every checkpoint handed to the writer is on disk (raises a write's error)."""

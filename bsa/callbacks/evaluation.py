@@ -23,6 +23,7 @@ import lightning.pytorch as pl
 import torch
 
 from bsa.audio import log_mel
+from bsa.callbacks.timing import Laps
 from bsa.diffusion import network_calls
 from bsa.durable import append_jsonl, exclusive, read_jsonl, replace_durably
 from bsa.metrics.embedded import AudioFeatures
@@ -37,28 +38,6 @@ from bsa.metrics.scores import clip_levels, silence_floor
 from bsa.metrics.suite import EvaluationSuite, score, stats_of
 
 OTHER_NOISE = 1_000_000  # seed offset of the teacher's second draw (the teacher-vs-itself floor)
-
-
-class Laps:
-    """Wall seconds of a scoring's parts, each from the end of the one before (the device's queue
-    drained at each lap, so a part is charged its own kernels): ``laps("features")`` after the
-    features adds ``seconds_features``. A record's scoring then says where its time went — on
-    an H100 a population member's scoring took 9.5 s against 5–6 s on an H200 (2026-12-07)."""
-
-    def __init__(self, device: str):
-        self.device, self.seconds = device, {}
-        self._sync()
-        self._last = time.perf_counter()
-
-    def _sync(self) -> None:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-
-    def __call__(self, part: str) -> None:
-        self._sync()
-        now = time.perf_counter()
-        self.seconds[f"seconds_{part}"] = round(now - self._last, 4)
-        self._last = now
 
 
 def _world() -> tuple[int, int]:
@@ -525,7 +504,8 @@ class StageScorer:
         and its per-clip evaluation embedding [N, D] (for paired FAD differences)."""
         rank, world = _world()
         mine = list(range(rank, len(self.set.captions), world))
-        laps = Laps(self.device)
+        # where a scoring's time went: on an H100 a population member's took 9.5 s, 5–6 s on an H200
+        laps = Laps(self.device, prefix="seconds_")
         waves, latents, seconds = self.generate_latents(denoiser, steps, mine)
         laps("sampling")
         local = self.suite.features(waves)

@@ -129,31 +129,13 @@ def describe(cfg: BsaConfig) -> str:
 # -- the run -------------------------------------------------------------------------------------
 
 
-class SetupLaps:
-    """``lap(part)``: the seconds since the previous lap (or the start) added to ``laps[part]``;
-    nothing kept when ``laps`` is None."""
-
-    def __init__(self, laps: dict | None):
-        self.laps, self._last = laps, time.perf_counter()
-
-    def __call__(self, part: str) -> None:
-        now = time.perf_counter()
-        if self.laps is not None:
-            self.laps[part] = self.laps.get(part, 0.0) + now - self._last
-        self._last = now
-
-
-def format_laps(laps: dict) -> str:
-    """``data module 8.1 s, teacher 0.4 s, …`` in the order the parts came."""
-    return ", ".join(f"{part} {seconds:.1f} s" for part, seconds in laps.items())
-
-
 def prepare_run(cfg: BsaConfig, shared: tuple[RunContext, object] | None = None, laps: dict | None = None):
     """Data, the teacher, the run's fingerprint (refusing a folder made with other settings), stale
     temporaries removed, the scorer. Returns (context, teacher). ``shared``: another run's (context,
     teacher) whose data module, teacher, scorer and reference this run uses (a population's members:
     same data and teacher, each its own folder). ``laps``: the parts' seconds are added to it (the
     set-up line of the console says where a slow start went)."""
+    from bsa.callbacks.timing import Laps
     from bsa.durable import remove_stale_temporaries
     from bsa.experiment.build import latent_datamodule, load_denoiser
     from bsa.experiment.runs import check_or_write_fingerprint, fingerprint, launched_as_global_zero
@@ -162,7 +144,7 @@ def prepare_run(cfg: BsaConfig, shared: tuple[RunContext, object] | None = None,
     d = cfg.distill
     zero = launched_as_global_zero()
     run_dir = Path(cfg.paths.output_root) / run_name(cfg)
-    lap = SetupLaps(laps)
+    lap = Laps(seconds=laps)
     if shared is not None:
         dm, teacher = shared[0].dm, shared[1]
     else:
@@ -191,6 +173,8 @@ def prepare_run(cfg: BsaConfig, shared: tuple[RunContext, object] | None = None,
 
 def run_distillation(cfg: BsaConfig) -> DistillationResult:
     """Run (or resume) every stage of the plan; each finished stage's student is the next teacher."""
+    from bsa.callbacks.timing import format_laps
+
     start, laps = time.time(), {}
     ctx, teacher = prepare_run(cfg, laps=laps)
     if ctx.global_zero:  # where a slow start goes shows in the log (e.g. many runs on one machine)

@@ -25,7 +25,6 @@ from bsa.experiment.distill import (
     _denoiser_of,
     data_seed,
     finished_stage,
-    format_laps,
     loaded_teacher,
     module_arguments,
     prepare_run,
@@ -58,6 +57,8 @@ def run_population(cfg: BsaConfig) -> list[tuple[BsaConfig, DistillationResult]]
             f"trainer.devices: a population trains in one process on one device (got {cfg.trainer.devices}); "
             "bsa compare spreads populations over the GPUs"
         )
+    from bsa.callbacks.timing import format_laps
+
     start, laps = time.time(), {}
     members = member_configs(cfg)
     first = prepare_run(members[0], laps=laps)
