@@ -185,6 +185,13 @@ def test_a_comparison_elsewhere_starts_from_a_seeds_guided_stage_brought_in_its_
         "member bsa-floor…-gammainf-seed0: exported and scored in … s"
         " (StagePromotion …, ErrorProfile …, StageEvaluation …)",
     ]
+    # its members' error profiles measured together, once per stage end
+    profiled = [
+        re.sub(r"\d+\.\d", "…", line.strip())
+        for line in log.read_text().splitlines()
+        if "error profiles" in line
+    ]
+    assert profiled == ["error profiles of 1 member in … s"] * 2
     # the scoring's parts, in its record: where a member's scoring time goes
     timed = {
         k: v

@@ -372,3 +372,31 @@ def test_a_member_trains_like_its_population_even_when_built_from_frozen_teacher
     assert all(p.requires_grad for p in pop.member(1).parameters())
     frozen = PopulationUNet(members).requires_grad_(False)
     assert not any(p.requires_grad for p in frozen.member(0).parameters())
+
+
+@pytest.mark.parametrize("teachers_of_their_own", [False, True])
+def test_a_population_measures_each_members_error_profile_as_the_member_would(teachers_of_their_own):
+    """A population's stage end measures its K members' error profiles in one pass
+    (``error_profiles``): member k's rows — x-MSE against its own teacher's target, its weighting,
+    the gradient norms of its own weighted loss — are those ``member(k).error_profile`` gives, in
+    any chunking of the steps and of their gradients; the members differ (their weightings trained
+    them apart)."""
+    population, _ = _stage_modules(teachers_of_their_own)
+    g = torch.Generator().manual_seed(1)
+    latents, text = torch.randn(4, 4, 8, 4, generator=g), torch.randn(4, 6, generator=g)
+    _train(population, 2, latents, text, clip=1.0)
+    population.eval()
+    profiles = population.error_profiles(latents, text, seed=0, grad_clips=3)
+    apart = population.error_profiles(latents, text, seed=0, grad_clips=3, batch_items=1, gradient_elements=1)
+    assert len(profiles) == population.members == 3
+    for k, (rows, rows_apart) in enumerate(zip(profiles, apart, strict=True)):
+        own = population.member(k).eval().error_profile(latents, text, seed=0, grad_clips=3)
+        assert [r["t"] for r in rows] == [r["t"] for r in own]
+        for ours, theirs, chunked in zip(rows, own, rows_apart, strict=True):
+            assert ours.keys() == theirs.keys() and "grad_norm" in ours
+            assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-9), k
+            assert chunked == pytest.approx(ours, rel=1e-4, abs=1e-9), k
+    assert profiles[0][0]["weight"] != profiles[1][0]["weight"]
+    assert profiles[0][0]["x_mse"] != pytest.approx(profiles[2][0]["x_mse"], rel=1e-6)
+    with pytest.raises(ValueError, match="a profile each"):
+        population.error_profile(latents, text)

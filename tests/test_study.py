@@ -667,9 +667,11 @@ def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(
     (tmp_path / "logs" / "population-seed6-abc.log").write_text(
         "runs        x (the population's), members in x: a-seed6, b-seed6\n"
         "set-up      12.5 s (2 members: data module 8.0 s, teacher 0.5 s, scorer 4.0 s)\n"
+        "  error profiles of 2 members in 1.5 s\n"
         "  member a-seed6: exported in 2.0 s (StagePromotion 0.5, ErrorProfile 1.5)\n"
         "  member b-seed6: exported in 3.0 s (StagePromotion 1.0, ErrorProfile 2.0)\n"
-        "\r  member a-seed6: exported and scored in 9.0 s (StagePromotion 0.5, ErrorProfile 1.5, StageEvaluation 7.0)\n"
+        "\r  error profiles of 2 members in 2.5 s\n"
+        "  member a-seed6: exported and scored in 9.0 s (StagePromotion 0.5, ErrorProfile 1.5, StageEvaluation 7.0)\n"
         "  member b-seed6: exported and scored in 8.0 s (StagePromotion 0.5, ErrorProfile 1.0, StageEvaluation 6.5)\n"
     )
     for name, sampling in (("a-seed6", 2.0), ("b-seed6", 3.0)):
@@ -709,5 +711,6 @@ def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(
         ]
         == "17 s"
     )
+    assert rows["members' error profiles, one pass a stage end (2 × 1.5–2.5 s)"] == "4 s"
     assert rows["stage 2 (to 25 steps): 2 students' training"] == "90.0 s"
     assert rows["population-seed6-abc: start to end"] == "15 min 30 s"

@@ -57,6 +57,32 @@ def cudnn_heuristics():
         torch.backends.cudnn.benchmark = was
 
 
+def profile_rows(ts: list, snr: list, weights: list, x_mse: list, grad_norms: list | None) -> list[dict]:
+    """One student's rows of an error profile from its per-step numbers: the ε-space MSE is
+    SNR · x-MSE (x = (z − σε)/α), the weighted error w · x-MSE, each step's share of the steps'
+    weighted error and (where measured) of their gradient norms."""
+    rows = [
+        {
+            "step": i,
+            "t": int(t),
+            "snr": s,
+            "weight": w,
+            "x_mse": e,
+            "eps_mse": s * e,
+            "weighted": w * e,
+            **({"grad_norm": grad_norms[i]} if grad_norms is not None else {}),
+        }
+        for i, (t, s, w, e) in enumerate(zip(ts, snr, weights, x_mse, strict=True))
+    ]
+    total = sum(r["weighted"] for r in rows) or 1.0
+    total_grad = sum(r.get("grad_norm", 0.0) for r in rows) or 1.0
+    for r in rows:
+        r["share"] = r["weighted"] / total
+        if "grad_norm" in r:
+            r["grad_share"] = r["grad_norm"] / total_grad
+    return rows
+
+
 class DistillationModule(NonFiniteGuard, pl.LightningModule):
     def __init__(
         self,
@@ -271,9 +297,18 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self._level_sums_restored = checkpoint.get("bsa_loss_by_level")
         self._level_sums = None
 
+    def error_profile(
+        self, latents: torch.Tensor, text: torch.Tensor, seed: int = 0, **options
+    ) -> list[dict]:
+        """The student's rows of :meth:`error_profiles` (a single student's only profile)."""
+        profiles = self.error_profiles(latents, text, seed, **options)
+        if len(profiles) != 1:
+            raise ValueError(f"a population of {len(profiles)} students has a profile each: error_profiles")
+        return profiles[0]
+
     @torch.no_grad()
     @cudnn_heuristics()
-    def error_profile(
+    def error_profiles(
         self,
         latents: torch.Tensor,
         text: torch.Tensor,
@@ -282,22 +317,24 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         grad_clips: int = 16,
         batch_items: int = 1024,
         gradient_elements: int = 1 << 28,
-    ) -> list[dict]:
-        """The distillation error per noise level of the current student (its EMA when kept):
-        for each student step (progressive) or each of ``points`` timesteps of the step grid
-        (guided), the x-space MSE against the teacher's target on the same (latents, noise),
-        its ε-space MSE (= SNR · x-MSE), the loss weight, the share of the weighted loss, and
-        the norm of the weighted loss's gradient with respect to the trained student's parameters
-        (``grad_norm``, the live student even when an EMA is kept: it is what the optimizer
-        moves) with its share of the steps' total, on the first ``grad_clips`` items (issue "A
-        weighting study…", part 1). The guidance scale is the evaluation scale.
+    ) -> list[list[dict]]:
+        """The distillation error per noise level of the current student (its EMA when kept), one
+        list of rows per student (one; a population's K: :class:`bsa.lit.population.
+        PopulationDistillationModule`, every member measured in the same calls): for each student
+        step (progressive) or each of ``points`` timesteps of the step grid (guided), the x-space
+        MSE against the teacher's target on the same (latents, noise), its ε-space MSE
+        (= SNR · x-MSE), the loss weight, the share of the weighted loss, and the norm of the
+        weighted loss's gradient with respect to the trained student's parameters (``grad_norm``,
+        the live student even when an EMA is kept: it is what the optimizer moves) with its share
+        of the steps' total, on the first ``grad_clips`` items (issue "A weighting study…", part 1).
+        The guidance scale is the evaluation scale.
 
         The steps are batched: each call of a denoiser takes as many steps' items as fit
-        ``batch_items`` (a step's rows are its own: its x-MSE is the mean over its items), and
-        one backward pass gives every step's gradient (:meth:`_weighted_grad_norms`) — at a
-        100-step stage a few calls instead of 500 launch-bound ones, which cost a population of
-        17 about 2.5 minutes a stage; ``gradient_elements`` bounds the steps' gradients held at
-        once."""
+        ``batch_items`` (members' items counted; a step's rows are its own: its x-MSE is the mean
+        over its items), and one backward pass gives every step's gradient
+        (:meth:`_weighted_grad_norms`) — at a 100-step stage a few calls instead of 500
+        launch-bound ones, which cost a population of 17 about 2.5 minutes a stage;
+        ``gradient_elements`` bounds the steps' gradients held at once."""
         student = self.ema.module if self.ema is not None else self.student
         g = torch.Generator(device=self.device).manual_seed(seed)
         b = latents.shape[0]
@@ -308,9 +345,11 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             ts, two_steps = self.step_t[:n], (self.step_mid[:n], self.step_s[:n])
         else:
             ts, two_steps = step_grid(points, self.schedule.num_train_timesteps).to(self.device), None
+        snr = self.schedule.snr(ts).float()
+        weights = self.loss_weight(snr).float().view(-1, len(ts))  # [M, S]: M students
         k = min(grad_clips, b) if any(q.requires_grad for q in self.student.parameters()) else 0
         x_mse, z_k, target_k = [], [], []
-        per_call = max(1, batch_items // b)
+        per_call = max(1, batch_items // (b * weights.shape[0]))
         for lo in range(0, len(ts), per_call):
             c = len(ts[lo : lo + per_call])
             tb = ts[lo : lo + c].repeat_interleave(b)  # step j's items are rows j·b … (j+1)·b − 1
@@ -318,45 +357,27 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
             alpha, sigma = (v.float().view(-1, 1, 1, 1) for v in self.schedule.alpha_sigma(tb))
             z_t = alpha * latents.repeat(c, 1, 1, 1) + sigma * eps.repeat(c, 1, 1, 1)
             two = None if two_steps is None else tuple(v[lo : lo + c].repeat_interleave(b) for v in two_steps)
+            # [c·b, …], or [K, c·b, …] where the teachers or the students are a population of K
             target = self.teacher_target(self._with_guidance("teacher", text_c, scale_c), z_t, tb, two)
             with torch.no_grad():
                 x = self._guided_call(student, text_c, scale_c)(z_t, tb)
-            x_mse.append((x.float() - target.float()).pow(2).view(c, b, -1).mean((1, 2)))
+            error = (x.float() - target.float()).pow(2).flatten(-3).mean(-1)  # [(K,) c·b]
+            x_mse.append(error.unflatten(-1, (c, b)).mean(-1).view(-1, c))  # [M, c]
             z_k.append(z_t.view(c, b, *z_t.shape[1:])[:, :k])
-            target_k.append(target.view(c, b, *target.shape[1:])[:, :k])
-        x_mse = torch.cat(x_mse).tolist()
-        snr = self.schedule.snr(ts).float()
-        weights = self.weight_fn(snr).float()
+            per_step = target.unflatten(-4, (c, b))[..., :k, :, :, :]  # [(K,) c, k, …]
+            target_k.append(per_step.movedim(0, 1) if per_step.dim() == 6 else per_step)  # [c, (K,) k, …]
+        x_mse = torch.cat(x_mse, 1).expand(weights.shape[0], -1).tolist()
         grad_norms = (
             self._weighted_grad_norms(
                 text[:k], scale[:k], torch.cat(z_k), ts, torch.cat(target_k), weights, gradient_elements
             )
             if k
-            else None
+            else [None] * weights.shape[0]
         )
-        rows = []
-        for i, (t, s, w, e) in enumerate(
-            zip(ts.tolist(), snr.tolist(), weights.tolist(), x_mse, strict=True)
-        ):
-            rows.append(
-                {
-                    "step": i,
-                    "t": int(t),
-                    "snr": s,
-                    "weight": w,
-                    "x_mse": e,
-                    "eps_mse": s * e,
-                    "weighted": w * e,
-                    **({"grad_norm": grad_norms[i]} if k else {}),
-                }
-            )
-        total = sum(r["weighted"] for r in rows) or 1.0
-        total_grad = sum(r.get("grad_norm", 0.0) for r in rows) or 1.0
-        for r in rows:
-            r["share"] = r["weighted"] / total
-            if "grad_norm" in r:
-                r["grad_share"] = r["grad_norm"] / total_grad
-        return rows
+        return [
+            profile_rows(ts.tolist(), snr.tolist(), w, e, n)
+            for w, e, n in zip(weights.tolist(), x_mse, grad_norms, strict=True)
+        ]
 
     def _guided_call(self, denoiser, text: torch.Tensor, scale: torch.Tensor, call=None):
         """x̂(z, t) of ``denoiser`` at guidance ``scale`` [B] through ``call`` (default: the module):
@@ -368,12 +389,13 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         return classifier_free_guidance(lambda z, t, c: call(z, t, c), text, null, scale)
 
     def _weighted_grad_norms(self, text, scale, z_t, t, target, weights, max_elements: int = 1 << 28) -> list:
-        """Per step i: ‖∇_θ w_i · mean((x̂_θ(z_t[i]) − target[i])²)‖₂ for the trained student θ
-        (z_t, target [S, k, …], t and weights [S]; no optimizer step, nothing accumulated into
-        ``.grad``). The steps are a population of copies of θ (``bsa.models.population``): one
-        ``vmap``ped call of a batchable copy of the student's network gives each copy's raw
-        output on its step's items — guidance included, CFG being linear in the output as the
-        x̂ conversion is at one (z, t) — and the x̂ conversion and the loss follow outside
+        """Per student m and step i: ‖∇_θ w_mi · mean((x̂_θ(z_t[i]) − target[i])²)‖₂ for the trained
+        student θ (z_t [S, k, …], target [S, k, …] or [S, K, k, …] per member, t [S], weights
+        [M, S]; no optimizer step, nothing accumulated into ``.grad``) — [M][S]. The steps are a
+        population of copies of θ (``bsa.models.population``; of a population of K students: K
+        members each): one ``vmap``ped call of a batchable copy of the student's network gives each
+        copy's raw output on its step's items — guidance included, CFG being linear in the output
+        as the x̂ conversion is at one (z, t) — and the x̂ conversion and the loss follow outside
         ``vmap``, as a population's training does (the schedule sees ordinary timesteps). One
         backward pass gives every step's gradient in its row; ``max_elements`` bounds the
         gradients held at once (chunks of steps)."""
@@ -398,17 +420,25 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         for lo in range(0, len(t), chunk):
             c = len(t[lo : lo + chunk])
             copies = {n: q.expand(c, *q.shape).requires_grad_() for n, q in trained.items()}
-            z, k = z_t[lo : lo + c], z_t.shape[1]
+            z, t_c = z_t[lo : lo + c], t[lo : lo + c]
             with torch.enable_grad():
-                out = vmap(network)(copies, z, t[lo : lo + c])  # [c, k, …]
-                x = student.x_from_output(
-                    out.flatten(0, 1), z.flatten(0, 1), t[lo : lo + c].repeat_interleave(k)
+                out = vmap(network)(copies, z, t_c)  # [c, k, …], or [c, K, k, …] for K students
+                lead = out.shape[:-3]
+                if len(lead) == 3:
+                    z = z.unsqueeze(1).expand(*lead, *z.shape[2:])
+                steps = t_c.view(-1, *(1,) * (len(lead) - 1)).expand(lead)
+                x = student.x_from_output(out.flatten(0, -4), z.flatten(0, -4), steps.flatten()).view(
+                    out.shape
                 )
-                error = (x.view(out.shape) - target[lo : lo + c].float()).pow(2).flatten(1).mean(1)
-                losses = weights[lo : lo + c] * error
+                goal = target[lo : lo + c].float()
+                goal = goal.unsqueeze(1) if goal.dim() < x.dim() else goal  # one teacher's, shared
+                error = (x - goal).pow(2).flatten(len(lead) - 1).mean(-1)  # [c] or [c, K]
+                losses = weights[:, lo : lo + c].movedim(0, -1).view(error.shape) * error
                 grads = torch.autograd.grad(losses.sum(), list(copies.values()), allow_unused=True)
-            norms.append(torch.sqrt(sum(g.float().pow(2).flatten(1).sum(1) for g in grads if g is not None)))
-        return torch.cat(norms).tolist()
+            norms.append(
+                torch.sqrt(sum(g.float().pow(2).flatten(error.dim()).sum(-1) for g in grads if g is not None))
+            )
+        return torch.cat(norms).view(len(t), -1).movedim(0, -1).tolist()  # [M][S]
 
     def training_step(self, batch: dict, batch_idx: int):
         loss, logs = self.distillation_loss(batch["latents"], batch["text_emb"])

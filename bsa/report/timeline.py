@@ -48,6 +48,9 @@ def member_stage_ends(log: str) -> dict[bool, list[tuple[str, float, dict[str, f
     return ends
 
 
+_PROFILES = re.compile(r"^\s*error profiles of (\d+) members? in ([\d.]+) s", re.M)
+
+
 def _totals(ends: list[tuple[str, float, dict[str, float]]]) -> str:
     """`` (StagePromotion 5 s, ErrorProfile 40 s)``: the callbacks' seconds summed over members."""
     totals: dict[str, float] = {}
@@ -108,6 +111,14 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
                 (
                     f"stage {stage['stage']} (to {stage['steps']} steps): {setup[2]} students' training",
                     f"{stage['train_seconds']:.1f} s",
+                )
+            )
+        profiled = [float(seconds) for _, seconds in _PROFILES.findall(text)]
+        if profiled:  # the members' error profiles, measured together at each stage end
+            rows.append(
+                (
+                    f"members' error profiles, one pass a stage end ({_spread(profiled)})",
+                    f"{sum(profiled):.0f} s",
                 )
             )
         ends = member_stage_ends(text)
