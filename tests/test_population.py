@@ -374,16 +374,34 @@ def test_a_member_trains_like_its_population_even_when_built_from_frozen_teacher
     assert not any(p.requires_grad for p in frozen.member(0).parameters())
 
 
-@pytest.mark.parametrize("teachers_of_their_own", [False, True])
-def test_a_population_measures_each_members_error_profile_as_the_member_would(teachers_of_their_own):
+@pytest.mark.parametrize(
+    "teachers_of_their_own, device",
+    [
+        (False, "cpu"),
+        (True, "cpu"),
+        pytest.param(
+            True,
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")],
+        ),
+    ],
+)
+def test_a_population_measures_each_members_error_profile_as_the_member_would(
+    teachers_of_their_own, device, monkeypatch
+):
     """A population's stage end measures its K members' error profiles in one pass
     (``error_profiles``): member k's rows — x-MSE against its own teacher's target, its weighting,
     the gradient norms of its own weighted loss — are those ``member(k).error_profile`` gives, in
     any chunking of the steps and of their gradients; the members differ (their weightings trained
-    them apart)."""
+    them apart). On the GPU in full float32 (TF32 convolutions move gradient norms by ~1 %)."""
+    if device == "cuda":
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     population, _ = _stage_modules(teachers_of_their_own)
     g = torch.Generator().manual_seed(1)
     latents, text = torch.randn(4, 4, 8, 4, generator=g), torch.randn(4, 6, generator=g)
+    population = population.to(device)
+    latents, text = latents.to(device), text.to(device)
     _train(population, 2, latents, text, clip=1.0)
     population.eval()
     profiles = population.error_profiles(latents, text, seed=0, grad_clips=3)
