@@ -1089,3 +1089,18 @@ def test_the_guided_stage_trains_with_its_own_weighting_and_the_records_say_whic
         other = weight_fns[1 - p["stage"]](snr).tolist()  # the two differ on these grids' SNRs
         assert weights != pytest.approx(other, rel=1e-3)
     assert "weighting bsa(floor=0.1,gamma=20) (the guided stage min_snr)" in (run / "summary.md").read_text()
+
+
+def test_profile_rows_by_hand():
+    """Two steps: ε-MSE = SNR · x-MSE, weighted = w · x-MSE, shares of the weighted errors and of the
+    gradient norms; without gradient norms, no gradient columns."""
+    from bsa.lit.distill import profile_rows
+
+    rows = profile_rows([900, 100], [0.5, 4.0], [1.0, 2.0], [0.2, 0.1], [3.0, 1.0])
+    assert [r["t"] for r in rows] == [900, 100] and [r["step"] for r in rows] == [0, 1]
+    assert [r["eps_mse"] for r in rows] == pytest.approx([0.1, 0.4])
+    assert [r["weighted"] for r in rows] == pytest.approx([0.2, 0.2])
+    assert [r["share"] for r in rows] == pytest.approx([0.5, 0.5])
+    assert [r["grad_share"] for r in rows] == pytest.approx([0.75, 0.25])
+    bare = profile_rows([900, 100], [0.5, 4.0], [1.0, 2.0], [0.2, 0.1], None)
+    assert not any("grad_norm" in r or "grad_share" in r for r in bare)
