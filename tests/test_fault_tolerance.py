@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -146,10 +147,18 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_student(debug_env, tmp_path)
     again = run_distill(debug_env, "distill.run_name=resumed", *common)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from" in again.stdout
-    assert "samples/s (foreach AdamW)" in again.stdout  # fused only on CUDA
+    assert "samples/s (foreach AdamW; " in again.stdout  # fused only on CUDA
     assert "weights_only" not in again.stderr  # checkpoints load as weights only, silently
     straight = run_distill(debug_env, "distill.run_name=straight", *common)
     assert straight.returncode == 0, straight.stderr[-3000:]
+    # each stage's line says how many checkpoints it saved and what they cost the training: one a
+    # step (checkpoint_every=1), the last step not written twice
+    said = re.findall(
+        r"^stage \d+: (\d+) steps .*; (\d+) checkpoints? \([\d.]+ s of the training's\)\)$",
+        straight.stdout,
+        re.M,
+    )
+    assert len(said) == 3 and all(steps == saves for steps, saves in said), straight.stdout[-3000:]
     for stage in ("stage01_4steps", "stage02_2steps"):
         assert_same_weights(unet_of(run / stage), unet_of(debug_env["root"] / "runs" / "straight" / stage))
 

@@ -667,6 +667,8 @@ def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(
     (tmp_path / "logs" / "population-seed6-abc.log").write_text(
         "runs        x (the population's), members in x: a-seed6, b-seed6\n"
         "set-up      12.5 s (2 members: data module 8.0 s, teacher 0.5 s, scorer 4.0 s)\n"
+        "stage 1: 50 steps × 4 × 2 students in 100.0 s of training = 4 samples/s in all (4 checkpoints (0.5 s of the training's))\n"
+        "stage 2: 50 steps × 4 × 2 students in 90.0 s of training = 4 samples/s in all (1 checkpoint (0.3 s of the training's))\n"
         "  error profiles of 2 members in 1.5 s\n"
         "  member a-seed6: exported in 2.0 s (StagePromotion 0.5, ErrorProfile 1.5)\n"
         "  member b-seed6: exported in 3.0 s (StagePromotion 1.0, ErrorProfile 2.0)\n"
@@ -712,5 +714,6 @@ def test_block_parts_split_the_set_up_the_members_stage_ends_and_their_scorings(
         == "17 s"
     )
     assert rows["members' error profiles, one pass a stage end (2 × 1.5–2.5 s)"] == "4 s"
+    assert rows["checkpoints (5 saves; the training's waits)"] == "0.8 s"
     assert rows["stage 2 (to 25 steps): 2 students' training"] == "90.0 s"
     assert rows["population-seed6-abc: start to end"] == "15 min 30 s"

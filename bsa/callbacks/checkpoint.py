@@ -8,6 +8,7 @@ checkpoint of 17 students is ~1 GB, 2.5–4 s of stalled training each time it w
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -82,6 +83,7 @@ class AtomicLastCheckpoint(pl.Callback):
         self.every = max(1, every_n_steps)
         self.background = background
         self.saved_step: int | None = None  # the optimizer step of this process's last save
+        self.saves, self.save_seconds = 0, 0.0  # this process's saves and the training's seconds in them
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not writes_durably(trainer.strategy.checkpoint_io):
@@ -111,8 +113,18 @@ class AtomicLastCheckpoint(pl.Callback):
             return  # keep the last finite checkpoint
         if not writes_durably(trainer.strategy.checkpoint_io):
             raise RuntimeError(f"{self.path}: the trainer's checkpoint IO was replaced after set-up")
+        start = time.perf_counter()
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state: optimizer, loops, callbacks
+        self.save_seconds += time.perf_counter() - start
+        self.saves += 1
         self.saved_step = trainer.global_step
+
+    def summary(self) -> str:
+        """``4 checkpoints (1.2 s of the training's)``: this process's saves and the seconds the
+        training waited in them (with the writer thread: the copies to the host; in line: all)."""
+        return (
+            f"{self.saves} checkpoint{'s' * (self.saves != 1)} ({self.save_seconds:.1f} s of the training's)"
+        )
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step % self.every == 0:

@@ -536,7 +536,7 @@ def train_stage(ctx: RunContext, stage: Stage, teacher, steps_done: int):
     print(
         f"stage {stage.index}: {trainer.global_step} steps × {d.batch_size} × {world} rank(s) in "
         f"{seconds:.1f} s of training = {samples / max(seconds, 1e-9):.0f} samples/s "
-        f"({'fused' if is_fused(trainer.optimizers[0]) else 'foreach'} AdamW)",
+        f"({'fused' if is_fused(trainer.optimizers[0]) else 'foreach'} AdamW; {cb.checkpoint.summary()})",
         flush=True,
     )
     folder = ctx.run_dir / stage.folder_name

@@ -212,7 +212,8 @@ def train_population_stage(
     trained = trainer.global_step
     print(
         f"stage {stage.index}: {trained} steps × {d.batch_size} × {len(contexts)} students in {seconds:.1f} s "
-        f"of training = {trained * d.batch_size * len(contexts) / max(seconds, 1e-9):.0f} samples/s in all",
+        f"of training = {trained * d.batch_size * len(contexts) / max(seconds, 1e-9):.0f} samples/s in all "
+        f"({checkpoint.summary()})",
         flush=True,
     )
     outcomes = [

@@ -48,6 +48,9 @@ def member_stage_ends(log: str) -> dict[bool, list[tuple[str, float, dict[str, f
     return ends
 
 
+_CHECKPOINTS = re.compile(
+    r"^stage \d+: .* samples/s in all \((\d+) checkpoints? \(([\d.]+) s of the training's\)\)", re.M
+)
 _PROFILES = re.compile(r"^\s*error profiles of (\d+) members? in ([\d.]+) s", re.M)
 
 
@@ -111,6 +114,14 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
                 (
                     f"stage {stage['stage']} (to {stage['steps']} steps): {setup[2]} students' training",
                     f"{stage['train_seconds']:.1f} s",
+                )
+            )
+        saved = _CHECKPOINTS.findall(text)
+        if saved:  # what the population's checkpoints cost its training (the caller's side of a save)
+            rows.append(
+                (
+                    f"checkpoints ({sum(int(n) for n, _ in saved)} saves; the training's waits)",
+                    f"{sum(float(x) for _, x in saved):.1f} s",
                 )
             )
         profiled = [float(seconds) for _, seconds in _PROFILES.findall(text)]
