@@ -42,9 +42,8 @@ class MemberStageEnd(pl.Callback):
     materialised (``PopulationDistillationModule.member``) and handed to the callbacks its own run
     would call at the stage's end — its promotion first, then its error profile and evaluation —
     with its own loggers. The members' error profiles are measured first, all in one pass over the
-    population (``error_profiles``: the same calls for K students; one member at a time, a 100-step
-    stage's profile cost 1.3–1.8 s of launch-bound calls each on an H100), and each is written by its
-    member's own :class:`ErrorProfile`. ``members``: per member ``{"name", "callbacks", "loggers",
+    population (``error_profiles``: the same calls for K students, where one member at a time each
+    made launch-bound calls of its own), and each is written by its member's own :class:`ErrorProfile`. ``members``: per member ``{"name", "callbacks", "loggers",
     "done", "scored"}`` ("scored": its callbacks evaluate the stage); ``promoted``: per member the
     promoted teacher (None where done before)."""
 
@@ -54,8 +53,9 @@ class MemberStageEnd(pl.Callback):
         self.ran = False
 
     def _profiles(self, trainer: pl.Trainer, pl_module) -> list | None:
-        """Every member's profile rows, measured together, or None where the members' profiles are
-        not alike (each then measures its own) or none is due."""
+        """Every member's (items, profile rows), measured together; an empty list off rank 0 (no
+        profile is written there); None where none is due or the members' profiles are not alike
+        (each member then measures its own)."""
         due = [
             c for m in self.members if not m["done"] for c in m["callbacks"] if isinstance(c, ErrorProfile)
         ]
