@@ -127,16 +127,23 @@ def test_export_teacher_copies_without_aliasing():
     assert not exported.training
 
 
-def test_teacher_stays_frozen_and_in_eval_mode_through_fit_with_validation():
-    m = module()
-    data = [batch(k) for k in range(4)]
-    trainer = pl.Trainer(
-        max_steps=3,
-        accelerator="cpu",
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A Lightning trainer for a test's few steps: no logger, checkpointing, progress bar or summary."""
+    return pl.Trainer(
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def test_teacher_stays_frozen_and_in_eval_mode_through_fit_with_validation():
+    m = module()
+    data = [batch(k) for k in range(4)]
+    trainer = quiet_trainer(
+        max_steps=3,
+        accelerator="cpu",
         val_check_interval=2,
         limit_val_batches=1,
         num_sanity_val_steps=1,
@@ -161,16 +168,9 @@ def test_fused_adamw_is_clipped_like_the_foreach_one_under_bf16_mixed():
     def fit(fused: bool, clip: float | None):
         torch.manual_seed(0)
         m = module(fused_adamw=fused, lr=1e-2)
-        pl.Trainer(
-            max_steps=3,
-            accelerator="cpu",
-            precision="bf16-mixed",
-            gradient_clip_val=clip,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        ).fit(m, DataLoader(data, batch_size=None))
+        quiet_trainer(max_steps=3, accelerator="cpu", precision="bf16-mixed", gradient_clip_val=clip).fit(
+            m, DataLoader(data, batch_size=None)
+        )
         opt = m.trainer.optimizers[0]
         assert bool(opt.defaults.get("fused")) == fused
         return torch.cat([p.detach().flatten() for p in m.student.parameters()])
@@ -220,16 +220,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, check_every, a
     good, bad = batch(0), batch(1)
     bad["latents"][0, 0, 0, 0] = float("nan")
     ckpt = AtomicLastCheckpoint(tmp_path, every_n_steps=1)
-    trainer = pl.Trainer(
-        max_steps=20,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ckpt],
-    )
+    trainer = quiet_trainer(max_steps=20, accelerator=accelerator, devices=1, callbacks=[ckpt])
     with pytest.raises(NonFiniteLossError, match="for 3 steps in a row"):
         trainer.fit(m, DataLoader([good, good, bad, good, bad, bad, bad, good], batch_size=None))
     assert m._nonfinite_total == 4
@@ -254,16 +245,7 @@ def _fit_with_checkpoints(tmp_path, callbacks, steps=6, accelerator="cpu"):
     from torch.utils.data import DataLoader
 
     m = module(lr=1e-2)
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-    )
+    trainer = quiet_trainer(max_steps=steps, accelerator=accelerator, devices=1, callbacks=callbacks)
     trainer.fit(m, DataLoader([batch(i) for i in range(steps)], batch_size=None))
     return m
 
