@@ -54,30 +54,43 @@ _CHECKPOINTS = re.compile(
 _PROFILES = re.compile(r"^\s*error profiles of (\d+) members? in ([\d.]+) s", re.M)
 
 
-def _totals(ends: list[tuple[str, float, dict[str, float]]]) -> str:
-    """`` (StagePromotion 5 s, ErrorProfile 40 s)``: the callbacks' seconds summed over members."""
+def _summed(parts) -> dict[str, float]:
+    """Seconds per part, summed over dicts of them (first appearance first)."""
     totals: dict[str, float] = {}
-    for _, _, split in ends:
+    for split in parts:
         for k, v in split.items():
             totals[k] = totals.get(k, 0.0) + v
-    return "; " + ", ".join(f"{k} {v:.0f} s" for k, v in totals.items()) if totals else ""
+    return totals
+
+
+def _listed(prefix: str, totals: dict[str, float]) -> str:
+    """``; <prefix>StagePromotion 5 s, ErrorProfile 40 s`` (nothing without totals)."""
+    return f"; {prefix}" + ", ".join(f"{k} {v:.0f} s" for k, v in totals.items()) if totals else ""
+
+
+def _totals(ends: list[tuple[str, float, dict[str, float]]]) -> str:
+    """``; StagePromotion 5 s, ErrorProfile 40 s``: the callbacks' seconds summed over members."""
+    return _listed("", _summed(split for _, _, split in ends))
 
 
 def scoring_parts(run_dirs: list[Path]) -> dict[str, float]:
     """The ``seconds_*`` parts of the runs' own scorings (their ``eval.jsonl``, the teacher's
     record left out: a population's members share its one reference), summed."""
-    totals: dict[str, float] = {}
-    for run_dir in run_dirs:
-        path = run_dir / "eval.jsonl"
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            record = json.loads(line)
-            metrics = record.get("metrics", {})
-            if record.get("mode") == "teacher":
-                continue
-            for k, v in metrics.items():
-                if k.startswith("seconds_") and k != "seconds_per_clip":
-                    totals[k[len("seconds_") :]] = totals.get(k[len("seconds_") :], 0.0) + v
-    return totals
+    records = [
+        json.loads(line)
+        for run_dir in run_dirs
+        if (run_dir / "eval.jsonl").is_file()
+        for line in (run_dir / "eval.jsonl").read_text().splitlines()
+    ]
+    return _summed(
+        {
+            k[len("seconds_") :]: v
+            for k, v in r.get("metrics", {}).items()
+            if k.startswith("seconds_") and k != "seconds_per_clip"
+        }
+        for r in records
+        if r.get("mode") != "teacher"
+    )
 
 
 def _stages(run_dir: Path) -> list[dict]:
@@ -143,9 +156,7 @@ def block_parts(folder: str | Path) -> list[tuple[str, str]]:
             )
         if scored:
             parts = scoring_parts(sorted({folder / name for name, _, _ in ends[True]}))
-            scoring = (
-                "; the scorings' " + ", ".join(f"{k} {v:.0f} s" for k, v in parts.items()) if parts else ""
-            )
+            scoring = _listed("the scorings' ", parts)
             rows.append(
                 (
                     f"members' exports and scores ({_spread(scored)}{_totals(ends[True])}{scoring})",

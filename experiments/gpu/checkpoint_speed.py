@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from bsa.callbacks.checkpoint import BackgroundCheckpointIO, DurableCheckpointIO
 from bsa.diffusion import audioldm_schedule
@@ -46,7 +47,7 @@ def main() -> None:
     opt.step()
     m.ema.update(m.student)
     checkpoint = {"state_dict": m.state_dict(), "optimizer_states": [opt.state_dict()], "global_step": 1}
-    size = sum(t.numel() * t.element_size() for t in _tensors(checkpoint))
+    size = sum(t.numel() * t.element_size() for t in tree_leaves(checkpoint) if isinstance(t, torch.Tensor))
     with tempfile.TemporaryDirectory(dir=".") as folder, open(args.out, "w") as out:
         for way in ("in line", "background"):
             for _ in range(args.repeat):
@@ -75,17 +76,6 @@ def main() -> None:
                 }
                 print(json.dumps(row), flush=True)
                 out.write(json.dumps(row) + "\n")
-
-
-def _tensors(x):
-    if isinstance(x, torch.Tensor):
-        yield x
-    elif isinstance(x, dict):
-        for v in x.values():
-            yield from _tensors(v)
-    elif isinstance(x, (list, tuple)):
-        for v in x:
-            yield from _tensors(v)
 
 
 if __name__ == "__main__":
