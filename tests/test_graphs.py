@@ -238,6 +238,22 @@ def test_a_stage_module_releases_its_graphs_when_its_training_ends(monkeypatch):
     assert order == ["release", "member 0"]
 
 
+def test_a_released_stage_drops_the_gradients_that_would_pin_its_graphs_memory(monkeypatch):
+    """A graphed backward hands back its static gradient buffers (views into the graph's pool) and
+    autograd keeps them as the parameters' ``.grad``: after the graphs are released those gradients
+    would hold the pool's memory (on an H100 14.6 of 30.6 MB stayed reserved, 2026-12-08). The
+    release drops them; a module without graphs keeps its gradients."""
+    _fake_captures(monkeypatch)
+    for graphed in (True, False):
+        m = module(cuda_graphs=graphed).train()
+        loss, _ = m.distillation_loss(**dict(zip(("latents", "text"), batch(0).values(), strict=True)))
+        loss.backward()
+        assert any(p.grad is not None for p in m.student.parameters())
+        m.release_graphs()
+        left = [p.grad for p in m.parameters() if p.grad is not None]
+        assert (left == []) == graphed, graphed
+
+
 def test_a_scorers_pipeline_gives_its_graphs_back_after_sampling(monkeypatch):
     """A stage's evaluation builds a pipeline per model it scores (a population's members one after
     another): the graphs of each are released when its sampling is done, not left to the garbage
@@ -280,7 +296,8 @@ def test_released_graphs_give_their_memory_back():
     17 ran out of an H100's 80 GB at its third stage, the first two stages' graphs still held). A
     graph's pool is reserved memory that ``empty_cache`` cannot return while the graph lives — not
     allocated memory, which the optimizer's state fills (the first version of this test measured
-    that, and failed on an H100 with the release working)."""
+    that, and failed on an H100 with the release working). The training's last gradients alias the
+    pools and go with the release (before, 14.6 of 30.6 MB stayed reserved on an H100, 2026-12-08)."""
     from test_population import _stage_modules, _train
 
     def pools() -> int:  # reserved beyond what tensors hold, after everything returnable is returned
