@@ -63,7 +63,7 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
 @pytest.mark.parametrize(
     "path, in_readme",
     [
-        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–5, 25 and 4 steps
+        ("results/weighting-study/summary.json", True),  # the map, vocoder, seeds 1–6, 25 and 4 steps
         ("results/weighting-study/map-seed1-vocoder-2026-11-29/summary.json", True),  # seed 1: two halves
         ("results/weighting-study/map-seed1-2026-11-29/summary.json", False),  # its first half
         ("results/weighting-study/map-seed1-2026-11-29-part2/summary.json", False),  # its second half
@@ -71,6 +71,7 @@ def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
         ("results/weighting-study/map-seed3-2026-11-29/summary.json", False),  # seed 3: all 17, 25 and 4
         ("results/weighting-study/map-seed4-2026-11-29/summary.json", False),  # seed 4: 17 at 25, 8 at 4
         ("results/weighting-study/map-seed5-h100-2026-12-07/summary.json", False),  # seed 5: 17 at 25, H100
+        ("results/weighting-study/map-seed6-h100-2026-12-08/summary.json", False),  # seed 6: 17 at 25, H100
         ("results/weighting-study/against-0.1-20/summary.json", False),  # seeds 2–4 to the new default
         ("results/weighting-study/lownoise-grid2-seed4-2026-11-29/summary.json", True),  # ρ = 2, 9 points
         ("results/weighting-study/lownoise-grid2-seed4-2026-11-29/against-0.1-20/summary.json", False),
@@ -620,28 +621,35 @@ def test_the_pooled_vocoder_map_takes_each_weighting_as_its_own_comparison_measu
     assert pooled["bsa"]["runs"] == 2
 
 
-def test_the_five_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
+def test_the_six_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
     """results/weighting-study/summary.json pools seed 1's map, seed 2's 9 deciding points, seed 3's
-    map, seed 4's (all 17 at 25 steps, its population of 8 at 4) and seed 5's (all 17 at 25 steps, on
-    an H100): every point at both step counts; a point run on seed 3 alone at 4 steps keeps seed 3's
-    row exactly; each row covers the seeds that ran it; the paired FAD differences (seed 3's lost with
-    its machine, seeds 4's and 5's computed at home from their embeddings) name the seeds they cover;
-    bsa counts its six runs at 25 steps; the summary names both machines with their seeds."""
+    map, seed 4's (all 17 at 25 steps, its population of 8 at 4) and seeds 5's and 6's (all 17 at 25
+    steps, on H100s): every point at both step counts; a point run on seed 3 alone at 4 steps keeps
+    seed 3's row exactly; each row covers the seeds that ran it; the paired FAD differences (seed 3's
+    lost with its machine, seeds 4's–6's computed at home from their embeddings) name the seeds they
+    cover; bsa counts its seven runs at 25 steps; the summary names both machines with their seeds."""
     folder = REPO / "results/weighting-study"
     summary = json.loads((folder / "summary.json").read_text())
     pooled = summary["steps"]
     seed2, seed3, seed4 = (
         json.loads((folder / f"map-seed{n}-2026-11-29/summary.json").read_text())["steps"] for n in (2, 3, 4)
     )
-    seed5 = json.loads((folder / "map-seed5-h100-2026-12-07/summary.json").read_text())["steps"]
+    seed5, seed6 = (
+        json.loads((folder / f"map-seed{n}-h100-2026-12-0{n + 2}/summary.json").read_text())["steps"]
+        for n in (5, 6)
+    )
     deciding, at4 = set(seed2["4"]) - {"bsa"}, set(seed4["4"]) - {"bsa"}
-    assert len(deciding) == 8 and len(at4) == 7 and len(seed4["25"]) == len(seed5["25"]) == 17
-    assert "4" not in seed5
+    assert (
+        len(deciding) == 8
+        and len(at4) == 7
+        and len(seed4["25"]) == len(seed5["25"]) == len(seed6["25"]) == 17
+    )
+    assert "4" not in seed5 and "4" not in seed6
     assert set(pooled["25"]) == set(pooled["4"]) == set(seed3["4"]) and len(pooled["4"]) == 17
     for w in set(pooled["4"]) - {"bsa"}:
         seeds2 = [2] if w in deciding else []
-        assert pooled["25"][w]["diff_seeds"] == [1, *seeds2, 3, 4, 5], w
-        assert pooled["25"][w].get("fad_diff_seeds") == [1, *seeds2, 4, 5], w
+        assert pooled["25"][w]["diff_seeds"] == [1, *seeds2, 3, 4, 5, 6], w
+        assert pooled["25"][w].get("fad_diff_seeds") == [1, *seeds2, 4, 5, 6], w
         seeds4 = [4] if w in at4 else []
         assert pooled["4"][w]["diff_seeds"] == [*seeds2, 3, *seeds4], w
         if seeds2 or seeds4:
@@ -649,15 +657,19 @@ def test_the_five_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
         else:  # seed 3 alone: its row as it is, no FAD difference
             assert {k: pooled["4"][w][k] for k in seed3["4"][w]} == seed3["4"][w], w
             assert "fad_vs_teacher" not in pooled["4"][w]["diff_to_bsa"]
-    assert pooled["25"]["bsa"]["runs"] == 6 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]
-    assert summary["device"] == "NVIDIA H200 (seeds 1, 2, 3, 4); NVIDIA H100 80GB HBM3 (seed 5)"
+    assert pooled["25"]["bsa"]["runs"] == 7 and pooled["25"]["bsa"]["replicate_difference"]["seeds"] == [1]
+    assert summary["device"] == "NVIDIA H200 (seeds 1, 2, 3, 4); NVIDIA H100 80GB HBM3 (seeds 5, 6)"
 
 
-def test_readme_block_time_table_is_the_one_generated_from_its_logs():
-    """The one-H100 block's parts (README "The 25-step block on one H100") are read from the
-    comparison's logs brought home, not copied by hand."""
+@pytest.mark.parametrize(
+    "folder, wall_clock",
+    [("map-seed6-h100-2026-12-08", "19.6 min"), ("map-seed5-h100-2026-12-07", "23.0 min")],
+)
+def test_readme_block_time_tables_are_the_ones_generated_from_their_logs(folder, wall_clock):
+    """The one-H100 blocks' parts (README "The 25-step block on one H100") are read from the
+    comparisons' logs brought home, not copied by hand."""
     from bsa.report.timeline import block_parts, format_block_parts
 
-    rows = block_parts(REPO / "results/weighting-study/map-seed5-h100-2026-12-07")
+    rows = block_parts(REPO / "results/weighting-study" / folder)
     assert format_block_parts(rows) in (REPO / "README.md").read_text()
-    assert dict(rows)["the comparison's wall clock (`results.md`)"] == "23.0 min"
+    assert dict(rows)["the comparison's wall clock (`results.md`)"] == wall_clock
