@@ -635,8 +635,8 @@ def test_the_six_seed_map_keeps_each_seeds_rows_where_only_that_seed_ran():
         json.loads((folder / f"map-seed{n}-2026-11-29/summary.json").read_text())["steps"] for n in (2, 3, 4)
     )
     seed5, seed6 = (
-        json.loads((folder / f"map-seed{n}-h100-2026-12-0{n + 2}/summary.json").read_text())["steps"]
-        for n in (5, 6)
+        json.loads((folder / name / "summary.json").read_text())["steps"]
+        for name in ("map-seed5-h100-2026-12-07", "map-seed6-h100-2026-12-08")
     )
     deciding, at4 = set(seed2["4"]) - {"bsa"}, set(seed4["4"]) - {"bsa"}
     assert (
