@@ -323,6 +323,7 @@ class DistillConfig:
 
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DDP_COMM_HOOKS = ("none", "bf16", "fp16")  # trainer.ddp_comm_hook: bsa.callbacks.ddp
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
@@ -359,10 +360,20 @@ class TrainerConfig:
     # buckets; 100 measured best for the 185 M UNet on 2 H100 (1.74× one GPU against 1.63× at
     # torch's 25 and 1.40× at 5: results/bench/2026-11-28-ddp)
     ddp_bucket_mb: float = 100.0
+    # DDP: how the gradient buckets travel between the ranks — "none" (float32, as the gradients
+    # are), or "bf16"/"fp16" (torch's compression hooks: each bucket all-reduced in half precision,
+    # half the bytes; the averaged gradients are rounded once before the optimizer step, which a
+    # run's numbers show — so off unless chosen)
+    ddp_comm_hook: str = "none"
 
     def __post_init__(self) -> None:
         _check(self.num_nodes >= 1, "trainer.num_nodes", "must be >= 1")
         _check(self.ddp_bucket_mb > 0, "trainer.ddp_bucket_mb", f"must be > 0, got {self.ddp_bucket_mb}")
+        _check(
+            self.ddp_comm_hook in DDP_COMM_HOOKS,
+            "trainer.ddp_comm_hook",
+            f"unknown {self.ddp_comm_hook!r}; expected one of {', '.join(DDP_COMM_HOOKS)}",
+        )
         # YAML reads a bare off/on/true/false as a boolean, which arrives here as "False"/"True"
         self.compile = {"false": "off", "true": "default"}.get(str(self.compile).lower(), self.compile)
         _check(

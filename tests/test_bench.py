@@ -296,18 +296,21 @@ def test_bench_parts_parse_and_typos_fail():
 
 def test_ddp_bench_runs_lightning_ddp_and_only_rank_0_writes(tmp_path):
     """`bsa bench --what ddp`: two CPU processes (gloo) through Lightning's launcher, which starts
-    the command again for rank 1; one row, written once, for a world of 2."""
+    the command again for rank 1; one row, written once, for a world of 2, whose gradient buckets
+    travelled in bf16 (`--comm-hook bf16`: the hook DDP itself reports registered)."""
     from _helpers import bsa_cli
 
     out = tmp_path / "ddp2.json"
     args = ["--what", "ddp", "--models", "embedded", "--devices", "2", "--ddp-batch", "2", "--ddp-steps", "2"]
-    run = bsa_cli("bench", *args, "--bucket-mb", "1", "--out", str(out), timeout=300)
+    args += ["--bucket-mb", "1", "--comm-hook", "bf16"]
+    run = bsa_cli("bench", *args, "--out", str(out), timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("wrote ") == 1  # rank 1 runs the same command and writes nothing
     written = json.loads(out.read_text())
-    assert written["command"] == "bsa bench " + " ".join([*args, "--bucket-mb", "1", "--out", str(out)])
+    assert written["command"] == "bsa bench " + " ".join([*args, "--out", str(out)])
     (row,) = written["ddp"]
     assert (row["devices"], row["batch_per_device"], row["steps"], row["bucket_cap_mb"]) == (2, 2, 2, 1.0)
+    assert (row["comm_hook"], row["comm_hook_registered"]) == ("bf16", "bf16_compress_hook")
     assert row["samples_per_s"] == pytest.approx(4 / (row["step_ms"] / 1000))
     bad = bsa_cli("bench", "--what", "ddp", "--models", "embedded,185m", "--out", str(out))
     assert bad.returncode == 2 and "--what ddp measures one model" in bad.stderr
@@ -348,6 +351,17 @@ def test_ddp_scaling_is_the_fastest_two_gpu_row_over_its_one_gpu_twin():
     table = ddp_table(runs).splitlines()
     assert [line.split(" | ")[2] for line in table[2:]] == ["5", "25", "100"]
     assert table[-1].endswith("| 280 | 532 | 241 | 1.90× |")
+    # buckets sent in bf16 (trainer.ddp_comm_hook): a pair of their own, over their own 1-GPU run
+    bf16 = {
+        "ddp": [
+            {**row(1, 64, 290.0, 100.0), "comm_hook": "bf16"},
+            {**row(2, 64, 551.0, 100.0), "comm_hook": "bf16"},
+        ]
+    }
+    assert ddp_scaling(merge_bench_runs([*runs, bf16])) == pytest.approx(551 / 290)
+    table = ddp_table([*runs, bf16]).splitlines()
+    assert [line.split(" | ")[2] for line in table[2:]] == ["5", "25", "100", "100 (bf16)"]
+    assert table[-2].endswith("| 280 | 532 | 241 | 1.90× |")
 
 
 def test_merged_runs_take_each_models_sampling_rows_from_the_last_run_that_sampled_it():

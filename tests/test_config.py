@@ -62,6 +62,10 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
         (["trainer.compile_backend=tvm"], r"trainer.compile_backend: unknown 'tvm'"),
         (["trainer.matmul_precision=tf32"], r"trainer.matmul_precision: unknown 'tf32'"),
         (["trainer.ddp_bucket_mb=0"], r"trainer.ddp_bucket_mb: must be > 0"),
+        (
+            ["trainer.ddp_comm_hook=int8"],
+            r"trainer.ddp_comm_hook: unknown 'int8'; expected one of none, bf16",
+        ),
         (["eval.guidance_interval=[600,0]"], r"eval.guidance_interval: expected \[\] or \[t_lo, t_hi\]"),
         (["eval.guidance_interval=[600]"], r"eval.guidance_interval: expected"),
         (
@@ -253,9 +257,12 @@ def test_a_missing_model_folder_is_one_line_naming_it(tmp_path):
 
 def test_the_trainer_of_several_ranks_uses_ddp_with_the_configured_buckets_as_gradient_views():
     """`bsa distill`/`train` on more than one rank: Lightning DDP with trainer.ddp_bucket_mb buckets
-    (not torch's 25 MB default) and the gradients as bucket views; one rank: no DDP wrapper."""
+    (not torch's 25 MB default), the gradients as bucket views and trainer.ddp_comm_hook's
+    compression (none unless chosen); one rank: no DDP wrapper."""
     from lightning.pytorch.strategies import DDPStrategy
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
+    from bsa.callbacks.ddp import CommHook
     from bsa.experiment.build import lightning_trainer
 
     base = [ROOT / "experiments/embedded-cpu.yaml"]
@@ -264,8 +271,27 @@ def test_the_trainer_of_several_ranks_uses_ddp_with_the_configured_buckets_as_gr
     )
     assert isinstance(two.strategy, DDPStrategy)
     assert two.strategy._ddp_kwargs == {"bucket_cap_mb": 40.0, "gradient_as_bucket_view": True}
+    assert not any(isinstance(c, CommHook) for c in two.callbacks)  # none unless chosen
+    for name, hook in (("bf16", "bf16_compress_hook"), ("fp16", "fp16_compress_hook")):
+        chosen = [f"trainer.ddp_comm_hook={name}", "trainer.accelerator=cpu", "trainer.devices=2"]
+        trainer = lightning_trainer(load_config(base, chosen))
+        assert [c.hook for c in trainer.callbacks if isinstance(c, CommHook)] == [
+            getattr(default_hooks, hook)
+        ]
     one = lightning_trainer(load_config(base, ["trainer.accelerator=cpu"]))
     assert not isinstance(one.strategy, DDPStrategy)
+
+
+def test_a_comm_hook_on_a_training_that_ddp_does_not_wrap_is_an_error_not_a_silent_float32():
+    from types import SimpleNamespace
+
+    import torch
+
+    from bsa.callbacks.ddp import CommHook
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(model=torch.nn.Linear(2, 2)))
+    with pytest.raises(RuntimeError, match=r"trainer.ddp_comm_hook=bf16: the training is not DDP-wrapped"):
+        CommHook("bf16").on_fit_start(trainer, None)
 
 
 def test_a_population_names_its_own_folder_and_its_members_runs():

@@ -12,10 +12,15 @@ import torch
 class StepTimer(pl.Callback):
     """``seconds``: the wall time of every training step after the first ``warmup``, the device
     synchronised before and after each (so a CUDA step is timed whole; under DDP the gradient
-    all-reduce is inside the step)."""
+    all-reduce is inside the step). ``comm_hook``: the communication hook DDP itself reports
+    registered on the timed module (its logging data), None without DDP or without a hook."""
 
     def __init__(self, warmup: int = 0):
-        self.warmup, self.seconds = warmup, []
+        self.warmup, self.seconds, self.comm_hook = warmup, [], None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logging_data = getattr(trainer.strategy.model, "_get_ddp_logging_data", dict)()
+        self.comm_hook = logging_data.get("comm_hook") or None
 
     def _sync(self, trainer: pl.Trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":

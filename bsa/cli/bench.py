@@ -10,6 +10,7 @@ COMBOS_HELP = "training: comma-separated fp32|tf32|bf16 [+cl] [+compile|+ro|+reg
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bsa.config import DDP_COMM_HOOKS
     from bsa.experiment.bench import COMBOS, parse_bench_request, run_bench
 
     parser = argparse.ArgumentParser(prog="bsa bench", description=__doc__.strip().splitlines()[0])
@@ -21,10 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch-185m", type=int, default=16, help="training batch of the 185 M model")
     parser.add_argument("--devices", type=int, default=2, help="ddp: GPUs (1: the one-GPU reference)")
-    parser.add_argument("--ddp-batch", type=int, default=64, help="ddp: batch per GPU")
-    parser.add_argument("--ddp-steps", type=int, default=20, help="ddp: timed steps (after 5 of warm-up)")
+    parser.add_argument("--ddp-batch", dest="batch", type=int, default=64, help="ddp: batch per GPU")
+    parser.add_argument("--ddp-steps", dest="steps", type=int, default=20, help="ddp: timed steps, after 5")
+    parser.add_argument("--bucket-mb", dest="bucket_cap_mb", type=float, help="ddp: trainer.ddp_bucket_mb")
     parser.add_argument(
-        "--bucket-mb", type=float, help="ddp: gradient bucket size (MB; trainer.ddp_bucket_mb's default)"
+        "--comm-hook", default="none", choices=DDP_COMM_HOOKS, help="ddp: trainer.ddp_comm_hook"
     )
     parser.add_argument("--config", nargs="*", default=["experiments/embedded-gpu.yaml"], help="loading")
     parser.add_argument("--summary", help="also the speed issue's figures (results/speed/summary.json)")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as e:
         parser.error(str(e))
-    ddp = dict(devices=args.devices, batch=args.ddp_batch, steps=args.ddp_steps, bucket_cap_mb=args.bucket_mb)
+    ddp = {k: getattr(args, k) for k in ("devices", "batch", "steps", "bucket_cap_mb", "comm_hook")}
     result = run_bench(
         args.out, args.what, combos, models, args.batch_185m, args.config, modes, args.summary, command, ddp
     )

@@ -375,6 +375,7 @@ def bench_ddp(
     steps: int = 20,
     warmup: int = 5,
     bucket_cap_mb: float | None = None,
+    comm_hook: str = "none",
     precision: str | None = None,
     accelerator: str = "auto",
 ) -> dict | None:
@@ -382,8 +383,9 @@ def bench_ddp(
     on ``devices`` GPUs (CPU processes on the CPU), ``batch`` per device: samples/s of the whole
     world over ``steps`` timed steps after ``warmup``, each step synchronised. DDP as ``bsa distill``
     runs it (Lightning's subprocess launcher: the command is started again for each other rank),
-    with ``bucket_cap_mb`` gradient buckets (None: ``trainer.ddp_bucket_mb``'s default) and the
-    gradients as views of the buckets (no copy);
+    with ``bucket_cap_mb`` gradient buckets (None: ``trainer.ddp_bucket_mb``'s default), the
+    gradients as views of the buckets (no copy) and the buckets all-reduced as ``comm_hook`` says
+    (``trainer.ddp_comm_hook``; the row names the hook DDP itself reports registered);
     bf16 autocast on GPUs (``precision``), fp32 on the CPU.
     ``devices=1`` is the one-device reference (no DDP). The row on global rank 0, None elsewhere."""
     import lightning.pytorch as pl
@@ -391,7 +393,7 @@ def bench_ddp(
 
     from bsa.callbacks.timing import StepTimer
     from bsa.config import TrainerConfig
-    from bsa.experiment.build import ddp_strategy, quiet_lightning
+    from bsa.experiment.build import ddp_callbacks, ddp_strategy, quiet_lightning
 
     quiet_lightning()
     bucket_cap_mb = TrainerConfig.ddp_bucket_mb if bucket_cap_mb is None else bucket_cap_mb
@@ -419,7 +421,7 @@ def bench_ddp(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=[*ddp_callbacks(devices, comm_hook), timer],
     )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=batch, shuffle=False))
     if trainer.global_rank != 0:
@@ -431,6 +433,8 @@ def bench_ddp(
         "batch_per_device": batch,
         "precision": precision,
         "bucket_cap_mb": bucket_cap_mb,
+        "comm_hook": comm_hook,
+        "comm_hook_registered": timer.comm_hook,
         "steps": len(timer.seconds),
         "step_ms": 1000 * step,
         "samples_per_s": batch * trainer.world_size / step,

@@ -64,16 +64,25 @@ def ddp_strategy(ranks: int, bucket_mb: float):
     return DDPStrategy(bucket_cap_mb=bucket_mb, gradient_as_bucket_view=True) if ranks > 1 else "auto"
 
 
+def ddp_callbacks(ranks: int, comm_hook: str) -> list:
+    """What DDP of ``ranks`` processes adds to a trainer's callbacks: ``trainer.ddp_comm_hook``'s
+    compression of the gradient buckets ("none": nothing; one rank: nothing to all-reduce)."""
+    from bsa.callbacks.ddp import CommHook
+
+    return [CommHook(comm_hook)] if ranks > 1 and comm_hook != "none" else []
+
+
 def lightning_trainer(cfg: BsaConfig, **kwargs):
     """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision,
-    DDP buckets, cuDNN benchmarking and logging interval (plus ``kwargs``); sets the process's
-    float32 matmul precision first."""
+    DDP buckets and communication hook, cuDNN benchmarking and logging interval (plus
+    ``kwargs``); sets the process's float32 matmul precision first."""
     import lightning.pytorch as pl
     import torch
 
     quiet_lightning()
     t = cfg.trainer
     torch.set_float32_matmul_precision(t.matmul_precision)
+    kwargs["callbacks"] = [*ddp_callbacks(world_size(cfg), t.ddp_comm_hook), *kwargs.get("callbacks", [])]
     return pl.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,

@@ -47,25 +47,37 @@ def sampling_table(bench: dict, students=(25, 4)) -> str:
 
 
 def _ddp_pairs(rows: list[dict], model: str = "", devices: int = 2) -> list[tuple[dict, dict]]:
-    """(one-GPU row, ``devices``-GPU row) of ``model`` with the same per-GPU batch and bucket size:
-    the two runs of one ``speed.sh PARTS=ddp`` call, measured side by side."""
+    """(one-GPU row, ``devices``-GPU row) of ``model`` with the same per-GPU batch, bucket size and
+    communication hook (rows from before the hook: none): the two runs of one ``speed.sh PARTS=ddp``
+    call, measured side by side."""
     rows = [r for r in rows if model in r["model"]]
-    key = lambda r: (r["batch_per_device"], r["bucket_cap_mb"])  # noqa: E731
+    key = lambda r: (r["batch_per_device"], r["bucket_cap_mb"], _comm_hook(r))  # noqa: E731
     ones = {key(r): r for r in rows if r["devices"] == 1}
     return [(ones[key(r)], r) for r in rows if r["devices"] == devices and key(r) in ones]
 
 
+def _comm_hook(row: dict) -> str:
+    return row.get("comm_hook", "none")
+
+
+def _table_order(row: dict) -> tuple:
+    """By model and bucket size; at one size, float32 buckets before compressed ones."""
+    return row["model"], row["bucket_cap_mb"], _comm_hook(row) != "none", _comm_hook(row)
+
+
 def ddp_table(results: list[dict]) -> str:
-    """One row per gradient-bucket size of ``bsa bench --what ddp`` results (each run one device
-    count): one GPU's and two GPUs' samples/s at that bucket size and their ratio."""
+    """One row per gradient-bucket size (and communication hook, named beside the size where there
+    is one) of ``bsa bench --what ddp`` results (each run one device count): one GPU's and two
+    GPUs' samples/s at that bucket size and their ratio."""
     lines = [
         "| model | batch per GPU | bucket (MB) | 1 GPU samples/s | 2 GPUs samples/s | step on 2 GPUs (ms) | scaling |",
         "|---|---|---|---|---|---|---|",
     ]
     pairs = _ddp_pairs([r for result in results for r in result.get("ddp", [])])
-    for one, two in sorted(pairs, key=lambda p: (p[1]["model"], p[1]["bucket_cap_mb"])):
+    for one, two in sorted(pairs, key=lambda pair: _table_order(pair[1])):
+        bucket = f"{two['bucket_cap_mb']:g}" + ("" if _comm_hook(two) == "none" else f" ({_comm_hook(two)})")
         lines.append(
-            f"| {two['model']} | {two['batch_per_device']} | {two['bucket_cap_mb']:g} | {one['samples_per_s']:.0f} | "
+            f"| {two['model']} | {two['batch_per_device']} | {bucket} | {one['samples_per_s']:.0f} | "
             f"{two['samples_per_s']:.0f} | {two['step_ms']:.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |"
         )
     return "\n".join(lines)

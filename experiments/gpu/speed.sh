@@ -6,7 +6,8 @@
 # embedded,185m), SAMPLING_S its time limit.
 # PARTS=issue: one bench run of sampling and training with the issue's figures (bsa bench --summary).
 # PARTS=ddp (on nvidia-h100-x2): the 185 M model's DDP scaling, 1 against 2 GPUs (bsa bench --what ddp;
-# BUCKET_MB: gradient bucket size, default trainer.ddp_bucket_mb's; DDP_S: each run's time limit).
+# BUCKET_MB: gradient bucket size, default trainer.ddp_bucket_mb's; COMM_HOOK: none, bf16 or fp16,
+# trainer.ddp_comm_hook; DDP_S: each run's time limit).
 # Everything lands in $OUT/speed.tar.gz.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -37,7 +38,7 @@ for part in ${PARTS:-tests probe training sampling}; do
     ddp)  # the 185 M distillation step on 1 GPU, then Lightning DDP on 2 (the x2 kinds), same per-GPU batch
       for n in 1 2; do
         timeout ${DDP_S:-280} python3 -m bsa.cli.bench --what ddp --models 185m --devices $n --ddp-batch ${DDP_BATCH:-64} \
-          ${BUCKET_MB:+--bucket-mb $BUCKET_MB} --out $L/ddp$n.json > $L/ddp$n.log 2>&1
+          ${BUCKET_MB:+--bucket-mb $BUCKET_MB} --comm-hook ${COMM_HOOK:-none} --out $L/ddp$n.json > $L/ddp$n.log 2>&1
       done
       timeout 60 python3 -m bsa.cli.bench --from $L/ddp1.json $L/ddp2.json --summary $L/ddp_summary.json >> $L/ddp2.log 2>&1 ;;
     sampling) timeout ${SAMPLING_S:-400} python3 -m bsa.cli.bench --what sampling --sampling-compile ${MODES:-off,cuda-graphs} --models ${SAMPLING_MODELS:-embedded,185m} \
