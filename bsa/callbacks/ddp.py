@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-HOOKS = {"bf16": "bf16_compress_hook", "fp16": "fp16_compress_hook"}  # torch's default_hooks
-
 
 class CommHook(pl.Callback):
     """Registers torch's ``bf16`` or ``fp16`` compression hook on the DDP-wrapped module when the
@@ -17,7 +15,7 @@ class CommHook(pl.Callback):
     def __init__(self, name: str):
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-        self.name, self.hook = name, getattr(default_hooks, HOOKS[name])
+        self.name, self.hook = name, getattr(default_hooks, f"{name}_compress_hook")  # bf16_…, fp16_…
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from torch.nn.parallel import DistributedDataParallel
