@@ -21,6 +21,7 @@ def test_combinations_parse_and_typos_fail():
         "cuda_graphs": False,
         "compile_regions": False,
         "guard": None,
+        "cudnn_benchmark": False,
     }
     assert parse_combo("tf32+foreach") == {
         "bf16": False,
@@ -32,11 +33,13 @@ def test_combinations_parse_and_typos_fail():
         "cuda_graphs": False,
         "compile_regions": False,
         "guard": None,
+        "cudnn_benchmark": False,
     }
     regional = parse_combo("bf16+regional")  # only the repeated blocks, compiled in the default mode
     assert regional["compile"] and regional["compile_regions"] and regional["compile_mode"] is None
     assert parse_combo("fp32+ro")["compile_mode"] == "reduce-overhead" and parse_combo("fp32+ro")["compile"]
     assert parse_combo("fp32+graphs")["cuda_graphs"] is True
+    assert parse_combo("bf16+graphs+cudnn")["cudnn_benchmark"] is True
     assert (
         parse_combo("fp32+graphs+guard")["guard"] == "host"
         and parse_combo("bf16+devguard")["guard"] == "device"
@@ -82,6 +85,31 @@ def test_guarded_training_steps_run_the_guard_as_training_does(monkeypatch):
     (device,) = run("fp32+devguard")
     assert "error" not in device and device["samples_per_s"] > 0 and reads == []
     assert len(flags) == steps and all(f is not None and float(f) == 0.0 for f in flags)
+
+
+def test_a_cudnn_combination_steps_with_cudnn_timing_its_algorithms_and_the_setting_is_restored(monkeypatch):
+    """+cudnn: the combination's steps run with ``torch.backends.cudnn.benchmark`` on (as
+    ``trainer.cudnn_benchmark`` trains), the others with it off; the process's setting comes back."""
+    from bsa.lit.distill import DistillationModule
+
+    seen = []
+    loss = DistillationModule.distillation_loss
+
+    def spied(self, *a, **k):
+        seen.append(torch.backends.cudnn.benchmark)
+        return loss(self, *a, **k)
+
+    monkeypatch.setattr(DistillationModule, "distillation_loss", spied)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
+    rows = bench_training(
+        torch.device("cpu"), steps=1, models={"tiny": cfg}, batches=(2,), combos=("fp32+cudnn", "fp32")
+    )
+    assert [r["cudnn_benchmark"] for r in rows] == [True, False] and all("error" not in r for r in rows)
+    # +cudnn: 3 warm-up steps, the timing's own warm-up and timed step, the FLOP count's (once per
+    # model); then fp32's 3 + 1 + 1
+    assert seen == [True] * 6 + [False] * 5
+    assert torch.backends.cudnn.benchmark is False
 
 
 def test_training_rows_count_flops_once_and_time_every_combination():

@@ -202,10 +202,12 @@ compiles only the UNets' repeated transformer and resnet blocks (``trainer.compi
 ``+regional+graphs`` only the student's, the teacher's calls replayed from CUDA graphs; ``+guard``
 adds the non-finite guard as a training step runs it on the host (the loss and the gradients' norms
 read there: two waits on the GPU a step), ``+devguard`` as it runs with a fused AdamW on one GPU
-(decided on the device, ``found_inf``: no wait) — the bench's steps have no guard otherwise."""
+(decided on the device, ``found_inf``: no wait) — the bench's steps have no guard otherwise;
+``+cudnn`` lets cuDNN time its convolution algorithms for each shape (``trainer.cudnn_benchmark``,
+on in the GPU preset; its timing falls in the warm-up) — cuDNN's heuristic choice otherwise."""
 
 
-COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard")
+COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard", "cudnn")
 COMBO_CONFLICTS = ({"guard", "devguard"}, {"devguard", "foreach"})  # devguard needs a fused AdamW
 
 
@@ -219,7 +221,7 @@ def parse_combo(combo: str) -> dict:
     ):
         raise ValueError(
             f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, "
-            "+foreach, +graphs, +guard or +devguard (not with +foreach: it needs a fused AdamW)"
+            "+foreach, +graphs, +cudnn, +guard or +devguard (not with +foreach: it needs a fused AdamW)"
         )
     return {
         "bf16": parts[0] == "bf16",
@@ -234,6 +236,8 @@ def parse_combo(combo: str) -> dict:
         "cuda_graphs": "graphs" in parts,
         # the non-finite guard: None (none), "host" or "device" (bsa.lit.guard)
         "guard": "host" if "guard" in parts else "device" if "devguard" in parts else None,
+        # cuDNN times its convolution algorithms per shape (trainer.cudnn_benchmark)
+        "cudnn_benchmark": "cudnn" in parts,
     }
 
 
@@ -266,11 +270,12 @@ def bench_training(
     time of the first 3 steps: torch.compile's compilation is paid there, once per stage."""
     import torch
 
-    rows, flops = [], {}
+    rows, flops, cudnn_benchmark = [], {}, torch.backends.cudnn.benchmark
     for (name, cfg), batch in zip((models or _models()).items(), batches, strict=True):
         for combo_name in combos:
             c = parse_combo(combo_name)
             torch.set_float32_matmul_precision("high" if c["tf32"] else "highest")
+            torch.backends.cudnn.benchmark = c["cudnn_benchmark"]
             torch._dynamo.reset()  # each combination compiles from scratch, as a fresh stage would
             m = _progressive_module(
                 cfg,
@@ -325,6 +330,7 @@ def bench_training(
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows
 
 
