@@ -365,6 +365,11 @@ class TrainerConfig:
     # half the bytes; the averaged gradients are rounded once before the optimizer step, which a
     # run's numbers show — so off unless chosen)
     ddp_comm_hook: str = "none"
+    # GroupNorm in the autocast dtype (bf16-mixed/16-mixed precision) instead of float32, where
+    # CUDA's autocast puts it: the norm's output and the SiLU after it stay bf16 between the bf16
+    # convolutions (statistics still accumulated in float32). A run's single-student stages
+    # (bsa.models.unet.AutocastDtypeGroupNorm); float32 precision: no change
+    low_precision_norms: bool = False
 
     def __post_init__(self) -> None:
         _check(self.num_nodes >= 1, "trainer.num_nodes", "must be >= 1")
@@ -712,6 +717,14 @@ class BsaConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            not (self.trainer.low_precision_norms and (self.distill.population or self.compare.population)),
+            "trainer.low_precision_norms",
+            "not with a population (distill.population, compare.population): its GroupNorm is a batchable "
+            "kernel of its own",
+        )
 
 
 _SECTIONS = {name: obj for name, obj in dict(globals()).items() if dataclasses.is_dataclass(obj)}

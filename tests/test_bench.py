@@ -22,6 +22,7 @@ def test_combinations_parse_and_typos_fail():
         "compile_regions": False,
         "guard": None,
         "cudnn_benchmark": False,
+        "low_precision_norms": False,
     }
     assert parse_combo("tf32+foreach") == {
         "bf16": False,
@@ -34,12 +35,14 @@ def test_combinations_parse_and_typos_fail():
         "compile_regions": False,
         "guard": None,
         "cudnn_benchmark": False,
+        "low_precision_norms": False,
     }
     regional = parse_combo("bf16+regional")  # only the repeated blocks, compiled in the default mode
     assert regional["compile"] and regional["compile_regions"] and regional["compile_mode"] is None
     assert parse_combo("fp32+ro")["compile_mode"] == "reduce-overhead" and parse_combo("fp32+ro")["compile"]
     assert parse_combo("fp32+graphs")["cuda_graphs"] is True
     assert parse_combo("bf16+graphs+cudnn")["cudnn_benchmark"] is True
+    assert parse_combo("bf16+graphs+lpnorm")["low_precision_norms"] is True
     assert (
         parse_combo("fp32+graphs+guard")["guard"] == "host"
         and parse_combo("bf16+devguard")["guard"] == "device"
@@ -110,6 +113,27 @@ def test_a_cudnn_combination_steps_with_cudnn_timing_its_algorithms_and_the_sett
     # model); then fp32's 3 + 1 + 1
     assert seen == [True] * 6 + [False] * 5
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_an_lpnorm_combination_steps_a_module_whose_group_norms_run_in_the_autocast_dtype(monkeypatch):
+    from bsa.lit.distill import DistillationModule
+    from bsa.models.unet import AutocastDtypeGroupNorm
+
+    seen = []
+    loss = DistillationModule.distillation_loss
+
+    def spied(self, *a, **k):
+        seen.append({type(n) for n in self.student.modules() if isinstance(n, torch.nn.GroupNorm)})
+        return loss(self, *a, **k)
+
+    monkeypatch.setattr(DistillationModule, "distillation_loss", spied)
+    cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
+    rows = bench_training(
+        torch.device("cpu"), steps=1, models={"tiny": cfg}, batches=(2,), combos=("bf16+lpnorm", "bf16")
+    )
+    assert [r["low_precision_norms"] for r in rows] == [True, False] and all("error" not in r for r in rows)
+    # the FLOP count's step (the 6th) runs on an eager module of the model's own
+    assert seen[:5] == [{AutocastDtypeGroupNorm}] * 5 and seen[-5:] == [{torch.nn.GroupNorm}] * 5
 
 
 def test_training_rows_count_flops_once_and_time_every_combination():

@@ -66,6 +66,10 @@ def test_compile_switch_reads_yaml_booleans_as_modes(tmp_path):
             ["trainer.ddp_comm_hook=int8"],
             r"trainer.ddp_comm_hook: unknown 'int8'; expected one of none, bf16",
         ),
+        (
+            ["trainer.low_precision_norms=true", "compare.population=4"],
+            r"trainer.low_precision_norms: not with a population",
+        ),
         (["eval.guidance_interval=[600,0]"], r"eval.guidance_interval: expected \[\] or \[t_lo, t_hi\]"),
         (["eval.guidance_interval=[600]"], r"eval.guidance_interval: expected"),
         (

@@ -1086,3 +1086,31 @@ def test_profile_rows_by_hand():
     assert [r["grad_share"] for r in rows] == pytest.approx([0.75, 0.25])
     bare = profile_rows([900, 100], [0.5, 4.0], [1.0, 2.0], [0.2, 0.1], None)
     assert not any("grad_norm" in r or "grad_share" in r for r in bare)
+
+
+def test_low_precision_norms_reach_the_teacher_the_student_and_its_ema_and_a_bf16_step_trains():
+    """trainer.low_precision_norms: every GroupNorm of the stage's denoisers (the EMA copy's too)
+    runs in the autocast dtype; a bf16-autocast training step gives a finite loss and gradients;
+    off (the default), the denoisers keep nn.GroupNorm."""
+    from bsa.models.unet import AutocastDtypeGroupNorm
+
+    def norms(m):
+        return [
+            type(n)
+            for d in (m.teacher, m.student, m.ema.module)
+            for n in d.modules()
+            if isinstance(n, torch.nn.GroupNorm)
+        ]
+
+    on, off = module(ema_decay=0.9, low_precision_norms=True), module(ema_decay=0.9)
+    assert norms(on) and set(norms(on)) == {AutocastDtypeGroupNorm}
+    assert set(norms(off)) == {torch.nn.GroupNorm}
+    b = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = on.distillation_loss(b["latents"], b["text_emb"])
+    loss.backward()
+    assert torch.isfinite(loss) and all(
+        p.grad is not None and torch.isfinite(p.grad).all()
+        for p in on.student.parameters()
+        if p.requires_grad
+    )

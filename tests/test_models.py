@@ -336,3 +336,43 @@ def test_the_shipped_vocoder_predicts_the_magnitude_closer_than_the_mels_inverse
         learned = voc.log_magnitude(mel).exp()
         inverse = voc.griffin_lim.inverse_mel(mel.exp().transpose(1, 2)).clamp(min=1e-5)
     assert spectral_convergence(learned, true) < 0.85 * spectral_convergence(inverse, true)
+
+
+def test_autocast_dtype_group_norm_runs_the_kernel_in_the_activations_dtype(monkeypatch):
+    """Under a bf16 autocast the GroupNorm's kernel gets the bf16 activation and bf16 parameters
+    with autocast off (CUDA's autocast would run it in float32); outside autocast, or on a float32
+    input, it is nn.GroupNorm exactly. The swap keeps the parameters and the state dict."""
+    import torch.nn.functional as F
+    from diffusers import UNet2DConditionModel
+
+    from bsa.models.unet import AutocastDtypeGroupNorm, autocast_dtype_group_norms
+
+    calls = []
+    group_norm = F.group_norm
+
+    def spied(x, num_groups, weight=None, bias=None, eps=1e-5):
+        calls.append((x.dtype, weight.dtype, torch.is_autocast_enabled("cpu")))
+        return group_norm(x, num_groups, weight, bias, eps)
+
+    monkeypatch.setattr(F, "group_norm", spied)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**audioldm_unet_config("tiny", 6, 8, (8, 4)))
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    plain = torch.nn.GroupNorm(4, 8)
+    torch.nn.init.normal_(plain.weight), torch.nn.init.normal_(plain.bias)
+    x = torch.randn(2, 8, 4, 4)
+    reference = plain(x)
+    count = sum(type(m) is torch.nn.GroupNorm for m in unet.modules())
+    assert count > 0 and autocast_dtype_group_norms(unet) == count and autocast_dtype_group_norms(plain) == 1
+    assert not any(type(m) is torch.nn.GroupNorm for m in unet.modules())
+    assert all(torch.equal(v, before[k]) for k, v in unet.state_dict().items()) and len(before) == len(
+        unet.state_dict()
+    )
+    assert isinstance(plain, AutocastDtypeGroupNorm) and torch.equal(plain(x), reference)  # no autocast
+    calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = plain(x.bfloat16())
+        assert torch.equal(plain(x), reference)  # a float32 input: nn.GroupNorm's path
+    assert calls[0] == (torch.bfloat16, torch.bfloat16, False) and y.dtype == torch.bfloat16
+    expected = group_norm(x.bfloat16(), 4, plain.weight.bfloat16(), plain.bias.bfloat16(), plain.eps)
+    assert torch.equal(y, expected)

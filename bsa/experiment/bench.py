@@ -204,10 +204,11 @@ adds the non-finite guard as a training step runs it on the host (the loss and t
 read there: two waits on the GPU a step), ``+devguard`` as it runs with a fused AdamW on one GPU
 (decided on the device, ``found_inf``: no wait) — the bench's steps have no guard otherwise;
 ``+cudnn`` lets cuDNN time its convolution algorithms for each shape (``trainer.cudnn_benchmark``,
-on in the GPU preset; its timing falls in the warm-up) — cuDNN's heuristic choice otherwise."""
+on in the GPU preset; its timing falls in the warm-up) — cuDNN's heuristic choice otherwise;
+``+lpnorm`` computes GroupNorm in the autocast dtype (``trainer.low_precision_norms``)."""
 
 
-COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard", "cudnn")
+COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard", "cudnn", "lpnorm")
 COMBO_CONFLICTS = ({"guard", "devguard"}, {"devguard", "foreach"})  # devguard needs a fused AdamW
 
 
@@ -221,7 +222,7 @@ def parse_combo(combo: str) -> dict:
     ):
         raise ValueError(
             f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, "
-            "+foreach, +graphs, +cudnn, +guard or +devguard (not with +foreach: it needs a fused AdamW)"
+            "+foreach, +graphs, +cudnn, +lpnorm, +guard or +devguard (not with +foreach: it needs a fused AdamW)"
         )
     return {
         "bf16": parts[0] == "bf16",
@@ -238,6 +239,8 @@ def parse_combo(combo: str) -> dict:
         "guard": "host" if "guard" in parts else "device" if "devguard" in parts else None,
         # cuDNN times its convolution algorithms per shape (trainer.cudnn_benchmark)
         "cudnn_benchmark": "cudnn" in parts,
+        # GroupNorm in the autocast dtype, not float32 (trainer.low_precision_norms)
+        "low_precision_norms": "lpnorm" in parts,
     }
 
 
@@ -282,6 +285,7 @@ def bench_training(
                 compile={"mode": c["compile_mode"], "backend": compile_backend} if c["compile"] else None,
                 cuda_graphs=c["cuda_graphs"],
                 compile_regions=c["compile_regions"],
+                low_precision_norms=c["low_precision_norms"],
             ).to(device)
             if c["channels_last"]:  # both UNets' weights (compilation and graph capture come later)
                 m.to(memory_format=torch.channels_last)

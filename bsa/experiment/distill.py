@@ -293,6 +293,7 @@ def build_module(ctx: RunContext, stage: Stage, teacher):
         compile=cfg.trainer.compile_kwargs(),
         compile_regions=cfg.trainer.compile_regions,
         cuda_graphs=cfg.trainer.cuda_graphs,
+        low_precision_norms=cfg.trainer.low_precision_norms,
     )
 
 

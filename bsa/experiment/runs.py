@@ -50,6 +50,7 @@ LATER_KEYS = {
     "distill.fresh_data_order": False,
     "distill.grid_power": 1.0,
     "distill.guided_weighting": "",
+    "trainer.low_precision_norms": False,
 }
 
 

@@ -31,7 +31,7 @@ from bsa.lit.optim import adamw_warmup_cosine, clip_grad_norm, is_fused
 from bsa.models.denoiser import Denoiser, RawOutput
 from bsa.models.ema import EMA
 from bsa.models.graphs import GraphedCall, release_graphs
-from bsa.models.unet import compile_repeated_blocks
+from bsa.models.unet import autocast_dtype_group_norms, compile_repeated_blocks
 
 
 def draw_seed(seed: int, global_step: int, rank: int) -> int:
@@ -110,6 +110,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         teacher_float32: bool = False,
         cuda_graphs: bool = False,
         compile_regions: bool = False,
+        low_precision_norms: bool = False,
     ):
         super().__init__()
         if mode not in ("guided", "progressive"):
@@ -121,6 +122,9 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         self.save_hyperparameters(ignore=["teacher", "student", "null_text_emb"])
         self.teacher = teacher.requires_grad_(False).eval()
         self.student = student
+        if low_precision_norms:  # GroupNorm in the autocast dtype, the EMA copy's too
+            for denoiser in (teacher, student):
+                autocast_dtype_group_norms(denoiser)
         self.ema = EMA(student, ema_decay) if ema_decay > 0 else None
         self.weight_fn = get_weighting(weighting, **(weighting_kwargs or {}))
         # torch.compile'd calls of the two denoisers, kept apart from the modules: the state dict,

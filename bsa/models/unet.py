@@ -99,3 +99,31 @@ def compile_repeated_blocks(unet: UNet2DConditionModel, **compile_kwargs) -> Non
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 8 * blocks)
     unet._repeated_blocks = list(REPEATED_BLOCKS)  # instance attribute: the class keeps its own
     unet.compile_repeated_blocks(**compile_kwargs)
+
+
+class AutocastDtypeGroupNorm(torch.nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and names) computed in its input's dtype under a bf16/fp16
+    autocast. CUDA's autocast runs ``group_norm`` in float32 (its float32 list): a bf16 activation
+    is read and written back as float32, the SiLU after it runs in float32 and the next convolution
+    casts its input to bf16 again — memory-bound traffic around every convolution of a UNet. Here
+    the kernel reads and writes bf16; it still accumulates each group's statistics in float32 (torch's
+    GroupNorm kernels do for bf16/fp16). Outside autocast, or on a float32 input, it is
+    ``nn.GroupNorm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                weight = None if self.weight is None else self.weight.to(x.dtype)
+                bias = None if self.bias is None else self.bias.to(x.dtype)
+                return torch.nn.functional.group_norm(x, self.num_groups, weight, bias, self.eps)
+        return super().forward(x)
+
+
+def autocast_dtype_group_norms(module: torch.nn.Module) -> int:
+    """Makes every ``nn.GroupNorm`` of ``module`` an :class:`AutocastDtypeGroupNorm`, in place (the
+    parameters, their names and the state dict unchanged; ``trainer.low_precision_norms``).
+    Returns how many."""
+    norms = [m for m in module.modules() if type(m) is torch.nn.GroupNorm]
+    for m in norms:
+        m.__class__ = AutocastDtypeGroupNorm
+    return len(norms)

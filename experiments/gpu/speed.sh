@@ -31,9 +31,9 @@ for part in ${PARTS:-tests probe training sampling}; do
         done
       done ;;
     training) timeout 300 python3 -m bsa.cli.bench --what training --models embedded,185m --batch-185m 64 \
-        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn} --out $L/training.json > $L/training.log 2>&1 ;;
+        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn,bf16+graphs+lpnorm,bf16+graphs+cudnn+lpnorm} --out $L/training.json > $L/training.log 2>&1 ;;
     issue) timeout 560 python3 -m bsa.cli.bench --what sampling,training --models embedded,185m --batch-185m 64 \
-        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn,bf16+regional+graphs} --sampling-compile off,cuda-graphs \
+        --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn+lpnorm,bf16+regional+graphs} --sampling-compile off,cuda-graphs \
         --out $L/issue.json --summary $L/summary.json > $L/issue.log 2>&1 ;;
     ddp)  # the 185 M distillation step on 1 GPU, then Lightning DDP on 2 (the x2 kinds), same per-GPU batch
       for n in 1 2; do
