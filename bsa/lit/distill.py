@@ -167,13 +167,7 @@ class DistillationModule(NonFiniteGuard, pl.LightningModule):
         ran out of memory entering its third stage with 49.7 GiB in graph pools, where the same
         stage resumed in a fresh process trained in 43 GB (2026-12-07). Called when the stage's
         training is over (its teardown; a population's stage end, before its members' exports and
-        scores). The training's last gradients go with them: a graphed backward hands back its
-        static gradient buffers (detached views into the graph's memory pool, as
-        ``make_graphed_callables`` does), and autograd keeps such a buffer as a parameter's
-        ``.grad`` when it had none — left alive, they pin the pool's memory after the graphs are
-        gone (an H100 kept 14.6 of 30.6 MB of a small population's pools, 2026-12-08)."""
-        if self._graphed:
-            self.zero_grad(set_to_none=True)
+        scores); the training's last gradients go with them (:meth:`GraphedCall.release`)."""
         release_graphs(self._graphed.values())
 
     def teardown(self, stage: str) -> None:

@@ -85,8 +85,14 @@ class GraphedCall:
     def release(self) -> int:
         """Drops the captured graphs, so that their memory pools go back to the allocator (a
         graph's pool lives as long as the graph); a later call captures again. Returns how many
-        were dropped."""
+        were dropped. The module's gradients go with a graph captured for backward: its backward
+        hands back static gradient buffers (detached views into the graph's pool, as
+        ``make_graphed_callables`` does), which autograd keeps as a parameter's ``.grad`` when it
+        had none — left alive, they pin the pool's memory after the graph is gone (an H100 kept
+        14.6 of 30.6 MB of a small population's pools, 2026-12-08)."""
         dropped = len(self._graphs)
+        if any(grad for _, grad, *_ in self._graphs):  # signature(): (inputs, grad, autocast, dtype)
+            self.module.zero_grad(set_to_none=True)
         self._graphs.clear()
         return dropped
 
