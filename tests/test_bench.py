@@ -90,19 +90,24 @@ def test_guarded_training_steps_run_the_guard_as_training_does(monkeypatch):
     assert len(flags) == steps and all(f is not None and float(f) == 0.0 for f in flags)
 
 
-def test_a_cudnn_combination_steps_with_cudnn_timing_its_algorithms_and_the_setting_is_restored(monkeypatch):
-    """+cudnn: the combination's steps run with ``torch.backends.cudnn.benchmark`` on (as
-    ``trainer.cudnn_benchmark`` trains), the others with it off; the process's setting comes back."""
+def _each_step(monkeypatch, what) -> list:
+    """``what(module)`` at every distillation step the bench takes, in order."""
     from bsa.lit.distill import DistillationModule
 
-    seen = []
-    loss = DistillationModule.distillation_loss
+    seen, loss = [], DistillationModule.distillation_loss
 
     def spied(self, *a, **k):
-        seen.append(torch.backends.cudnn.benchmark)
+        seen.append(what(self))
         return loss(self, *a, **k)
 
     monkeypatch.setattr(DistillationModule, "distillation_loss", spied)
+    return seen
+
+
+def test_a_cudnn_combination_steps_with_cudnn_timing_its_algorithms_and_the_setting_is_restored(monkeypatch):
+    """+cudnn: the combination's steps run with ``torch.backends.cudnn.benchmark`` on (as
+    ``trainer.cudnn_benchmark`` trains), the others with it off; the process's setting comes back."""
+    seen = _each_step(monkeypatch, lambda module: torch.backends.cudnn.benchmark)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
     rows = bench_training(
@@ -116,17 +121,12 @@ def test_a_cudnn_combination_steps_with_cudnn_timing_its_algorithms_and_the_sett
 
 
 def test_an_lpnorm_combination_steps_a_module_whose_group_norms_run_in_the_autocast_dtype(monkeypatch):
-    from bsa.lit.distill import DistillationModule
     from bsa.models.unet import AutocastDtypeGroupNorm
 
-    seen = []
-    loss = DistillationModule.distillation_loss
-
-    def spied(self, *a, **k):
-        seen.append({type(n) for n in self.student.modules() if isinstance(n, torch.nn.GroupNorm)})
-        return loss(self, *a, **k)
-
-    monkeypatch.setattr(DistillationModule, "distillation_loss", spied)
+    seen = _each_step(
+        monkeypatch,
+        lambda module: {type(n) for n in module.student.modules() if isinstance(n, torch.nn.GroupNorm)},
+    )
     cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
     rows = bench_training(
         torch.device("cpu"), steps=1, models={"tiny": cfg}, batches=(2,), combos=("bf16+lpnorm", "bf16")
