@@ -324,6 +324,10 @@ class DistillConfig:
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DDP_COMM_HOOKS = ("none", "bf16", "fp16")  # trainer.ddp_comm_hook: bsa.callbacks.ddp
+# `bsa bench --what ddp --comm-hook noop` only, never a training's (trainer.ddp_comm_hook refuses it):
+# the buckets are not exchanged at all, so the ranks drift apart; a 2-GPU step without its
+# communication tells what the all-reduce costs from what the rest of DDP does
+DIAGNOSTIC_COMM_HOOKS = ("noop",)
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 

@@ -414,6 +414,23 @@ def test_ddp_scaling_is_the_fastest_two_gpu_row_over_its_one_gpu_twin():
     table = ddp_table([*runs, bf16]).splitlines()
     assert [line.split(" | ")[2] for line in table[2:]] == ["5", "25", "100", "100 (bf16)"]
     assert table[-2].endswith("| 280 | 532 | 241 | 1.90× |")
+    # one call: one 1-GPU run, then 2 GPUs per hook, each over that run; nothing sent (noop, a
+    # diagnostic) is a row of the table but never the figure, however fast
+    call = {
+        "ddp": [
+            row(1, 64, 300.0, 200.0),
+            row(2, 64, 560.0, 200.0),
+            {**row(2, 64, 570.0, 200.0), "comm_hook": "bf16"},
+            {**row(2, 64, 598.0, 200.0), "comm_hook": "noop"},
+        ]
+    }
+    assert ddp_scaling(merge_bench_runs([*runs, bf16, call])) == pytest.approx(570 / 300)
+    table = ddp_table([*runs, bf16, call]).splitlines()
+    assert [line.split(" | ")[2] for line in table[2:]] == [
+        *("5", "25", "100", "100 (bf16)"),
+        *("200", "200 (bf16)", "200 (nothing sent)"),
+    ]
+    assert table[-1].endswith("| 300 | 598 | 214 | 1.99× |")
 
 
 def test_merged_runs_take_each_models_sampling_rows_from_the_last_run_that_sampled_it():

@@ -286,6 +286,28 @@ def test_the_trainer_of_several_ranks_uses_ddp_with_the_configured_buckets_as_gr
     assert not isinstance(one.strategy, DDPStrategy)
 
 
+def test_the_bench_only_noop_hook_is_what_ddp_registers_and_no_training_may_choose_it(tmp_path):
+    """`bsa bench --comm-hook noop` (a 2-GPU step with no gradient exchange, a diagnostic) registers
+    torch's debugging hook on a real DDP module; trainer.ddp_comm_hook refuses it, naming the key."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from bsa.callbacks.ddp import CommHook
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        model = DistributedDataParallel(torch.nn.Linear(2, 2))
+        trainer = type("T", (), {"strategy": type("S", (), {"model": model})()})()
+        CommHook("noop").on_fit_start(trainer, None)
+        assert model._get_ddp_logging_data()["comm_hook"] == "noop_hook"
+    finally:
+        dist.destroy_process_group()
+    with pytest.raises(ValueError, match=r"trainer.ddp_comm_hook: unknown 'noop'"):
+        load_config([ROOT / "experiments/embedded-cpu.yaml"], ["trainer.ddp_comm_hook=noop"])
+
+
 def test_a_comm_hook_on_a_training_that_ddp_does_not_wrap_is_an_error_not_a_silent_float32():
     from types import SimpleNamespace
 

@@ -10,7 +10,7 @@ COMBOS_HELP = "training: comma-separated fp32|tf32|bf16 [+cl] [+compile|+ro|+reg
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bsa.config import DDP_COMM_HOOKS
+    from bsa.config import DDP_COMM_HOOKS, DIAGNOSTIC_COMM_HOOKS
     from bsa.experiment.bench import COMBOS, parse_bench_request, run_bench
 
     parser = argparse.ArgumentParser(prog="bsa bench", description=__doc__.strip().splitlines()[0])
@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddp-batch", dest="batch", type=int, default=64, help="ddp: batch per GPU")
     parser.add_argument("--ddp-steps", dest="steps", type=int, default=20, help="ddp: timed steps, after 5")
     parser.add_argument("--bucket-mb", dest="bucket_cap_mb", type=float, help="ddp: trainer.ddp_bucket_mb")
+    hooks = (*DDP_COMM_HOOKS, *DIAGNOSTIC_COMM_HOOKS)
     parser.add_argument(
-        "--comm-hook", default="none", choices=DDP_COMM_HOOKS, help="ddp: trainer.ddp_comm_hook"
+        "--comm-hook", default="none", choices=hooks, help="ddp: trainer.ddp_comm_hook; noop: none sent"
     )
     parser.add_argument("--config", nargs="*", default=["experiments/embedded-gpu.yaml"], help="loading")
     parser.add_argument("--summary", help="also the speed issue's figures (results/speed/summary.json)")

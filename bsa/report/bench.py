@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bsa.config import DIAGNOSTIC_COMM_HOOKS
+
 
 def training_table(bench: dict) -> str:
     """One row per training setting of a ``bsa bench --what training`` result, with its
@@ -47,13 +49,21 @@ def sampling_table(bench: dict, students=(25, 4)) -> str:
 
 
 def _ddp_pairs(rows: list[dict], model: str = "", devices: int = 2) -> list[tuple[dict, dict]]:
-    """(one-GPU row, ``devices``-GPU row) of ``model`` with the same per-GPU batch, bucket size and
-    communication hook (rows from before the hook: none): the two runs of one ``speed.sh PARTS=ddp``
-    call, measured side by side."""
-    rows = [r for r in rows if model in r["model"]]
-    key = lambda r: (r["batch_per_device"], r["bucket_cap_mb"], _comm_hook(r))  # noqa: E731
-    ones = {key(r): r for r in rows if r["devices"] == 1}
-    return [(ones[key(r)], r) for r in rows if r["devices"] == devices and key(r) in ones]
+    """(one-GPU row, ``devices``-GPU row) of ``model``: each ``devices``-GPU row with the last one-GPU
+    row of the same model, per-GPU batch and bucket size listed before it — the run of its own
+    ``speed.sh PARTS=ddp`` call, measured just before it (one GPU has no buckets to exchange, so its
+    run serves every communication hook of that call)."""
+    last: dict[tuple, dict] = {}
+    pairs = []
+    for r in rows:
+        if model not in r["model"]:
+            continue
+        key = (r["model"], r["batch_per_device"], r["bucket_cap_mb"])
+        if r["devices"] == 1:
+            last[key] = r
+        elif r["devices"] == devices and key in last:
+            pairs.append((last[key], r))
+    return pairs
 
 
 def _comm_hook(row: dict) -> str:
@@ -61,23 +71,40 @@ def _comm_hook(row: dict) -> str:
 
 
 def _table_order(row: dict) -> tuple:
-    """By model and bucket size; at one size, float32 buckets before compressed ones."""
-    return row["model"], row["bucket_cap_mb"], _comm_hook(row) != "none", _comm_hook(row)
+    """By model and bucket size; at one size, float32 buckets, then compressed ones, then none sent."""
+    hook = _comm_hook(row)
+    return row["model"], row["bucket_cap_mb"], hook != "none", hook in DIAGNOSTIC_COMM_HOOKS, hook
+
+
+def ddp_scaling(result: dict, model: str = "185 M", devices: int = 2) -> float | None:
+    """samples/s of ``model``'s fastest DDP row on ``devices`` GPUs over the one-GPU row of its pair
+    (:func:`_ddp_pairs`), or None. Rows that exchanged no gradients (``--comm-hook noop``, a
+    diagnostic) are not a training, so never the figure."""
+    pairs = [
+        (one, two)
+        for one, two in _ddp_pairs(result.get("ddp", []), model, devices)
+        if _comm_hook(two) not in DIAGNOSTIC_COMM_HOOKS
+    ]
+    if not pairs:
+        return None
+    one, two = max(pairs, key=lambda p: p[1]["samples_per_s"])
+    return two["samples_per_s"] / one["samples_per_s"]
 
 
 def ddp_table(results: list[dict]) -> str:
     """One row per gradient-bucket size (and communication hook, named beside the size where there
-    is one) of ``bsa bench --what ddp`` results (each run one device count): one GPU's and two
-    GPUs' samples/s at that bucket size and their ratio."""
+    is one; "nothing sent" for the diagnostic ``noop``) of ``bsa bench --what ddp`` results (each
+    run one device count): one GPU's and two GPUs' samples/s at that bucket size and their ratio."""
     lines = [
         "| model | batch per GPU | bucket (MB) | 1 GPU samples/s | 2 GPUs samples/s | step on 2 GPUs (ms) | scaling |",
         "|---|---|---|---|---|---|---|",
     ]
     pairs = _ddp_pairs([r for result in results for r in result.get("ddp", [])])
     for one, two in sorted(pairs, key=lambda pair: _table_order(pair[1])):
-        bucket = f"{two['bucket_cap_mb']:g}" + ("" if _comm_hook(two) == "none" else f" ({_comm_hook(two)})")
+        hook = _comm_hook(two)
+        label = {"none": "", "noop": " (nothing sent)"}.get(hook, f" ({hook})")
         lines.append(
-            f"| {two['model']} | {two['batch_per_device']} | {bucket} | {one['samples_per_s']:.0f} | "
+            f"| {two['model']} | {two['batch_per_device']} | {two['bucket_cap_mb']:g}{label} | {one['samples_per_s']:.0f} | "
             f"{two['samples_per_s']:.0f} | {two['step_ms']:.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |"
         )
     return "\n".join(lines)
@@ -154,17 +181,6 @@ def _best(rows: list[dict], key: str, lowest: bool) -> dict | None:
     if not rows:
         return None
     return (min if lowest else max)(rows, key=lambda r: r[key])
-
-
-def ddp_scaling(result: dict, model: str = "185 M", devices: int = 2) -> float | None:
-    """samples/s of ``model``'s fastest DDP row on ``devices`` GPUs over the one-GPU row of the same
-    per-GPU batch and bucket size (measured beside it: ``bsa bench --what ddp``, one run per device
-    count), or None."""
-    pairs = _ddp_pairs(result.get("ddp", []), model, devices)
-    if not pairs:
-        return None
-    one, two = max(pairs, key=lambda p: p[1]["samples_per_s"])
-    return two["samples_per_s"] / one["samples_per_s"]
 
 
 def speed_summary(result: dict, ddp2_185m_scaling: float | None = None) -> dict:

@@ -8,8 +8,9 @@
 # PARTS=kernels: the 185 M distillation step's CUDA kernels by time (training_kernels.py; KERNELS: its variants).
 # PARTS=issue: one bench run of sampling and training with the issue's figures (bsa bench --summary).
 # PARTS=ddp (on nvidia-h100-x2): the 185 M model's DDP scaling, 1 against 2 GPUs (bsa bench --what ddp;
-# BUCKET_MB: gradient bucket size, default trainer.ddp_bucket_mb's; COMM_HOOK: none, bf16 or fp16,
-# trainer.ddp_comm_hook; DDP_S: each run's time limit).
+# BUCKET_MB: gradient bucket size, default trainer.ddp_bucket_mb's; COMM_HOOKS: the 2-GPU runs' hooks
+# after the one 1-GPU run, each none, bf16 or fp16 (trainer.ddp_comm_hook) or noop (nothing sent: what
+# the exchange costs); DDP_S: each run's time limit).
 # Everything lands in $OUT/speed.tar.gz.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -39,12 +40,14 @@ for part in ${PARTS:-tests probe training sampling}; do
     issue) timeout 560 python3 -m bsa.cli.bench --what sampling,training --models embedded,185m --batch-185m 64 \
         --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn+lpnorm,bf16+regional+graphs} --sampling-compile off,cuda-graphs \
         --out $L/issue.json --summary $L/summary.json > $L/issue.log 2>&1 ;;
-    ddp)  # the 185 M distillation step on 1 GPU, then Lightning DDP on 2 (the x2 kinds), same per-GPU batch
-      for n in 1 2; do
-        timeout ${DDP_S:-280} python3 -m bsa.cli.bench --what ddp --models 185m --devices $n --ddp-batch ${DDP_BATCH:-64} \
-          ${BUCKET_MB:+--bucket-mb $BUCKET_MB} --comm-hook ${COMM_HOOK:-none} --out $L/ddp$n.json > $L/ddp$n.log 2>&1
+    ddp)  # the 185 M distillation step on 1 GPU, then Lightning DDP on 2 (the x2 kinds) once per hook, same per-GPU batch
+      timeout ${DDP_S:-280} python3 -m bsa.cli.bench --what ddp --models 185m --devices 1 --ddp-batch ${DDP_BATCH:-64} \
+        ${BUCKET_MB:+--bucket-mb $BUCKET_MB} --out $L/ddp1.json > $L/ddp1.log 2>&1
+      for hook in ${COMM_HOOKS:-none}; do
+        timeout ${DDP_S:-280} python3 -m bsa.cli.bench --what ddp --models 185m --devices 2 --ddp-batch ${DDP_BATCH:-64} \
+          ${BUCKET_MB:+--bucket-mb $BUCKET_MB} --comm-hook $hook --out $L/ddp2-$hook.json > $L/ddp2-$hook.log 2>&1
       done
-      timeout 60 python3 -m bsa.cli.bench --from $L/ddp1.json $L/ddp2.json --summary $L/ddp_summary.json >> $L/ddp2.log 2>&1 ;;
+      timeout 60 python3 -m bsa.cli.bench --from $L/ddp1.json $L/ddp2-*.json --summary $L/ddp_summary.json >> $L/ddp1.log 2>&1 ;;
     sampling) timeout ${SAMPLING_S:-400} python3 -m bsa.cli.bench --what sampling --sampling-compile ${MODES:-off,cuda-graphs} --models ${SAMPLING_MODELS:-embedded,185m} \
         --out $L/sampling-$HM.json > $L/sampling-$HM.log 2>&1 ;;  # one file per call: a warm machine's runs add up
   esac
