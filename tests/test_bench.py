@@ -23,6 +23,7 @@ def test_combinations_parse_and_typos_fail():
         "guard": None,
         "cudnn_benchmark": False,
         "low_precision_norms": False,
+        "profile": False,
     }
     assert parse_combo("tf32+foreach") == {
         "bf16": False,
@@ -36,11 +37,13 @@ def test_combinations_parse_and_typos_fail():
         "guard": None,
         "cudnn_benchmark": False,
         "low_precision_norms": False,
+        "profile": False,
     }
     regional = parse_combo("bf16+regional")  # only the repeated blocks, compiled in the default mode
     assert regional["compile"] and regional["compile_regions"] and regional["compile_mode"] is None
     assert parse_combo("fp32+ro")["compile_mode"] == "reduce-overhead" and parse_combo("fp32+ro")["compile"]
     assert parse_combo("fp32+graphs")["cuda_graphs"] is True
+    assert parse_combo("bf16+graphs+profile")["profile"] is True
     assert parse_combo("bf16+graphs+cudnn")["cudnn_benchmark"] is True
     assert parse_combo("bf16+graphs+lpnorm")["low_precision_norms"] is True
     assert (
@@ -153,6 +156,61 @@ def test_training_rows_count_flops_once_and_time_every_combination():
     # one FLOP count per model: achieved TFLOP/s × step time is the same count on every row
     counts = [r["tflops_per_s"] * r["step_ms"] for r in rows]
     assert counts[0] > 0 and counts == pytest.approx([counts[0]] * 3, rel=1e-9)
+
+
+def test_a_profiled_row_keeps_its_timing_and_adds_its_kernels_by_time_and_kind():
+    """+profile: after the timed steps, as many again under torch.profiler (the CPU's operators here,
+    the GPU's kernels there); every operator's time in the total, each kind's share of it."""
+    cfg = audioldm_unet_config("tiny", 6, 8, (8, 4))
+    rows = bench_training(
+        torch.device("cpu"), steps=2, models={"tiny": cfg}, batches=(2,), combos=("fp32+profile", "fp32")
+    )
+    profiled, plain = rows
+    assert profiled["profile"] and "kernels" not in plain and plain["samples_per_s"] > 0
+    assert sum(profiled["kernel_shares"].values()) == pytest.approx(1.0)
+    assert profiled["kernel_shares"]["convolution"] > 0.05  # a UNet's step: its convolutions are seen
+    kernels = profiled["kernels"]
+    assert [k["ms_per_step"] for k in kernels] == sorted((k["ms_per_step"] for k in kernels), reverse=True)
+    assert kernels[0]["ms_per_step"] == pytest.approx(kernels[0]["share"] * profiled["kernel_ms_per_step"])
+    assert any(k["kind"] == "convolution" and k["calls"] > 0 for k in kernels)
+
+
+def test_kernel_kinds_and_their_table_by_hand():
+    from bsa.report.bench import kernel_breakdown, kernel_kind, kernel_table
+
+    names = {  # CUDA kernels of a bf16 UNet step (cuDNN 9, torch 2.11) and CPU operators
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nchw_tilesize128x128x64": "convolution",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_cublas": "matmul",
+        "void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>": "layout",
+        "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<32, 128, 128, 4>>": "attention",
+        "fmha_cutlassF_bf16_aligned_64x64_rf_sm80": "attention",
+        "void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float>": "normalisation",
+        "void at::native::(anonymous namespace)::GammaBetaBackwardCUDAKernel<float>": "normalisation",
+        "void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor<float, 4>>": "optimizer",
+        "void at::native::unrolled_elementwise_kernel<direct_copy_kernel_cuda>": "copy/cast",
+        "void at::native::vectorized_elementwise_kernel<4, silu_kernel>": "element-wise",
+        "aten::mkldnn_convolution": "convolution",
+        "aten::native_group_norm": "normalisation",
+        "aten::addmm": "matmul",
+        "Memset (Device)": "other",
+    }
+    assert {n: kernel_kind(n) for n in names} == names
+    times = {
+        "aten::mkldnn_convolution": (6.0, 10.0),
+        "aten::addmm": (3.0, 4.0),
+        "aten::native_group_norm": (1.0, 8.0),
+    }
+    row = {"model": "m", "combo": "bf16+profile", **kernel_breakdown(times, top=2)}
+    assert row["kernel_ms_per_step"] == 10.0 and [k["name"] for k in row["kernels"]] == [
+        "aten::mkldnn_convolution",
+        "aten::addmm",
+    ]
+    assert row["kernel_shares"] == {"convolution": 0.6, "matmul": 0.3, "normalisation": 0.1}
+    assert kernel_table({"training": [row, {"model": "m", "combo": "bf16"}]}).splitlines() == [
+        "| model | setting | kernels (ms/step) | convolution | normalisation | matmul |",
+        "|---|---|---|---|---|---|",
+        "| m | bf16+profile | 10.0 | 60.0 % | 10.0 % | 30.0 % |",
+    ]
 
 
 def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch, capsys):

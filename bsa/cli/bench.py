@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-COMBOS_HELP = "training: comma-separated fp32|tf32|bf16 [+cl] [+compile|+ro|+regional] [+foreach] [+graphs]"
+COMBOS_HELP = "training: fp32|tf32|bf16 [+cl +compile|+ro|+regional +foreach +graphs +cudnn +lpnorm +guard|+devguard +profile]"
 
 
 def main(argv: list[str] | None = None) -> int:

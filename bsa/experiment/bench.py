@@ -208,7 +208,21 @@ on in the GPU preset; its timing falls in the warm-up) — cuDNN's heuristic cho
 ``+lpnorm`` computes GroupNorm in the autocast dtype (``trainer.low_precision_norms``)."""
 
 
-COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard", "cudnn", "lpnorm")
+COMBO_PARTS = (
+    *(
+        "cl",
+        "compile",
+        "ro",
+        "foreach",
+        "graphs",
+        "regional",
+        "guard",
+        "devguard",
+        "cudnn",
+        "lpnorm",
+        "profile",
+    ),
+)
 COMBO_CONFLICTS = ({"guard", "devguard"}, {"devguard", "foreach"})  # devguard needs a fused AdamW
 
 
@@ -222,7 +236,8 @@ def parse_combo(combo: str) -> dict:
     ):
         raise ValueError(
             f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, "
-            "+foreach, +graphs, +cudnn, +lpnorm, +guard or +devguard (not with +foreach: it needs a fused AdamW)"
+            "+foreach, +graphs, +cudnn, +lpnorm, +profile, +guard or +devguard (not with +foreach: it needs a "
+            "fused AdamW)"
         )
     return {
         "bf16": parts[0] == "bf16",
@@ -241,6 +256,8 @@ def parse_combo(combo: str) -> dict:
         "cudnn_benchmark": "cudnn" in parts,
         # GroupNorm in the autocast dtype, not float32 (trainer.low_precision_norms)
         "low_precision_norms": "lpnorm" in parts,
+        # after the timed steps, as many again under torch.profiler: the row's kernels by time
+        "profile": "profile" in parts,
     }
 
 
@@ -326,6 +343,8 @@ def bench_training(
                 row = {**combo, "samples_per_s": batch / t, "step_ms": 1000 * t, "warmup_s": warmup}
                 row["tflops_per_s"] = flops[key] / t / 1e12
                 row["mfu_bf16_peak"] = flops[key] / t / peak_flops(device)
+                if c["profile"]:  # outside the timed steps
+                    row |= kernel_profile(step, steps, device)
                 rows.append(row)
             except Exception as e:  # a failing combination is reported, not hidden
                 rows.append({**combo, "error": f"{type(e).__name__}: {str(e)[:200]}"})
@@ -336,6 +355,29 @@ def bench_training(
     torch.set_float32_matmul_precision("highest")
     torch.backends.cudnn.benchmark = cudnn_benchmark
     return rows
+
+
+def kernel_profile(step, steps: int, device, top: int = 20) -> dict:
+    """``steps`` calls of ``step`` under ``torch.profiler``: the GPU's kernels (the CPU's operators,
+    by self time, on a CPU) with their time per step, the ``top`` of them by time and every kind's share
+    (:func:`bsa.report.bench.kernel_breakdown`), and the total per step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from bsa.report.bench import kernel_breakdown
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    times = {}
+    for e in prof.key_averages():
+        us = e.device_time_total if cuda else e.self_cpu_time_total
+        if us > 0:
+            times[e.key] = (us / 1000 / steps, e.count / steps)
+    return kernel_breakdown(times, top)
 
 
 def step_flops(cfg: dict, lat, text) -> int:

@@ -28,6 +28,81 @@ def training_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
+# a kernel's kind from its name, first match wins (lower case): cuDNN's layout transforms before its
+# convolutions, whose implicit GEMMs come before cuBLAS's GEMMs; the CPU's operator names alike
+KERNEL_KINDS = (
+    ("layout", ("nchwtonhwc", "nhwctonchw", "transpose")),
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad", "implicit_gemm")),
+    ("attention", ("flash", "fmha", "attention")),
+    (
+        "normalisation",
+        (
+            "group_norm",
+            "groupnorm",
+            "layer_norm",
+            "layernorm",
+            "rowwisemoments",
+            "fusedparams",
+            "internalgradients",
+            "gammabeta",
+        ),
+    ),
+    ("matmul", ("gemm", "cutlass", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("optimizer", ("adam", "multi_tensor_apply")),
+    ("copy/cast", ("copy", "cast", "convert")),
+    ("element-wise", ("elementwise", "vectorized", "reduce", "aten::")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    """The kind of a CUDA kernel (or CPU operator) named ``name`` (:data:`KERNEL_KINDS`), "other"
+    where none matches."""
+    low = name.lower()
+    return next((kind for kind, words in KERNEL_KINDS if any(w in low for w in words)), "other")
+
+
+def kernel_breakdown(times: dict[str, tuple[float, float]], top: int = 20) -> dict:
+    """From each kernel's (ms per step, calls per step): ``kernel_ms_per_step`` (their sum),
+    ``kernel_shares`` (each kind's share of it, largest first) and ``kernels`` (the ``top`` kernels by
+    time: name, kind, calls and ms per step, share)."""
+    total = sum(ms for ms, _ in times.values())
+    by_kind: dict[str, float] = {}
+    for name, (ms, _) in times.items():
+        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + ms
+    ranked = sorted(times.items(), key=lambda kv: -kv[1][0])[:top]
+    return {
+        "kernel_ms_per_step": total,
+        "kernel_shares": {k: ms / total for k, ms in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        "kernels": [
+            {
+                "name": name[:160],
+                "kind": kernel_kind(name),
+                "calls": calls,
+                "ms_per_step": ms,
+                "share": ms / total,
+            }
+            for name, (ms, calls) in ranked
+        ],
+    }
+
+
+def kernel_table(bench: dict) -> str:
+    """Per profiled training row (``+profile``) of a ``bsa bench`` result: each kind's share of the
+    step's kernel time, one column per kind (the kinds of :data:`KERNEL_KINDS` that occur)."""
+    rows = [r for r in bench.get("training", []) if "kernel_shares" in r]
+    kinds = [k for k, _ in (*KERNEL_KINDS, ("other", ())) if any(k in r["kernel_shares"] for r in rows)]
+    lines = [
+        "| model | setting | kernels (ms/step) | " + " | ".join(kinds) + " |",
+        "|---|---|---|" + "---|" * len(kinds),
+    ]
+    for r in rows:
+        shares = [f"{100 * r['kernel_shares'][k]:.1f} %" if k in r["kernel_shares"] else "–" for k in kinds]
+        lines.append(
+            f"| {r['model']} | {r['combo']} | {r['kernel_ms_per_step']:.1f} | " + " | ".join(shares) + " |"
+        )
+    return "\n".join(lines)
+
+
 def sampling_table(bench: dict, students=(25, 4)) -> str:
     """One row per (model, batch, mode) of a ``bsa bench --what sampling`` result: the teacher's
     seconds per clip and each of ``students``' with its speed-up over the teacher of that row's

@@ -4,8 +4,8 @@
 #   PARTS="tests probe training sampling" bash experiments/gpu/speed.sh
 # PARTS=sampling: MODES (default off,cuda-graphs; e.g. loop-graphs,cuda-graphs), SAMPLING_MODELS (default
 # embedded,185m), SAMPLING_S its time limit.
-# PARTS=training: TRAINING_MODELS (default embedded,185m), COMBOS, TRAINING_S its time limit.
-# PARTS=kernels: the 185 M distillation step's CUDA kernels by time (training_kernels.py; KERNELS: its variants).
+# PARTS=training: TRAINING_MODELS (default embedded,185m), COMBOS (a combination with +profile also has
+# its kernels by time and kind: bsa.report.bench.kernel_table), TRAINING_S its time limit.
 # PARTS=issue: one bench run of sampling and training with the issue's figures (bsa bench --summary).
 # PARTS=ddp (on nvidia-h100-x2): the 185 M model's DDP scaling, 1 against 2 GPUs (bsa bench --what ddp;
 # BUCKET_MB: gradient bucket size, default trainer.ddp_bucket_mb's; COMM_HOOKS: the 2-GPU runs' hooks
@@ -35,8 +35,6 @@ for part in ${PARTS:-tests probe training sampling}; do
       done ;;
     training) timeout ${TRAINING_S:-300} python3 -m bsa.cli.bench --what training --models ${TRAINING_MODELS:-embedded,185m} --batch-185m 64 \
         --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn,bf16+graphs+lpnorm,bf16+graphs+cudnn+lpnorm} --out $L/training.json > $L/training.log 2>&1 ;;
-    kernels) timeout ${KERNELS_S:-200} python3 experiments/gpu/training_kernels.py ${KERNELS:+--variants $KERNELS} \
-        --out $L/training_kernels.jsonl > $L/training_kernels.log 2>&1 ;;
     issue) timeout 560 python3 -m bsa.cli.bench --what sampling,training --models embedded,185m --batch-185m 64 \
         --combos ${COMBOS:-fp32,fp32+graphs,bf16,bf16+graphs,bf16+graphs+cudnn+lpnorm,bf16+regional+graphs} --sampling-compile off,cuda-graphs \
         --out $L/issue.json --summary $L/summary.json > $L/issue.log 2>&1 ;;
