@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -257,6 +258,31 @@ def test_a_missing_model_folder_is_one_line_naming_it(tmp_path):
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith(f"bsa: {tmp_path / 'nothing'}: no UNet here")
     assert "Traceback" not in out.stderr
+
+
+def test_a_compiling_run_keeps_its_compile_cache_beside_the_runs_where_a_requeue_finds_it(
+    monkeypatch, tmp_path
+):
+    """trainer.compile / eval.compile: torch.compile's cache under paths.output_root (torch's default is
+    one machine's /tmp), unless the user set TORCHINDUCTOR_CACHE_DIR; named in the plan; what Inductor
+    compiles lands there. Nothing compiled: the environment untouched."""
+    import torch
+
+    from bsa.experiment.build import lightning_trainer, use_compile_cache
+    from bsa.experiment.distill import describe
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    base, root = [ROOT / "experiments/embedded-cpu.yaml"], tmp_path / "runs"
+    where = [f"paths.output_root={root}", "trainer.accelerator=cpu"]
+    assert use_compile_cache(load_config(base, where)) is None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    compiled = load_config(base, [*where, "trainer.compile=default"])
+    assert f"compile cache {root / '.compile-cache'}" in describe(compiled)
+    lightning_trainer(compiled)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(root / ".compile-cache")
+    torch.compile(lambda x: x.sin() * 3.0)(torch.ones(3))
+    assert any((root / ".compile-cache").rglob("*")), "Inductor wrote nothing under the run root"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_compile_cache(load_config(base, [*where, "eval.compile=default"])) == str(tmp_path / "mine")
 
 
 def test_the_trainer_of_several_ranks_uses_ddp_with_the_configured_buckets_as_gradient_views():

@@ -72,16 +72,47 @@ def ddp_callbacks(ranks: int, comm_hook: str) -> list:
     return [CommHook(comm_hook)] if ranks > 1 and comm_hook != "none" else []
 
 
+COMPILE_CACHE = ".compile-cache"  # under paths.output_root
+
+
+def compile_cache_folder(cfg: BsaConfig) -> str:
+    """Where torch.compile keeps what it compiles (Inductor's graphs, AOTAutograd's, Triton's
+    kernels) for a run of ``cfg``: TORCHINDUCTOR_CACHE_DIR where it is set, else
+    ``<paths.output_root>/.compile-cache`` — beside the runs rather than torch's
+    ``/tmp/torchinductor_<user>``, which is one machine's: a resumed or requeued run on another node
+    of a shared file system, and every later run of a comparison, find the kernels compiled before
+    (within a process the first stage compiles and later stages reuse it)."""
+    import os
+    from pathlib import Path
+
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(
+        Path(cfg.paths.output_root).absolute() / COMPILE_CACHE
+    )
+
+
+def use_compile_cache(cfg: BsaConfig) -> str | None:
+    """Points this process's torch.compile at :func:`compile_cache_folder` when the config compiles
+    anything (``trainer.compile``, ``eval.compile``) and returns it; None, the environment untouched,
+    when nothing is compiled."""
+    import os
+
+    if cfg.trainer.compile == "off" and cfg.eval.compile == "off":
+        return None
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder = compile_cache_folder(cfg)
+    return folder
+
+
 def lightning_trainer(cfg: BsaConfig, **kwargs):
     """A ``lightning.Trainer`` with ``cfg.trainer``'s accelerator, devices, nodes, precision,
     DDP buckets and communication hook, cuDNN benchmarking and logging interval (plus
-    ``kwargs``); sets the process's float32 matmul precision first."""
+    ``kwargs``); sets the process's float32 matmul precision and compile cache first."""
     import lightning.pytorch as pl
     import torch
 
     quiet_lightning()
     t = cfg.trainer
     torch.set_float32_matmul_precision(t.matmul_precision)
+    use_compile_cache(cfg)
     kwargs["callbacks"] = [*ddp_callbacks(world_size(cfg), t.ddp_comm_hook), *kwargs.get("callbacks", [])]
     return pl.Trainer(
         accelerator=t.accelerator,

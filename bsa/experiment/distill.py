@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bsa.config import BsaConfig, to_yaml
 from bsa.diffusion import Stage
+from bsa.experiment.build import compile_cache_folder
 from bsa.experiment.runs import member_run_name, population_name, run_name
 
 EXIT_UNFINISHED = 3  # stopped by distill.stop_after: not done (make compare counts it as unfinished)
@@ -119,6 +120,7 @@ def describe(cfg: BsaConfig) -> str:
         f"trainer     {t.accelerator}, {t.devices} device(s) × {t.num_nodes} node(s), {t.precision}"
         + (f", torch.compile {t.compile} ({t.compile_backend})" if t.compile != "off" else "")
         + (" of the repeated blocks" if t.compile != "off" and t.compile_regions else "")
+        + (f", compile cache {compile_cache_folder(cfg)}" if t.compile != "off" else "")
         + (f", float32 matmul precision {t.matmul_precision}" if t.matmul_precision != "highest" else ""),
         f"logging     {logging_line(cfg)}",
     ]

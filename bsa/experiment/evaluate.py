@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bsa.config import BsaConfig
-from bsa.experiment.build import torch_device
+from bsa.experiment.build import torch_device, use_compile_cache
 
 
 def model_in_use(cfg: BsaConfig) -> str:
@@ -51,6 +51,7 @@ def load_pipeline(cfg: BsaConfig, device: str):
         vae, model_path = load_vae(model_path / "vae"), model_path / "unet"
     unet = load_unet(model_path).eval().requires_grad_(False)
     null = text([""])[0].float()
+    use_compile_cache(cfg)
     pipe = TextToAudio(
         Denoiser(unet, schedule, (stage or {}).get("prediction_type", s.prediction_type)),
         vae,
