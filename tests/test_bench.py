@@ -189,6 +189,8 @@ def test_kernel_kinds_and_their_table_by_hand():
         "void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor<float, 4>>": "optimizer",
         "void at::native::unrolled_elementwise_kernel<direct_copy_kernel_cuda>": "copy/cast",
         "void at::native::vectorized_elementwise_kernel<4, silu_kernel>": "element-wise",
+        "void at::native::elementwise_kernel<128, 2, convert_bfloat16_to_float>": "copy/cast",
+        "implicit_convolve_sgemm<float, float, 128, 5, 5, 3, 3, 3, 1, false, false, true>": "convolution",
         "aten::mkldnn_convolution": "convolution",
         "aten::native_group_norm": "normalisation",
         "aten::addmm": "matmul",

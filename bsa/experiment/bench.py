@@ -208,21 +208,8 @@ on in the GPU preset; its timing falls in the warm-up) — cuDNN's heuristic cho
 ``+lpnorm`` computes GroupNorm in the autocast dtype (``trainer.low_precision_norms``)."""
 
 
-COMBO_PARTS = (
-    *(
-        "cl",
-        "compile",
-        "ro",
-        "foreach",
-        "graphs",
-        "regional",
-        "guard",
-        "devguard",
-        "cudnn",
-        "lpnorm",
-        "profile",
-    ),
-)
+COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard", "cudnn", "lpnorm")
+COMBO_PARTS += ("profile",)
 COMBO_CONFLICTS = ({"guard", "devguard"}, {"devguard", "foreach"})  # devguard needs a fused AdamW
 
 

@@ -32,7 +32,7 @@ def training_table(bench: dict) -> str:
 # convolutions, whose implicit GEMMs come before cuBLAS's GEMMs; the CPU's operator names alike
 KERNEL_KINDS = (
     ("layout", ("nchwtonhwc", "nhwctonchw", "transpose")),
-    ("convolution", ("conv", "fprop", "dgrad", "wgrad", "implicit_gemm")),
+    ("convolution", ("convolution", "convolve", "conv2d", "fprop", "dgrad", "wgrad", "implicit_gemm")),
     ("attention", ("flash", "fmha", "attention")),
     (
         "normalisation",
@@ -177,7 +177,7 @@ def ddp_table(results: list[dict]) -> str:
     pairs = _ddp_pairs([r for result in results for r in result.get("ddp", [])])
     for one, two in sorted(pairs, key=lambda pair: _table_order(pair[1])):
         hook = _comm_hook(two)
-        label = {"none": "", "noop": " (nothing sent)"}.get(hook, f" ({hook})")
+        label = "" if hook == "none" else " (nothing sent)" if hook in DIAGNOSTIC_COMM_HOOKS else f" ({hook})"
         lines.append(
             f"| {two['model']} | {two['batch_per_device']} | {two['bucket_cap_mb']:g}{label} | {one['samples_per_s']:.0f} | "
             f"{two['samples_per_s']:.0f} | {two['step_ms']:.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |"
