@@ -43,9 +43,10 @@ class MemberStageEnd(pl.Callback):
     would call at the stage's end — its promotion first, then its error profile and evaluation —
     with its own loggers. The members' error profiles are measured first, all in one pass over the
     population (``error_profiles``: the same calls for K students, where one member at a time each
-    made launch-bound calls of its own), and each is written by its member's own :class:`ErrorProfile`. ``members``: per member ``{"name", "callbacks", "loggers",
-    "done", "scored"}`` ("scored": its callbacks evaluate the stage); ``promoted``: per member the
-    promoted teacher (None where done before)."""
+    made launch-bound calls of its own), and each is written by its member's own
+    :class:`ErrorProfile`. ``members``: per member ``{"name", "callbacks", "loggers", "done",
+    "scored"}`` ("scored": its callbacks evaluate the stage); ``promoted``: per member the promoted
+    teacher (None where done before)."""
 
     def __init__(self, total_steps: int, members: list[dict]):
         self.total_steps, self.members = total_steps, members

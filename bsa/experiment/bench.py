@@ -208,8 +208,10 @@ on in the GPU preset; its timing falls in the warm-up) — cuDNN's heuristic cho
 ``+lpnorm`` computes GroupNorm in the autocast dtype (``trainer.low_precision_norms``)."""
 
 
-COMBO_PARTS = ("cl", "compile", "ro", "foreach", "graphs", "regional", "guard", "devguard", "cudnn", "lpnorm")
-COMBO_PARTS += ("profile",)
+COMBO_PARTS = (
+    *("cl", "compile", "ro", "regional", "foreach", "graphs"),
+    *("cudnn", "lpnorm", "profile", "guard", "devguard"),
+)
 COMBO_CONFLICTS = ({"guard", "devguard"}, {"devguard", "foreach"})  # devguard needs a fused AdamW
 
 
@@ -222,9 +224,9 @@ def parse_combo(combo: str) -> dict:
         or any(pair <= options for pair in COMBO_CONFLICTS)
     ):
         raise ValueError(
-            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally +cl, +compile, +ro, +regional, "
-            "+foreach, +graphs, +cudnn, +lpnorm, +profile, +guard or +devguard (not with +foreach: it needs a "
-            "fused AdamW)"
+            f"bad combination {combo!r}: fp32, tf32 or bf16, then optionally "
+            f"{', '.join('+' + part for part in COMBO_PARTS)} (+guard or +devguard; +devguard not with "
+            "+foreach: it needs a fused AdamW)"
         )
     return {
         "bf16": parts[0] == "bf16",
