@@ -153,7 +153,7 @@ class DistillConfig:
     target_steps: int = 25
     weighting: str = "bsa"
     # the package's point of the BSA family (floor, γ) = (0.1, 20), the weighting study's best by its
-    # rule (README "The (floor, γ) map through the vocoder, seeds 1–4…", 2026-11-29); the name ``bsa``
+    # rule (docs/results/weighting-study.md "The (floor, γ) map through the vocoder, seeds 1–4…", 2026-11-29); the name ``bsa``
     # alone means the paper's reading (1, 5) in comparisons and records, so these runs are labelled
     # bsa(floor=0.1,gamma=20) (weighting_label)
     bsa_floor: float = 0.1

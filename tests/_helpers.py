@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from diffusers import DDIMScheduler
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def documentation() -> str:
+    """The README and the pages under ``docs/``, one text: where the tables and figures that tests
+    check against the committed records are written."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    return "\n\n".join(page.read_text() for page in pages)
 
 
 def audioldm_ddim(**kw) -> DDIMScheduler:

@@ -313,7 +313,7 @@ def test_loading_a_trained_vocoder_says_nothing_unactionable(tmp_path, capfd, ca
 
 
 def test_the_shipped_vocoder_predicts_the_magnitude_closer_than_the_mels_inverse():
-    """embedded:vocoder is the trained MagnitudeVocoder (README: reconstruction FAD 17.6 against
+    """embedded:vocoder is the trained MagnitudeVocoder (docs/results/teacher.md: reconstruction FAD 17.6 against
     Griffin-Lim's 33.5 through the VAE); on held-out clips of the generator its magnitude is closer
     to the true one than the mel's least-squares inverse it starts from, in the loud bins
     (spectral convergence) — an untrained or missing asset fails here."""

@@ -1,4 +1,4 @@
-"""README tables that are generated from committed results match them."""
+"""The tables and figures of the README and docs/ that are generated from committed results match them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import documentation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,13 +29,13 @@ def test_readme_recipe_table_is_the_one_generated_from_its_summary():
     finally:
         sys.path.pop(0)
     summary = json.loads((REPO / "results/teacher-recipes-2026-11-27/summary.json").read_text())
-    assert table(summary) in (REPO / "README.md").read_text()
+    assert table(summary) in documentation()
 
 
 def test_readme_fidelity_tables_are_the_ones_generated_from_their_summaries():
     from bsa.report.fidelity import ablation_table, format_fidelity
 
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     summary = json.loads((REPO / "results/fidelity/summary.json").read_text())
     table = format_fidelity(summary).split("\n\n", 1)[1].strip()
     assert table in readme
@@ -84,7 +85,7 @@ def test_readme_weighting_study_tables_are_the_ones_generated_from_their_summari
 
     summary = json.loads((REPO / path).read_text())
     if in_readme:
-        assert format_study(summary).strip() in (REPO / "README.md").read_text()
+        assert format_study(summary).strip() in documentation()
     # the summary is what its records give (nothing edited by hand); the paired FAD differences
     # from the summary written on the GPU machine, where the embeddings are
     again = study_of_comparisons(
@@ -118,7 +119,7 @@ def test_readme_graph_tables_are_the_ones_generated_from_their_records():
     from bsa.report.bench import probe_table, sampling_table, training_table
 
     folder = REPO / "results/bench/2026-11-27-graphs"
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     assert training_table(json.loads((folder / "training.json").read_text())) in readme
     assert probe_table(folder) in readme
     regional = json.loads((REPO / "results/bench/2026-11-28-regional/regional.json").read_text())
@@ -145,7 +146,7 @@ def test_readme_min_snr_fad_differences_are_those_of_the_earlier_summary():
     quotes it from the earlier summary that computed it, and must quote it as that summary has it."""
     earlier = json.loads((REPO / "results/fidelity/reruns/summary-0949.json").read_text())
     rows = earlier["differences"]["steps"]
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
 
     def cell(key):
         return prose_interval(rows[key]["fad_vs_teacher_delta"], "+.2f")
@@ -166,7 +167,7 @@ def test_readme_attribute_shift_figures_are_those_of_the_committed_records():
     vocoder = shift(*(f"{f}/vocoder-2026-11-29/runs/s{s}" for s in range(3)))["25"]
     griffin_lim = shift(f"{f}/runs/g4800-minsnr", f"{f}/runs/s1", f"{f}/runs/s2")["25"]
     bsa = shift("results/fidelity-ablation/g4800/run")["25"]
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     assert (
         f"loudness (+{vocoder['acc_loudness']['mean']:.3f} at 25 steps) and background (+{vocoder['acc_background']['mean']:.3f})"
         in readme
@@ -205,7 +206,7 @@ def test_readme_guidance_interval_table_is_the_one_of_its_metrics_beside_the_stu
         for p in (REPO / "results/guidance-interval-2026-11-29").glob("metrics-t*.json")
     ]
     assert len(metrics) == 3
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     assert format_guidance_interval(teacher, metrics) in readme
     from bsa.data.embedded import caption_labels
     from bsa.report.fidelity import accuracy_by_label, format_accuracy_by_label
@@ -262,7 +263,7 @@ def test_readme_rerun_differences_are_those_of_the_committed_records():
     # seed 0 four times the first way (a fifth time through the aligned Griffin-Lim), seeds 1 and 2
     # five times: 6 + 10 + 10 pairs; 200 (guided) down to 2 steps
     assert pairs == 26 and stages == set(range(8))
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     assert (
         f"most {biggest['clap']:.4f} CLAP, {biggest['acc_mean']:.4f} attribute accuracy and "
         f"{biggest['fad_teacher']:.2f} FAD vs teacher" in " ".join(readme.split())
@@ -313,7 +314,7 @@ def test_readme_population_figures_are_those_of_the_probe():
     rows = [json.loads(line) for line in (REPO / "results/bench/2026-11-28-probes/population.jsonl").open()]
     ms = {(r["members"], r["mode"], r["bf16"]): r["step_ms"] for r in rows}
     pop, seq, one = ms[17, "population", False], ms[17, "sequential", False], ms[1, "sequential", False]
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     assert (
         f"17 members take {pop:.1f} ms a step in fp32 as a population against {seq:.1f} ms stepped one after "
         f"another ({seq / pop:.1f}×), and against {17 * one:.1f} ms for 17 steps of one member alone "
@@ -330,7 +331,7 @@ def test_readme_population_step_table_is_the_one_generated_from_its_rows():
     assert {(r["members"], r["teachers"]) for r in rows} == {
         (k, t) for k in (1, 9, 17) for t in ("shared", "own")
     }
-    assert population_step_table(rows) in (REPO / "README.md").read_text()
+    assert population_step_table(rows) in documentation()
 
 
 def test_population_step_table_by_hand():
@@ -353,7 +354,7 @@ def test_population_step_table_by_hand():
 def test_readme_vocoder_reconstruction_table_is_that_of_its_summary():
     """The magnitude vocoder against Griffin-Lim: the README's rows are results/vocoder/summary.json's."""
     results = json.loads((REPO / "results/vocoder/summary.json").read_text())["results"]
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     for name in (
         "real → VAE → griffin-lim",
         "real → VAE → runs/magvoc",
@@ -389,13 +390,13 @@ def test_readme_teacher_table_through_the_vocoder_is_that_of_its_record():
 
     record = json.loads((REPO / "results/teacher-vocoder-2026-11-28/metrics.json").read_text())
     assert record["protocol"]["waveform"].startswith("MagnitudeVocoder ")
-    assert format_table(record["results"]) in (REPO / "README.md").read_text()
+    assert format_table(record["results"]) in documentation()
 
 
 def test_readme_regional_graph_counts_are_those_of_the_committed_run():
     rows = json.loads((REPO / "results/bench/2026-11-29-regional-graphs-cpu.json").read_text())["rows"]
     count = {(r["shapes"], r["calls"]): r["unique_graphs_after_step"][-1] for r in rows}
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     both, student = count[("static", "both")], count[("static", "student")]
     assert count[("dynamic", "both")] == both
     assert (
@@ -410,7 +411,7 @@ def test_readme_regional_graph_counts_are_those_of_the_committed_run():
 
 def test_readme_ddp_loss_curve_table_is_the_committed_runs():
     s = json.loads((REPO / "results/ddp-loss-curve-cpu-2026-11-29/summary.json").read_text())
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     for r in s["windows"]:
         d = r["difference"]
         cell = prose_interval(d, "+.3f")
@@ -435,7 +436,7 @@ def test_readme_teacher_steps_table_is_the_one_of_its_evaluations():
     }
     assert {len(c["clap"]) for c in others.values()} == {400}
     table = accuracy_by_label(runs, caption_labels(0, "test", 400, ("loudness", "background")), others)
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     assert format_accuracy_by_label(table, ("25", "4", "teacher @ 25", "teacher @ 4")) in readme
     quiet = table["loudness"]["quiet"]["teacher @ 25"]["delta"]
     assert f"quiet +{quiet['mean']:.3f} [+{quiet['lo']:.3f}, +{quiet['hi']:.3f}]" in " ".join(readme.split())
@@ -457,7 +458,7 @@ def test_readme_levels_table_is_the_one_of_its_evaluations():
     labels = caption_labels(0, "test", 400, ("loudness", "background"))
     quiet = score_by_label(student, teacher, labels["loudness"], "level_db")["quiet"]["delta"]
     silence = score_by_label(student, teacher, labels["background"], "noise_floor_db")["silence"]["delta"]
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     assert " ".join((folder / "summary.md").read_text().split()) in readme
     mean, interval = prose_interval(quiet, "+.1f").split(" ", 1)
     assert f"({mean} dB {interval})" in readme
@@ -479,7 +480,7 @@ def test_readme_cpu_preset_figures_are_those_of_its_records():
         return prose_interval({"mean": row[k], "lo": row[f"{k}_lo"], "hi": row[f"{k}_hi"]}, "+.3f")
 
     clap, acc = (paired(row, k) for k in ("paired_clap_difference", "paired_acc_difference"))
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(documentation().split())
     assert f"**{seconds // 60} min {seconds % 60} s** from after the clone" in readme and seconds <= 30 * 60
     assert f"stage 3 @ 25: Δ CLAP {clap}, Δ attribute accuracy {acc}" in readme
     row = json.loads((folder / "min_snr/summary.json").read_text())["rows"][-1]
@@ -512,7 +513,7 @@ def test_readme_heads_tables_are_those_of_their_summary():
     assert groups == summary["by_outcome"]
     for (head, label, _), by_group in zip(CASES, groups.values(), strict=True):
         assert sum(g["clips"] for g in by_group.values()) == labels[head].count(label)  # every clip once
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     assert format_summary(summary) in readme
     flat = " ".join(readme.split())
     quiet = groups["loudness/quiet/level_db"]
@@ -566,7 +567,7 @@ def test_readme_population_speed_figures_are_those_of_its_runs():
             "operator": rows("groupnorm-operator", "population_kernels.jsonl"),
         }
     )
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     assert calls in readme
     earlier = {
         r["teachers"]: r["step_ms"]
@@ -671,5 +672,25 @@ def test_readme_block_time_tables_are_the_ones_generated_from_their_logs(folder,
     from bsa.report.timeline import block_parts, format_block_parts
 
     rows = block_parts(REPO / "results/weighting-study" / folder)
-    assert format_block_parts(rows) in (REPO / "README.md").read_text()
+    assert format_block_parts(rows) in documentation()
     assert dict(rows)["the comparison's wall clock (`results.md`)"] == wall_clock
+
+
+def test_readme_results_at_a_glance_is_generated_from_the_records():
+    from bsa.report.overview import RECORDS, overview_table
+
+    records = {key: json.loads((REPO / path).read_text()) for key, path in RECORDS.items()}
+    assert overview_table(records) in (REPO / "README.md").read_text()
+
+
+def test_results_at_a_glance_reads_each_figure_from_its_record():
+    """A changed figure in a record changes its cell: the table is not a copy of the README."""
+    from bsa.report.overview import RECORDS, overview_table
+
+    records = {key: json.loads((REPO / path).read_text()) for key, path in RECORDS.items()}
+    records["speed"]["ddp2_185m_scaling"] = 1.93
+    records["fidelity"]["steps"]["4"]["fad_ratio"] = {"mean": 0.5, "lo": 0.25, "hi": 0.75}
+    table = overview_table(records)
+    assert "2 GPUs 1.93× one" in table
+    assert "FAD vs teacher 0.50 [0.25, 0.75]× its floor" in table
+    assert overview_table(records) not in (REPO / "README.md").read_text()

@@ -200,7 +200,7 @@ class RepeatingStream(IterableDataset):
 
 class ResidentTrainBatches:
     """Endless training batches of one split held whole in (GPU) memory: for models whose step
-    is shorter than a Python data loader takes to batch it (the embedded 3.2 M UNet: README,
+    is shorter than a Python data loader takes to batch it (the embedded 3.2 M UNet: docs/results/speed.md,
     "Sampling speed and distillation throughput").
 
     Pass p is ``randperm(n)`` of a generator seeded by (seed, p); rank r of W takes every W-th

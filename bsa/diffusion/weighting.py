@@ -52,7 +52,7 @@ def bsa_weight(snr: torch.Tensor, floor: float = 1.0, gamma: float = 5.0) -> tor
     SNR+1). Defaults floor = 1, γ = 5: the paper's reading, what the name ``bsa`` alone means in
     comparisons and records (the weighting study's reference). The package's runs default to
     (0.1, 20) instead (config ``distill.bsa_floor`` / ``distill.bsa_gamma``), the point the study
-    found best (README "The (floor, γ) map through the vocoder, seeds 1–4…"); their records name it.
+    found best (docs/results/weighting-study.md "The (floor, γ) map through the vocoder, seeds 1–4…"); their records name it.
 
     The family nests the baselines (issue "A weighting study that can tell weightings apart"):
     floor = 0 is Min-SNR-γ, γ = ∞ is truncated SNR (floor = 1), floor = γ = 1 is constant.

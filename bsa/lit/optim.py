@@ -10,7 +10,7 @@ import torch
 def adamw(
     params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), fused: bool = False
 ) -> torch.optim.AdamW:
-    """AdamW; ``fused=True`` is one kernel for all parameters (faster on CUDA: README, "Sampling
+    """AdamW; ``fused=True`` is one kernel for all parameters (faster on CUDA: docs/results/speed.md, "Sampling
     speed and distillation throughput"), otherwise the multi-tensor (foreach) kernel. Lightning
     refuses to clip the gradients of a fused optimizer under mixed precision: see
     :func:`clip_grad_norm`."""

@@ -1,7 +1,7 @@
 """A population of K UNets of one architecture evaluated as one batched network (``torch.func``).
 
 The weighting study trains K students side by side on the same data, noise and teacher steps; on a
-GPU a 3 M UNet leaves most of it idle, and K processes only time-slice it (README, "Loss
+GPU a 3 M UNet leaves most of it idle, and K processes only time-slice it (docs/results/weighting-study.md, "Loss
 weightings…": five runs sharing an H200 made ~1.2× the steps of one). Stacking the K members'
 parameters and calling the UNet under ``vmap`` turns every layer into one kernel for all K
 (convolutions become grouped ones), so a step costs about one member's launches.

@@ -83,7 +83,7 @@ class MagnitudeVocoder(ModelMixin, ConfigMixin):
     the untrained vocoder is ``GriffinLimVocoder``), then Griffin-Lim on its exponent. Trained by
     ``make vocoder`` with ``train.vocoder.kind=magnitude`` on the L1 distance of log-magnitudes
     (:class:`bsa.lit.vocoder.MagnitudeVocoderModule`): on this data the mel's inverse, not the
-    phase, is most of Griffin-Lim's error (README, "Where Griffin-Lim's error comes from")."""
+    phase, is most of Griffin-Lim's error (docs/results/teacher.md, "Where Griffin-Lim's error comes from")."""
 
     config_name = "config.json"
 

@@ -1,5 +1,5 @@
 """Tables of benchmark records (``bsa bench`` JSON, the parallel-throughput probe's JSON lines):
-what the README's speed section shows, generated from the files a run left."""
+what the speed page (docs/results/speed.md) shows, generated from the files a run left."""
 
 from __future__ import annotations
 

@@ -394,7 +394,7 @@ def score_by_label(model: dict, reference: dict, labels: list[str], score: str) 
 
 
 def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:
-    """The README's guidance-interval table: the teacher sampled with guidance only for t ≤ t_hi
+    """The guidance-interval table of docs/results/fidelity.md: the teacher sampled with guidance only for t ≤ t_hi
     (``bsa evaluate … eval.guidance_interval=[0,t_hi]``, one metrics JSON each in ``runs``) beside
     the teacher guided everywhere (``teacher``: its metrics on the same captions, noise and
     waveform path; its silence floor where they have one). Δ CLAP and Δ accuracy are paired per clip with their 95 % intervals; the
@@ -426,7 +426,7 @@ def format_guidance_interval(teacher: dict, runs: list[dict]) -> str:
 
 
 def format_ablation(variants: list[tuple[str, dict]], steps=("200 guided", "50", "25", "4")) -> str:
-    """The README's recipe ablation: one row per (variant, step count) that the variant reached,
+    """The recipe ablation of docs/results/fidelity.md: one row per (variant, step count) that the variant reached,
     from each variant's fidelity summary (:func:`fidelity_summary`)."""
 
     lines = [

@@ -507,7 +507,7 @@ def best_point(summary: dict) -> dict | None:
     than the reference (any score, any step count they were measured at), the one resolved better
     most often (ties: the larger sum of its CLAP differences' means). ``change_default``: one of its
     wins holds over two seeds or more — a difference on one seed is of the size retraining alone
-    moves a run (README, the weighting study). None where every weighting resolved better somewhere
+    moves a run (docs/results/weighting-study.md). None where every weighting resolved better somewhere
     is resolved worse somewhere else, or none is better anywhere."""
     ref = summary["reference"]
     wins: dict[str, list] = {}
@@ -618,7 +618,7 @@ def seeds_note(seeds) -> str:
 
 
 def format_study(summary: dict) -> str:
-    """The README's and summary.md's table: one row per (step count, weighting); ✓ marks a paired
+    """The weighting study's table (docs/results/weighting-study.md, summary.md): one row per (step count, weighting); ✓ marks a paired
     difference whose interval excludes zero. A reference run more than once has a row of its runs'
     differences beneath it."""
     ref = summary["reference"]

@@ -1,5 +1,5 @@
 """Where a comparison's time went, read from its runs' records and, for what no record holds, its
-logs (``bsa compare``'s console and each run's): the parts the README's block tables show,
+logs (``bsa compare``'s console and each run's): the parts the block tables of docs/results/weighting-study.md show,
 generated here rather than copied from the logs by hand."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reading of README "Fidelity to the teacher" ("where the gain sits"): do the Min-SNR students
+# The reading of docs/results/fidelity.md "Fidelity to the teacher" ("where the gain sits"): do the Min-SNR students
 # beat their teacher in loudness, background and FAD vs real because they leave guidance out at the
 # noisiest steps? `bsa evaluate` of the shipped teacher at 200 steps with guidance only for
 # t ≤ T_HI (eval.guidance_interval=[0,T_HI]), paired with the teacher guided everywhere, on

@@ -116,7 +116,7 @@ ROWS = (  # (label, call, run, row)
 
 
 def table(summary: dict) -> str:
-    """The README's table of this exploration, from summary.json."""
+    """The table of this exploration (docs/results/teacher.md), from summary.json."""
     cols = ("fad_real", "clap", "acc_source", "acc_pitch", "acc_rhythm", "acc_mean", "silence_floor_dbfs")
     lines = [
         "| | FAD vs real | CLAP | source acc | pitch acc | rhythm acc | mean acc | silence floor (dBFS) |",

@@ -16,7 +16,7 @@
 # POPULATION=<n>: any block's weightings as populations of up to n students; on one GPU,
 # POPULATION=17 PARALLEL=1 trains a seed's whole map as one population (one guided stage, one bsa:
 # the 25-step block 23.0 min end to end on one H100, seed 5, 2026-12-07, four calls of DEADLINE_S
-# 470/560/575/300 — README "The 25-step block on one H100"). With POPULATION or OVERLAY only the
+# 470/560/575/300 — docs/results/weighting-study.md "The 25-step block on one H100"). With POPULATION or OVERLAY only the
 # stages of SCORE_STEPS are scored (distill.score_steps,
 # default [STEPS]; e.g. STEPS=4 SCORE_STEPS=[25,4]: both blocks of the study in one comparison;
 # SCORE_ALL=1 scores every stage). GRAPHS=false: the training calls eager
