@@ -872,3 +872,25 @@ def test_travel_light_brings_a_call_carrying_a_resume_state_under_the_device_lim
     assert home.returncode == 0, home.stderr
     assert (clone / "results" / "fidelity" / "summary.json").is_file() and len(list(wheels.iterdir())) == 2
     assert not (clone / ".whl-real").exists()
+
+
+def test_a_ddp_run_stopped_mid_stage_resumes_to_the_uninterrupted_students(debug_env):
+    """Two CPU processes (gloo): a run stopped by its step budget inside stage 1 and run again ends
+    with the students of one that ran through — each rank's draws and data after the resume are
+    those it would have had (its checkpoint is rank 0's; the other rank resumes from the same)."""
+    common = (
+        "trainer.devices=2",
+        "distill.checkpoint_every=1",
+        "distill.eval_clips=0",
+        "distill.ema_decay=0.9",
+    )
+    budget = run_distill(debug_env, "distill.run_name=ddp-resumed", *common, "distill.stop_after=5")
+    assert budget.returncode == 3, budget.stderr[-3000:]
+    again = run_distill(debug_env, "distill.run_name=ddp-resumed", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout
+    straight = run_distill(debug_env, "distill.run_name=ddp-straight", *common)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    runs = debug_env["root"] / "runs"
+    for stage in ("stage01_4steps", "stage02_2steps"):
+        assert_same_weights(unet_of(runs / "ddp-resumed" / stage), unet_of(runs / "ddp-straight" / stage))
