@@ -894,3 +894,19 @@ def test_a_ddp_run_stopped_mid_stage_resumes_to_the_uninterrupted_students(debug
     runs = debug_env["root"] / "runs"
     for stage in ("stage01_4steps", "stage02_2steps"):
         assert_same_weights(unet_of(runs / "ddp-resumed" / stage), unet_of(runs / "ddp-straight" / stage))
+
+
+def test_a_diverging_ddp_run_stops_as_diverged_and_sets_its_checkpoints_aside(debug_env):
+    """Two CPU processes (gloo): NaN losses are skipped on both ranks and three in a row stop the
+    stage as on one process (it failed on the first NaN loss: Lightning refuses a skipped step
+    under DDP)."""
+    common = ("distill.run_name=ddp-diverged", "trainer.devices=2", "distill.checkpoint_every=1")
+    out = run_distill(
+        debug_env, *common, "distill.eval_clips=0", "distill.guided_steps=10", "distill.lr=1e30"
+    )
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "diverged" in out.stderr and "set aside" in out.stderr, out.stderr[-3000:]
+    assert "not supported" not in out.stderr
+    ckpts = debug_env["root"] / "runs" / "ddp-diverged" / "checkpoints"
+    assert not (ckpts / "stage00_guided_8steps" / "last.ckpt").exists()
+    assert list(ckpts.glob("stage00_guided_8steps.diverged-*"))
