@@ -910,3 +910,44 @@ def test_a_diverging_ddp_run_stops_as_diverged_and_sets_its_checkpoints_aside(de
     ckpts = debug_env["root"] / "runs" / "ddp-diverged" / "checkpoints"
     assert not (ckpts / "stage00_guided_8steps" / "last.ckpt").exists()
     assert list(ckpts.glob("stage00_guided_8steps.diverged-*"))
+
+
+@pytest.mark.parametrize("whom", ["group", "rank0"])
+def test_sigterm_stops_every_ddp_rank_at_one_step_and_saves_it(debug_env, whom):
+    """Two CPU processes (gloo), SIGTERM to the whole process group (`timeout`, a batch system) or
+    to the launching process alone (`kill PID`): every rank stops at the end of the same step, the
+    step reached is saved, the status is 143 and the rerun continues. Lightning's own handler ran a
+    collective inside the handler and forwarded the signal, so the ranks' collectives fell out of
+    step and the run hung (killed after 120 s)."""
+    name = f"ddp-sigterm-{whom}"
+    common = (
+        "trainer.devices=2",
+        "distill.checkpoint_every=2",
+        "distill.eval_clips=0",
+        "distill.guided_steps=12",
+    )
+    ckpt = debug_env["root"] / "runs" / name / "checkpoints" / "stage00_guided_8steps" / "last.ckpt"
+    argv = distill_argv(debug_env, f"distill.run_name={name}", *common)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while not ckpt.exists():  # training is under way (its first periodic save)
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.005)
+    if whom == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the DDP run hung after SIGTERM") from None
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    reached = int(stdout.split("SIGTERM: stopped at step ")[1].split(",")[0])
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == reached >= 2
+    again = run_distill(debug_env, f"distill.run_name={name}", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming from {ckpt}" in again.stdout

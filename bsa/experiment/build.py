@@ -65,11 +65,14 @@ def ddp_strategy(ranks: int, bucket_mb: float):
 
 
 def ddp_callbacks(ranks: int, comm_hook: str) -> list:
-    """What DDP of ``ranks`` processes adds to a trainer's callbacks: ``trainer.ddp_comm_hook``'s
-    compression of the gradient buckets ("none": nothing; one rank: nothing to all-reduce)."""
-    from bsa.callbacks.ddp import CommHook
+    """What DDP of ``ranks`` processes adds to a trainer's callbacks: a SIGTERM agreed between the
+    ranks, and ``trainer.ddp_comm_hook``'s compression of the gradient buckets ("none": nothing);
+    one rank: nothing."""
+    from bsa.callbacks.ddp import AgreedSigterm, CommHook
 
-    return [CommHook(comm_hook)] if ranks > 1 and comm_hook != "none" else []
+    if ranks == 1:
+        return []
+    return [AgreedSigterm(), *([CommHook(comm_hook)] if comm_hook != "none" else [])]
 
 
 COMPILE_CACHE = ".compile-cache"  # under paths.output_root
