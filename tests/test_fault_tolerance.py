@@ -951,3 +951,77 @@ def test_sigterm_stops_every_ddp_rank_at_one_step_and_saves_it(debug_env, whom):
     again = run_distill(debug_env, f"distill.run_name={name}", *common)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming from {ckpt}" in again.stdout
+
+
+SIGNAL_AT_STEP = """
+import os, signal, sys
+from torch.optim.optimizer import register_optimizer_step_post_hook
+steps = {"n": 0}
+def signal_after_the_update(optimizer, args, kwargs):  # inside the optimizer step, as a signal may land
+    steps["n"] += 1
+    if steps["n"] == int(os.environ["SIGNAL_AT_STEP"]):
+        os.kill(os.getpid(), signal.SIGUSR1)
+register_optimizer_step_post_hook(signal_after_the_update)
+from bsa.cli.distill import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def slurm_env(tmp_path: Path) -> dict:
+    """A one-task SLURM job's environment, with a fake ``scontrol`` that records its arguments."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.log\n')
+    (bindir / "scontrol").chmod(0o755)
+    return dict(
+        os.environ,
+        PATH=f"{bindir}:{os.environ['PATH']}",
+        SLURM_NTASKS="1",
+        SLURM_NTASKS_PER_NODE="1",
+        SLURM_NNODES="1",
+        SLURM_PROCID="0",
+        SLURM_LOCALID="0",
+        SLURM_NODEID="0",
+        SLURM_JOB_NAME="bsa-test",
+        SLURM_JOB_ID="4242",
+        SLURM_NODELIST="127.0.0.1",
+    )
+
+
+def test_a_slurm_preemption_saves_at_a_step_boundary_and_requeues(debug_env, tmp_path):
+    """SLURM's pre-emption warning (`--signal=SIGUSR1@90`) landing inside an optimizer step — after
+    the weights' update, before the step is counted and the EMA follows it — then the job killed
+    once requeued: the requeued job ends with the students of an uninterrupted run. Lightning's
+    handler saved its checkpoint inside the signal handler, a state no run passes through (the
+    update applied, the step not counted: the resumed run applied it twice)."""
+    common = ("distill.checkpoint_every=1000", "distill.eval_clips=0", "distill.ema_decay=0.9")
+    common = (*common, "distill.guided_steps=200")
+    env = dict(slurm_env(tmp_path), SIGNAL_AT_STEP="5")
+    driver = tmp_path / "signal_at_step.py"
+    driver.write_text(SIGNAL_AT_STEP)
+    argv = [sys.executable, str(driver), *distill_argv(debug_env, "distill.run_name=preempted", *common)[3:]]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.time() + 300
+    while not (tmp_path / "scontrol.log").exists():  # until the job asks to be requeued
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.005)
+    proc.kill()  # SLURM ends the requeued job
+    proc.communicate()
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    again = subprocess.run(
+        distill_argv(debug_env, "distill.run_name=preempted", *common),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=slurm_env(tmp_path),
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout
+    straight = run_distill(debug_env, "distill.run_name=not-preempted", *common)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    runs = debug_env["root"] / "runs"
+    for stage in ("stage00_guided_8steps", "stage01_4steps", "stage02_2steps"):
+        assert_same_weights(unet_of(runs / "preempted" / stage), unet_of(runs / "not-preempted" / stage))

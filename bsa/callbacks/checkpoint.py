@@ -41,8 +41,8 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
     CUDA call, since a CUDA-graph capture in the main thread (a stage's first steps, a scoring's
     sampling, captured in torch's "global" mode) forbids every other thread's copies; the caller
     pays the device-to-host copy, the thread the serialising, writing and fsyncing. Any other save
-    through the trainer — Lightning's SLURM pre-emption checkpoint, written just before it requeues
-    the job and the job is ended, a user's ``trainer.save_checkpoint`` — waits for the queued
+    through the trainer — Lightning's SLURM pre-emption checkpoint where its own requeue handler
+    runs (bsa's saves ``last.ckpt``: ``bsa.callbacks.signals``), a user's ``trainer.save_checkpoint`` — waits for the queued
     writes, then is on disk when the call returns, as before."""
 
     def __init__(self, checkpoint_io, background: Path):

@@ -434,7 +434,12 @@ def bench_ddp(
 
     from bsa.callbacks.timing import StepTimer
     from bsa.config import TrainerConfig
-    from bsa.experiment.build import ddp_callbacks, ddp_strategy, quiet_lightning
+    from bsa.experiment.build import (
+        ddp_callbacks,
+        ddp_strategy,
+        quiet_lightning,
+        signal_plugins_and_callbacks,
+    )
 
     quiet_lightning()
     bucket_cap_mb = TrainerConfig.ddp_bucket_mb if bucket_cap_mb is None else bucket_cap_mb
@@ -452,6 +457,7 @@ def bench_ddp(
         )
     ]
     timer = StepTimer(warmup)
+    plugins, signal_callbacks = signal_plugins_and_callbacks(devices)  # as training runs them
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
@@ -462,7 +468,8 @@ def bench_ddp(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[*ddp_callbacks(devices, comm_hook), timer],
+        callbacks=[*ddp_callbacks(devices, comm_hook), *signal_callbacks, timer],
+        plugins=plugins,
     )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=batch, shuffle=False))
     if trainer.global_rank != 0:

@@ -65,14 +65,29 @@ def ddp_strategy(ranks: int, bucket_mb: float):
 
 
 def ddp_callbacks(ranks: int, comm_hook: str) -> list:
-    """What DDP of ``ranks`` processes adds to a trainer's callbacks: a SIGTERM agreed between the
-    ranks, and ``trainer.ddp_comm_hook``'s compression of the gradient buckets ("none": nothing);
-    one rank: nothing."""
-    from bsa.callbacks.ddp import AgreedSigterm, CommHook
+    """What DDP of ``ranks`` processes adds to a trainer's callbacks: ``trainer.ddp_comm_hook``'s
+    compression of the gradient buckets ("none": nothing; one rank: nothing to all-reduce)."""
+    from bsa.callbacks.ddp import CommHook
 
-    if ranks == 1:
-        return []
-    return [AgreedSigterm(), *([CommHook(comm_hook)] if comm_hook != "none" else [])]
+    return [CommHook(comm_hook)] if ranks > 1 and comm_hook != "none" else []
+
+
+def signal_plugins_and_callbacks(ranks: int) -> tuple[list, list]:
+    """The trainer's plugins and callbacks for the signals that stop or requeue it, acted on at
+    the end of an optimizer step (:class:`~bsa.callbacks.signals.StepEndSignals`): SIGTERM under
+    DDP, and in a SLURM job its requeue signal — Lightning's SLURM environment then without its
+    own requeue handler, which saved a checkpoint wherever the signal landed."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from bsa.callbacks.signals import StepEndSignals
+
+    plugins, requeue_signal = [], None
+    if SLURMEnvironment.detect():
+        environment = SLURMEnvironment(auto_requeue=False)
+        plugins, requeue_signal = [environment], environment.requeue_signal
+    if ranks == 1 and requeue_signal is None:
+        return [], []
+    return plugins, [StepEndSignals(sigterm=ranks > 1, requeue_signal=requeue_signal)]
 
 
 COMPILE_CACHE = ".compile-cache"  # under paths.output_root
@@ -116,7 +131,13 @@ def lightning_trainer(cfg: BsaConfig, **kwargs):
     t = cfg.trainer
     torch.set_float32_matmul_precision(t.matmul_precision)
     use_compile_cache(cfg)
-    kwargs["callbacks"] = [*ddp_callbacks(world_size(cfg), t.ddp_comm_hook), *kwargs.get("callbacks", [])]
+    plugins, signal_callbacks = signal_plugins_and_callbacks(world_size(cfg))
+    kwargs["callbacks"] = [
+        *ddp_callbacks(world_size(cfg), t.ddp_comm_hook),
+        *signal_callbacks,
+        *kwargs.get("callbacks", []),
+    ]
+    kwargs["plugins"] = [*plugins, *kwargs.get("plugins", [])]
     return pl.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
