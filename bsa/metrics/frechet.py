@@ -202,15 +202,30 @@ def embedding_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
     return frechet_from_stats(GaussianStats.of(a), GaussianStats.of(b))
 
 
+class PairedFrechetDifferences:
+    """FD(a, reference) − FD(b, reference) and its standard error (:func:`paired_frechet_difference`)
+    for many sets ``a`` against one ``b``: the reference's half-sample replicates (``replicates``,
+    built once for every ``b`` compared against that reference) and ``b``'s side are computed once,
+    each ``a`` costs its own distances alone — the same numbers as one call per pair."""
+
+    def __init__(self, b: torch.Tensor, reference: torch.Tensor, replicates: HalfSampleReplicates) -> None:
+        self.reference, self.replicates = reference, replicates
+        self.b_distance = embedding_frechet(b, reference)
+        self.b_replicates = replicates.distances(b)
+
+    def difference(self, a: torch.Tensor) -> tuple[float, float]:
+        return embedding_frechet(a, self.reference) - self.b_distance, float(
+            (self.replicates.distances(a) - self.b_replicates).std()
+        )
+
+
 def paired_frechet_difference(
     a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, seed: int = 0, num_replicates: int = 200
 ) -> tuple[float, float]:
     """FD(a, reference) − FD(b, reference) and its standard error, for two models scored on the
     same clips (row i: the same caption and noise in all three sets): the half-sample replicates
-    of :func:`paired_frechet_half_samples` keep the same clips for both distances, so the error
-    common to both (which clips happened to be drawn) cancels in the difference — much as a paired
+    of :class:`HalfSampleReplicates` keep the same clips for both distances, so the error common
+    to both (which clips happened to be drawn) cancels in the difference — much as a paired
     per-clip difference has a smaller interval than either mean."""
-    reps = paired_frechet_half_samples({"a": (a, reference), "b": (b, reference)}, num_replicates, seed)
-    return embedding_frechet(a, reference) - embedding_frechet(b, reference), float(
-        (reps["a"] - reps["b"]).std()
-    )
+    replicates = HalfSampleReplicates(reference, num_replicates, seed)
+    return PairedFrechetDifferences(b, reference, replicates).difference(a)

@@ -100,7 +100,7 @@ def _pooled_over_seeds(found: list) -> dict:
 def paired_fad_per_seed(comparisons: dict, reference: str = "bsa", blocks: bool = False) -> dict:
     """(weighting, steps) → [(difference, its standard error, seed)] of :func:`paired_fad_differences`
     before it pools them over the seeds: the seeds whose embeddings are found here."""
-    from bsa.metrics.frechet import paired_frechet_difference
+    from bsa.metrics.frechet import HalfSampleReplicates, PairedFrechetDifferences
 
     # (weighting, steps, block, seed) → a student's embeddings; ("teacher", block, seed) → the teacher's
     found: dict[tuple, torch.Tensor] = {}
@@ -115,13 +115,21 @@ def paired_fad_per_seed(comparisons: dict, reference: str = "bsa", blocks: bool 
             elif r.get("mode") == "progressive":
                 found[r["weighting"], r["steps"], block, r["seed"]] = e
     pairs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+    replicates: dict[tuple, HalfSampleReplicates] = {}  # the teacher's, per (block, seed)
+    against: dict[
+        tuple, PairedFrechetDifferences
+    ] = {}  # the reference student's side, per (steps, block, seed)
     students = sorted((k for k in found if len(k) == 4 and k[0] != reference), key=str)
     for w, n, block, seed in students:
         ref, teacher = found.get((reference, n, block, seed)), found.get(("teacher", block, seed))
         if ref is None or teacher is None:
             continue
+        if (block, seed) not in replicates:
+            replicates[block, seed] = HalfSampleReplicates(teacher, seed=seed)
+        if (n, block, seed) not in against:
+            against[n, block, seed] = PairedFrechetDifferences(ref, teacher, replicates[block, seed])
         pairs.setdefault((w, n), []).append(
-            (*paired_frechet_difference(found[w, n, block, seed], ref, teacher, seed=seed), seed)
+            (*against[n, block, seed].difference(found[w, n, block, seed]), seed)
         )
     return pairs
 
