@@ -195,6 +195,13 @@ def test_kernel_kinds_and_their_table_by_hand():
         "aten::native_group_norm": "normalisation",
         "aten::addmm": "matmul",
         "Memset (Device)": "other",
+        # seen on an H100, 2026-12-08: ATen's "nocast" element-wise kernels are no casts, cuDNN's
+        # attention says fprop too, cuBLAS's GEMMs are nvjet, Inductor's kernels are Triton's
+        "void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::native::CUDAFunctor_add<c10::BFloat16> >": "element-wise",
+        "void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::native::direct_copy_kernel_cuda>": "copy/cast",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64_4x1x1_cga1x1x1_kernel0_0": "attention",
+        "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_bias_TNT": "matmul",
+        "triton_per_fused_native_group_norm_silu_0": "compiled (Triton)",
     }
     assert {n: kernel_kind(n) for n in names} == names
     times = {

@@ -129,6 +129,13 @@ def test_readme_graph_tables_are_the_ones_generated_from_their_records():
         assert sampling_table(sampling) in readme, run
     from bsa.report.bench import ddp_table
 
+    h100 = (
+        REPO / "results/bench/2026-12-08-training-185m-h100"
+    )  # the levers, then the best setting cold and cached
+    assert training_table(json.loads((h100 / "levers.json").read_text())) in readme
+    calls = ("baseline", "regional-lpnorm-cold", "regional-lpnorm-cached", "channels-last")
+    rows = [row for f in calls for row in json.loads((h100 / f"{f}.json").read_text())["training"]]
+    assert training_table({"training": rows}) in readme
     ddp = sorted((REPO / "results/bench/2026-11-28-ddp").glob("bucket*/ddp*.json"))
     assert len(ddp) == 6 and ddp_table([json.loads(f.read_text()) for f in ddp]) in readme
     # the speed issue's figures are the ones its command derives from those two runs

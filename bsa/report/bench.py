@@ -28,12 +28,14 @@ def training_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
-# a kernel's kind from its name, first match wins (lower case): cuDNN's layout transforms before its
-# convolutions, whose implicit GEMMs come before cuBLAS's GEMMs; the CPU's operator names alike
+# a kernel's kind from its name, first match wins (lower case): Inductor's generated kernels first;
+# cuDNN's layout transforms and its attention (``…_sdpa_…_flash_fprop…``) before its convolutions,
+# whose implicit GEMMs come before cuBLAS's GEMMs; the CPU's operator names alike
 KERNEL_KINDS = (
+    ("compiled (Triton)", ("triton_",)),
     ("layout", ("nchwtonhwc", "nhwctonchw", "transpose")),
+    ("attention", ("sdpa", "flash", "fmha", "attention")),
     ("convolution", ("convolution", "convolve", "conv2d", "fprop", "dgrad", "wgrad", "implicit_gemm")),
-    ("attention", ("flash", "fmha", "attention")),
     (
         "normalisation",
         (
@@ -47,7 +49,7 @@ KERNEL_KINDS = (
             "gammabeta",
         ),
     ),
-    ("matmul", ("gemm", "cutlass", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("matmul", ("gemm", "cutlass", "cublas", "nvjet", "aten::mm", "aten::addmm", "aten::bmm")),
     ("optimizer", ("adam", "multi_tensor_apply")),
     ("copy/cast", ("copy", "cast", "convert")),
     ("element-wise", ("elementwise", "vectorized", "reduce", "aten::")),
@@ -57,7 +59,7 @@ KERNEL_KINDS = (
 def kernel_kind(name: str) -> str:
     """The kind of a CUDA kernel (or CPU operator) named ``name`` (:data:`KERNEL_KINDS`), "other"
     where none matches."""
-    low = name.lower()
+    low = name.lower().replace("_nocast", "")  # ATen's gpu_kernel_impl_nocast: any element-wise op
     return next((kind for kind, words in KERNEL_KINDS if any(w in low for w in words)), "other")
 
 
