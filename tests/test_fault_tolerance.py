@@ -1025,3 +1025,19 @@ def test_a_slurm_preemption_saves_at_a_step_boundary_and_requeues(debug_env, tmp
     runs = debug_env["root"] / "runs"
     for stage in ("stage00_guided_8steps", "stage01_4steps", "stage02_2steps"):
         assert_same_weights(unet_of(runs / "preempted" / stage), unet_of(runs / "not-preempted" / stage))
+
+
+def test_a_requeue_without_scontrol_keeps_training(tmp_path, monkeypatch, capsys):
+    """Where ``scontrol`` cannot be run, the requeue says so and the training goes on (its step
+    saved): a missing command must not end the job that SLURM was about to stop anyway."""
+    from types import SimpleNamespace
+
+    from bsa.callbacks import signals
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    trainer = SimpleNamespace(
+        callbacks=[], strategy=SimpleNamespace(barrier=lambda name: None), is_global_zero=True, global_step=9
+    )
+    signals.StepEndSignals(sigterm=False)._save_and_requeue(trainer)
+    assert "SLURM: saved step 9; requeuing job 77 failed:" in capsys.readouterr().out

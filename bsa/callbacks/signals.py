@@ -96,11 +96,15 @@ class StepEndSignals(pl.Callback):
         job = slurm_job_id()
         if not trainer.is_global_zero or job is None:
             return
-        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-        if done.returncode == 0:
+        try:
+            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            failure = done.stderr.strip() if done.returncode else None
+        except OSError as e:  # no scontrol here: the training goes on, its checkpoint saved
+            failure = str(e)
+        if failure is None:
             print(f"\nSLURM: saved step {trainer.global_step} and requeued job {job}", flush=True)
         else:
             print(
-                f"\nSLURM: saved step {trainer.global_step}; requeuing job {job} failed: {done.stderr.strip()}",
+                f"\nSLURM: saved step {trainer.global_step}; requeuing job {job} failed: {failure}",
                 flush=True,
             )
