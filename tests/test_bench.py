@@ -220,6 +220,9 @@ def test_kernel_kinds_and_their_table_by_hand():
         "|---|---|---|---|---|---|",
         "| m | bf16+profile | 10.0 | 60.0 % | 10.0 % | 30.0 % |",
     ]
+    # a row written with other kinds is classified again from its kernels' times
+    stale = {**row, "kernel_shares": {"other": 1.0}}
+    assert kernel_table({"training": [stale]}) == kernel_table({"training": [row]})
 
 
 def test_sampling_rows_put_compiled_and_eager_side_by_side(monkeypatch, capsys):

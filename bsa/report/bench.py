@@ -63,18 +63,25 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, words in KERNEL_KINDS if any(w in low for w in words)), "other")
 
 
-def kernel_breakdown(times: dict[str, tuple[float, float]], top: int = 20) -> dict:
-    """From each kernel's (ms per step, calls per step): ``kernel_ms_per_step`` (their sum),
-    ``kernel_shares`` (each kind's share of it, largest first) and ``kernels`` (the ``top`` kernels by
-    time: name, kind, calls and ms per step, share)."""
+def kernel_shares(times: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Each kind's share of the kernels' time (:func:`kernel_kind`), largest first."""
     total = sum(ms for ms, _ in times.values())
     by_kind: dict[str, float] = {}
     for name, (ms, _) in times.items():
         by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + ms
+    return {k: ms / total for k, ms in sorted(by_kind.items(), key=lambda kv: -kv[1])}
+
+
+def kernel_breakdown(times: dict[str, tuple[float, float]], top: int = 20) -> dict:
+    """From each kernel's (ms per step, calls per step): ``kernel_ms_per_step`` (their sum),
+    ``kernel_shares`` (each kind's share of it, largest first), ``kernels`` (the ``top`` kernels by
+    time: name, kind, calls and ms per step, share) and ``kernel_times`` (every kernel's [ms per
+    step, calls per step]: what a report classifies again when the kinds change)."""
+    total = sum(ms for ms, _ in times.values())
     ranked = sorted(times.items(), key=lambda kv: -kv[1][0])[:top]
     return {
         "kernel_ms_per_step": total,
-        "kernel_shares": {k: ms / total for k, ms in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        "kernel_shares": kernel_shares(times),
         "kernels": [
             {
                 "name": name[:160],
@@ -85,20 +92,25 @@ def kernel_breakdown(times: dict[str, tuple[float, float]], top: int = 20) -> di
             }
             for name, (ms, calls) in ranked
         ],
+        "kernel_times": {name[:160]: [ms, calls] for name, (ms, calls) in times.items()},
     }
 
 
 def kernel_table(bench: dict) -> str:
     """Per profiled training row (``+profile``) of a ``bsa bench`` result: each kind's share of the
-    step's kernel time, one column per kind (the kinds of :data:`KERNEL_KINDS` that occur)."""
+    step's kernel time, one column per kind (the kinds of :data:`KERNEL_KINDS` that occur) — from
+    the row's ``kernel_times`` with today's kinds where it has them, else the shares it was written with."""
     rows = [r for r in bench.get("training", []) if "kernel_shares" in r]
-    kinds = [k for k, _ in (*KERNEL_KINDS, ("other", ())) if any(k in r["kernel_shares"] for r in rows)]
+    shares_of = [
+        kernel_shares(r["kernel_times"]) if "kernel_times" in r else r["kernel_shares"] for r in rows
+    ]
+    kinds = [k for k, _ in (*KERNEL_KINDS, ("other", ())) if any(k in shares for shares in shares_of)]
     lines = [
         "| model | setting | kernels (ms/step) | " + " | ".join(kinds) + " |",
         "|---|---|---|" + "---|" * len(kinds),
     ]
-    for r in rows:
-        shares = [f"{100 * r['kernel_shares'][k]:.1f} %" if k in r["kernel_shares"] else "–" for k in kinds]
+    for r, row_shares in zip(rows, shares_of, strict=True):
+        shares = [f"{100 * row_shares[k]:.1f} %" if k in row_shares else "–" for k in kinds]
         lines.append(
             f"| {r['model']} | {r['combo']} | {r['kernel_ms_per_step']:.1f} | " + " | ".join(shares) + " |"
         )
