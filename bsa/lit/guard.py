@@ -40,10 +40,10 @@ class NonFiniteGuard:
     A non-finite loss (on any DDP rank: the decision is all-reduced) returns ``None`` — Lightning
     then skips backward and the optimizer step, so the weights (and every checkpoint written so
     far) stay as they were; under DDP, where Lightning refuses a skipped step, backward runs and
-    the optimizer step drops its gradients on every rank. A finite loss with non-finite gradients (an overflow in backward) is
-    treated the same way: :meth:`on_before_optimizer_step` drops the gradients, so the optimizer
-    leaves the weights as they were. Both are counted in ``train/nonfinite_skipped``;
-    ``max_consecutive`` in a row raise :class:`NonFiniteLossError`.
+    the optimizer step drops its gradients on every rank. A finite loss with non-finite gradients
+    (an overflow in backward) is treated the same way: :meth:`on_before_optimizer_step` drops the
+    gradients, so the optimizer leaves the weights as they were. Both are counted in
+    ``train/nonfinite_skipped``; ``max_consecutive`` in a row raise :class:`NonFiniteLossError`.
 
     Those two decisions read the device twice a step, and a small model's step waits on each
     (its next launches cannot overlap the GPU's work; under DDP each read is also a collective

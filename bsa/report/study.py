@@ -116,9 +116,8 @@ def paired_fad_per_seed(comparisons: dict, reference: str = "bsa", blocks: bool 
                 found[r["weighting"], r["steps"], block, r["seed"]] = e
     pairs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
     replicates: dict[tuple, HalfSampleReplicates] = {}  # the teacher's, per (block, seed)
-    against: dict[
-        tuple, PairedFrechetDifferences
-    ] = {}  # the reference student's side, per (steps, block, seed)
+    # the reference student's side, per (steps, block, seed)
+    against: dict[tuple, PairedFrechetDifferences] = {}
     students = sorted((k for k in found if len(k) == 4 and k[0] != reference), key=str)
     for w, n, block, seed in students:
         ref, teacher = found.get((reference, n, block, seed)), found.get(("teacher", block, seed))
@@ -626,9 +625,9 @@ def seeds_note(seeds) -> str:
 
 
 def format_study(summary: dict) -> str:
-    """The weighting study's table (docs/results/weighting-study.md, summary.md): one row per (step count, weighting); ✓ marks a paired
-    difference whose interval excludes zero. A reference run more than once has a row of its runs'
-    differences beneath it."""
+    """The weighting study's table (docs/results/weighting-study.md, summary.md): one row per
+    (step count, weighting); ✓ marks a paired difference whose interval excludes zero. A
+    reference run more than once has a row of its runs' differences beneath it."""
     ref = summary["reference"]
 
     def cell(v, fmt="{:.4f}", mark=False):
